@@ -1,0 +1,160 @@
+//! Validation of values that come from JavaScript. Bad input throws a `TypeError` or a
+//! `RangeError` whose message names the parameter, what was expected and what was given,
+//! with Node's own codes (`ERR_INVALID_ARG_TYPE`, `ERR_OUT_OF_RANGE`, `ERR_INVALID_ARG_VALUE`).
+
+use napi::bindgen_prelude::*;
+use napi::{Env, JsValue, Unknown, ValueType};
+
+use crate::policy::thresholds::{js_number, RangeViolation};
+
+/// Throws a `TypeError` and returns the error that tells napi it is already pending.
+pub fn type_error(env: &Env, code: &str, message: String) -> Error {
+    let _ = env.throw_type_error(&message, Some(code));
+    Error::new(Status::PendingException, message)
+}
+
+/// Throws a `RangeError` (see [`type_error`]).
+pub fn range_error(env: &Env, message: String) -> Error {
+    let _ = env.throw_range_error(&message, Some("ERR_OUT_OF_RANGE"));
+    Error::new(Status::PendingException, message)
+}
+
+pub fn range_violation(env: &Env, violation: RangeViolation) -> Error {
+    range_error(env, violation.to_string())
+}
+
+/// How a value is described in messages: `got 1.5`, `got a string`, `got null`.
+pub fn describe(value: &Unknown) -> String {
+    match value.get_type() {
+        Ok(ValueType::Number) => match unsafe { value.cast::<f64>() } {
+            Ok(n) => js_number(n),
+            Err(_) => "a number".to_owned(),
+        },
+        Ok(ValueType::Null) => "null".to_owned(),
+        Ok(ValueType::Undefined) => "undefined".to_owned(),
+        Ok(ValueType::String) => "a string".to_owned(),
+        Ok(ValueType::Boolean) => "a boolean".to_owned(),
+        Ok(ValueType::Function) => "a function".to_owned(),
+        Ok(ValueType::BigInt) => "a bigint".to_owned(),
+        Ok(ValueType::Symbol) => "a symbol".to_owned(),
+        Ok(ValueType::Object) if value.is_array().unwrap_or(false) => "an array".to_owned(),
+        Ok(ValueType::Object) => "an object".to_owned(),
+        _ => "an unknown value".to_owned(),
+    }
+}
+
+fn is_nullish(value: &Unknown) -> bool {
+    matches!(value.get_type(), Ok(ValueType::Undefined) | Ok(ValueType::Null))
+}
+
+/// A plain options object being read: every key is checked against the allowed ones.
+pub struct OptionsObject<'env> {
+    env: &'env Env,
+    object: Object<'env>,
+    /// The name users see in messages, e.g. `options` or `options.thresholds`.
+    name: String,
+}
+
+impl<'env> OptionsObject<'env> {
+    /// `undefined` gives `None`; anything but a plain object (or an array) is a `TypeError`;
+    /// keys not in `allowed` are a `TypeError` naming them.
+    pub fn read(env: &'env Env, value: Option<Unknown<'env>>, name: &str, allowed: &[&str]) -> Result<Option<Self>> {
+        let Some(value) = value else { return Ok(None) };
+        if matches!(value.get_type()?, ValueType::Undefined) {
+            return Ok(None);
+        }
+        if value.get_type()? != ValueType::Object || value.is_array()? {
+            return Err(type_error(
+                env,
+                "ERR_INVALID_ARG_TYPE",
+                format!("{name} must be an object, got {}", describe(&value)),
+            ));
+        }
+        let object: Object<'env> = unsafe { value.cast()? };
+        let keys = object.get_property_names()?;
+        let mut unknown = Vec::new();
+        for i in 0..keys.get_array_length()? {
+            let key: String = keys.get_element(i)?;
+            if !allowed.contains(&key.as_str()) {
+                unknown.push(key);
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(type_error(
+                env,
+                "ERR_INVALID_ARG_VALUE",
+                format!(
+                    "{name} has unknown option{} {}; known options are {}",
+                    if unknown.len() > 1 { "s" } else { "" },
+                    unknown.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", "),
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        Ok(Some(OptionsObject { env, object, name: name.to_owned() }))
+    }
+
+    /// Fields of a constructor's options object are named as users write them
+    /// (`thresholds.gpu_memory`, `nvmlLibraryPath`); deeper ones with their path.
+    fn field_name(&self, key: &str) -> String {
+        if self.name == "options" {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.name)
+        }
+    }
+
+    fn present(&self, key: &str) -> Result<Option<Unknown<'env>>> {
+        let value: Unknown<'env> = self.object.get_named_property(key)?;
+        Ok((!matches!(value.get_type()?, ValueType::Undefined)).then_some(value))
+    }
+
+    /// A number option; `undefined` gives `None`. NaN is a `TypeError` (it is no number a
+    /// user meant); ranges are the caller's to check.
+    pub fn number(&self, key: &str) -> Result<Option<f64>> {
+        let Some(value) = self.present(key)? else { return Ok(None) };
+        let number = (value.get_type()? == ValueType::Number).then(|| unsafe { value.cast::<f64>() }).transpose()?;
+        match number {
+            Some(n) if !n.is_nan() => Ok(Some(n)),
+            _ => Err(type_error(
+                self.env,
+                "ERR_INVALID_ARG_TYPE",
+                format!("{} must be a number, got {}", self.field_name(key), describe(&value)),
+            )),
+        }
+    }
+
+    /// A non-empty string option without NUL bytes (it may become a path).
+    pub fn string(&self, key: &str) -> Result<Option<String>> {
+        let Some(value) = self.present(key)? else { return Ok(None) };
+        if value.get_type()? != ValueType::String {
+            return Err(type_error(
+                self.env,
+                "ERR_INVALID_ARG_TYPE",
+                format!("{} must be a string, got {}", self.field_name(key), describe(&value)),
+            ));
+        }
+        let text: String = unsafe { value.cast()? };
+        if text.is_empty() || text.contains('\0') {
+            return Err(type_error(
+                self.env,
+                "ERR_INVALID_ARG_VALUE",
+                format!("{} must be a non-empty string without NUL bytes, got {text:?}", self.field_name(key)),
+            ));
+        }
+        Ok(Some(text))
+    }
+
+    /// A nested options object.
+    pub fn object(&self, key: &str, allowed: &[&str]) -> Result<Option<OptionsObject<'env>>> {
+        let value: Unknown<'env> = self.object.get_named_property(key)?;
+        if is_nullish(&value) && value.get_type()? == ValueType::Null {
+            return Err(type_error(
+                self.env,
+                "ERR_INVALID_ARG_TYPE",
+                format!("{} must be an object, got null", self.field_name(key)),
+            ));
+        }
+        OptionsObject::read(self.env, Some(value), &self.field_name(key), allowed)
+    }
+}

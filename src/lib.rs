@@ -1,0 +1,10 @@
+//! hpc-health: GPU and host health monitoring and recovery for Node.js GPU services.
+//!
+//! The crate is a plain Rust core (`sampling`, `policy`) that knows nothing of JavaScript,
+//! and one binding folder (`js`) where every `#[napi]` item lives.
+
+pub mod monitors;
+pub mod policy;
+pub mod sampling;
+
+mod js;

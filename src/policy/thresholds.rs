@@ -1,0 +1,135 @@
+//! Every threshold the package knows, with its default and allowed range, in one table.
+
+use std::fmt;
+
+/// The allowed values of one threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThresholdSpec {
+    /// The option name as users write it (`thresholds.<name>`).
+    pub name: &'static str,
+    pub default: f64,
+    pub min: f64,
+    /// Whether `min` itself is allowed.
+    pub min_inclusive: bool,
+    pub max: f64,
+    pub integer: bool,
+}
+
+impl ThresholdSpec {
+    /// A range in the notation of the error messages: `(0, 1]`, `[0, 2147483647]`.
+    pub fn describe_range(&self) -> String {
+        let open = if self.min_inclusive { '[' } else { '(' };
+        let kind = if self.integer { "an integer" } else { "a number" };
+        format!("{kind} in {open}{}, {}]", self.min, self.max)
+    }
+
+    pub fn check(&self, value: f64) -> Result<f64, RangeViolation> {
+        let above_min = if self.min_inclusive { value >= self.min } else { value > self.min };
+        let integral = !self.integer || value.fract() == 0.0;
+        if value.is_finite() && above_min && value <= self.max && integral {
+            Ok(value)
+        } else {
+            Err(RangeViolation { parameter: format!("thresholds.{}", self.name), expected: self.describe_range(), got: value })
+        }
+    }
+}
+
+/// A value outside its allowed range; shown to users as a `RangeError`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeViolation {
+    pub parameter: String,
+    pub expected: String,
+    pub got: f64,
+}
+
+impl fmt::Display for RangeViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} must be {}, got {}", self.parameter, self.expected, js_number(self.got))
+    }
+}
+
+/// A number as JavaScript prints it, so that messages quote what the user wrote.
+pub fn js_number(value: f64) -> String {
+    match value {
+        v if v.is_nan() => "NaN".to_owned(),
+        f64::INFINITY => "Infinity".to_owned(),
+        f64::NEG_INFINITY => "-Infinity".to_owned(),
+        v => format!("{v}"),
+    }
+}
+
+/// The longest interval a timer in Node can wait (2^31 − 1 ms, about 24.8 days).
+pub const MAX_INTERVAL_MS: f64 = 2_147_483_647.0;
+
+pub const GPU_MEMORY: ThresholdSpec =
+    ThresholdSpec { name: "gpu_memory", default: 0.85, min: 0.0, min_inclusive: false, max: 1.0, integer: false };
+pub const SYSTEM_MEMORY: ThresholdSpec =
+    ThresholdSpec { name: "system_memory", default: 0.80, min: 0.0, min_inclusive: false, max: 1.0, integer: false };
+pub const WARNING_INTERVAL: ThresholdSpec =
+    ThresholdSpec { name: "warning_interval", default: 60_000.0, min: 0.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
+
+/// The thresholds of `MemoryMonitor`, in the requirements' order.
+pub const MEMORY_THRESHOLDS: [ThresholdSpec; 3] = [GPU_MEMORY, SYSTEM_MEMORY, WARNING_INTERVAL];
+
+/// Validated memory thresholds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemoryThresholds {
+    /// Fraction of one device's memory above which that device is under pressure.
+    pub gpu_memory: f64,
+    /// Fraction of `system_total` above which the system is under pressure.
+    pub system_memory: f64,
+    /// Least milliseconds between two warnings for the same condition.
+    pub warning_interval_ms: f64,
+}
+
+impl Default for MemoryThresholds {
+    fn default() -> Self {
+        MemoryThresholds {
+            gpu_memory: GPU_MEMORY.default,
+            system_memory: SYSTEM_MEMORY.default,
+            warning_interval_ms: WARNING_INTERVAL.default,
+        }
+    }
+}
+
+impl MemoryThresholds {
+    /// Builds thresholds from the given values, defaults for the rest.
+    pub fn from_values(gpu_memory: Option<f64>, system_memory: Option<f64>, warning_interval: Option<f64>) -> Result<Self, RangeViolation> {
+        let defaults = Self::default();
+        Ok(MemoryThresholds {
+            gpu_memory: gpu_memory.map(|v| GPU_MEMORY.check(v)).transpose()?.unwrap_or(defaults.gpu_memory),
+            system_memory: system_memory.map(|v| SYSTEM_MEMORY.check(v)).transpose()?.unwrap_or(defaults.system_memory),
+            warning_interval_ms: warning_interval
+                .map(|v| WARNING_INTERVAL.check(v))
+                .transpose()?
+                .unwrap_or(defaults.warning_interval_ms),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_requirements() {
+        let t = MemoryThresholds::default();
+        assert_eq!((t.gpu_memory, t.system_memory, t.warning_interval_ms), (0.85, 0.80, 60_000.0));
+    }
+
+    #[test]
+    fn ranges_are_enforced_with_clear_messages() {
+        let err = MemoryThresholds::from_values(Some(1.5), None, None).unwrap_err();
+        assert_eq!(err.to_string(), "thresholds.gpu_memory must be a number in (0, 1], got 1.5");
+        assert!(MemoryThresholds::from_values(Some(0.0), None, None).is_err());
+        assert!(MemoryThresholds::from_values(Some(1.0), None, None).is_ok());
+        assert!(MemoryThresholds::from_values(None, Some(-0.1), None).is_err());
+        assert!(MemoryThresholds::from_values(None, Some(f64::NAN), None).is_err());
+        assert!(MemoryThresholds::from_values(None, None, Some(0.0)).is_ok());
+        assert!(MemoryThresholds::from_values(None, None, Some(1.5)).is_err());
+        let err = MemoryThresholds::from_values(None, None, Some(f64::INFINITY)).unwrap_err();
+        assert!(err.to_string().ends_with("got Infinity"), "{err}");
+        let err = MemoryThresholds::from_values(None, None, Some(-1.0)).unwrap_err();
+        assert_eq!(err.to_string(), "thresholds.warning_interval must be an integer in [0, 2147483647], got -1");
+    }
+}

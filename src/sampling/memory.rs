@@ -1,0 +1,249 @@
+//! One memory sample of the whole machine as this process sees it: host RAM, the cgroup
+//! limit that binds it, PSI and every GPU.
+
+use super::cgroup::{locate_memory_cgroup, read_cgroup_memory, CgroupLocation, CgroupVersion};
+use super::gpu::{sample_gpu_memory, GpuDeviceMemory};
+use super::host_memory::{sample_host_memory, HostMemory};
+use super::nvml_session::NvmlSession;
+use super::psi::{read_memory_psi, MemoryPsi};
+use super::unix_time_ms;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryLimitSource {
+    Host,
+    Cgroup,
+}
+
+impl MemoryLimitSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemoryLimitSource::Host => "host",
+            MemoryLimitSource::Cgroup => "cgroup",
+        }
+    }
+}
+
+/// What the cgroup reading gave, for operators who want to see why a limit applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CgroupReport {
+    pub version: Option<CgroupVersion>,
+    pub path: Option<String>,
+    pub limit: Option<u64>,
+    /// Why the cgroup could not be read; the host's figures are used then.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryMetrics {
+    pub timestamp_ms: f64,
+    pub gpu_used: u64,
+    pub gpu_total: u64,
+    pub system_used: u64,
+    pub system_total: u64,
+    /// Why host memory could not be read (both system figures are then 0).
+    pub system_error: Option<String>,
+    pub memory_limit_source: MemoryLimitSource,
+    pub psi: Option<MemoryPsi>,
+    pub gpu_available: bool,
+    pub gpu_error: Option<String>,
+    pub gpus: Vec<GpuDeviceMemory>,
+    pub cgroup: Option<CgroupReport>,
+}
+
+/// Samples memory for one monitor. Cheap to share between threads.
+pub struct MemorySampler {
+    root: PathBuf,
+    nvml: Arc<NvmlSession>,
+    /// Found once; found again only when reading it fails (the process moved).
+    cgroup_location: Mutex<Option<CgroupLocation>>,
+}
+
+impl MemorySampler {
+    pub fn new(root: PathBuf, nvml: Arc<NvmlSession>) -> Self {
+        MemorySampler { root, nvml, cgroup_location: Mutex::new(None) }
+    }
+
+    pub fn nvml(&self) -> &Arc<NvmlSession> {
+        &self.nvml
+    }
+
+    /// Takes one sample now. Never fails: what could not be read is reported in the result.
+    pub fn sample_memory_metrics(&self) -> MemoryMetrics {
+        let timestamp_ms = unix_time_ms();
+        let (host, system_error) = match sample_host_memory() {
+            Ok(host) => (host, None),
+            Err(error) => (HostMemory { total: 0, available: 0 }, Some(error)),
+        };
+        let cgroup = self.sample_cgroup();
+        let (system_total, system_used, memory_limit_source) = match &cgroup {
+            // A limit counts where it is below the RAM there is (or RAM could not be read).
+            Some((Some(limit), Some(working_set), _)) if host.total == 0 || *limit < host.total => {
+                (*limit, *working_set, MemoryLimitSource::Cgroup)
+            }
+            _ => (host.total, host.used(), MemoryLimitSource::Host),
+        };
+        // PSI is advisory: a file that will not parse is reported as absent, not as an error.
+        let psi = read_memory_psi(&self.root).ok().flatten();
+        let gpu = sample_gpu_memory(&self.nvml);
+        let usable = gpu.devices.iter().filter(|d| !d.lost);
+        let (gpu_used, gpu_total) = usable.fold((0, 0), |(u, t), d| (u + d.used, t + d.total));
+        MemoryMetrics {
+            timestamp_ms,
+            gpu_used,
+            gpu_total,
+            system_used,
+            system_total,
+            system_error,
+            memory_limit_source,
+            psi,
+            gpu_available: gpu.available,
+            gpu_error: gpu.error,
+            gpus: gpu.devices,
+            cgroup: cgroup.map(|(_, _, report)| report),
+        }
+    }
+
+    /// `(limit, working_set, report)`, or `None` when the process is in no memory cgroup.
+    fn sample_cgroup(&self) -> Option<(Option<u64>, Option<u64>, CgroupReport)> {
+        let mut cached = self.cgroup_location.lock().unwrap_or_else(|p| p.into_inner());
+        for attempt in 0..2 {
+            if cached.is_none() {
+                match locate_memory_cgroup(&self.root) {
+                    Ok(Some(location)) => *cached = Some(location),
+                    Ok(None) => return None,
+                    Err(error) => return Some((None, None, failed_report(None, error.to_string()))),
+                }
+            }
+            let location = cached.as_ref().expect("located above");
+            match read_cgroup_memory(location) {
+                Ok(memory) => {
+                    let report = CgroupReport {
+                        version: Some(memory.version),
+                        path: Some(memory.cgroup_path),
+                        limit: memory.limit,
+                        error: None,
+                    };
+                    return Some((memory.limit, memory.working_set, report));
+                }
+                Err(error) if attempt == 0 => {
+                    // Perhaps the process moved to another cgroup: look it up once more.
+                    let _ = error;
+                    *cached = None;
+                }
+                Err(error) => {
+                    let report = failed_report(Some(location), error.to_string());
+                    *cached = None;
+                    return Some((None, None, report));
+                }
+            }
+        }
+        None
+    }
+}
+
+fn failed_report(location: Option<&CgroupLocation>, error: String) -> CgroupReport {
+    CgroupReport {
+        version: location.map(|l| l.version),
+        path: location.map(|l| l.cgroup_path.clone()),
+        limit: None,
+        error: Some(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampling::nvml_session::shared_session;
+    use std::ffi::OsStr;
+    use std::fs;
+
+    fn sampler_at(root: &std::path::Path) -> MemorySampler {
+        MemorySampler::new(root.to_owned(), shared_session(OsStr::new("/nonexistent/libnvidia-ml.so.1")))
+    }
+
+    fn write(root: &std::path::Path, relative: &str, text: &str) {
+        let path = root.join(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    const MOUNTINFO: &str = "24 1 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+
+    #[test]
+    fn cgroup_limit_below_host_is_the_total() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "proc/self/cgroup", "0::/svc\n");
+        write(root, "proc/self/mountinfo", MOUNTINFO);
+        write(root, "sys/fs/cgroup/svc/memory.max", "536870912\n");
+        write(root, "sys/fs/cgroup/svc/memory.current", "482344960\n");
+        write(root, "sys/fs/cgroup/svc/memory.stat", "inactive_file 10485760\n");
+        write(root, "proc/pressure/memory", "some avg10=2.50 avg60=0 avg300=0 total=1\nfull avg10=1.00 avg60=0 avg300=0 total=1\n");
+        let metrics = sampler_at(root).sample_memory_metrics();
+        assert_eq!(metrics.system_total, 512 << 20);
+        assert_eq!(metrics.system_used, 450 << 20);
+        assert_eq!(metrics.memory_limit_source, MemoryLimitSource::Cgroup);
+        assert_eq!(metrics.psi, Some(MemoryPsi { some_avg10: 2.5, full_avg10: 1.0 }));
+        assert!(!metrics.gpu_available);
+        assert!(metrics.gpu_error.as_deref().unwrap().contains("could not be loaded"));
+        assert_eq!((metrics.gpu_used, metrics.gpu_total), (0, 0));
+        let report = metrics.cgroup.unwrap();
+        assert_eq!(report.version, Some(CgroupVersion::V2));
+        assert_eq!(report.limit, Some(512 << 20));
+    }
+
+    #[test]
+    fn limit_above_host_memory_means_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "proc/self/cgroup", "0::/svc\n");
+        write(root, "proc/self/mountinfo", MOUNTINFO);
+        write(root, "sys/fs/cgroup/svc/memory.max", &format!("{}\n", 1u64 << 50));
+        write(root, "sys/fs/cgroup/svc/memory.current", "1\n");
+        write(root, "sys/fs/cgroup/svc/memory.stat", "inactive_file 0\n");
+        let metrics = sampler_at(root).sample_memory_metrics();
+        assert_eq!(metrics.memory_limit_source, MemoryLimitSource::Host);
+        assert_eq!(metrics.system_total, sample_host_memory().unwrap().total);
+        assert_eq!(metrics.psi, None);
+    }
+
+    #[test]
+    fn unreadable_cgroup_falls_back_to_host_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "proc/self/cgroup", "0::/svc\n");
+        write(root, "proc/self/mountinfo", MOUNTINFO);
+        write(root, "sys/fs/cgroup/cgroup.controllers", "memory\n");
+        write(root, "sys/fs/cgroup/svc/memory.max", "garbage\n");
+        let sampler = sampler_at(root);
+        let metrics = sampler.sample_memory_metrics();
+        assert_eq!(metrics.memory_limit_source, MemoryLimitSource::Host);
+        assert!(metrics.cgroup.unwrap().error.unwrap().contains("memory.max"));
+        // Once the file is fixed the next sample sees the limit.
+        write(root, "sys/fs/cgroup/svc/memory.max", "1048576\n");
+        write(root, "sys/fs/cgroup/svc/memory.current", "524288\n");
+        write(root, "sys/fs/cgroup/svc/memory.stat", "inactive_file 0\n");
+        let metrics = sampler.sample_memory_metrics();
+        assert_eq!((metrics.system_total, metrics.system_used), (1 << 20, 1 << 19));
+    }
+
+    #[test]
+    fn a_process_that_moves_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "proc/self/cgroup", "0::/a\n");
+        write(root, "proc/self/mountinfo", MOUNTINFO);
+        for (name, limit) in [("a", 1u64 << 20), ("b", 2u64 << 20)] {
+            write(root, &format!("sys/fs/cgroup/{name}/memory.max"), &format!("{limit}\n"));
+            write(root, &format!("sys/fs/cgroup/{name}/memory.current"), "0\n");
+            write(root, &format!("sys/fs/cgroup/{name}/memory.stat"), "inactive_file 0\n");
+        }
+        let sampler = sampler_at(root);
+        assert_eq!(sampler.sample_memory_metrics().system_total, 1 << 20);
+        write(root, "proc/self/cgroup", "0::/b\n");
+        fs::remove_dir_all(root.join("sys/fs/cgroup/a")).unwrap();
+        assert_eq!(sampler.sample_memory_metrics().system_total, 2 << 20);
+    }
+}

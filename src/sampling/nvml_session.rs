@@ -1,0 +1,188 @@
+//! One NVML session per library per process, shared by every monitor.
+//!
+//! `nvmlInit` is reference counted by the driver, but each `Nvml` value also loads the
+//! library; sharing one keeps that to once. A failed open is remembered for a short while
+//! so that a machine without a driver does not retry `dlopen` on every sample.
+
+use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::Nvml;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+/// The library loaded when neither an option nor the environment names one.
+pub const DEFAULT_NVML_LIBRARY: &str = "libnvidia-ml.so.1";
+/// The environment variable that names the library when no option does.
+pub const NVML_LIBRARY_ENV: &str = "HPC_HEALTH_NVML_LIBRARY";
+/// How long a failed open is trusted before the next sample tries again.
+pub const FAILED_OPEN_RETRY: Duration = Duration::from_secs(5);
+
+/// The library to load: the option, else `HPC_HEALTH_NVML_LIBRARY`, else `libnvidia-ml.so.1`.
+pub fn resolve_nvml_library(option: Option<&str>) -> OsString {
+    match option {
+        Some(path) => path.into(),
+        None => std::env::var_os(NVML_LIBRARY_ENV)
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| DEFAULT_NVML_LIBRARY.into()),
+    }
+}
+
+/// What a device was the last time it answered; kept so a lost device can still be named
+/// and so a re-opened session can wait for the same devices by UUID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownDevice {
+    pub index: u32,
+    pub uuid: String,
+    pub name: String,
+}
+
+enum SessionState {
+    Closed,
+    Open(Nvml),
+    Failed { reason: String, at: Instant },
+}
+
+pub struct NvmlSession {
+    library: OsString,
+    state: RwLock<SessionState>,
+    known_devices: Mutex<Vec<Option<KnownDevice>>>,
+}
+
+/// The process-wide session for `library`.
+pub fn shared_session(library: &OsStr) -> Arc<NvmlSession> {
+    static SESSIONS: OnceLock<Mutex<HashMap<OsString, Arc<NvmlSession>>>> = OnceLock::new();
+    let mut sessions = SESSIONS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    sessions
+        .entry(library.to_owned())
+        .or_insert_with(|| {
+            Arc::new(NvmlSession {
+                library: library.to_owned(),
+                state: RwLock::new(SessionState::Closed),
+                known_devices: Mutex::new(Vec::new()),
+            })
+        })
+        .clone()
+}
+
+/// Words for an NVML failure that an operator can act on.
+pub fn describe_nvml_error(error: &NvmlError) -> String {
+    match error {
+        NvmlError::LibloadingError(e) => format!("NVML library could not be loaded: {e}"),
+        NvmlError::DriverNotLoaded => "NVIDIA driver is not loaded".to_owned(),
+        NvmlError::NoPermission => "no permission to talk to the NVIDIA driver".to_owned(),
+        NvmlError::LibRmVersionMismatch => "NVML library and kernel driver versions differ (reboot or reload the driver)".to_owned(),
+        other => format!("NVML error: {other}"),
+    }
+}
+
+impl NvmlSession {
+    pub fn library(&self) -> &OsStr {
+        &self.library
+    }
+
+    fn open(&self) -> SessionState {
+        match Nvml::builder().lib_path(&self.library).init() {
+            Ok(nvml) => SessionState::Open(nvml),
+            Err(error) => SessionState::Failed { reason: describe_nvml_error(&error), at: Instant::now() },
+        }
+    }
+
+    /// Runs `f` with the open session, opening it first if needed. `Err` carries why NVML
+    /// is unavailable.
+    pub fn with_nvml<R>(&self, f: impl FnOnce(&Nvml) -> R) -> Result<R, String> {
+        {
+            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            match &*state {
+                SessionState::Open(nvml) => return Ok(f(nvml)),
+                SessionState::Failed { reason, at } if at.elapsed() < FAILED_OPEN_RETRY => return Err(reason.clone()),
+                _ => {}
+            }
+        }
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        // Another thread may have opened it while this one waited for the lock.
+        let retry = match &*state {
+            SessionState::Open(_) => false,
+            SessionState::Failed { at, .. } => at.elapsed() >= FAILED_OPEN_RETRY,
+            SessionState::Closed => true,
+        };
+        if retry {
+            *state = self.open();
+        }
+        drop(state);
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        match &*state {
+            SessionState::Open(nvml) => Ok(f(nvml)),
+            SessionState::Failed { reason, .. } => Err(reason.clone()),
+            SessionState::Closed => Err("NVML session is closed".to_owned()),
+        }
+    }
+
+    /// Shuts the session down and opens it anew: handles of a device that fell off the bus
+    /// stay stale until NVML is initialised again.
+    pub fn reopen(&self) -> Result<(), String> {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        // Dropping the old `Nvml` calls nvmlShutdown before the new nvmlInit.
+        *state = SessionState::Closed;
+        *state = self.open();
+        match &*state {
+            SessionState::Open(_) => Ok(()),
+            SessionState::Failed { reason, .. } => Err(reason.clone()),
+            SessionState::Closed => unreachable!("open() never leaves the session closed"),
+        }
+    }
+
+    pub fn remember_device(&self, device: KnownDevice) {
+        let mut known = self.known_devices.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = device.index as usize;
+        if known.len() <= slot {
+            known.resize(slot + 1, None);
+        }
+        known[slot] = Some(device);
+    }
+
+    pub fn known_device(&self, index: u32) -> Option<KnownDevice> {
+        let known = self.known_devices.lock().unwrap_or_else(|p| p.into_inner());
+        known.get(index as usize).cloned().flatten()
+    }
+
+    /// Every device that has answered at least once since the process started.
+    pub fn known_devices(&self) -> Vec<KnownDevice> {
+        let known = self.known_devices.lock().unwrap_or_else(|p| p.into_inner());
+        known.iter().flatten().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_wins_over_environment_and_default() {
+        assert_eq!(resolve_nvml_library(Some("/x/libnvidia-ml.so")), OsString::from("/x/libnvidia-ml.so"));
+        // The environment is process-wide; only read it here, never set it.
+        let expected = std::env::var_os(NVML_LIBRARY_ENV)
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| DEFAULT_NVML_LIBRARY.into());
+        assert_eq!(resolve_nvml_library(None), expected);
+    }
+
+    #[test]
+    fn missing_library_fails_with_reason_and_is_shared() {
+        let a = shared_session(OsStr::new("/nonexistent/libnvidia-ml.so.1"));
+        let b = shared_session(OsStr::new("/nonexistent/libnvidia-ml.so.1"));
+        assert!(Arc::ptr_eq(&a, &b));
+        let reason = a.with_nvml(|_| ()).unwrap_err();
+        assert!(reason.contains("could not be loaded"), "{reason}");
+        assert!(a.reopen().is_err());
+    }
+
+    #[test]
+    fn known_devices_are_kept_by_index() {
+        let s = shared_session(OsStr::new("/nonexistent/known-devices-test.so"));
+        s.remember_device(KnownDevice { index: 2, uuid: "GPU-2".into(), name: "two".into() });
+        assert_eq!(s.known_device(2).unwrap().uuid, "GPU-2");
+        assert_eq!(s.known_device(0), None);
+        assert_eq!(s.known_devices().len(), 1);
+    }
+}
