@@ -147,11 +147,13 @@ test('cgroup v1: unlimited means the host, a parent limit binds the child', asyn
     'sys/fs/cgroup/memory/batch/memory.usage_in_bytes': `${900 * MiB}\n`,
     'sys/fs/cgroup/memory/batch/memory.stat': `cache 1\ninactive_file 7\ntotal_inactive_file ${50 * MiB}\n`,
   })
-  m = await monitor.getMemoryMetrics()
+  // Limits are re-read once a second; a new monitor reads them at once.
+  const fresh = new MemoryMonitor({ fsRoot: root, nvmlLibraryPath: NO_NVML })
+  m = await fresh.getMemoryMetrics()
   assert.equal(m.memory_limit_source, 'cgroup')
   assert.equal(m.system_total, GiB)
   assert.equal(m.system_used, 850 * MiB)
-  const p = await monitor.checkMemoryPressure()
+  const p = await fresh.checkMemoryPressure()
   assert.equal(p.system_pressure, true)
 })
 

@@ -252,12 +252,19 @@ pub fn parse_inactive_file(text: &str) -> Result<u64, String> {
     local.ok_or_else(|| "no inactive_file line".to_owned())
 }
 
-/// Reads the limit at every level from the process's cgroup to the top of the hierarchy and
-/// the working set of the level whose limit is smallest. A level whose limit file is absent
-/// (the v2 root has none) counts as unlimited.
-pub fn read_cgroup_memory(location: &CgroupLocation) -> Result<CgroupMemory, CgroupError> {
+/// The smallest limit up the hierarchy and the cgroup directory that sets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TightestLimit {
+    pub limit: u64,
+    pub dir: PathBuf,
+}
+
+/// Reads the limit at every level from the process's cgroup to the top of the hierarchy.
+/// A level whose limit file is absent (the v2 root has none) counts as unlimited; the
+/// leaf's must exist, or the process has moved.
+pub fn read_tightest_limit(location: &CgroupLocation) -> Result<Option<TightestLimit>, CgroupError> {
     let version = location.version;
-    let mut tightest: Option<(u64, &Path)> = None;
+    let mut tightest: Option<TightestLimit> = None;
     let mut dir: &Path = &location.leaf_dir;
     loop {
         let limit_path = dir.join(version.limit_file());
@@ -265,12 +272,11 @@ pub fn read_cgroup_memory(location: &CgroupLocation) -> Result<CgroupMemory, Cgr
             Ok(text) => {
                 let limit = parse_memory_limit(version, &text).map_err(|d| malformed(&limit_path, d))?;
                 if let Some(limit) = limit {
-                    if tightest.is_none_or(|(smallest, _)| limit < smallest) {
-                        tightest = Some((limit, dir));
+                    if tightest.as_ref().is_none_or(|t| limit < t.limit) {
+                        tightest = Some(TightestLimit { limit, dir: dir.to_owned() });
                     }
                 }
             }
-            // The leaf itself must be readable: if it is gone the process has moved.
             Err(error) if error.kind() == io::ErrorKind::NotFound && dir != location.leaf_dir => {}
             Err(error) => return Err(CgroupError::Io { path: limit_path, error }),
         }
@@ -282,20 +288,26 @@ pub fn read_cgroup_memory(location: &CgroupLocation) -> Result<CgroupMemory, Cgr
             _ => break,
         }
     }
-    let working_set = match tightest {
-        Some((_, limited_dir)) => {
-            let usage_path = limited_dir.join(version.usage_file());
-            let usage = parse_byte_count(&read_file(&usage_path)?).map_err(|d| malformed(&usage_path, d))?;
-            let stat_path = limited_dir.join("memory.stat");
-            let inactive = parse_inactive_file(&read_file(&stat_path)?).map_err(|d| malformed(&stat_path, d))?;
-            Some(usage.saturating_sub(inactive))
-        }
-        None => None,
-    };
+    Ok(tightest)
+}
+
+/// Usage of the cgroup at `dir` (its children included) minus its inactive file pages.
+pub fn read_working_set(version: CgroupVersion, dir: &Path) -> Result<u64, CgroupError> {
+    let usage_path = dir.join(version.usage_file());
+    let usage = parse_byte_count(&read_file(&usage_path)?).map_err(|d| malformed(&usage_path, d))?;
+    let stat_path = dir.join("memory.stat");
+    let inactive = parse_inactive_file(&read_file(&stat_path)?).map_err(|d| malformed(&stat_path, d))?;
+    Ok(usage.saturating_sub(inactive))
+}
+
+/// The limit and working set, read now.
+pub fn read_cgroup_memory(location: &CgroupLocation) -> Result<CgroupMemory, CgroupError> {
+    let tightest = read_tightest_limit(location)?;
+    let working_set = tightest.as_ref().map(|t| read_working_set(location.version, &t.dir)).transpose()?;
     Ok(CgroupMemory {
-        version,
+        version: location.version,
         cgroup_path: location.cgroup_path.clone(),
-        limit: tightest.map(|(limit, _)| limit),
+        limit: tightest.map(|t| t.limit),
         working_set,
     })
 }

@@ -1,7 +1,7 @@
 //! Per-device GPU memory through NVML. A lost device is marked on its own and never fails
 //! the others; no library, driver or device gives `available: false` with the reason.
 
-use super::nvml_session::{KnownDevice, NvmlSession};
+use super::nvml_session::{describe_nvml_error, KnownDevice, NvmlSession};
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::Nvml;
 
@@ -48,7 +48,9 @@ fn sample_devices(session: &NvmlSession, nvml: &Nvml) -> GpuMemorySample {
     let count = match nvml.device_count() {
         Ok(0) => return GpuMemorySample::unavailable("NVML reports no GPU devices".to_owned()),
         Ok(count) => count,
-        Err(error) => return GpuMemorySample::unavailable(format!("NVML could not count devices: {error}")),
+        Err(error) => {
+            return GpuMemorySample::unavailable(format!("NVML could not count devices: {}", describe_nvml_error(&error)))
+        }
     };
     let devices = (0..count).map(|index| sample_device(session, nvml, index)).collect();
     GpuMemorySample { available: true, error: None, devices }
@@ -69,7 +71,7 @@ fn sample_device(session: &NvmlSession, nvml: &Nvml, index: u32) -> GpuDeviceMem
         if is_lost(&error) {
             result.lost = true;
         } else if result.error.is_none() {
-            result.error = Some(error.to_string());
+            result.error = Some(describe_nvml_error(&error));
         }
     };
     let device = match nvml.device_by_index(index) {

@@ -1,7 +1,7 @@
 //! One memory sample of the whole machine as this process sees it: host RAM, the cgroup
 //! limit that binds it, PSI and every GPU.
 
-use super::cgroup::{locate_memory_cgroup, read_cgroup_memory, CgroupLocation, CgroupVersion};
+use super::cgroup::{locate_memory_cgroup, read_tightest_limit, read_working_set, CgroupError, CgroupLocation, CgroupVersion, TightestLimit};
 use super::gpu::{sample_gpu_memory, GpuDeviceMemory};
 use super::host_memory::{sample_host_memory, HostMemory};
 use super::nvml_session::NvmlSession;
@@ -9,6 +9,7 @@ use super::psi::{read_memory_psi, MemoryPsi};
 use super::unix_time_ms;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemoryLimitSource {
@@ -56,13 +57,24 @@ pub struct MemoryMetrics {
 pub struct MemorySampler {
     root: PathBuf,
     nvml: Arc<NvmlSession>,
-    /// Found once; found again only when reading it fails (the process moved).
-    cgroup_location: Mutex<Option<CgroupLocation>>,
+    cgroup: Mutex<CgroupCache>,
+}
+
+/// Limits change only when an operator changes them, and reading every level costs a file
+/// read each; usage changes all the time and is read on every sample.
+pub const LIMIT_REREAD: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct CgroupCache {
+    /// Found once; found again only when reading fails (the process moved).
+    location: Option<CgroupLocation>,
+    /// The tightest limit and when it was read.
+    limit: Option<(Instant, Option<TightestLimit>)>,
 }
 
 impl MemorySampler {
     pub fn new(root: PathBuf, nvml: Arc<NvmlSession>) -> Self {
-        MemorySampler { root, nvml, cgroup_location: Mutex::new(None) }
+        MemorySampler { root, nvml, cgroup: Mutex::new(CgroupCache::default()) }
     }
 
     pub fn nvml(&self) -> &Arc<NvmlSession> {
@@ -107,39 +119,52 @@ impl MemorySampler {
 
     /// `(limit, working_set, report)`, or `None` when the process is in no memory cgroup.
     fn sample_cgroup(&self) -> Option<(Option<u64>, Option<u64>, CgroupReport)> {
-        let mut cached = self.cgroup_location.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.cgroup.lock().unwrap_or_else(|p| p.into_inner());
+        // A failure may mean the process moved to another cgroup: look it up once more.
         for attempt in 0..2 {
-            if cached.is_none() {
-                match locate_memory_cgroup(&self.root) {
-                    Ok(Some(location)) => *cached = Some(location),
-                    Ok(None) => return None,
-                    Err(error) => return Some((None, None, failed_report(None, error.to_string()))),
-                }
-            }
-            let location = cached.as_ref().expect("located above");
-            match read_cgroup_memory(location) {
-                Ok(memory) => {
+            match self.read_cgroup(&mut cache) {
+                Ok(None) => return None,
+                Ok(Some((location, limit, working_set))) => {
                     let report = CgroupReport {
-                        version: Some(memory.version),
-                        path: Some(memory.cgroup_path),
-                        limit: memory.limit,
+                        version: Some(location.version),
+                        path: Some(location.cgroup_path.clone()),
+                        limit,
                         error: None,
                     };
-                    return Some((memory.limit, memory.working_set, report));
-                }
-                Err(error) if attempt == 0 => {
-                    // Perhaps the process moved to another cgroup: look it up once more.
-                    let _ = error;
-                    *cached = None;
+                    return Some((limit, working_set, report));
                 }
                 Err(error) => {
-                    let report = failed_report(Some(location), error.to_string());
-                    *cached = None;
-                    return Some((None, None, report));
+                    let location = cache.location.take();
+                    cache.limit = None;
+                    if attempt == 1 || location.is_none() {
+                        return Some((None, None, failed_report(location.as_ref(), error.to_string())));
+                    }
                 }
             }
         }
-        None
+        unreachable!("the second attempt always returns")
+    }
+
+    /// Reads usage now, limits when the cached ones are older than [`LIMIT_REREAD`].
+    #[allow(clippy::type_complexity)]
+    fn read_cgroup<'c>(&self, cache: &'c mut CgroupCache) -> Result<Option<(&'c CgroupLocation, Option<u64>, Option<u64>)>, CgroupError> {
+        if cache.location.is_none() {
+            match locate_memory_cgroup(&self.root)? {
+                Some(location) => cache.location = Some(location),
+                None => return Ok(None),
+            }
+        }
+        let location = cache.location.as_ref().expect("located above");
+        let limit = match &cache.limit {
+            Some((read_at, limit)) if read_at.elapsed() < LIMIT_REREAD => limit.clone(),
+            _ => {
+                let limit = read_tightest_limit(location)?;
+                cache.limit = Some((Instant::now(), limit.clone()));
+                limit
+            }
+        };
+        let working_set = limit.as_ref().map(|t| read_working_set(location.version, &t.dir)).transpose()?;
+        Ok(Some((location, limit.map(|t| t.limit), working_set)))
     }
 }
 
@@ -221,12 +246,32 @@ mod tests {
         let metrics = sampler.sample_memory_metrics();
         assert_eq!(metrics.memory_limit_source, MemoryLimitSource::Host);
         assert!(metrics.cgroup.unwrap().error.unwrap().contains("memory.max"));
-        // Once the file is fixed the next sample sees the limit.
+        // Once the file is fixed the next sample sees the limit (a failed read keeps no cache).
         write(root, "sys/fs/cgroup/svc/memory.max", "1048576\n");
         write(root, "sys/fs/cgroup/svc/memory.current", "524288\n");
         write(root, "sys/fs/cgroup/svc/memory.stat", "inactive_file 0\n");
         let metrics = sampler.sample_memory_metrics();
         assert_eq!((metrics.system_total, metrics.system_used), (1 << 20, 1 << 19));
+    }
+
+    #[test]
+    fn usage_is_read_every_sample_and_limits_every_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "proc/self/cgroup", "0::/svc\n");
+        write(root, "proc/self/mountinfo", MOUNTINFO);
+        write(root, "sys/fs/cgroup/svc/memory.max", "1048576\n");
+        write(root, "sys/fs/cgroup/svc/memory.current", "0\n");
+        write(root, "sys/fs/cgroup/svc/memory.stat", "inactive_file 0\n");
+        let sampler = sampler_at(root);
+        let m = sampler.sample_memory_metrics();
+        assert_eq!((m.system_total, m.system_used), (1 << 20, 0));
+        write(root, "sys/fs/cgroup/svc/memory.current", "524288\n");
+        write(root, "sys/fs/cgroup/svc/memory.max", "2097152\n");
+        let m = sampler.sample_memory_metrics();
+        assert_eq!((m.system_total, m.system_used), (1 << 20, 1 << 19), "usage now, the limit from the cache");
+        std::thread::sleep(LIMIT_REREAD + Duration::from_millis(50));
+        assert_eq!(sampler.sample_memory_metrics().system_total, 2 << 20);
     }
 
     #[test]

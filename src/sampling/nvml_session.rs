@@ -71,6 +71,8 @@ pub fn describe_nvml_error(error: &NvmlError) -> String {
         NvmlError::LibloadingError(e) => format!("NVML library could not be loaded: {e}"),
         NvmlError::DriverNotLoaded => "NVIDIA driver is not loaded".to_owned(),
         NvmlError::NoPermission => "no permission to talk to the NVIDIA driver".to_owned(),
+        NvmlError::NotSupported => "not supported by this device".to_owned(),
+        NvmlError::GpuLost => "the GPU has fallen off the bus or is otherwise inaccessible".to_owned(),
         NvmlError::LibRmVersionMismatch => "NVML library and kernel driver versions differ (reboot or reload the driver)".to_owned(),
         other => format!("NVML error: {other}"),
     }
