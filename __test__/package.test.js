@@ -1,0 +1,31 @@
+'use strict'
+// The packed tarball carries the built addon: it installs with no registry and no Rust,
+// and loads, in a project that has never seen this repository.
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { execFileSync } = require('node:child_process')
+
+const ROOT = path.join(__dirname, '..')
+const npm = (args, cwd) => execFileSync('npm', args, { cwd, encoding: 'utf8', env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false' } })
+
+test('npm pack gives a tarball that installs offline into an empty project and loads there', () => {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'hpc-health-pack-'))
+  // The addon is already built by `npm test`; packing must not rebuild it.
+  const packed = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', work], ROOT))[0]
+  const files = packed.files.map((f) => f.path).sort()
+  assert.deepEqual(files, ['README.md', 'hpc-health.linux-x64-gnu.node', 'index.d.ts', 'index.js', 'package.json'])
+  const project = path.join(work, 'consumer')
+  fs.mkdirSync(project)
+  fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
+  npm(['install', '--offline', path.join(work, packed.filename)], project)
+  const out = execFileSync(process.execPath, ['-e', `
+    const { MemoryMonitor } = require('hpc-health')
+    new MemoryMonitor({ nvmlLibraryPath: '/nonexistent/libnvidia-ml.so.1' }).checkMemoryPressure()
+      .then((p) => console.log(JSON.stringify({ system: typeof p.system_pressure, total: p.metrics.system_total > 0 })))
+  `], { cwd: project, encoding: 'utf8' })
+  assert.deepEqual(JSON.parse(out), { system: 'boolean', total: true })
+  fs.rmSync(work, { recursive: true, force: true })
+})
