@@ -9,6 +9,31 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * GPU health in one call: temperatures, throttling, ECC, retired pages and row remapping,
+ * lost and missing devices, allocator fragmentation and critical Xid events.
+ */
+export declare class GPUHealthMonitor {
+  constructor(options?: GpuHealthMonitorOptions)
+  /** The current thresholds, as a frozen copy: assign a new object to change them. */
+  get thresholds(): GpuThresholds
+  /** Replaces the thresholds given; those left out keep their current values. */
+  set thresholds(value: GpuThresholdsInput)
+  /** Every signal of every device, judged; see the README for each issue code. */
+  checkGpuHealth(): Promise<GpuHealth>
+  /**
+   * `true` when no device has a `fail` issue (every device below the temperature
+   * threshold, fragmentation below its threshold, nothing lost or missing).
+   */
+  isGpuHealthy(): Promise<boolean>
+  /**
+   * Records what the worker's caching allocator holds and uses on a device; NVML cannot
+   * see inside an allocator.
+   */
+  reportAllocatorStats(stats: AllocatorStats): void
+}
+export type GpuHealthMonitor = GPUHealthMonitor
+
 /** Watches host and GPU memory pressure. Every sample is taken off the JS thread. */
 export declare class MemoryMonitor {
   constructor(options?: MemoryMonitorOptions)
@@ -22,11 +47,81 @@ export declare class MemoryMonitor {
   checkMemoryPressure(): Promise<MemoryPressureReport>
 }
 
+/** A report from the CUDA worker's caching allocator. */
+export interface AllocatorStats {
+  device: number
+  /** Bytes in use by tensors, e.g. `torch.cuda.memory_allocated(device)`. */
+  allocated: number
+  /** Bytes the allocator holds, e.g. `torch.cuda.memory_reserved(device)`. */
+  reserved: number
+  /** The reporting process; reports of different processes on one device add up. */
+  pid?: number
+}
+
+export interface AllocatorUse {
+  allocated: number
+  reserved: number
+  fragmentation: number
+  reported_at: number
+}
+
 export interface CgroupReport {
   version: number | null
   path: string | null
   limit: number | null
   error: string | null
+}
+
+export interface GpuDeviceHealth {
+  index: number
+  uuid: string | null
+  name: string | null
+  status: 'pass' | 'warn' | 'fail'
+  temperature: number | null
+  slowdown_temperature: number | null
+  shutdown_temperature: number | null
+  memory_used: number
+  memory_total: number
+  utilization: number | null
+  power_watts: number | null
+  power_limit_watts: number | null
+  throttle_reasons: Array<string> | null
+  ecc_uncorrected: number | null
+  retired_pages_pending: boolean | null
+  remapped_rows: RemappedRows | null
+  xid_errors: Array<XidError>
+  lost: boolean
+  allocator: AllocatorUse | null
+  error: string | null
+}
+
+export interface GpuHealth {
+  timestamp: number
+  memory_fragmentation: number
+  temperature: number | null
+  memory_allocated: number
+  memory_reserved: number
+  healthy: boolean
+  status: 'pass' | 'warn' | 'fail'
+  gpu_available: boolean
+  gpu_error: string | null
+  devices: Array<GpuDeviceHealth>
+  issues: Array<HealthIssue>
+  xid_watch: XidWatchStatus | null
+}
+
+/** Options of `new GPUHealthMonitor(options)`; declared for the typings, read by hand. */
+export interface GpuHealthMonitorOptions {
+  thresholds?: GpuThresholdsInput
+  /** Fewer visible GPUs than this is `GPU_MISSING`; `null` (default) expects nothing. */
+  expectedGpus?: number
+  /** How long an Xid event counts in the verdict (default one hour). */
+  xidWindowMs?: number
+  /** How long an allocator report counts (default five minutes). */
+  allocatorReportMaxAgeMs?: number
+  /** Watch for Xid events in the background (default true). */
+  watchXid?: boolean
+  nvmlLibraryPath?: string
 }
 
 export interface GpuMemory {
@@ -43,6 +138,26 @@ export interface GpuPressure {
   index: number
   ratio: number | null
   pressure: boolean
+}
+
+export interface GpuThresholds {
+  /** °C at or above which a device fails (`TEMPERATURE_HIGH`). */
+  temperature: number
+  /** Allocator fragmentation at or above which a device fails (`FRAGMENTATION_HIGH`). */
+  memory_fragmentation: number
+}
+
+export interface GpuThresholdsInput {
+  temperature?: number
+  memory_fragmentation?: number
+}
+
+export interface HealthIssue {
+  code: string
+  severity: 'warn' | 'fail'
+  device: number | null
+  message: string
+  action: 'none' | 'clear_cache' | 'restart_app' | 'reset_gpu' | 'reboot_node'
 }
 
 export interface MemoryMetrics {
@@ -97,4 +212,25 @@ export interface MemoryThresholdsInput {
   gpu_memory?: number
   system_memory?: number
   warning_interval?: number
+}
+
+export interface RemappedRows {
+  correctable: number
+  uncorrectable: number
+  pending: boolean
+  failure: boolean
+}
+
+export interface XidError {
+  code: number
+  timestamp: number
+  action: 'none' | 'clear_cache' | 'restart_app' | 'reset_gpu' | 'reboot_node'
+}
+
+/** Whether the background Xid watch is working. */
+export interface XidWatchStatus {
+  state: 'starting' | 'watching' | 'retrying'
+  /** Indices of the devices being watched. */
+  devices: Array<number>
+  error: string | null
 }

@@ -835,4 +835,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.GPUHealthMonitor = nativeBinding.GPUHealthMonitor
+module.exports.GpuHealthMonitor = nativeBinding.GpuHealthMonitor
 module.exports.MemoryMonitor = nativeBinding.MemoryMonitor

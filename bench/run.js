@@ -5,7 +5,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-const SUITES = [require('./memory')]
+const SUITES = [require('./memory'), require('./gpu')]
 
 async function main() {
   const sections = []

@@ -47,6 +47,13 @@ fn is_nullish(value: &Unknown) -> bool {
     matches!(value.get_type(), Ok(ValueType::Undefined) | Ok(ValueType::Null))
 }
 
+/// `value` as a frozen JavaScript object: a copy that cannot be mistaken for live state.
+pub fn frozen<'env, T: ToNapiValue>(env: &'env Env, value: T) -> Result<Object<'env>> {
+    let mut object: Object<'env> = unsafe { Object::from_napi_value(env.raw(), T::to_napi_value(env.raw(), value)?)? };
+    object.freeze()?;
+    Ok(object)
+}
+
 /// A plain options object being read: every key is checked against the allowed ones.
 pub struct OptionsObject<'env> {
     env: &'env Env,
@@ -122,6 +129,34 @@ impl<'env> OptionsObject<'env> {
                 format!("{} must be a number, got {}", self.field_name(key), describe(&value)),
             )),
         }
+    }
+
+    /// A number option where `null` also means "not set".
+    pub fn optional_number(&self, key: &str) -> Result<Option<f64>> {
+        match self.present(key)? {
+            Some(value) if value.get_type()? == ValueType::Null => Ok(None),
+            _ => self.number(key),
+        }
+    }
+
+    /// A number option that must be there.
+    pub fn required_number(&self, key: &str) -> Result<f64> {
+        self.number(key)?.ok_or_else(|| {
+            type_error(self.env, "ERR_INVALID_ARG_TYPE", format!("{} must be a number, got undefined", self.field_name(key)))
+        })
+    }
+
+    /// A boolean option; `undefined` gives `None`.
+    pub fn boolean(&self, key: &str) -> Result<Option<bool>> {
+        let Some(value) = self.present(key)? else { return Ok(None) };
+        if value.get_type()? != ValueType::Boolean {
+            return Err(type_error(
+                self.env,
+                "ERR_INVALID_ARG_TYPE",
+                format!("{} must be a boolean, got {}", self.field_name(key), describe(&value)),
+            ));
+        }
+        Ok(Some(unsafe { value.cast::<bool>()? }))
     }
 
     /// A non-empty string option without NUL bytes (it may become a path).

@@ -6,7 +6,7 @@ use napi_derive::napi;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::args::{range_violation, OptionsObject};
+use super::args::{frozen, range_violation, OptionsObject};
 use super::task::{Job, OffThread};
 use crate::monitors::memory::MemoryMonitor as MemoryMonitorCore;
 use crate::policy::pressure::MemoryPressure;
@@ -176,7 +176,7 @@ fn pressure_report(pressure: MemoryPressure, metrics: CoreMetrics) -> MemoryPres
 
 /// Reads `thresholds` over `base`: keys given replace, keys left out keep `base`.
 fn read_thresholds(env: &Env, thresholds: &OptionsObject, base: CoreThresholds) -> Result<CoreThresholds> {
-    let [gpu, system, interval] = MEMORY_THRESHOLDS.map(|spec| spec.name);
+    let [gpu, system, interval] = threshold_names();
     CoreThresholds::from_values(
         Some(thresholds.number(gpu)?.unwrap_or(base.gpu_memory)),
         Some(thresholds.number(system)?.unwrap_or(base.system_memory)),
@@ -186,7 +186,7 @@ fn read_thresholds(env: &Env, thresholds: &OptionsObject, base: CoreThresholds) 
 }
 
 fn threshold_names() -> [&'static str; 3] {
-    MEMORY_THRESHOLDS.map(|spec| spec.name)
+    MEMORY_THRESHOLDS.map(|spec| spec.key())
 }
 
 /// Watches host and GPU memory pressure. Every sample is taken off the JS thread.
@@ -226,10 +226,7 @@ impl MemoryMonitor {
             system_memory: t.system_memory,
             warning_interval: t.warning_interval_ms,
         };
-        let mut object: Object<'env> =
-            unsafe { Object::from_napi_value(env.raw(), MemoryThresholds::to_napi_value(env.raw(), value)?)? };
-        object.freeze()?;
-        Ok(object)
+        frozen(env, value)
     }
 
     /// Replaces the thresholds given; those left out keep their current values.

@@ -2,5 +2,6 @@
 //! all behaviour lives in the plain-Rust core.
 
 mod args;
+mod gpu_health_monitor;
 mod memory_monitor;
 mod task;

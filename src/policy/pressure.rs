@@ -50,14 +50,14 @@ pub fn evaluate_memory_pressure(metrics: &MemoryMetrics, thresholds: &MemoryThre
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sampling::gpu::GpuDeviceMemory;
+    use crate::sampling::gpu::GpuDeviceSample;
     use crate::sampling::memory::MemoryLimitSource;
 
-    fn device(index: u32, used: u64, total: u64, lost: bool) -> GpuDeviceMemory {
-        GpuDeviceMemory { index, uuid: None, name: None, used, total, lost, error: None }
+    fn device(index: u32, used: u64, total: u64, lost: bool) -> GpuDeviceSample {
+        GpuDeviceSample { index, uuid: None, name: None, used, total, lost, error: None, signals: None }
     }
 
-    fn metrics(system_used: u64, system_total: u64, gpus: Vec<GpuDeviceMemory>) -> MemoryMetrics {
+    fn metrics(system_used: u64, system_total: u64, gpus: Vec<GpuDeviceSample>) -> MemoryMetrics {
         MemoryMetrics {
             timestamp_ms: 0.0,
             gpu_used: gpus.iter().map(|d| d.used).sum(),

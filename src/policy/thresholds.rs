@@ -2,10 +2,10 @@
 
 use std::fmt;
 
-/// The allowed values of one threshold.
+/// The allowed values of one numeric option.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ThresholdSpec {
-    /// The option name as users write it (`thresholds.<name>`).
+    /// The option as users write it, e.g. `thresholds.gpu_memory` or `expectedGpus`.
     pub name: &'static str,
     pub default: f64,
     pub min: f64,
@@ -23,13 +23,18 @@ impl ThresholdSpec {
         format!("{kind} in {open}{}, {}]", self.min, self.max)
     }
 
+    /// The key inside its options object (`gpu_memory` for `thresholds.gpu_memory`).
+    pub fn key(&self) -> &'static str {
+        self.name.rsplit('.').next().unwrap_or(self.name)
+    }
+
     pub fn check(&self, value: f64) -> Result<f64, RangeViolation> {
         let above_min = if self.min_inclusive { value >= self.min } else { value > self.min };
         let integral = !self.integer || value.fract() == 0.0;
         if value.is_finite() && above_min && value <= self.max && integral {
             Ok(value)
         } else {
-            Err(RangeViolation { parameter: format!("thresholds.{}", self.name), expected: self.describe_range(), got: value })
+            Err(RangeViolation { parameter: self.name.to_owned(), expected: self.describe_range(), got: value })
         }
     }
 }
@@ -62,11 +67,11 @@ pub fn js_number(value: f64) -> String {
 pub const MAX_INTERVAL_MS: f64 = 2_147_483_647.0;
 
 pub const GPU_MEMORY: ThresholdSpec =
-    ThresholdSpec { name: "gpu_memory", default: 0.85, min: 0.0, min_inclusive: false, max: 1.0, integer: false };
+    ThresholdSpec { name: "thresholds.gpu_memory", default: 0.85, min: 0.0, min_inclusive: false, max: 1.0, integer: false };
 pub const SYSTEM_MEMORY: ThresholdSpec =
-    ThresholdSpec { name: "system_memory", default: 0.80, min: 0.0, min_inclusive: false, max: 1.0, integer: false };
+    ThresholdSpec { name: "thresholds.system_memory", default: 0.80, min: 0.0, min_inclusive: false, max: 1.0, integer: false };
 pub const WARNING_INTERVAL: ThresholdSpec =
-    ThresholdSpec { name: "warning_interval", default: 60_000.0, min: 0.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
+    ThresholdSpec { name: "thresholds.warning_interval", default: 60_000.0, min: 0.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
 
 /// The thresholds of `MemoryMonitor`, in the requirements' order.
 pub const MEMORY_THRESHOLDS: [ThresholdSpec; 3] = [GPU_MEMORY, SYSTEM_MEMORY, WARNING_INTERVAL];
@@ -104,6 +109,72 @@ impl MemoryThresholds {
                 .transpose()?
                 .unwrap_or(defaults.warning_interval_ms),
         })
+    }
+}
+
+pub const TEMPERATURE: ThresholdSpec =
+    ThresholdSpec { name: "thresholds.temperature", default: 80.0, min: 0.0, min_inclusive: false, max: 150.0, integer: false };
+pub const MEMORY_FRAGMENTATION: ThresholdSpec = ThresholdSpec {
+    name: "thresholds.memory_fragmentation",
+    default: 0.3,
+    min: 0.0,
+    min_inclusive: false,
+    max: 1.0,
+    integer: false,
+};
+/// The thresholds of `GPUHealthMonitor`, in the requirements' order.
+pub const GPU_THRESHOLDS: [ThresholdSpec; 2] = [TEMPERATURE, MEMORY_FRAGMENTATION];
+
+/// How many GPUs the machine should have; fewer is `GPU_MISSING`.
+pub const EXPECTED_GPUS: ThresholdSpec =
+    ThresholdSpec { name: "expectedGpus", default: 0.0, min: 0.0, min_inclusive: true, max: 4096.0, integer: true };
+/// How long an Xid event counts in the verdict, so health comes back once the cause is gone.
+pub const XID_WINDOW_MS: ThresholdSpec =
+    ThresholdSpec { name: "xidWindowMs", default: 3_600_000.0, min: 0.0, min_inclusive: false, max: MAX_INTERVAL_MS, integer: true };
+/// How long an allocator report from the worker counts.
+pub const ALLOCATOR_REPORT_MAX_AGE_MS: ThresholdSpec = ThresholdSpec {
+    name: "allocatorReportMaxAgeMs",
+    default: 300_000.0,
+    min: 0.0,
+    min_inclusive: false,
+    max: MAX_INTERVAL_MS,
+    integer: true,
+};
+
+/// The largest integer a JavaScript number holds exactly.
+pub const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// Fields of `reportAllocatorStats(stats)`.
+pub const REPORT_DEVICE: ThresholdSpec =
+    ThresholdSpec { name: "stats.device", default: 0.0, min: 0.0, min_inclusive: true, max: 4095.0, integer: true };
+pub const REPORT_ALLOCATED: ThresholdSpec =
+    ThresholdSpec { name: "stats.allocated", default: 0.0, min: 0.0, min_inclusive: true, max: MAX_SAFE_INTEGER, integer: true };
+pub const REPORT_RESERVED: ThresholdSpec =
+    ThresholdSpec { name: "stats.reserved", default: 0.0, min: 0.0, min_inclusive: true, max: MAX_SAFE_INTEGER, integer: true };
+pub const REPORT_PID: ThresholdSpec =
+    ThresholdSpec { name: "stats.pid", default: 0.0, min: 0.0, min_inclusive: false, max: 4_194_304.0, integer: true };
+
+/// Validated GPU health options.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GpuHealthPolicy {
+    /// °C at or above which a device fails.
+    pub temperature: f64,
+    /// Allocator fragmentation at or above which a device fails.
+    pub memory_fragmentation: f64,
+    pub expected_gpus: Option<u32>,
+    pub xid_window_ms: f64,
+    pub allocator_report_max_age_ms: f64,
+}
+
+impl Default for GpuHealthPolicy {
+    fn default() -> Self {
+        GpuHealthPolicy {
+            temperature: TEMPERATURE.default,
+            memory_fragmentation: MEMORY_FRAGMENTATION.default,
+            expected_gpus: None,
+            xid_window_ms: XID_WINDOW_MS.default,
+            allocator_report_max_age_ms: ALLOCATOR_REPORT_MAX_AGE_MS.default,
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! limit that binds it, PSI and every GPU.
 
 use super::cgroup::{locate_memory_cgroup, read_tightest_limit, read_working_set, CgroupError, CgroupLocation, CgroupVersion, TightestLimit};
-use super::gpu::{sample_gpu_memory, GpuDeviceMemory};
+use super::gpu::{sample_gpus, GpuDetail, GpuDeviceSample};
 use super::host_memory::{sample_host_memory, HostMemory};
 use super::nvml_session::NvmlSession;
 use super::psi::{read_memory_psi, MemoryPsi};
@@ -49,7 +49,7 @@ pub struct MemoryMetrics {
     pub psi: Option<MemoryPsi>,
     pub gpu_available: bool,
     pub gpu_error: Option<String>,
-    pub gpus: Vec<GpuDeviceMemory>,
+    pub gpus: Vec<GpuDeviceSample>,
     pub cgroup: Option<CgroupReport>,
 }
 
@@ -98,7 +98,7 @@ impl MemorySampler {
         };
         // PSI is advisory: a file that will not parse is reported as absent, not as an error.
         let psi = read_memory_psi(&self.root).ok().flatten();
-        let gpu = sample_gpu_memory(&self.nvml);
+        let gpu = sample_gpus(&self.nvml, GpuDetail::Memory);
         let usable = gpu.devices.iter().filter(|d| !d.lost);
         let (gpu_used, gpu_total) = usable.fold((0, 0), |(u, t), d| (u + d.used, t + d.total));
         MemoryMetrics {

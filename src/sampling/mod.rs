@@ -10,6 +10,7 @@ pub mod host_memory;
 pub mod memory;
 pub mod nvml_session;
 pub mod psi;
+pub mod xid_watch;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -8,6 +8,7 @@ use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::Nvml;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,12 @@ pub struct NvmlSession {
     library: OsString,
     state: RwLock<SessionState>,
     known_devices: Mutex<Vec<Option<KnownDevice>>>,
+    /// Set while `reopen` waits for the session: long holders (the Xid watcher) let go.
+    reopening: AtomicBool,
+    /// Counts opens, so that holders of device handles can tell they went stale.
+    generation: AtomicU64,
+    /// How many devices NVML reported the last time it was asked.
+    device_count: AtomicU32,
 }
 
 /// The process-wide session for `library`.
@@ -60,6 +67,9 @@ pub fn shared_session(library: &OsStr) -> Arc<NvmlSession> {
                 library: library.to_owned(),
                 state: RwLock::new(SessionState::Closed),
                 known_devices: Mutex::new(Vec::new()),
+                reopening: AtomicBool::new(false),
+                generation: AtomicU64::new(0),
+                device_count: AtomicU32::new(0),
             })
         })
         .clone()
@@ -85,7 +95,10 @@ impl NvmlSession {
 
     fn open(&self) -> SessionState {
         match Nvml::builder().lib_path(&self.library).init() {
-            Ok(nvml) => SessionState::Open(nvml),
+            Ok(nvml) => {
+                self.generation.fetch_add(1, Ordering::SeqCst);
+                SessionState::Open(nvml)
+            }
             Err(error) => SessionState::Failed { reason: describe_nvml_error(&error), at: Instant::now() },
         }
     }
@@ -123,15 +136,37 @@ impl NvmlSession {
     /// Shuts the session down and opens it anew: handles of a device that fell off the bus
     /// stay stale until NVML is initialised again.
     pub fn reopen(&self) -> Result<(), String> {
+        self.reopening.store(true, Ordering::SeqCst);
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         // Dropping the old `Nvml` calls nvmlShutdown before the new nvmlInit.
         *state = SessionState::Closed;
         *state = self.open();
+        self.reopening.store(false, Ordering::SeqCst);
         match &*state {
             SessionState::Open(_) => Ok(()),
             SessionState::Failed { reason, .. } => Err(reason.clone()),
             SessionState::Closed => unreachable!("open() never leaves the session closed"),
         }
+    }
+
+    /// Whether a `reopen` is waiting for holders of the session to let go.
+    pub fn reopen_pending(&self) -> bool {
+        self.reopening.load(Ordering::SeqCst)
+    }
+
+    /// How many times the session has been opened.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Records how many devices NVML reported just now.
+    pub fn remember_device_count(&self, count: u32) {
+        self.device_count.store(count, Ordering::SeqCst);
+    }
+
+    /// How many devices NVML reported the last time it was asked (0 before that).
+    pub fn device_count(&self) -> u32 {
+        self.device_count.load(Ordering::SeqCst)
     }
 
     pub fn remember_device(&self, device: KnownDevice) {
