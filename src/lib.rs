@@ -3,6 +3,8 @@
 //! The crate is a plain Rust core (`sampling`, `policy`) that knows nothing of JavaScript,
 //! and one binding folder (`js`) where every `#[napi]` item lives.
 
+pub mod durable;
+pub mod incident;
 pub mod monitors;
 pub mod policy;
 pub mod sampling;
