@@ -34,6 +34,28 @@ export declare class GPUHealthMonitor {
 }
 export type GpuHealthMonitor = GPUHealthMonitor
 
+/** Recovers the GPU side: `handleGpuError('out_of_memory' | 'device_lost')`. */
+export declare class GPURecovery {
+  constructor(gpu: GPUHealthMonitor, options?: GpuRecoveryOptions)
+  /**
+   * `'out_of_memory'` runs `recoverFromOom`, `'device_lost'` runs `reinitializeGpu`; any
+   * other string resolves `false`.
+   */
+  handleGpuError(errorType: 'out_of_memory' | 'device_lost' | string): Promise<boolean>
+  /** `emptyCache`, `resetPeakMemoryStats`, then every device's memory below `memoryThreshold`. */
+  recoverFromOom(): Promise<boolean>
+  /**
+   * Re-opens NVML, waits up to `deviceWaitMs` for every known device (by UUID), runs
+   * `reinitialize`, verifies. `false` when a device does not come back.
+   */
+  reinitializeGpu(): Promise<boolean>
+  /** Every device known before answers, none is lost, GPU health has no `fail` issue. */
+  verifyGpuState(): Promise<boolean>
+  /** The record of the last run, or `null` before the first. */
+  get lastOutcome(): RecoveryOutcome | null
+}
+export type GpuRecovery = GPURecovery
+
 /** Watches host and GPU memory pressure. Every sample is taken off the JS thread. */
 export declare class MemoryMonitor {
   constructor(options?: MemoryMonitorOptions)
@@ -45,6 +67,26 @@ export declare class MemoryMonitor {
   getMemoryMetrics(): Promise<MemoryMetrics>
   /** Samples and judges against the thresholds. */
   checkMemoryPressure(): Promise<MemoryPressureReport>
+}
+
+/**
+ * Recovers from memory pressure: stop intake, clear the GPU cache, defragment, return
+ * freed native heap, verify. One run at a time; concurrent calls join it.
+ */
+export declare class MemoryRecovery {
+  constructor(monitor: MemoryMonitor, options?: MemoryRecoveryOptions)
+  /** True while intake is stopped: the service's request handler should refuse new work. */
+  get pause_incoming(): boolean
+  /**
+   * Runs the flow. Resolves `true` when pressure is gone (intake resumes), `false` when it
+   * remains (intake stays paused); rejects with the step's error when a step throws or
+   * times out (`code` `ERR_STEP_FAILED` or `ERR_STEP_TIMEOUT`), after `emergencyCleanup`.
+   */
+  recoverFromPressure(): Promise<boolean>
+  /** An operator's override: reopens intake. */
+  resume(): void
+  /** The record of the last run, or `null` before the first. */
+  get lastOutcome(): RecoveryOutcome | null
 }
 
 /** A report from the CUDA worker's caching allocator. */
@@ -140,6 +182,22 @@ export interface GpuPressure {
   pressure: boolean
 }
 
+/** Hooks and options of `new GPURecovery(gpu, options)` (declared for the typings). */
+export interface GpuRecoveryOptions {
+  /** e.g. ask the worker for `torch.cuda.empty_cache()`. */
+  emptyCache?: () => unknown
+  /** e.g. `torch.cuda.reset_peak_memory_stats()`. */
+  resetPeakMemoryStats?: () => unknown
+  /** Re-creates the worker's CUDA context after a lost device came back (e.g. restart it). */
+  reinitialize?: () => unknown
+  /** Longest a step may take (default 30000). */
+  stepTimeoutMs?: number
+  /** Longest `reinitializeGpu` waits for every known device (default 30000). */
+  deviceWaitMs?: number
+  /** A device's memory use must be below this after `recoverFromOom` (default 0.85). */
+  memoryThreshold?: number
+}
+
 export interface GpuThresholds {
   /** °C at or above which a device fails (`TEMPERATURE_HIGH`). */
   temperature: number
@@ -201,6 +259,17 @@ export interface MemoryPsi {
   full_avg10: number
 }
 
+/** Hooks and options of `new MemoryRecovery(monitor, options)` (declared for the typings). */
+export interface MemoryRecoveryOptions {
+  /** Clears the GPU cache, e.g. asks the worker for `torch.cuda.empty_cache()`. */
+  clearGPUCache?: () => unknown
+  defragmentMemory?: () => unknown
+  /** Runs when a step throws or times out, with that error. */
+  emergencyCleanup?: (error: Error & { code: string, step: string }) => unknown
+  /** Longest a step may take (default 30000). */
+  stepTimeoutMs?: number
+}
+
 /** Memory thresholds (fractions in (0, 1], milliseconds for `warning_interval`). */
 export interface MemoryThresholds {
   gpu_memory: number
@@ -212,6 +281,36 @@ export interface MemoryThresholdsInput {
   gpu_memory?: number
   system_memory?: number
   warning_interval?: number
+}
+
+/** The complete record of a recovery run (declared for the typings; built as JSON). */
+export interface RecoveryOutcome {
+  id: string
+  type: 'memory' | 'out_of_memory' | 'device_lost'
+  started_at: number
+  finished_at: number
+  result: 'recovered' | 'not_recovered' | 'failed'
+  steps: Array<RecoveryStep>
+  /** Memory runs: the pressure check before the first step. */
+  pressure_before: { gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined | null
+  /** Memory runs: the verifying pressure check. */
+  pressure_after: { gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined | null
+  /** GPU runs: device memory or the known devices before the first step. */
+  before: Record<string, unknown> | null | undefined | null
+  /** GPU runs: what verification saw. */
+  after: Record<string, unknown> | null | undefined | null
+  error: { step: string, code: string, message: string } | null | null
+  cleanup_error: string | null
+}
+
+/** One step of a recovery run. */
+export interface RecoveryStep {
+  name: string
+  status: 'ok' | 'skipped' | 'failed' | 'timed_out'
+  duration_ms: number
+  error: string | null
+  /** What the step found or did, e.g. `{ released_bytes }` or a pressure check. */
+  detail: Record<string, unknown> | null | null
 }
 
 export interface RemappedRows {

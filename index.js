@@ -837,4 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.GPUHealthMonitor = nativeBinding.GPUHealthMonitor
 module.exports.GpuHealthMonitor = nativeBinding.GpuHealthMonitor
+module.exports.GPURecovery = nativeBinding.GPURecovery
+module.exports.GpuRecovery = nativeBinding.GpuRecovery
 module.exports.MemoryMonitor = nativeBinding.MemoryMonitor
+module.exports.MemoryRecovery = nativeBinding.MemoryRecovery

@@ -7,6 +7,7 @@ pub mod durable;
 pub mod incident;
 pub mod monitors;
 pub mod policy;
+pub mod recovery;
 pub mod sampling;
 
 mod js;

@@ -111,6 +111,11 @@ impl<'env> OptionsObject<'env> {
         }
     }
 
+    /// The raw value of `key`, `None` when undefined.
+    pub fn raw(&self, key: &str) -> Result<Option<Unknown<'env>>> {
+        self.present(key)
+    }
+
     fn present(&self, key: &str) -> Result<Option<Unknown<'env>>> {
         let value: Unknown<'env> = self.object.get_named_property(key)?;
         Ok((!matches!(value.get_type()?, ValueType::Undefined)).then_some(value))

@@ -2,6 +2,10 @@
 //! all behaviour lives in the plain-Rust core.
 
 mod args;
+mod gpu_recovery;
+mod hooks;
+mod memory_recovery;
+mod recovery_outcome;
 mod gpu_health_monitor;
 mod memory_monitor;
 mod task;

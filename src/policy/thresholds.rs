@@ -154,6 +154,16 @@ pub const REPORT_RESERVED: ThresholdSpec =
 pub const REPORT_PID: ThresholdSpec =
     ThresholdSpec { name: "stats.pid", default: 0.0, min: 0.0, min_inclusive: false, max: 4_194_304.0, integer: true };
 
+/// Longest a recovery step may take before it is abandoned (`ERR_STEP_TIMEOUT`).
+pub const STEP_TIMEOUT_MS: ThresholdSpec =
+    ThresholdSpec { name: "stepTimeoutMs", default: 30_000.0, min: 1.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
+/// Longest `reinitializeGpu` waits for every known device to answer again.
+pub const DEVICE_WAIT_MS: ThresholdSpec =
+    ThresholdSpec { name: "deviceWaitMs", default: 30_000.0, min: 0.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
+/// A device's memory use must be below this after an out-of-memory recovery.
+pub const RECOVERY_MEMORY_THRESHOLD: ThresholdSpec =
+    ThresholdSpec { name: "memoryThreshold", default: 0.85, min: 0.0, min_inclusive: false, max: 1.0, integer: false };
+
 /// Validated GPU health options.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GpuHealthPolicy {

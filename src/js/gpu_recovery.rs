@@ -1,0 +1,129 @@
+//! `GPURecovery`: out-of-memory and lost-device handling.
+
+use napi::bindgen_prelude::*;
+use napi::{Env, Unknown, ValueType};
+use napi_derive::napi;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::args::{describe, range_violation, type_error, OptionsObject};
+use super::gpu_health_monitor::GpuHealthMonitor;
+use super::hooks::{read_hook, read_instance};
+use super::recovery_outcome::{outcome_value, settle};
+use crate::policy::thresholds::{DEVICE_WAIT_MS, RECOVERY_MEMORY_THRESHOLD, STEP_TIMEOUT_MS};
+use crate::recovery::gpu::{GpuHooks, GpuRecovery as Core};
+
+const OPTION_NAMES: &[&str] =
+    &["emptyCache", "resetPeakMemoryStats", "reinitialize", "stepTimeoutMs", "deviceWaitMs", "memoryThreshold"];
+
+/// Hooks and options of `new GPURecovery(gpu, options)` (declared for the typings).
+#[allow(dead_code)]
+#[napi(object)]
+pub struct GpuRecoveryOptions {
+    /// e.g. ask the worker for `torch.cuda.empty_cache()`.
+    #[napi(ts_type = "() => unknown")]
+    pub empty_cache: Option<serde_json::Value>,
+    /// e.g. `torch.cuda.reset_peak_memory_stats()`.
+    #[napi(ts_type = "() => unknown")]
+    pub reset_peak_memory_stats: Option<serde_json::Value>,
+    /// Re-creates the worker's CUDA context after a lost device came back (e.g. restart it).
+    #[napi(ts_type = "() => unknown")]
+    pub reinitialize: Option<serde_json::Value>,
+    /// Longest a step may take (default 30000).
+    pub step_timeout_ms: Option<f64>,
+    /// Longest `reinitializeGpu` waits for every known device (default 30000).
+    pub device_wait_ms: Option<f64>,
+    /// A device's memory use must be below this after `recoverFromOom` (default 0.85).
+    pub memory_threshold: Option<f64>,
+}
+
+/// Recovers the GPU side: `handleGpuError('out_of_memory' | 'device_lost')`.
+#[napi(js_name = "GPURecovery")]
+pub struct GpuRecovery {
+    core: Arc<Core>,
+}
+
+#[napi]
+impl GpuRecovery {
+    #[napi(constructor, ts_args_type = "gpu: GPUHealthMonitor, options?: GpuRecoveryOptions")]
+    pub fn new(env: Env, gpu: Option<Unknown>, options: Option<Unknown>) -> Result<Self> {
+        let gpu = read_instance(&env, gpu, "gpu", "GPUHealthMonitor", |g: &GpuHealthMonitor| g.core.clone())?;
+        let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
+        let mut hooks = GpuHooks::default();
+        let (mut step_timeout, mut device_wait, mut threshold) =
+            (STEP_TIMEOUT_MS.default, DEVICE_WAIT_MS.default, RECOVERY_MEMORY_THRESHOLD.default);
+        if let Some(options) = options {
+            hooks.empty_cache = read_hook(&env, &options, "emptyCache", "emptyCache")?;
+            hooks.reset_peak_memory_stats = read_hook(&env, &options, "resetPeakMemoryStats", "resetPeakMemoryStats")?;
+            hooks.reinitialize = read_hook(&env, &options, "reinitialize", "reinitialize")?;
+            for (spec, slot) in [
+                (STEP_TIMEOUT_MS, &mut step_timeout),
+                (DEVICE_WAIT_MS, &mut device_wait),
+                (RECOVERY_MEMORY_THRESHOLD, &mut threshold),
+            ] {
+                if let Some(value) = options.number(spec.name)? {
+                    *slot = spec.check(value).map_err(|v| range_violation(&env, v))?;
+                }
+            }
+        }
+        let core = Core::new(
+            gpu,
+            hooks,
+            Duration::from_millis(step_timeout as u64),
+            Duration::from_millis(device_wait as u64),
+            threshold,
+        );
+        Ok(GpuRecovery { core: Arc::new(core) })
+    }
+
+    /// `'out_of_memory'` runs `recoverFromOom`, `'device_lost'` runs `reinitializeGpu`; any
+    /// other string resolves `false`.
+    #[napi(ts_args_type = "errorType: 'out_of_memory' | 'device_lost' | string", ts_return_type = "Promise<boolean>")]
+    pub fn handle_gpu_error<'env>(&self, env: &'env Env, error_type: Unknown) -> Result<PromiseRaw<'env, bool>> {
+        if error_type.get_type()? != ValueType::String {
+            return Err(type_error(
+                env,
+                "ERR_INVALID_ARG_TYPE",
+                format!("errorType must be a string, got {}", describe(&error_type)),
+            ));
+        }
+        let kind: String = unsafe { error_type.cast()? };
+        let core = self.core.clone();
+        env.spawn_future_with_callback(async move { Ok(core.handle_gpu_error(&kind).await) }, |env, outcome| match outcome {
+            Some(outcome) => settle(env, outcome),
+            None => Ok(false),
+        })
+    }
+
+    /// `emptyCache`, `resetPeakMemoryStats`, then every device's memory below `memoryThreshold`.
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn recover_from_oom<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
+        let core = self.core.clone();
+        env.spawn_future_with_callback(async move { Ok(core.recover_from_oom().await) }, settle)
+    }
+
+    /// Re-opens NVML, waits up to `deviceWaitMs` for every known device (by UUID), runs
+    /// `reinitialize`, verifies. `false` when a device does not come back.
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn reinitialize_gpu<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
+        let core = self.core.clone();
+        env.spawn_future_with_callback(async move { Ok(core.reinitialize_gpu().await) }, settle)
+    }
+
+    /// Every device known before answers, none is lost, GPU health has no `fail` issue.
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn verify_gpu_state<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
+        let core = self.core.clone();
+        env.spawn_future(async move {
+            tokio::task::spawn_blocking(move || core.verify_gpu_state().ok)
+                .await
+                .map_err(|e| Error::new(Status::GenericFailure, format!("internal error in hpc-health: {e}")))
+        })
+    }
+
+    /// The record of the last run, or `null` before the first.
+    #[napi(getter, ts_return_type = "RecoveryOutcome | null")]
+    pub fn last_outcome(&self) -> serde_json::Value {
+        outcome_value(self.core.core().last_outcome())
+    }
+}

@@ -1,0 +1,98 @@
+//! JavaScript functions as recovery hooks. A hook may be sync or async, may throw, reject or
+//! never settle: it is called through a weak threadsafe function (it never keeps the process
+//! alive) and the engine bounds it with the step timeout.
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, UnknownReturnValue};
+use napi::{Env, JsValue, Unknown, ValueType};
+use std::sync::Arc;
+
+use super::args::{describe, type_error, OptionsObject};
+use crate::recovery::engine::{Hook, HookFuture, StepError};
+
+/// The argument a hook gets: nothing, or (for `emergencyCleanup`) the step's error.
+pub struct HookArg(Option<StepError>);
+
+impl ToNapiValue for HookArg {
+    unsafe fn to_napi_value(env: napi::sys::napi_env, value: Self) -> Result<napi::sys::napi_value> {
+        match value.0 {
+            None => unsafe { <()>::to_napi_value(env, ()) },
+            Some(error) => {
+                let env = Env::from_raw(env);
+                let mut object = env.create_error(Error::new(Status::GenericFailure, error.message))?;
+                object.set_named_property("code", error.code)?;
+                object.set_named_property("step", error.step)?;
+                Ok(object.raw())
+            }
+        }
+    }
+}
+
+/// What a hook returned: a promise to wait for, or anything else (it finished).
+pub enum HookReturn {
+    Finished,
+    Pending(Promise<UnknownReturnValue>),
+}
+
+impl FromNapiValue for HookReturn {
+    unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
+        let mut is_promise = false;
+        napi::check_status!(unsafe { napi::sys::napi_is_promise(env, value, &mut is_promise) })?;
+        if is_promise {
+            Ok(HookReturn::Pending(unsafe { Promise::from_napi_value(env, value)? }))
+        } else {
+            Ok(HookReturn::Finished)
+        }
+    }
+}
+
+type HookFunction = ThreadsafeFunction<HookArg, HookReturn, HookArg, Status, false, true>;
+
+pub struct JsHook(Arc<HookFunction>);
+
+impl Hook for JsHook {
+    fn invoke(&self, cause: Option<&StepError>) -> HookFuture {
+        let function = self.0.clone();
+        let arg = HookArg(cause.cloned());
+        Box::pin(async move {
+            match function.call_async_catch(arg).await {
+                Ok(HookReturn::Pending(promise)) => promise.await.map(|_| ()).map_err(|e| e.reason.clone()),
+                Ok(HookReturn::Finished) => Ok(()),
+                Err(thrown) => Err(thrown.reason.clone()),
+            }
+        })
+    }
+}
+
+/// Reads an optional hook: `undefined` is none, a function becomes a hook, anything else
+/// is a `TypeError` naming it.
+pub fn read_hook(env: &Env, options: &OptionsObject, key: &str, name: &str) -> Result<Option<Arc<dyn Hook>>> {
+    let Some(value) = options.raw(key)? else { return Ok(None) };
+    if value.get_type()? != ValueType::Function {
+        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be a function, got {}", describe(&value))));
+    }
+    let function: Function<'_, HookArg, HookReturn> = unsafe { value.cast()? };
+    let threadsafe = function.build_threadsafe_function::<HookArg>().weak::<true>().callee_handled::<false>().build()?;
+    Ok(Some(Arc::new(JsHook(Arc::new(threadsafe)))))
+}
+
+/// Reads the required first argument of a recovery constructor, an instance of `T`, and
+/// takes what the recovery needs from it.
+pub fn read_instance<T: JavaScriptClassExt + MaybeTypeTag + 'static, R>(
+    env: &Env,
+    value: Option<Unknown>,
+    name: &str,
+    class: &str,
+    take: impl FnOnce(&T) -> R,
+) -> Result<R> {
+    let value = match value {
+        Some(v) if T::instance_of(env, &v)? => v,
+        Some(v) => {
+            return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be a {class}, got {}", describe(&v))))
+        }
+        None => return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be a {class}, got undefined"))),
+    };
+    // Checks the class's type tag before use; the instance stays owned by its JS object.
+    let instance = unsafe { ClassInstance::<T>::from_napi_value(env.raw(), value.raw())? };
+    Ok(take(&instance))
+}

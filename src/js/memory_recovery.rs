@@ -1,0 +1,88 @@
+//! `MemoryRecovery`: the requirements' recovery from memory pressure.
+
+use napi::bindgen_prelude::*;
+use napi::{Env, Unknown};
+use napi_derive::napi;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::args::{range_violation, OptionsObject};
+use super::hooks::{read_hook, read_instance};
+use super::memory_monitor::MemoryMonitor;
+use super::recovery_outcome::{outcome_value, settle};
+use crate::policy::thresholds::STEP_TIMEOUT_MS;
+use crate::recovery::memory::{MemoryHooks, MemoryRecovery as Core};
+
+const OPTION_NAMES: &[&str] = &["clearGPUCache", "defragmentMemory", "emergencyCleanup", "stepTimeoutMs"];
+
+/// Hooks and options of `new MemoryRecovery(monitor, options)` (declared for the typings).
+#[allow(dead_code)]
+#[napi(object)]
+pub struct MemoryRecoveryOptions {
+    /// Clears the GPU cache, e.g. asks the worker for `torch.cuda.empty_cache()`.
+    #[napi(js_name = "clearGPUCache", ts_type = "() => unknown")]
+    pub clear_gpu_cache: Option<serde_json::Value>,
+    #[napi(ts_type = "() => unknown")]
+    pub defragment_memory: Option<serde_json::Value>,
+    /// Runs when a step throws or times out, with that error.
+    #[napi(ts_type = "(error: Error & { code: string, step: string }) => unknown")]
+    pub emergency_cleanup: Option<serde_json::Value>,
+    /// Longest a step may take (default 30000).
+    pub step_timeout_ms: Option<f64>,
+}
+
+/// Recovers from memory pressure: stop intake, clear the GPU cache, defragment, return
+/// freed native heap, verify. One run at a time; concurrent calls join it.
+#[napi]
+pub struct MemoryRecovery {
+    pub(crate) core: Arc<Core>,
+}
+
+#[napi]
+impl MemoryRecovery {
+    #[napi(constructor, ts_args_type = "monitor: MemoryMonitor, options?: MemoryRecoveryOptions")]
+    pub fn new(env: Env, monitor: Option<Unknown>, options: Option<Unknown>) -> Result<Self> {
+        let monitor = read_instance(&env, monitor, "monitor", "MemoryMonitor", |m: &MemoryMonitor| m.core.clone())?;
+        let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
+        let mut hooks = MemoryHooks::default();
+        let mut step_timeout = STEP_TIMEOUT_MS.default;
+        if let Some(options) = options {
+            hooks.clear_gpu_cache = read_hook(&env, &options, "clearGPUCache", "clearGPUCache")?;
+            hooks.defragment_memory = read_hook(&env, &options, "defragmentMemory", "defragmentMemory")?;
+            hooks.emergency_cleanup = read_hook(&env, &options, "emergencyCleanup", "emergencyCleanup")?;
+            if let Some(ms) = options.number(STEP_TIMEOUT_MS.name)? {
+                step_timeout = STEP_TIMEOUT_MS.check(ms).map_err(|v| range_violation(&env, v))?;
+            }
+        }
+        let core = Core::new(monitor, hooks, Duration::from_millis(step_timeout as u64));
+        Ok(MemoryRecovery { core: Arc::new(core) })
+    }
+
+    /// True while intake is stopped: the service's request handler should refuse new work.
+    #[napi(getter, js_name = "pause_incoming")]
+    pub fn pause_incoming(&self) -> bool {
+        self.core.pause_incoming()
+    }
+
+    /// Runs the flow. Resolves `true` when pressure is gone (intake resumes), `false` when it
+    /// remains (intake stays paused); rejects with the step's error when a step throws or
+    /// times out (`code` `ERR_STEP_FAILED` or `ERR_STEP_TIMEOUT`), after `emergencyCleanup`.
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn recover_from_pressure<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
+        let core = self.core.clone();
+        env.spawn_future_with_callback(async move { Ok(core.recover_from_pressure().await) }, settle)
+    }
+
+    /// An operator's override: reopens intake.
+    #[napi]
+    pub fn resume(&self) {
+        self.core.resume();
+    }
+
+    /// The record of the last run, or `null` before the first.
+    #[napi(getter, ts_return_type = "RecoveryOutcome | null")]
+    pub fn last_outcome(&self) -> serde_json::Value {
+        outcome_value(self.core.core().last_outcome())
+    }
+}
+
