@@ -56,6 +56,35 @@ export declare class GPURecovery {
 }
 export type GpuRecovery = GPURecovery
 
+/**
+ * Runs the requirements' health-check loop off the JS thread, recovers within a budget,
+ * and answers operators (status, metrics, JSON-RPC).
+ */
+export declare class HealthSupervisor {
+  constructor(options?: HealthSupervisorOptions)
+  /** Starts the loop (idempotent). It never keeps the process alive. */
+  start(): void
+  /** Stops the loop; resolves once no more events will come from it. Idempotent. */
+  stop(): Promise<void>
+  /** `'quick'` (default): memory pressure and GPU temperatures; `'full'`: every signal. */
+  checkSystemHealth(checkType?: 'quick' | 'full'): Promise<SystemHealthReport>
+  /**
+   * Maps each failing issue of `health` (from `checkSystemHealth`) to its recovery and
+   * runs them; resolves the actions taken.
+   */
+  triggerRecovery(health: { issues: HealthIssue[] }): Promise<RecoveryAction[]>
+  /** An operator's request, outside the budget: `'memory'`, `'gpu'` or `'process'`. */
+  recoverSystem(errorType: 'memory' | 'gpu' | 'process'): Promise<RecoveryAction>
+  /** Listens to `'health' | 'unhealthy' | 'warning' | 'recovery' | 'incident' | 'error'`. */
+  on(event: 'health' | 'unhealthy' | 'warning' | 'recovery' | 'incident' | 'error', listener: (payload: any) => void): void
+  /** Removes a listener added with `on` (the first match). */
+  off(event: 'health' | 'unhealthy' | 'warning' | 'recovery' | 'incident' | 'error', listener: (payload: any) => void): void
+  /** Where the supervisor stands: state, intake, budget, operator actions, last check. */
+  status(): SupervisorStatus
+  /** Prometheus text exposition (format 0.0.4). */
+  metrics(): string
+}
+
 /** Watches host and GPU memory pressure. Every sample is taken off the JS thread. */
 export declare class MemoryMonitor {
   constructor(options?: MemoryMonitorOptions)
@@ -218,6 +247,28 @@ export interface HealthIssue {
   action: 'none' | 'clear_cache' | 'restart_app' | 'reset_gpu' | 'reboot_node'
 }
 
+/** Options of `new HealthSupervisor(options)` (declared for the typings). */
+export interface HealthSupervisorOptions {
+  memoryMonitor?: MemoryMonitor
+  gpuMonitor?: GpuHealthMonitor
+  memoryRecovery?: MemoryRecovery
+  gpuRecovery?: GpuRecovery
+  /** Check every this many milliseconds (default 60000). */
+  intervalMs?: number
+  /** Recover automatically when unhealthy (default true). */
+  autoRecover?: boolean
+  /** At most `max` automatic recoveries per `windowMs` (default 3 per 600000). */
+  recoveryBudget?: { max?: number, windowMs?: number }
+  /** Take a checkpoint this often (needs `checkpointManager`); `null` (default) for never. */
+  checkpointIntervalMs?: number
+  /** What restarting the application means for this service (Xids that call for it). */
+  restartProcess?: () => unknown
+  /** Consecutive checks that start and end an episode (default 2 and 2). */
+  hysteresis?: { unhealthyAfter?: number, healthyAfter?: number }
+  /** Longest one check may take before it counts as a monitoring failure (default 30000). */
+  checkTimeoutMs?: number
+}
+
 export interface MemoryMetrics {
   timestamp: number
   gpu_used: number
@@ -318,6 +369,20 @@ export interface RemappedRows {
   uncorrectable: number
   pending: boolean
   failure: boolean
+}
+
+/** One health check of the whole system. */
+export interface SystemHealthReport {
+  healthy: boolean
+  check_type: 'quick' | 'full'
+  timestamp: number
+  duration_ms: number
+  /** The memory pressure check, or `null` without a `memoryMonitor`. */
+  memory: MemoryPressureReport | null
+  /** GPU health (for `'quick'`, from memory and temperature only), or `null` without a `gpuMonitor`. */
+  gpu: GpuHealth | null
+  issues: Array<JsIssue>
+  accepting_requests: boolean
 }
 
 export interface XidError {

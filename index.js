@@ -839,5 +839,6 @@ module.exports.GPUHealthMonitor = nativeBinding.GPUHealthMonitor
 module.exports.GpuHealthMonitor = nativeBinding.GpuHealthMonitor
 module.exports.GPURecovery = nativeBinding.GPURecovery
 module.exports.GpuRecovery = nativeBinding.GpuRecovery
+module.exports.HealthSupervisor = nativeBinding.HealthSupervisor
 module.exports.MemoryMonitor = nativeBinding.MemoryMonitor
 module.exports.MemoryRecovery = nativeBinding.MemoryRecovery

@@ -9,5 +9,6 @@ pub mod monitors;
 pub mod policy;
 pub mod recovery;
 pub mod sampling;
+pub mod supervisor;
 
 mod js;

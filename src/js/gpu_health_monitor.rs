@@ -68,6 +68,7 @@ pub struct AllocatorStats {
     pub pid: Option<u32>,
 }
 
+#[derive(serde::Serialize)]
 #[napi(object, use_nullable = true)]
 pub struct HealthIssue {
     pub code: String,
@@ -91,6 +92,7 @@ impl From<CoreIssue> for HealthIssue {
     }
 }
 
+#[derive(serde::Serialize)]
 #[napi(object)]
 pub struct XidError {
     pub code: f64,
@@ -99,6 +101,7 @@ pub struct XidError {
     pub action: String,
 }
 
+#[derive(serde::Serialize)]
 #[napi(object)]
 pub struct RemappedRows {
     pub correctable: u32,
@@ -107,6 +110,7 @@ pub struct RemappedRows {
     pub failure: bool,
 }
 
+#[derive(serde::Serialize)]
 #[napi(object)]
 pub struct AllocatorUse {
     pub allocated: f64,
@@ -116,6 +120,7 @@ pub struct AllocatorUse {
     pub reported_at: f64,
 }
 
+#[derive(serde::Serialize)]
 #[napi(object, use_nullable = true)]
 pub struct GpuDeviceHealth {
     pub index: u32,
@@ -200,6 +205,7 @@ impl From<DeviceHealth> for GpuDeviceHealth {
 }
 
 /// Whether the background Xid watch is working.
+#[derive(serde::Serialize)]
 #[napi(object, use_nullable = true)]
 pub struct XidWatchStatus {
     #[napi(ts_type = "'starting' | 'watching' | 'retrying'")]
@@ -209,6 +215,7 @@ pub struct XidWatchStatus {
     pub error: Option<String>,
 }
 
+#[derive(serde::Serialize)]
 #[napi(object, use_nullable = true)]
 pub struct GpuHealth {
     pub timestamp: f64,

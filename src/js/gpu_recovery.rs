@@ -40,7 +40,7 @@ pub struct GpuRecoveryOptions {
 /// Recovers the GPU side: `handleGpuError('out_of_memory' | 'device_lost')`.
 #[napi(js_name = "GPURecovery")]
 pub struct GpuRecovery {
-    core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
 }
 
 #[napi]

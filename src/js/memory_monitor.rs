@@ -51,6 +51,7 @@ pub struct MemoryThresholdsInput {
     pub warning_interval: Option<f64>,
 }
 
+#[derive(serde::Serialize)]
 #[napi(object, use_nullable = true)]
 pub struct MemoryPsi {
     #[napi(js_name = "some_avg10")]
@@ -59,6 +60,7 @@ pub struct MemoryPsi {
     pub full_avg10: f64,
 }
 
+#[derive(serde::Serialize)]
 #[napi(object, use_nullable = true)]
 pub struct GpuMemory {
     pub index: u32,
@@ -70,6 +72,7 @@ pub struct GpuMemory {
     pub error: Option<String>,
 }
 
+#[derive(serde::Serialize)]
 #[napi(object, use_nullable = true)]
 pub struct CgroupReport {
     pub version: Option<u32>,
@@ -78,6 +81,7 @@ pub struct CgroupReport {
     pub error: Option<String>,
 }
 
+#[derive(serde::Serialize)]
 #[napi(object, use_nullable = true)]
 pub struct MemoryMetrics {
     pub timestamp: f64,
@@ -102,6 +106,7 @@ pub struct MemoryMetrics {
     pub cgroup: Option<CgroupReport>,
 }
 
+#[derive(serde::Serialize)]
 #[napi(object, use_nullable = true)]
 pub struct GpuPressure {
     pub index: u32,
@@ -109,6 +114,7 @@ pub struct GpuPressure {
     pub pressure: bool,
 }
 
+#[derive(serde::Serialize)]
 #[napi(object)]
 pub struct MemoryPressureReport {
     #[napi(js_name = "gpu_pressure")]
@@ -159,7 +165,7 @@ impl From<CoreMetrics> for MemoryMetrics {
     }
 }
 
-fn pressure_report(pressure: MemoryPressure, metrics: CoreMetrics) -> MemoryPressureReport {
+pub(crate) fn pressure_report(pressure: MemoryPressure, metrics: CoreMetrics) -> MemoryPressureReport {
     MemoryPressureReport {
         gpu_pressure: pressure.gpu_pressure,
         system_pressure: pressure.system_pressure,

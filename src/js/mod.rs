@@ -2,6 +2,8 @@
 //! all behaviour lives in the plain-Rust core.
 
 mod args;
+mod durable;
+mod health_supervisor;
 mod gpu_recovery;
 mod hooks;
 mod memory_recovery;

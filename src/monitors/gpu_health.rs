@@ -133,8 +133,13 @@ impl GpuHealthMonitor {
 
     /// Samples every device now and judges it.
     pub fn check_gpu_health(&self) -> GpuHealthReport {
+        self.check_gpu_health_with(GpuDetail::Health)
+    }
+
+    /// The same rules over what `detail` reads: `Quick` reads memory and temperature only.
+    pub fn check_gpu_health_with(&self, detail: GpuDetail) -> GpuHealthReport {
         let policy = self.policy();
-        let sample = sample_gpus(&self.session, GpuDetail::Health);
+        let sample = sample_gpus(&self.session, detail);
         let now = unix_time_ms();
         let allocator = self.allocator_use(now, policy.allocator_report_max_age_ms);
         let xids: Vec<XidEvent> =

@@ -10,6 +10,14 @@ pub enum Severity {
 }
 
 impl Severity {
+    pub fn parse(text: &str) -> Option<Severity> {
+        match text {
+            "warn" => Some(Severity::Warn),
+            "fail" => Some(Severity::Fail),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Warn => "warn",
@@ -29,6 +37,10 @@ pub enum Action {
 }
 
 impl Action {
+    pub fn parse(text: &str) -> Option<Action> {
+        [Action::None, Action::ClearCache, Action::RestartApp, Action::ResetGpu, Action::RebootNode].into_iter().find(|a| a.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::None => "none",
@@ -65,6 +77,10 @@ pub enum IssueCode {
     RowRemapPending,
     /// Row remapping failed: the memory cannot repair itself.
     RowRemapFailed,
+    /// Host (or container) memory above `thresholds.system_memory`.
+    SystemMemoryPressure,
+    /// One device's memory above `thresholds.gpu_memory`.
+    GpuMemoryPressure,
 }
 
 impl IssueCode {
@@ -81,6 +97,8 @@ impl IssueCode {
             IssueCode::RetiredPagesPending => "RETIRED_PAGES_PENDING",
             IssueCode::RowRemapPending => "ROW_REMAP_PENDING",
             IssueCode::RowRemapFailed => "ROW_REMAP_FAILED",
+            IssueCode::SystemMemoryPressure => "SYSTEM_MEMORY_PRESSURE",
+            IssueCode::GpuMemoryPressure => "GPU_MEMORY_PRESSURE",
         }
     }
 
@@ -98,10 +116,17 @@ impl IssueCode {
             IssueCode::RetiredPagesPending => (Severity::Warn, Action::ResetGpu),
             IssueCode::RowRemapPending => (Severity::Warn, Action::ResetGpu),
             IssueCode::RowRemapFailed => (Severity::Fail, Action::ResetGpu),
+            IssueCode::SystemMemoryPressure => (Severity::Fail, Action::ClearCache),
+            IssueCode::GpuMemoryPressure => (Severity::Fail, Action::ClearCache),
         }
     }
 
-    pub const ALL: [IssueCode; 11] = [
+    /// The code named `text`, as `as_str` writes it.
+    pub fn parse(text: &str) -> Option<IssueCode> {
+        IssueCode::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+
+    pub const ALL: [IssueCode; 13] = [
         IssueCode::TemperatureHigh,
         IssueCode::ThermalThrottle,
         IssueCode::PowerBrake,
@@ -113,6 +138,8 @@ impl IssueCode {
         IssueCode::RetiredPagesPending,
         IssueCode::RowRemapPending,
         IssueCode::RowRemapFailed,
+        IssueCode::SystemMemoryPressure,
+        IssueCode::GpuMemoryPressure,
     ];
 }
 

@@ -47,6 +47,38 @@ pub fn evaluate_memory_pressure(metrics: &MemoryMetrics, thresholds: &MemoryThre
     }
 }
 
+/// Pressure as health issues: one for the system, one per device under pressure.
+pub fn pressure_issues(pressure: &MemoryPressure, metrics: &MemoryMetrics, thresholds: &MemoryThresholds) -> Vec<super::issues::HealthIssue> {
+    use super::issues::{HealthIssue, IssueCode};
+    let mut issues = Vec::new();
+    if pressure.system_pressure {
+        issues.push(HealthIssue::new(
+            IssueCode::SystemMemoryPressure,
+            None,
+            format!(
+                "system memory is {:.0}% used of {} bytes ({} limit), above the {:.0}% threshold",
+                pressure.system_ratio * 100.0,
+                metrics.system_total,
+                metrics.memory_limit_source.as_str(),
+                thresholds.system_memory * 100.0
+            ),
+        ));
+    }
+    for device in pressure.gpus.iter().filter(|d| d.pressure) {
+        issues.push(HealthIssue::new(
+            IssueCode::GpuMemoryPressure,
+            Some(device.index),
+            format!(
+                "GPU {} memory is {:.0}% used, above the {:.0}% threshold",
+                device.index,
+                device.ratio.unwrap_or(0.0) * 100.0,
+                thresholds.gpu_memory * 100.0
+            ),
+        ));
+    }
+    issues
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -164,6 +164,30 @@ pub const DEVICE_WAIT_MS: ThresholdSpec =
 pub const RECOVERY_MEMORY_THRESHOLD: ThresholdSpec =
     ThresholdSpec { name: "memoryThreshold", default: 0.85, min: 0.0, min_inclusive: false, max: 1.0, integer: false };
 
+/// How often the supervisor checks health (the requirements check every minute).
+pub const INTERVAL_MS: ThresholdSpec =
+    ThresholdSpec { name: "intervalMs", default: 60_000.0, min: 1.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
+/// At most this many automatic recoveries per `recoveryBudget.windowMs`.
+pub const BUDGET_MAX: ThresholdSpec =
+    ThresholdSpec { name: "recoveryBudget.max", default: 3.0, min: 0.0, min_inclusive: true, max: 1000.0, integer: true };
+pub const BUDGET_WINDOW_MS: ThresholdSpec =
+    ThresholdSpec { name: "recoveryBudget.windowMs", default: 600_000.0, min: 1.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
+/// Periodic checkpoints; no default (off).
+pub const CHECKPOINT_INTERVAL_MS: ThresholdSpec =
+    ThresholdSpec { name: "checkpointIntervalMs", default: 0.0, min: 1.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
+/// Consecutive unhealthy checks before an episode starts, and healthy ones before it ends:
+/// one noisy sample neither starts nor ends an episode.
+pub const UNHEALTHY_AFTER: ThresholdSpec =
+    ThresholdSpec { name: "hysteresis.unhealthyAfter", default: 2.0, min: 1.0, min_inclusive: true, max: 100.0, integer: true };
+pub const HEALTHY_AFTER: ThresholdSpec =
+    ThresholdSpec { name: "hysteresis.healthyAfter", default: 2.0, min: 1.0, min_inclusive: true, max: 100.0, integer: true };
+/// Consecutive monitoring failures after which the state is `unknown`.
+pub const FAILURES_FOR_UNKNOWN: u32 = 3;
+/// Backoff between failed recovery attempts: doubling from the first to the longest, each
+/// with up to half of it taken off at random (jitter), so a fleet does not retry in step.
+pub const BACKOFF_FIRST_MS: f64 = 1_000.0;
+pub const BACKOFF_MAX_MS: f64 = 300_000.0;
+
 /// Validated GPU health options.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GpuHealthPolicy {

@@ -89,6 +89,8 @@ impl GpuSample {
 pub enum GpuDetail {
     /// Name, UUID and memory: what memory pressure needs.
     Memory,
+    /// Memory and temperature: the quick health check.
+    Quick,
     /// Everything health rules look at.
     Health,
 }
@@ -179,9 +181,16 @@ fn sample_device(session: &NvmlSession, nvml: &Nvml, index: u32, detail: GpuDeta
         outcome.sample.used = memory.used;
         outcome.sample.total = memory.total;
     }
-    if detail == GpuDetail::Health && !outcome.sample.lost {
-        let signals = read_signals(nvml, &device, &mut outcome);
-        outcome.sample.signals = Some(signals);
+    match detail {
+        GpuDetail::Health if !outcome.sample.lost => {
+            let signals = read_signals(nvml, &device, &mut outcome);
+            outcome.sample.signals = Some(signals);
+        }
+        GpuDetail::Quick if !outcome.sample.lost => {
+            let temperature = outcome.take(device.temperature(TemperatureSensor::Gpu));
+            outcome.sample.signals = Some(DeviceSignals { temperature, ..Default::default() });
+        }
+        _ => {}
     }
     sample
 }

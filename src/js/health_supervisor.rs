@@ -1,0 +1,404 @@
+//! `HealthSupervisor`: the integration point that makes the rest run by itself.
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue};
+use napi::{Env, JsValue, Unknown, ValueType};
+use napi_derive::napi;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::args::{describe, range_error, range_violation, type_error, OptionsObject};
+use super::gpu_health_monitor::{GpuHealth, GpuHealthMonitor, HealthIssue as JsIssue};
+use super::gpu_recovery::GpuRecovery;
+use super::hooks::{read_hook, read_instance};
+use super::memory_monitor::{pressure_report, MemoryMonitor, MemoryPressureReport};
+use super::memory_recovery::MemoryRecovery;
+use crate::policy::issues::{Action, HealthIssue, IssueCode, Severity};
+use crate::policy::thresholds::{
+    ThresholdSpec, BUDGET_MAX, BUDGET_WINDOW_MS, CHECKPOINT_INTERVAL_MS, HEALTHY_AFTER, INTERVAL_MS, STEP_TIMEOUT_MS,
+    UNHEALTHY_AFTER,
+};
+use crate::supervisor::{
+    action_json, CheckType, EventSink, RecoveryType, Supervisor, SupervisorOptions, SupervisorParts, SystemHealth,
+};
+
+const OPTION_NAMES: &[&str] = &[
+    "memoryMonitor",
+    "gpuMonitor",
+    "memoryRecovery",
+    "gpuRecovery",
+    "checkpointManager",
+    "incidentLog",
+    "intervalMs",
+    "autoRecover",
+    "recoveryBudget",
+    "checkpointIntervalMs",
+    "restartProcess",
+    "hysteresis",
+    "checkTimeoutMs",
+];
+pub const EVENTS: &[&str] = &["health", "unhealthy", "warning", "recovery", "incident", "error"];
+
+/// One health check of the whole system.
+#[derive(serde::Serialize)]
+#[napi(object, use_nullable = true)]
+pub struct SystemHealthReport {
+    pub healthy: bool,
+    #[napi(js_name = "check_type", ts_type = "'quick' | 'full'")]
+    pub check_type: String,
+    pub timestamp: f64,
+    #[napi(js_name = "duration_ms")]
+    pub duration_ms: f64,
+    /// The memory pressure check, or `null` without a `memoryMonitor`.
+    pub memory: Option<MemoryPressureReport>,
+    /// GPU health (for `'quick'`, from memory and temperature only), or `null` without a `gpuMonitor`.
+    pub gpu: Option<GpuHealth>,
+    pub issues: Vec<JsIssue>,
+    #[napi(js_name = "accepting_requests")]
+    pub accepting_requests: bool,
+}
+
+impl From<SystemHealth> for SystemHealthReport {
+    fn from(h: SystemHealth) -> Self {
+        SystemHealthReport {
+            healthy: h.healthy,
+            check_type: h.check_type.as_str().to_owned(),
+            timestamp: h.timestamp_ms,
+            duration_ms: h.duration_ms,
+            memory: h.memory.map(|(pressure, metrics)| pressure_report(pressure, metrics)),
+            gpu: h.gpu.map(Into::into),
+            issues: h.issues.into_iter().map(Into::into).collect(),
+            accepting_requests: h.accepting_requests,
+        }
+    }
+}
+
+/// Options of `new HealthSupervisor(options)` (declared for the typings).
+#[allow(dead_code)]
+#[napi(object)]
+pub struct HealthSupervisorOptions {
+    pub memory_monitor: Option<ClassInstance<'static, MemoryMonitor>>,
+    pub gpu_monitor: Option<ClassInstance<'static, GpuHealthMonitor>>,
+    pub memory_recovery: Option<ClassInstance<'static, MemoryRecovery>>,
+    pub gpu_recovery: Option<ClassInstance<'static, GpuRecovery>>,
+    /// Check every this many milliseconds (default 60000).
+    pub interval_ms: Option<f64>,
+    /// Recover automatically when unhealthy (default true).
+    pub auto_recover: Option<bool>,
+    /// At most `max` automatic recoveries per `windowMs` (default 3 per 600000).
+    #[napi(ts_type = "{ max?: number, windowMs?: number }")]
+    pub recovery_budget: Option<serde_json::Value>,
+    /// Take a checkpoint this often (needs `checkpointManager`); `null` (default) for never.
+    pub checkpoint_interval_ms: Option<f64>,
+    /// What restarting the application means for this service (Xids that call for it).
+    #[napi(ts_type = "() => unknown")]
+    pub restart_process: Option<serde_json::Value>,
+    /// Consecutive checks that start and end an episode (default 2 and 2).
+    #[napi(ts_type = "{ unhealthyAfter?: number, healthyAfter?: number }")]
+    pub hysteresis: Option<serde_json::Value>,
+    /// Longest one check may take before it counts as a monitoring failure (default 30000).
+    pub check_timeout_ms: Option<f64>,
+}
+
+type Listener = ThreadsafeFunction<serde_json::Value, UnknownReturnValue, serde_json::Value, Status, false, true>;
+
+/// Listeners by event, called on the JS thread; a listener that throws is reported on
+/// stderr and never stops the supervisor.
+#[derive(Default)]
+struct Listeners {
+    next_id: AtomicU64,
+    by_event: Mutex<Vec<(String, u64, Arc<Listener>)>>,
+}
+
+impl EventSink for Listeners {
+    fn emit(&self, event: &'static str, payload: serde_json::Value) {
+        let targets: Vec<Arc<Listener>> = {
+            let listeners = self.by_event.lock().unwrap_or_else(|p| p.into_inner());
+            listeners.iter().filter(|(e, _, _)| e == event).map(|(_, _, l)| l.clone()).collect()
+        };
+        for listener in targets {
+            listener.call_with_return_value(payload.clone(), ThreadsafeFunctionCallMode::NonBlocking, move |result, _env| {
+                if let Err(error) = result {
+                    eprintln!("hpc-health: a '{event}' listener threw: {}", error.reason);
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+fn read_number(env: &Env, options: &OptionsObject, spec: ThresholdSpec) -> Result<Option<f64>> {
+    options.number(spec.key())?.map(|v| spec.check(v).map_err(|e| range_violation(env, e))).transpose()
+}
+
+/// Runs the requirements' health-check loop off the JS thread, recovers within a budget,
+/// and answers operators (status, metrics, JSON-RPC).
+#[napi]
+pub struct HealthSupervisor {
+    pub(crate) core: Arc<Supervisor>,
+    listeners: Arc<Listeners>,
+    /// The JS functions behind each listener id, for `off` (kept on the JS thread).
+    listener_refs: Vec<(String, u64, FunctionRef<serde_json::Value, UnknownReturnValue>)>,
+}
+
+#[napi]
+impl HealthSupervisor {
+    #[napi(constructor, ts_args_type = "options?: HealthSupervisorOptions")]
+    pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
+        let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
+        let mut parts = SupervisorParts::default();
+        let mut settings = SupervisorOptions {
+            interval: Duration::from_millis(INTERVAL_MS.default as u64),
+            auto_recover: true,
+            budget_max: BUDGET_MAX.default as u32,
+            budget_window_ms: BUDGET_WINDOW_MS.default,
+            checkpoint_interval: None,
+            unhealthy_after: UNHEALTHY_AFTER.default as u32,
+            healthy_after: HEALTHY_AFTER.default as u32,
+            check_timeout: Duration::from_millis(STEP_TIMEOUT_MS.default as u64),
+            step_timeout: Duration::from_millis(STEP_TIMEOUT_MS.default as u64),
+        };
+        if let Some(o) = options {
+            parts.memory_monitor = o
+                .raw("memoryMonitor")?
+                .map(|v| read_instance(&env, Some(v), "memoryMonitor", "MemoryMonitor", |m: &MemoryMonitor| m.core.clone()))
+                .transpose()?;
+            parts.gpu_monitor = o
+                .raw("gpuMonitor")?
+                .map(|v| read_instance(&env, Some(v), "gpuMonitor", "GPUHealthMonitor", |m: &GpuHealthMonitor| m.core.clone()))
+                .transpose()?;
+            parts.memory_recovery = o
+                .raw("memoryRecovery")?
+                .map(|v| read_instance(&env, Some(v), "memoryRecovery", "MemoryRecovery", |m: &MemoryRecovery| m.core.clone()))
+                .transpose()?;
+            parts.gpu_recovery = o
+                .raw("gpuRecovery")?
+                .map(|v| read_instance(&env, Some(v), "gpuRecovery", "GPURecovery", |m: &GpuRecovery| m.core.clone()))
+                .transpose()?;
+            super::durable::attach_to_supervisor(&env, &o, &mut parts)?;
+            parts.restart_process = read_hook(&env, &o, "restartProcess", "restartProcess")?;
+            if let Some(ms) = read_number(&env, &o, INTERVAL_MS)? {
+                settings.interval = Duration::from_millis(ms as u64);
+            }
+            if let Some(ms) = o.number("checkTimeoutMs")? {
+                let ms = STEP_TIMEOUT_MS.check(ms).map_err(|mut v| {
+                    v.parameter = "checkTimeoutMs".to_owned();
+                    range_violation(&env, v)
+                })?;
+                settings.check_timeout = Duration::from_millis(ms as u64);
+            }
+            settings.auto_recover = o.boolean("autoRecover")?.unwrap_or(true);
+            if let Some(budget) = o.object("recoveryBudget", &[BUDGET_MAX.key(), BUDGET_WINDOW_MS.key()])? {
+                if let Some(max) = read_number(&env, &budget, BUDGET_MAX)? {
+                    settings.budget_max = max as u32;
+                }
+                if let Some(window) = read_number(&env, &budget, BUDGET_WINDOW_MS)? {
+                    settings.budget_window_ms = window;
+                }
+            }
+            if let Some(h) = o.object("hysteresis", &[UNHEALTHY_AFTER.key(), HEALTHY_AFTER.key()])? {
+                if let Some(n) = read_number(&env, &h, UNHEALTHY_AFTER)? {
+                    settings.unhealthy_after = n as u32;
+                }
+                if let Some(n) = read_number(&env, &h, HEALTHY_AFTER)? {
+                    settings.healthy_after = n as u32;
+                }
+            }
+            if let Some(ms) = o.optional_number(CHECKPOINT_INTERVAL_MS.name)? {
+                let ms = CHECKPOINT_INTERVAL_MS.check(ms).map_err(|v| range_violation(&env, v))?;
+                if parts.checkpointer.is_none() {
+                    return Err(type_error(
+                        &env,
+                        "ERR_INVALID_ARG_VALUE",
+                        "checkpointIntervalMs needs a checkpointManager to take the checkpoints".to_owned(),
+                    ));
+                }
+                settings.checkpoint_interval = Some(Duration::from_millis(ms as u64));
+            }
+        }
+        let listeners = Arc::new(Listeners::default());
+        let core = Supervisor::new(parts, settings, listeners.clone());
+        Ok(HealthSupervisor { core: Arc::new(core), listeners, listener_refs: Vec::new() })
+    }
+
+    /// Starts the loop (idempotent). It never keeps the process alive.
+    #[napi]
+    pub fn start(&self) {
+        self.core.start(|future| napi::bindgen_prelude::spawn(future));
+    }
+
+    /// Stops the loop; resolves once no more events will come from it. Idempotent.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn stop<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
+        let core = self.core.clone();
+        env.spawn_future(async move {
+            core.stop().await;
+            Ok(())
+        })
+    }
+
+    /// `'quick'` (default): memory pressure and GPU temperatures; `'full'`: every signal.
+    #[napi(ts_args_type = "checkType?: 'quick' | 'full'", ts_return_type = "Promise<SystemHealthReport>")]
+    pub fn check_system_health<'env>(&self, env: &'env Env, check_type: Option<Unknown>) -> Result<PromiseRaw<'env, SystemHealthReport>> {
+        let check_type = read_check_type(env, check_type)?;
+        let core = self.core.clone();
+        env.spawn_future_with_callback(
+            async move {
+                let health = core.check_system_health(check_type).await;
+                if let Ok(h) = &health {
+                    core.remember(h);
+                }
+                Ok(health)
+            },
+            |env, health| health.map(Into::into).map_err(|e| super::task::coded_error(env, "ERR_CHECK_FAILED", &e)),
+        )
+    }
+
+    /// Maps each failing issue of `health` (from `checkSystemHealth`) to its recovery and
+    /// runs them; resolves the actions taken.
+    #[napi(ts_args_type = "health: { issues: HealthIssue[] }", ts_return_type = "Promise<RecoveryAction[]>")]
+    pub fn trigger_recovery<'env>(&self, env: &'env Env, health: Unknown) -> Result<PromiseRaw<'env, serde_json::Value>> {
+        let issues = read_issues(env, health)?;
+        let core = self.core.clone();
+        env.spawn_future(async move {
+            let health = SystemHealth {
+                healthy: !issues.iter().any(|i| i.severity == Severity::Fail),
+                check_type: CheckType::Full,
+                timestamp_ms: crate::sampling::unix_time_ms(),
+                duration_ms: 0.0,
+                memory: None,
+                gpu: None,
+                issues,
+                accepting_requests: core.accepting_requests(),
+            };
+            let actions = core.trigger_recovery(&health).await;
+            Ok(serde_json::Value::Array(actions.iter().map(action_json).collect()))
+        })
+    }
+
+    /// An operator's request, outside the budget: `'memory'`, `'gpu'` or `'process'`.
+    #[napi(ts_args_type = "errorType: 'memory' | 'gpu' | 'process'", ts_return_type = "Promise<RecoveryAction>")]
+    pub fn recover_system<'env>(&self, env: &'env Env, error_type: Unknown) -> Result<PromiseRaw<'env, serde_json::Value>> {
+        let kind = read_recovery_type(env, error_type)?;
+        let core = self.core.clone();
+        env.spawn_future(async move { Ok(action_json(&core.recover_system(kind).await)) })
+    }
+
+    /// Listens to `'health' | 'unhealthy' | 'warning' | 'recovery' | 'incident' | 'error'`.
+    #[napi(ts_args_type = "event: 'health' | 'unhealthy' | 'warning' | 'recovery' | 'incident' | 'error', listener: (payload: any) => void")]
+    pub fn on(&mut self, env: Env, event: Unknown, listener: Unknown) -> Result<()> {
+        let event = read_event(&env, event)?;
+        if listener.get_type()? != ValueType::Function {
+            return Err(type_error(&env, "ERR_INVALID_ARG_TYPE", format!("listener must be a function, got {}", describe(&listener))));
+        }
+        let function: Function<'_, serde_json::Value, UnknownReturnValue> = unsafe { listener.cast()? };
+        let threadsafe = function.build_threadsafe_function::<serde_json::Value>().weak::<true>().callee_handled::<false>().build()?;
+        let id = self.listeners.next_id.fetch_add(1, Ordering::Relaxed);
+        self.listeners.by_event.lock().unwrap_or_else(|p| p.into_inner()).push((event.clone(), id, Arc::new(threadsafe)));
+        self.listener_refs.push((event, id, function.create_ref()?));
+        Ok(())
+    }
+
+    /// Removes a listener added with `on` (the first match).
+    #[napi(ts_args_type = "event: 'health' | 'unhealthy' | 'warning' | 'recovery' | 'incident' | 'error', listener: (payload: any) => void")]
+    pub fn off(&mut self, env: Env, event: Unknown, listener: Unknown) -> Result<()> {
+        let event = read_event(&env, event)?;
+        let mut found = None;
+        for (position, (e, id, reference)) in self.listener_refs.iter().enumerate() {
+            if *e == event && env.strict_equals(reference.borrow_back(&env)?, listener)? {
+                found = Some((position, *id));
+                break;
+            }
+        }
+        if let Some((position, id)) = found {
+            self.listener_refs.remove(position);
+            self.listeners.by_event.lock().unwrap_or_else(|p| p.into_inner()).retain(|(_, i, _)| *i != id);
+        }
+        Ok(())
+    }
+
+    /// Where the supervisor stands: state, intake, budget, operator actions, last check.
+    #[napi(ts_return_type = "SupervisorStatus")]
+    pub fn status(&self) -> serde_json::Value {
+        self.core.status()
+    }
+
+    /// Prometheus text exposition (format 0.0.4).
+    #[napi]
+    pub fn metrics(&self) -> String {
+        self.core.metrics_text()
+    }
+}
+
+fn read_check_type(env: &Env, value: Option<Unknown>) -> Result<CheckType> {
+    let Some(value) = value.filter(|v| !matches!(v.get_type(), Ok(ValueType::Undefined))) else { return Ok(CheckType::Quick) };
+    if value.get_type()? != ValueType::String {
+        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("checkType must be 'quick' or 'full', got {}", describe(&value))));
+    }
+    let text: String = unsafe { value.cast()? };
+    match text.as_str() {
+        "quick" => Ok(CheckType::Quick),
+        "full" => Ok(CheckType::Full),
+        other => Err(range_error(env, format!("checkType must be 'quick' or 'full', got {other:?}"))),
+    }
+}
+
+fn read_recovery_type(env: &Env, value: Unknown) -> Result<RecoveryType> {
+    if value.get_type()? != ValueType::String {
+        return Err(type_error(
+            env,
+            "ERR_INVALID_ARG_TYPE",
+            format!("errorType must be 'memory', 'gpu' or 'process', got {}", describe(&value)),
+        ));
+    }
+    let text: String = unsafe { value.cast()? };
+    RecoveryType::parse(&text)
+        .ok_or_else(|| range_error(env, format!("errorType must be 'memory', 'gpu' or 'process', got {text:?}")))
+}
+
+fn read_event(env: &Env, value: Unknown) -> Result<String> {
+    let expected = EVENTS.iter().map(|e| format!("'{e}'")).collect::<Vec<_>>().join(", ");
+    if value.get_type()? != ValueType::String {
+        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("event must be one of {expected}, got {}", describe(&value))));
+    }
+    let text: String = unsafe { value.cast()? };
+    if !EVENTS.contains(&text.as_str()) {
+        return Err(range_error(env, format!("event must be one of {expected}, got {text:?}")));
+    }
+    Ok(text)
+}
+
+/// Reads `health.issues` as `checkSystemHealth` wrote them.
+fn read_issues(env: &Env, health: Unknown) -> Result<Vec<HealthIssue>> {
+    if health.get_type()? != ValueType::Object {
+        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("health must be an object, got {}", describe(&health))));
+    }
+    let object: Object = unsafe { health.cast()? };
+    let issues: Unknown = object.get_named_property("issues")?;
+    if !issues.is_array()? {
+        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("health.issues must be an array, got {}", describe(&issues))));
+    }
+    let issues: Object = unsafe { issues.cast()? };
+    let mut read = Vec::new();
+    for i in 0..issues.get_array_length()? {
+        let name = format!("health.issues[{i}]");
+        let item: Unknown = issues.get_element(i)?;
+        let Some(fields) = OptionsObject::read(env, Some(item), &name, &["code", "severity", "device", "message", "action"])? else {
+            return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be an object, got undefined")));
+        };
+        let text = |key: &str| -> Result<String> {
+            fields.string(key)?.ok_or_else(|| type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name}.{key} must be a string, got undefined")))
+        };
+        let code_text = text("code")?;
+        let code = IssueCode::parse(&code_text).ok_or_else(|| range_error(env, format!("{name}.code is not a known issue code, got {code_text:?}")))?;
+        let severity_text = text("severity")?;
+        let severity = Severity::parse(&severity_text).ok_or_else(|| range_error(env, format!("{name}.severity must be 'warn' or 'fail', got {severity_text:?}")))?;
+        let action_text = text("action")?;
+        let action = Action::parse(&action_text).ok_or_else(|| range_error(env, format!("{name}.action is not a known action, got {action_text:?}")))?;
+        let device = fields.optional_number("device")?.map(|d| d as u32);
+        let message = fields.string("message")?.unwrap_or_default();
+        read.push(HealthIssue { code, severity, device, message, action });
+    }
+    Ok(read)
+}
