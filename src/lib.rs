@@ -8,6 +8,7 @@ pub mod incident;
 pub mod monitors;
 pub mod policy;
 pub mod recovery;
+pub mod rpc;
 pub mod sampling;
 pub mod supervisor;
 

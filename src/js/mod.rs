@@ -4,6 +4,7 @@
 mod args;
 mod durable;
 mod health_supervisor;
+mod json_rpc;
 mod gpu_recovery;
 mod hooks;
 mod memory_recovery;

@@ -27,41 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckType {
-    /// Memory pressure and GPU temperatures: cheap enough to call per request.
-    Quick,
-    /// Every signal.
-    Full,
-}
-
-impl CheckType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckType::Quick => "quick",
-            CheckType::Full => "full",
-        }
-    }
-}
-
-/// What `recoverSystem` can be asked to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecoveryType {
-    Memory,
-    Gpu,
-    Process,
-}
-
-impl RecoveryType {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "memory" => Some(RecoveryType::Memory),
-            "gpu" => Some(RecoveryType::Gpu),
-            "process" => Some(RecoveryType::Process),
-            _ => None,
-        }
-    }
-}
+// The kinds of check and recovery operators ask for are the RPC layer's words.
+pub use crate::rpc::{CheckType, RecoveryType};
 
 /// One health check of the whole system.
 #[derive(Debug, Clone)]

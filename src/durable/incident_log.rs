@@ -1,0 +1,1085 @@
+//! The incident log: JSON Lines in segments, every record durable (fdatasync, shared by
+//! concurrent callers: group commit) before `record` returns its sequence number.
+//!
+//! Format: segments `incidents-{first_seq:020}.jsonl`, named by the sequence number of
+//! their first record; one record a line:
+//! `{"seq":N,"timestamp":ms,"kind":"…","severity":"info|warn|error|critical","message":"…","details":…}`.
+//! A segment is closed once it reaches `segment_bytes`; the oldest segments are deleted
+//! beyond `max_segments` or `max_bytes` in all. On open, an incomplete or unparsable tail
+//! of the newest segment (an interrupted append) is truncated away; a bad line with good
+//! lines after it is skipped and reported, never silently (the log is append-only text:
+//! what follows is still worth reading). Sequence numbers continue across restarts.
+//!
+//! Each kind is rate limited: at most `rate_limit.max` records per `rate_limit.window_ms`;
+//! the excess is counted, and once the window has passed (on the next record of that kind
+//! or `flush_suppressed`) one summary record `"N suppressed"` is written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::defaults::{
+    INCIDENT_MAX_BYTES, INCIDENT_MAX_SEGMENTS, INCIDENT_RATE_LIMIT_MAX, INCIDENT_RATE_LIMIT_WINDOW_MS,
+    INCIDENT_SEGMENT_BYTES, MAX_INCIDENT_KIND_BYTES, MAX_INCIDENT_RECORD_BYTES, MAX_JSON_DEPTH, MAX_RATE_LIMITED_KINDS,
+};
+use super::persist::{
+    json_nesting_exceeds, lock, now_ms, open_state_dir, parse_json, remove_files, remove_temp_files,
+    write_file_durable, write_file_rewrite, AppendFile, DurableError, ProblemKind, RecoveryProblem, Result, StateDir,
+    Storage, ERR_INCIDENT_LOG_LOCKED, ERR_INVALID_ARGUMENT, ERR_INVALID_JSON, ERR_NOT_FOUND, ERR_TOO_LARGE,
+};
+use crate::incident::{Incident, IncidentSeverity, IncidentSink};
+
+const FILE_PREFIX: &str = "incidents-";
+const FILE_SUFFIX: &str = ".jsonl";
+/// Room for `{"seq":<20 digits>` ahead of the rest of a line.
+const SEQ_PREFIX_MAX_BYTES: usize = 28;
+
+/// Milliseconds since the Unix epoch; injectable so tests can move time.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// At most `max` records of one kind per `window_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub max: u32,
+    pub window_ms: u64,
+}
+
+/// Options of an incident log; defaults from [`super::defaults`].
+#[derive(Clone)]
+pub struct IncidentLogOptions {
+    pub segment_bytes: u64,
+    pub max_segments: usize,
+    pub max_bytes: u64,
+    pub rate_limit: RateLimit,
+    pub clock: Clock,
+}
+
+impl Default for IncidentLogOptions {
+    fn default() -> Self {
+        IncidentLogOptions {
+            segment_bytes: INCIDENT_SEGMENT_BYTES,
+            max_segments: INCIDENT_MAX_SEGMENTS,
+            max_bytes: INCIDENT_MAX_BYTES,
+            rate_limit: RateLimit { max: INCIDENT_RATE_LIMIT_MAX, window_ms: INCIDENT_RATE_LIMIT_WINDOW_MS },
+            clock: Arc::new(now_ms),
+        }
+    }
+}
+
+impl fmt::Debug for IncidentLogOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IncidentLogOptions")
+            .field("segment_bytes", &self.segment_bytes)
+            .field("max_segments", &self.max_segments)
+            .field("max_bytes", &self.max_bytes)
+            .field("rate_limit", &self.rate_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One record read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentRecord {
+    pub seq: u64,
+    pub timestamp_ms: u64,
+    pub kind: String,
+    pub severity: IncidentSeverity,
+    pub message: String,
+    pub details: Value,
+}
+
+/// What `record` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Durable on disk.
+    Written { seq: u64, timestamp_ms: u64 },
+    /// Over its kind's rate limit: counted, not written.
+    RateLimited,
+}
+
+/// Which records `read` returns: all conditions hold. Oldest first; `limit` stops after
+/// that many (so `since_seq = last seq + 1` pages forward).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadFilter {
+    /// Only records with `seq >= since_seq`.
+    pub since_seq: Option<u64>,
+    /// Only records with `timestamp >= since_ms`.
+    pub since_ms: Option<u64>,
+    /// Only records of these kinds.
+    pub kinds: Option<Vec<String>>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadResult {
+    pub records: Vec<IncidentRecord>,
+    /// Bad lines met (skipped).
+    pub problems: Vec<RecoveryProblem>,
+}
+
+/// The incident log in one locked directory.
+pub struct IncidentLog {
+    dir: StateDir,
+    storage: Storage,
+    options: IncidentLogOptions,
+    state: Mutex<LogState>,
+    /// Signalled whenever a leader hands the writer back.
+    turn: Condvar,
+}
+
+impl fmt::Debug for IncidentLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IncidentLog")
+            .field("dir", &self.dir.path())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+struct LogState {
+    queue: Vec<Pending>,
+    /// `None` while a leader is writing.
+    writer: Option<LogWriter>,
+    next_ticket: u64,
+    outcomes: HashMap<u64, Result<RecordOutcome>>,
+    windows: HashMap<String, RateWindow>,
+}
+
+/// A record waiting to be written. The sequence number is given at write time, so a
+/// failed write leaves no gap.
+struct Pending {
+    ticket: u64,
+    /// Summary records written on behalf of a caller have no one waiting for them.
+    awaited: bool,
+    timestamp_ms: u64,
+    /// The line after `{"seq":N`.
+    line_tail: String,
+}
+
+struct RateWindow {
+    started_ms: u64,
+    count: u32,
+    suppressed: u64,
+}
+
+struct LogWriter {
+    next_seq: u64,
+    /// The newest segment, open for appending; `None` when the next write must start a
+    /// new segment (none yet, or the last append failed).
+    current: Option<AppendFile>,
+    /// Segments on disk: first sequence number → durable size.
+    segments: BTreeMap<u64, u64>,
+}
+
+/// Whether a new segment gets the rewrite-once retry of its own or is itself the retry
+/// of a failed append.
+enum NewSegment<'a> {
+    WithRetry,
+    RetryOf(&'a std::io::Error),
+}
+
+impl IncidentLog {
+    /// Opens (creating) the log in `dir`, locked (`ERR_INCIDENT_LOG_LOCKED` for a second
+    /// open), repairing a torn tail of the newest segment. Returns the problems found.
+    pub fn open(dir: &Path, options: IncidentLogOptions, storage: Storage) -> Result<(Self, Vec<RecoveryProblem>)> {
+        check_options(&options)?;
+        let dir = open_state_dir(dir, ERR_INCIDENT_LOG_LOCKED)?;
+        remove_temp_files(&storage, &dir, FILE_PREFIX)?;
+        let log = IncidentLog {
+            dir,
+            storage,
+            options,
+            state: Mutex::new(LogState {
+                queue: Vec::new(),
+                writer: None,
+                next_ticket: 0,
+                outcomes: HashMap::new(),
+                windows: HashMap::new(),
+            }),
+            turn: Condvar::new(),
+        };
+        let (mut writer, problems) = log.recover()?;
+        log.apply_retention(&mut writer);
+        lock(&log.state).writer = Some(writer);
+        Ok((log, problems))
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    pub fn is_degraded(&self) -> bool {
+        self.storage.is_degraded()
+    }
+
+    /// Writes `incident` durably and returns its sequence number and timestamp, or
+    /// `RateLimited`. `ERR_INVALID_ARGUMENT` (kind empty or over 128 bytes),
+    /// `ERR_INVALID_JSON` (details too deep), `ERR_TOO_LARGE`, `ERR_PERSIST_FAILED`.
+    pub fn record(&self, incident: Incident) -> Result<RecordOutcome> {
+        let Incident { kind, severity, message, details } = incident;
+        if kind.is_empty() || kind.len() > MAX_INCIDENT_KIND_BYTES {
+            return Err(DurableError::new(
+                ERR_INVALID_ARGUMENT,
+                format!("incident kinds must be 1 to {MAX_INCIDENT_KIND_BYTES} bytes (got {})", kind.len()),
+            ));
+        }
+        let now = (self.options.clock)();
+        let line_tail = line_tail(now, &kind, severity, &message, &details)?;
+
+        let mut state = lock(&self.state);
+        let window_ms = self.options.rate_limit.window_ms;
+        let window =
+            state.windows.entry(kind.clone()).or_insert(RateWindow { started_ms: now, count: 0, suppressed: 0 });
+        let mut rolled_over_suppressed = 0;
+        if now.saturating_sub(window.started_ms) >= window_ms {
+            rolled_over_suppressed = window.suppressed;
+            *window = RateWindow { started_ms: now, count: 0, suppressed: 0 };
+        }
+        if window.count >= self.options.rate_limit.max {
+            window.suppressed += 1;
+            return Ok(RecordOutcome::RateLimited);
+        }
+        window.count += 1;
+        if rolled_over_suppressed > 0 {
+            let summary = suppressed_summary(now, &kind, rolled_over_suppressed);
+            enqueue(&mut state, now, summary, false);
+        }
+        forget_idle_windows(&mut state.windows, now, window_ms);
+        let ticket = enqueue(&mut state, now, line_tail, true);
+        self.wait_for(state, ticket).1
+    }
+
+    /// Writes the summary records of kinds whose rate-limit window has passed with records
+    /// suppressed. Returns how many were written.
+    pub fn flush_suppressed(&self) -> Result<usize> {
+        let now = (self.options.clock)();
+        let window_ms = self.options.rate_limit.window_ms;
+        let mut state = lock(&self.state);
+        let mut passed: Vec<(String, u64)> = Vec::new();
+        state.windows.retain(|kind, window| {
+            if now.saturating_sub(window.started_ms) < window_ms {
+                return true;
+            }
+            if window.suppressed > 0 {
+                passed.push((kind.clone(), window.suppressed));
+            }
+            false
+        });
+        passed.sort();
+        let mut tickets = Vec::new();
+        for (kind, suppressed) in &passed {
+            tickets.push(enqueue(&mut state, now, suppressed_summary(now, kind, *suppressed), true));
+        }
+        // Collect every outcome (none left behind), then report the first failure.
+        let mut outcomes = Vec::new();
+        for ticket in tickets {
+            let (next_state, outcome) = self.wait_for(state, ticket);
+            state = next_state;
+            outcomes.push(outcome);
+        }
+        outcomes.into_iter().try_fold(0, |written, outcome| outcome.map(|_| written + 1))
+    }
+
+    /// Records matching `filter`, oldest first, and the bad lines met on the way.
+    pub fn read(&self, filter: &ReadFilter) -> Result<ReadResult> {
+        // A consistent view: the segments and the durable length of the newest (bytes
+        // past it may be a write in progress).
+        let (segments, current_len) = {
+            let state = self.writer_idle();
+            let writer = state.writer.as_ref().expect("writer idle");
+            let current_len = writer.current.as_ref().map(|file| file.len());
+            (writer.segments.keys().copied().collect::<Vec<u64>>(), current_len)
+        };
+        let mut result = ReadResult { records: Vec::new(), problems: Vec::new() };
+        let mut last_seq = 0;
+        for (i, &first_seq) in segments.iter().enumerate() {
+            let next_first = segments.get(i + 1).copied();
+            if let (Some(since), Some(next)) = (filter.since_seq, next_first) {
+                if next <= since {
+                    continue; // every record here is older than `since`
+                }
+            }
+            let name = segment_name(first_seq);
+            let mut bytes = match self.storage.read_bounded(&self.dir.file(&name), self.segment_read_limit()) {
+                Ok(bytes) => bytes,
+                Err(e) if e.code == ERR_NOT_FOUND => continue, // removed by retention meanwhile
+                Err(e) => return Err(e),
+            };
+            if next_first.is_none() {
+                if let Some(len) = current_len {
+                    bytes.truncate(len as usize);
+                }
+            }
+            let scan = scan_segment(&bytes);
+            result.problems.extend(scan.problems(&name));
+            for (offset, record) in scan.records {
+                if record.seq <= last_seq {
+                    result.problems.push(RecoveryProblem {
+                        kind: ProblemKind::InconsistentRecord,
+                        file: name.clone(),
+                        offset,
+                        reason: format!("sequence {} after {last_seq}; skipped", record.seq),
+                        set_aside_as: None,
+                    });
+                    continue;
+                }
+                last_seq = record.seq;
+                if matches(filter, &record) {
+                    result.records.push(record);
+                    if filter.limit.is_some_and(|limit| result.records.len() >= limit) {
+                        return Ok(result);
+                    }
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    /// The sequence number the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.writer_idle().writer.as_ref().expect("writer idle").next_seq
+    }
+
+    /// The state once no leader is writing (the writer is back).
+    fn writer_idle(&self) -> MutexGuard<'_, LogState> {
+        let mut state = lock(&self.state);
+        while state.writer.is_none() {
+            state = self.turn.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state
+    }
+
+    /// A segment is below `segment_bytes` before an append, and a batch is at most
+    /// `segment_bytes` or one record: anything larger is not ours.
+    fn segment_read_limit(&self) -> u64 {
+        2 * self.options.segment_bytes + MAX_INCIDENT_RECORD_BYTES as u64
+    }
+
+    /// Waits until record `ticket` is written, leading the write if no one is.
+    fn wait_for<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, LogState>,
+        ticket: u64,
+    ) -> (MutexGuard<'a, LogState>, Result<RecordOutcome>) {
+        loop {
+            if let Some(outcome) = state.outcomes.remove(&ticket) {
+                return (state, outcome);
+            }
+            state = match state.writer.take() {
+                Some(writer) => self.lead(state, writer),
+                None => self.turn.wait(state).unwrap_or_else(|p| p.into_inner()),
+            };
+        }
+    }
+
+    /// Writes queued records (up to a segment's worth) with one write and one fdatasync.
+    fn lead<'a>(&'a self, mut state: MutexGuard<'a, LogState>, mut writer: LogWriter) -> MutexGuard<'a, LogState> {
+        // At least one record; more while they fit in a segment, so segments stay near
+        // `segment_bytes` even under a burst.
+        let mut batch_bytes = 0u64;
+        let fitting = state
+            .queue
+            .iter()
+            .take_while(|p| {
+                batch_bytes += p.line_tail.len() as u64;
+                batch_bytes <= self.options.segment_bytes
+            })
+            .count();
+        let take = fitting.max(1).min(state.queue.len());
+        let batch: Vec<Pending> = state.queue.drain(..take).collect();
+        drop(state);
+
+        let first_seq = writer.next_seq;
+        let mut bytes = Vec::new();
+        for (i, pending) in batch.iter().enumerate() {
+            bytes.extend_from_slice(format!("{{\"seq\":{}", first_seq + i as u64).as_bytes());
+            bytes.extend_from_slice(pending.line_tail.as_bytes());
+        }
+        let result = self.commit(&mut writer, first_seq, &bytes);
+
+        let mut state = lock(&self.state);
+        for (i, pending) in batch.iter().enumerate() {
+            if pending.awaited {
+                let outcome = match &result {
+                    Ok(()) => {
+                        Ok(RecordOutcome::Written { seq: first_seq + i as u64, timestamp_ms: pending.timestamp_ms })
+                    }
+                    Err(e) => Err(e.clone()),
+                };
+                state.outcomes.insert(pending.ticket, outcome);
+            }
+        }
+        if result.is_ok() {
+            writer.next_seq += batch.len() as u64;
+        }
+        state.writer = Some(writer);
+        self.turn.notify_all();
+        state
+    }
+
+    fn commit(&self, writer: &mut LogWriter, first_seq: u64, bytes: &[u8]) -> Result<()> {
+        if writer.current.as_ref().is_none_or(|file| file.len() >= self.options.segment_bytes) {
+            return self.start_segment(writer, first_seq, bytes, NewSegment::WithRetry);
+        }
+        let file = writer.current.as_mut().expect("checked above");
+        match file.append(&self.storage, bytes) {
+            Ok(()) => {
+                let len = file.len();
+                if let Some(size) = writer.segments.values_mut().next_back() {
+                    *size = len;
+                }
+                // Total bytes grow with every append, not only at rotation.
+                self.apply_retention(writer);
+                Ok(())
+            }
+            Err(e) => {
+                // Never append after a failed write or fsync. Cut back what may have
+                // reached the file (best effort) so the new segment alone holds these
+                // records, and start that segment from memory.
+                let durable_len = file.len();
+                let _ = file.truncate_to(&self.storage, durable_len);
+                writer.current = None;
+                self.start_segment(writer, first_seq, bytes, NewSegment::RetryOf(&e))
+            }
+        }
+    }
+
+    /// Writes `bytes` as a new segment named for `first_seq` (whole-file protocol, so a
+    /// segment never exists half-written), switches to it and applies retention.
+    fn start_segment(&self, writer: &mut LogWriter, first_seq: u64, bytes: &[u8], mode: NewSegment<'_>) -> Result<()> {
+        let name = segment_name(first_seq);
+        match mode {
+            NewSegment::WithRetry => write_file_durable(&self.storage, &self.dir, &name, bytes)?,
+            NewSegment::RetryOf(first) => write_file_rewrite(&self.storage, &self.dir, &name, bytes, first)?,
+        }
+        let file = AppendFile::open(&self.storage, &self.dir, &name)?;
+        writer.segments.insert(first_seq, file.len());
+        writer.current = Some(file);
+        self.apply_retention(writer);
+        Ok(())
+    }
+
+    /// Deletes the oldest segments beyond `max_segments` or `max_bytes` (never the newest).
+    fn apply_retention(&self, writer: &mut LogWriter) {
+        let mut total: u64 = writer.segments.values().sum();
+        let mut doomed = Vec::new();
+        while writer.segments.len() > 1
+            && (writer.segments.len() > self.options.max_segments || total > self.options.max_bytes)
+        {
+            let (first_seq, size) = writer.segments.pop_first().expect("more than one segment");
+            total -= size;
+            doomed.push(segment_name(first_seq));
+        }
+        remove_files(&self.storage, &self.dir, &doomed);
+    }
+
+    /// Lists the segments, repairs the newest one's tail and finds the next sequence number.
+    fn recover(&self) -> Result<(LogWriter, Vec<RecoveryProblem>)> {
+        let mut segments = BTreeMap::new();
+        for name in self.dir.list()? {
+            if let Some(first_seq) = parse_segment_name(&name) {
+                let size = std::fs::symlink_metadata(self.dir.file(&name))
+                    .map_err(|e| DurableError::io(format!("stat {name}"), &e))?
+                    .len();
+                segments.insert(first_seq, size);
+            }
+        }
+        let mut writer = LogWriter { next_seq: 1, current: None, segments };
+        let Some((&first_seq, _)) = writer.segments.last_key_value() else {
+            return Ok((writer, Vec::new()));
+        };
+        let name = segment_name(first_seq);
+        let bytes = self.storage.read_bounded(&self.dir.file(&name), self.segment_read_limit())?;
+        let scan = scan_segment(&bytes);
+        let mut problems = scan.problems(&name);
+        writer.next_seq = scan.records.iter().map(|(_, r)| r.seq + 1).max().unwrap_or(0).max(first_seq);
+        let mut file = AppendFile::open(&self.storage, &self.dir, &name)?;
+        if (scan.valid_len as u64) < file.len() {
+            if let Some(torn) = problems.iter_mut().find(|p| p.kind == ProblemKind::TornTail) {
+                torn.reason.push_str("; truncated");
+            }
+            match file.truncate_to(&self.storage, scan.valid_len as u64) {
+                Ok(()) => writer.current = Some(file),
+                Err(e) => {
+                    // Leave it; the next record starts a new segment instead.
+                    problems.push(RecoveryProblem {
+                        kind: ProblemKind::TornTail,
+                        file: name.clone(),
+                        offset: scan.valid_len as u64,
+                        reason: format!("could not truncate: {e}"),
+                        set_aside_as: None,
+                    });
+                }
+            }
+        } else {
+            writer.current = Some(file);
+        }
+        if writer.current.is_some() {
+            writer.segments.insert(first_seq, scan.valid_len as u64);
+        }
+        Ok((writer, problems))
+    }
+}
+
+impl IncidentSink for IncidentLog {
+    /// Returns the sequence number; 0 when the record was rate limited (not written).
+    fn record(&self, incident: Incident) -> std::result::Result<u64, String> {
+        match IncidentLog::record(self, incident) {
+            Ok(RecordOutcome::Written { seq, .. }) => Ok(seq),
+            Ok(RecordOutcome::RateLimited) => Ok(0),
+            Err(e) => Err(format!("{}: {}", e.code, e.message)),
+        }
+    }
+}
+
+fn check_options(options: &IncidentLogOptions) -> Result<()> {
+    let problem = if options.segment_bytes == 0 {
+        "segment_bytes must be at least 1"
+    } else if options.max_segments == 0 {
+        "max_segments must be at least 1"
+    } else if options.max_bytes < options.segment_bytes {
+        "max_bytes must be at least segment_bytes"
+    } else if options.rate_limit.max == 0 {
+        "rate_limit.max must be at least 1"
+    } else if options.rate_limit.window_ms == 0 {
+        "rate_limit.window_ms must be at least 1"
+    } else {
+        return Ok(());
+    };
+    Err(DurableError::new(ERR_INVALID_ARGUMENT, format!("incident log options: {problem} ({options:?})")))
+}
+
+/// Everything of a line after `{"seq":N`, checked for size and depth.
+fn line_tail(
+    timestamp_ms: u64,
+    kind: &str,
+    severity: IncidentSeverity,
+    message: &str,
+    details: &Value,
+) -> Result<String> {
+    let details = serde_json::to_string(details).expect("JSON values serialize");
+    // The line wraps details in one more level.
+    if json_nesting_exceeds(details.as_bytes(), MAX_JSON_DEPTH - 1) {
+        return Err(DurableError::new(
+            ERR_INVALID_JSON,
+            format!("incident details nest deeper than {} levels", MAX_JSON_DEPTH - 1),
+        ));
+    }
+    let text = |s: &str| serde_json::to_string(s).expect("strings serialize");
+    let tail = format!(
+        ",\"timestamp\":{timestamp_ms},\"kind\":{},\"severity\":\"{}\",\"message\":{},\"details\":{details}}}\n",
+        text(kind),
+        severity.as_str(),
+        text(message),
+    );
+    if tail.len() + SEQ_PREFIX_MAX_BYTES > MAX_INCIDENT_RECORD_BYTES {
+        return Err(DurableError::new(
+            ERR_TOO_LARGE,
+            format!(
+                "incident record of {} bytes is over the limit of {MAX_INCIDENT_RECORD_BYTES}",
+                tail.len() + SEQ_PREFIX_MAX_BYTES
+            ),
+        ));
+    }
+    Ok(tail)
+}
+
+/// Queues a line to be written; returns its ticket.
+fn enqueue(state: &mut LogState, timestamp_ms: u64, line_tail: String, awaited: bool) -> u64 {
+    let ticket = state.next_ticket;
+    state.next_ticket += 1;
+    state.queue.push(Pending { ticket, awaited, timestamp_ms, line_tail });
+    ticket
+}
+
+fn suppressed_summary(now: u64, kind: &str, suppressed: u64) -> String {
+    let details = json!({ "suppressed": suppressed, "kind": kind });
+    line_tail(now, kind, IncidentSeverity::Warn, &format!("{suppressed} suppressed"), &details)
+        .expect("summaries are small and shallow")
+}
+
+/// Keeps the rate-limit table bounded: kinds are caller-chosen strings.
+fn forget_idle_windows(windows: &mut HashMap<String, RateWindow>, now: u64, window_ms: u64) {
+    if windows.len() > MAX_RATE_LIMITED_KINDS {
+        windows.retain(|_, w| w.suppressed > 0 || now.saturating_sub(w.started_ms) < window_ms);
+    }
+}
+
+fn matches(filter: &ReadFilter, record: &IncidentRecord) -> bool {
+    filter.since_seq.is_none_or(|since| record.seq >= since)
+        && filter.since_ms.is_none_or(|since| record.timestamp_ms >= since)
+        && filter.kinds.as_ref().is_none_or(|kinds| kinds.contains(&record.kind))
+}
+
+fn segment_name(first_seq: u64) -> String {
+    format!("{FILE_PREFIX}{first_seq:020}{FILE_SUFFIX}")
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(FILE_PREFIX)?.strip_suffix(FILE_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredLine {
+    seq: u64,
+    timestamp: u64,
+    kind: String,
+    severity: String,
+    message: String,
+    details: Value,
+}
+
+fn parse_line(line: &[u8]) -> std::result::Result<IncidentRecord, String> {
+    let stored: StoredLine = parse_json(line, MAX_JSON_DEPTH)?;
+    let severity =
+        IncidentSeverity::parse(&stored.severity).ok_or_else(|| format!("unknown severity {:?}", stored.severity))?;
+    Ok(IncidentRecord {
+        seq: stored.seq,
+        timestamp_ms: stored.timestamp,
+        kind: stored.kind,
+        severity,
+        message: stored.message,
+        details: stored.details,
+    })
+}
+
+struct SegmentScan {
+    /// Good records with their byte offsets.
+    records: Vec<(u64, IncidentRecord)>,
+    /// Bad lines (offset, reason), including an incomplete last one.
+    bad: Vec<(u64, String)>,
+    /// End of the last good line: everything after it is a torn tail.
+    valid_len: usize,
+}
+
+impl SegmentScan {
+    /// Bad lines before the last good one were skipped (mid-file); those after it are
+    /// the torn tail, reported once.
+    fn problems(&self, file: &str) -> Vec<RecoveryProblem> {
+        let mut problems: Vec<RecoveryProblem> = self
+            .bad
+            .iter()
+            .filter(|(offset, _)| *offset < self.valid_len as u64)
+            .map(|(offset, reason)| RecoveryProblem {
+                kind: ProblemKind::MidFileCorruption,
+                file: file.to_string(),
+                offset: *offset,
+                reason: format!("bad line skipped: {reason}"),
+                set_aside_as: None,
+            })
+            .collect();
+        if let Some((_, reason)) = self.bad.iter().find(|(offset, _)| *offset >= self.valid_len as u64) {
+            problems.push(RecoveryProblem {
+                kind: ProblemKind::TornTail,
+                file: file.to_string(),
+                offset: self.valid_len as u64,
+                reason: reason.clone(),
+                set_aside_as: None,
+            });
+        }
+        problems
+    }
+}
+
+fn scan_segment(bytes: &[u8]) -> SegmentScan {
+    let mut scan = SegmentScan { records: Vec::new(), bad: Vec::new(), valid_len: 0 };
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(newline) = bytes[at..].iter().position(|&b| b == b'\n').map(|i| at + i) else {
+            scan.bad.push((at as u64, format!("incomplete last line ({} bytes, no newline)", bytes.len() - at)));
+            break;
+        };
+        match parse_line(&bytes[at..newline]) {
+            Ok(record) => {
+                scan.records.push((at as u64, record));
+                scan.valid_len = newline + 1;
+            }
+            Err(reason) => scan.bad.push((at as u64, reason)),
+        }
+        at = newline + 1;
+    }
+    scan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::durable::persist::{FaultPlan, IoOp, ERR_PERSIST_FAILED, TEMP_PREFIX};
+    use std::fs;
+    use std::io::Write;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    struct ManualClock(Arc<AtomicU64>);
+
+    impl ManualClock {
+        fn new(start: u64) -> (ManualClock, Clock) {
+            let now = Arc::new(AtomicU64::new(start));
+            let reader = now.clone();
+            (ManualClock(now), Arc::new(move || reader.load(Ordering::SeqCst)))
+        }
+
+        fn advance(&self, ms: u64) {
+            self.0.fetch_add(ms, Ordering::SeqCst);
+        }
+    }
+
+    fn new_dir() -> (tempfile::TempDir, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("incidents");
+        (root, dir)
+    }
+
+    fn open(dir: &Path, options: IncidentLogOptions) -> (IncidentLog, Vec<RecoveryProblem>) {
+        IncidentLog::open(dir, options, Storage::new()).unwrap()
+    }
+
+    fn incident(kind: &str, message: &str) -> Incident {
+        Incident {
+            kind: kind.into(),
+            severity: IncidentSeverity::Warn,
+            message: message.into(),
+            details: json!({"m": message}),
+        }
+    }
+
+    fn seq_of(outcome: RecordOutcome) -> u64 {
+        match outcome {
+            RecordOutcome::Written { seq, .. } => seq,
+            RecordOutcome::RateLimited => panic!("rate limited"),
+        }
+    }
+
+    fn all(log: &IncidentLog) -> Vec<IncidentRecord> {
+        let result = log.read(&ReadFilter::default()).unwrap();
+        assert!(result.problems.is_empty(), "{:?}", result.problems);
+        result.records
+    }
+
+    fn segments(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| parse_segment_name(n).is_some())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn round_trip_and_line_format() {
+        let (_root, dir) = new_dir();
+        let (clock, now) = ManualClock::new(1_700_000_000_000);
+        let (log, problems) = open(&dir, IncidentLogOptions { clock: now, ..Default::default() });
+        assert!(problems.is_empty());
+        let outcome = log
+            .record(Incident {
+                kind: "gpu_xid".into(),
+                severity: IncidentSeverity::Critical,
+                message: "Xid 79\n".into(),
+                details: json!({"gpu": 0}),
+            })
+            .unwrap();
+        assert_eq!(outcome, RecordOutcome::Written { seq: 1, timestamp_ms: 1_700_000_000_000 });
+        clock.advance(5);
+        assert_eq!(seq_of(log.record(incident("memory_pressure", "high")).unwrap()), 2);
+
+        let records = all(&log);
+        assert_eq!(records.len(), 2);
+        assert_eq!(
+            records[0],
+            IncidentRecord {
+                seq: 1,
+                timestamp_ms: 1_700_000_000_000,
+                kind: "gpu_xid".into(),
+                severity: IncidentSeverity::Critical,
+                message: "Xid 79\n".into(),
+                details: json!({"gpu": 0}),
+            }
+        );
+        assert_eq!(records[1].timestamp_ms, 1_700_000_000_005);
+        let text = fs::read_to_string(dir.join(segment_name(1))).unwrap();
+        assert_eq!(
+            text.lines().next().unwrap(),
+            r#"{"seq":1,"timestamp":1700000000000,"kind":"gpu_xid","severity":"critical","message":"Xid 79\n","details":{"gpu":0}}"#
+        );
+    }
+
+    #[test]
+    fn sequence_numbers_continue_after_reopen() {
+        let (_root, dir) = new_dir();
+        let (log, _) = open(&dir, Default::default());
+        for i in 1..=3 {
+            assert_eq!(seq_of(log.record(incident("k", "m")).unwrap()), i);
+        }
+        drop(log);
+        let (log, problems) = open(&dir, Default::default());
+        assert!(problems.is_empty());
+        assert_eq!(log.next_seq(), 4);
+        assert_eq!(seq_of(log.record(incident("k", "m")).unwrap()), 4);
+        assert_eq!(all(&log).iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn rotation_and_retention() {
+        let (_root, dir) = new_dir();
+        let options =
+            || IncidentLogOptions { segment_bytes: 300, max_segments: 3, max_bytes: 100_000, ..Default::default() };
+        let (log, _) = open(&dir, options());
+        for i in 1..=5 {
+            assert_eq!(seq_of(log.record(incident("k", &format!("message {i}"))).unwrap()), i);
+        }
+        // Each line is ~120 bytes: a segment closes after its third line.
+        assert_eq!(segments(&dir), [segment_name(1), segment_name(4)]);
+        for i in 6..=20 {
+            log.record(incident(&format!("k{i}"), "m")).unwrap();
+        }
+        let names = segments(&dir);
+        assert_eq!(names.len(), 3, "{names:?}");
+        let records = all(&log);
+        assert_eq!(records.last().unwrap().seq, 20);
+        assert_eq!(records.first().unwrap().seq, parse_segment_name(&names[0]).unwrap());
+        assert!(records.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+        drop(log);
+
+        // Total bytes: at most ~2 segments' worth.
+        let (log, _) = open(
+            &dir,
+            IncidentLogOptions { segment_bytes: 300, max_segments: 10, max_bytes: 700, ..Default::default() },
+        );
+        for _ in 0..10 {
+            log.record(incident("k", "m")).unwrap();
+        }
+        let total: u64 = segments(&dir).iter().map(|n| fs::metadata(dir.join(n)).unwrap().len()).sum();
+        assert!(total <= 700, "{total}");
+        assert_eq!(all(&log).last().unwrap().seq, 30);
+    }
+
+    #[test]
+    fn rate_limit_counts_and_summarizes() {
+        let (_root, dir) = new_dir();
+        let (clock, now) = ManualClock::new(10_000);
+        let options =
+            IncidentLogOptions { rate_limit: RateLimit { max: 3, window_ms: 1000 }, clock: now, ..Default::default() };
+        let (log, _) = open(&dir, options);
+        let outcomes: Vec<RecordOutcome> = (0..5).map(|_| log.record(incident("noisy", "again")).unwrap()).collect();
+        assert_eq!(outcomes.iter().filter(|o| **o == RecordOutcome::RateLimited).count(), 2);
+        assert_eq!(seq_of(log.record(incident("quiet", "once")).unwrap()), 4, "other kinds unaffected");
+        for _ in 0..4 {
+            log.record(incident("other", "x")).unwrap(); // one suppressed
+        }
+        clock.advance(999);
+        assert_eq!(log.record(incident("noisy", "x")).unwrap(), RecordOutcome::RateLimited, "window not over");
+        clock.advance(1);
+        // The window rolled over: the summary (3 suppressed) goes first, then this record.
+        let seq = seq_of(log.record(incident("noisy", "after")).unwrap());
+        let records = all(&log);
+        let summary = records.iter().find(|r| r.message == "3 suppressed").expect("summary");
+        assert_eq!(summary.kind, "noisy");
+        assert_eq!(summary.details, json!({"suppressed": 3, "kind": "noisy"}));
+        assert_eq!(summary.seq + 1, seq);
+
+        // `other` only gets its summary on flush (or its next record).
+        assert_eq!(log.flush_suppressed().unwrap(), 1);
+        assert_eq!(log.flush_suppressed().unwrap(), 0);
+        let records = all(&log);
+        let last = records.last().unwrap();
+        assert_eq!((last.kind.as_str(), last.message.as_str()), ("other", "1 suppressed"));
+        assert_eq!(last.details, json!({"suppressed": 1, "kind": "other"}));
+    }
+
+    #[test]
+    fn read_filters() {
+        let (_root, dir) = new_dir();
+        let (clock, now) = ManualClock::new(1000);
+        let (log, _) = open(&dir, IncidentLogOptions { clock: now, segment_bytes: 250, ..Default::default() });
+        for i in 0..10 {
+            log.record(incident(if i % 2 == 0 { "even" } else { "odd" }, &i.to_string())).unwrap();
+            clock.advance(10);
+        }
+        let read = |filter: ReadFilter| log.read(&filter).unwrap().records.iter().map(|r| r.seq).collect::<Vec<_>>();
+        assert_eq!(read(ReadFilter::default()), (1..=10).collect::<Vec<_>>());
+        assert_eq!(read(ReadFilter { since_seq: Some(8), ..Default::default() }), [8, 9, 10]);
+        assert_eq!(read(ReadFilter { since_ms: Some(1050), ..Default::default() }), [6, 7, 8, 9, 10]);
+        assert_eq!(read(ReadFilter { kinds: Some(vec!["odd".into()]), ..Default::default() }), [2, 4, 6, 8, 10]);
+        assert_eq!(read(ReadFilter { limit: Some(3), since_seq: Some(4), ..Default::default() }), [4, 5, 6]);
+        assert_eq!(
+            read(ReadFilter {
+                kinds: Some(vec!["even".into(), "none".into()]),
+                since_seq: Some(2),
+                limit: Some(2),
+                ..Default::default()
+            }),
+            [3, 5]
+        );
+        assert!(segments(&dir).len() > 2, "filters cross segments");
+    }
+
+    #[test]
+    fn torn_tail_is_repaired() {
+        for (case, garbage) in [
+            ("incomplete line", &b"{\"seq\":4,\"timest"[..]),
+            ("unparsable last line", &b"{\"seq\":4 garbage}\n"[..]),
+            ("two bad lines", &b"not json\n{\"seq\":4,\n"[..]),
+            (
+                "missing newline",
+                &b"{\"seq\":4,\"timestamp\":1,\"kind\":\"k\",\"severity\":\"warn\",\"message\":\"m\",\"details\":null}"
+                    [..],
+            ),
+        ] {
+            let (_root, dir) = new_dir();
+            let (log, _) = open(&dir, Default::default());
+            for _ in 0..3 {
+                log.record(incident("k", "m")).unwrap();
+            }
+            drop(log);
+            let path = dir.join(segment_name(1));
+            let good_len = fs::metadata(&path).unwrap().len();
+            fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(garbage).unwrap();
+
+            let (log, problems) = open(&dir, Default::default());
+            assert_eq!(problems.len(), 1, "{case}: {problems:?}");
+            assert_eq!(problems[0].kind, ProblemKind::TornTail, "{case}");
+            assert_eq!(problems[0].offset, good_len, "{case}");
+            assert_eq!(fs::metadata(&path).unwrap().len(), good_len, "{case}: truncated");
+            assert_eq!(seq_of(log.record(incident("k", "m")).unwrap()), 4, "{case}");
+            assert_eq!(all(&log).len(), 4, "{case}");
+        }
+    }
+
+    #[test]
+    fn bad_line_in_the_middle_is_reported_and_skipped() {
+        let (_root, dir) = new_dir();
+        let (log, _) = open(&dir, Default::default());
+        log.record(incident("k", "one")).unwrap();
+        drop(log);
+        let path = dir.join(segment_name(1));
+        let bad_at = fs::metadata(&path).unwrap().len();
+        fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"seq\":2,\"oops\n").unwrap();
+        let (log, problems) = open(&dir, Default::default());
+        // The bad line is the tail now; a good line after it makes it mid-file.
+        assert_eq!(problems.len(), 1);
+        drop(log);
+        fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"seq\":2,\"oops\n").unwrap();
+        let good = r#"{"seq":3,"timestamp":5,"kind":"k","severity":"info","message":"three","details":null}"#;
+        fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(format!("{good}\n").as_bytes()).unwrap();
+
+        let (log, problems) = open(&dir, Default::default());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].kind, ProblemKind::MidFileCorruption);
+        assert_eq!(problems[0].offset, bad_at);
+        assert_eq!(seq_of(log.record(incident("k", "four")).unwrap()), 4);
+        let result = log.read(&ReadFilter::default()).unwrap();
+        assert_eq!(result.records.iter().map(|r| r.message.as_str()).collect::<Vec<_>>(), ["one", "three", "four"]);
+        assert_eq!(result.problems.len(), 1, "reads report it too");
+        assert_eq!(result.problems[0].offset, bad_at);
+    }
+
+    #[test]
+    fn locked_and_argument_errors() {
+        let (_root, dir) = new_dir();
+        let (log, _) = open(&dir, Default::default());
+        assert_eq!(
+            IncidentLog::open(&dir, Default::default(), Storage::new()).unwrap_err().code,
+            ERR_INCIDENT_LOG_LOCKED
+        );
+        assert_eq!(log.record(incident("", "m")).unwrap_err().code, ERR_INVALID_ARGUMENT);
+        assert_eq!(log.record(incident(&"k".repeat(129), "m")).unwrap_err().code, ERR_INVALID_ARGUMENT);
+        assert_eq!(log.record(incident("k", &"m".repeat(MAX_INCIDENT_RECORD_BYTES))).unwrap_err().code, ERR_TOO_LARGE);
+        let deep: Value = serde_json::from_str(&("[".repeat(MAX_JSON_DEPTH) + &"]".repeat(MAX_JSON_DEPTH))).unwrap();
+        let err = log
+            .record(Incident { kind: "k".into(), severity: IncidentSeverity::Info, message: "m".into(), details: deep })
+            .unwrap_err();
+        assert_eq!(err.code, ERR_INVALID_JSON);
+        assert_eq!(seq_of(log.record(incident("k", "m")).unwrap()), 1, "refused records take no number");
+        let bad = IncidentLogOptions { rate_limit: RateLimit { max: 0, window_ms: 1 }, ..Default::default() };
+        assert_eq!(IncidentLog::open(&dir.join("x"), bad, Storage::new()).unwrap_err().code, ERR_INVALID_ARGUMENT);
+    }
+
+    #[test]
+    fn group_commit_shares_fsyncs() {
+        let (_root, dir) = new_dir();
+        let storage = Storage::with_faults(FaultPlan::new().delay(IoOp::Sync, Duration::from_millis(5)));
+        let options = IncidentLogOptions { rate_limit: RateLimit { max: 1000, window_ms: 1000 }, ..Default::default() };
+        let (log, _) = IncidentLog::open(&dir, options, storage.clone()).unwrap();
+        let log = Arc::new(log);
+        // The first record creates the segment; the rest are appends.
+        log.record(incident("k", "first")).unwrap();
+        let syncs_before = storage.op_count(IoOp::Sync);
+        let barrier = Arc::new(std::sync::Barrier::new(64));
+        let threads: Vec<_> = (0..64)
+            .map(|i| {
+                let (log, barrier) = (log.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    seq_of(log.record(incident("k", &i.to_string())).unwrap())
+                })
+            })
+            .collect();
+        let mut seqs: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let syncs = storage.op_count(IoOp::Sync) - syncs_before;
+        assert!(syncs < 64, "{syncs} fsyncs for 64 records");
+        seqs.sort();
+        assert_eq!(seqs, (2..=65).collect::<Vec<_>>());
+        assert_eq!(all(&log).len(), 65);
+    }
+
+    /// A failed append starts a new segment from memory, once; a second failure is
+    /// ERR_PERSIST_FAILED, degraded, and costs no sequence number.
+    #[test]
+    fn failed_appends_start_a_new_segment_once() {
+        let (_root, dir) = new_dir();
+        let storage = Storage::new();
+        let (log, _) = IncidentLog::open(&dir, Default::default(), storage.clone()).unwrap();
+        log.record(incident("k", "one")).unwrap();
+
+        storage.set_fault_plan(FaultPlan::new().fail(IoOp::Sync, 1));
+        assert_eq!(seq_of(log.record(incident("k", "two")).unwrap()), 2);
+        assert!(!storage.is_degraded());
+        assert_eq!(segments(&dir), [segment_name(1), segment_name(2)], "new segment named by its first record");
+
+        // Sync 1: the append; sync 2: the truncation of its tail; 3: the new segment.
+        storage.set_fault_plan(FaultPlan::new().fail(IoOp::Sync, 1).fail(IoOp::Sync, 3));
+        assert_eq!(log.record(incident("k", "lost")).unwrap_err().code, ERR_PERSIST_FAILED);
+        assert!(log.is_degraded());
+        storage.clear_fault_plan();
+        assert_eq!(seq_of(log.record(incident("k", "three")).unwrap()), 3, "no gap");
+        assert!(!fs::read_dir(&dir).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(TEMP_PREFIX)));
+        drop(log);
+
+        let (log, problems) = open(&dir, Default::default());
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(all(&log).iter().map(|r| r.message.as_str()).collect::<Vec<_>>(), ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn is_an_incident_sink() {
+        let (_root, dir) = new_dir();
+        let (log, _) = open(
+            &dir,
+            IncidentLogOptions { rate_limit: RateLimit { max: 1, window_ms: 60_000 }, ..Default::default() },
+        );
+        let sink: &dyn IncidentSink = &log;
+        assert_eq!(sink.record(incident("k", "m")), Ok(1));
+        assert_eq!(sink.record(incident("k", "m")), Ok(0), "rate limited");
+        assert!(sink.record(incident("", "m")).unwrap_err().starts_with("ERR_INVALID_ARGUMENT"));
+    }
+}

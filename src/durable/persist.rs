@@ -1,0 +1,995 @@
+//! The one module that owns every file protocol: durable whole-file writes, durable
+//! appends, bounded reads, safe and locked state directories, setting damaged files
+//! aside, and the error type. Everything else in `durable` reaches the disk through
+//! [`Storage`], which is real syscalls in production and can inject faults in tests.
+//!
+//! The rules, and why:
+//! - A whole file is written to a new `.tmp-…` file in the same directory, fsynced,
+//!   renamed into place and the directory fsynced; only then is it durable. A crash at any
+//!   point leaves either the old state or the new, never a torn file under a final name.
+//! - A failed fsync is never retried on the same file: after one, the kernel may already
+//!   have dropped the dirty pages and a second fsync would report success for data that is
+//!   gone. The content is rewritten from memory into a new file, once; a second failure is
+//!   `ERR_PERSIST_FAILED` and marks the [`Storage`] degraded.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::defaults::CORRUPT_FILES_KEPT;
+
+// ---------------------------------------------------------------------------------------
+// Errors
+
+/// Writing durably failed twice (the rewrite-once rule); persistence is degraded.
+pub const ERR_PERSIST_FAILED: &str = "ERR_PERSIST_FAILED";
+/// A file or record is larger than allowed.
+pub const ERR_TOO_LARGE: &str = "ERR_TOO_LARGE";
+/// A state directory is a symlink, not ours, or open to group/other.
+pub const ERR_UNSAFE_DIRECTORY: &str = "ERR_UNSAFE_DIRECTORY";
+/// The checkpoint (or journal) directory is locked by another open.
+pub const ERR_CHECKPOINT_LOCKED: &str = "ERR_CHECKPOINT_LOCKED";
+/// The incident-log directory is locked by another open.
+pub const ERR_INCIDENT_LOG_LOCKED: &str = "ERR_INCIDENT_LOG_LOCKED";
+/// A file is damaged (checksum, length, format or JSON).
+pub const ERR_CORRUPT: &str = "ERR_CORRUPT";
+/// No such checkpoint / operation.
+pub const ERR_NOT_FOUND: &str = "ERR_NOT_FOUND";
+/// A checkpoint or operation id that is not well formed.
+pub const ERR_INVALID_ID: &str = "ERR_INVALID_ID";
+/// Any other I/O error.
+pub const ERR_IO: &str = "ERR_IO";
+/// `begin_operation` of an id that is already active.
+pub const ERR_DUPLICATE: &str = "ERR_DUPLICATE";
+/// Checkpoint retention below the minimum.
+pub const ERR_INVALID_RETAIN: &str = "ERR_INVALID_RETAIN";
+/// An option or argument out of range (other than retain).
+pub const ERR_INVALID_ARGUMENT: &str = "ERR_INVALID_ARGUMENT";
+/// JSON handed in to be stored does not parse or nests too deep.
+pub const ERR_INVALID_JSON: &str = "ERR_INVALID_JSON";
+
+/// The one error type of durable state: a stable code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurableError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl DurableError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        DurableError { code, message: message.into() }
+    }
+
+    /// An I/O error that is not a durability failure (listing a directory, opening a file).
+    pub(crate) fn io(context: impl fmt::Display, err: &io::Error) -> Self {
+        DurableError::new(ERR_IO, format!("{context}: {err}"))
+    }
+}
+
+impl fmt::Display for DurableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DurableError {}
+
+pub type Result<T> = std::result::Result<T, DurableError>;
+
+/// What went wrong in a file found on open (or read), and what was done about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The end of an append-only file was incomplete or damaged with nothing valid after
+    /// it: an interrupted write. It was truncated away.
+    TornTail,
+    /// Damage followed by more valid data: not an interrupted write. For the journal,
+    /// replay stopped there and the file was set aside; for the incident log, the bad
+    /// line was skipped.
+    MidFileCorruption,
+    /// A record that is intact but contradicts what came before (e.g. `end` of an
+    /// operation never begun, a sequence number going backwards). It was ignored.
+    InconsistentRecord,
+}
+
+impl ProblemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::TornTail => "torn_tail",
+            ProblemKind::MidFileCorruption => "mid_file_corruption",
+            ProblemKind::InconsistentRecord => "inconsistent_record",
+        }
+    }
+}
+
+/// A problem found while reading back an append-only file, for the caller to report
+/// (as an incident, in a `skipped`/`problems` list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryProblem {
+    pub kind: ProblemKind,
+    /// The file's name inside its directory.
+    pub file: String,
+    /// Byte offset in the file where the problem starts.
+    pub offset: u64,
+    pub reason: String,
+    /// The name the damaged file was renamed to, where it was set aside.
+    pub set_aside_as: Option<String>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Storage and fault injection
+
+/// The kinds of I/O step that go through [`Storage`], for counting and fault injection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IoOp {
+    /// Creating a new file (`O_CREAT|O_EXCL`).
+    Create,
+    Write,
+    /// fsync / fdatasync of a file.
+    Sync,
+    Rename,
+    /// fsync of a directory.
+    SyncDir,
+    /// Truncating a file (torn-tail repair).
+    Truncate,
+}
+
+const IO_OPS: [IoOp; 6] = [IoOp::Create, IoOp::Write, IoOp::Sync, IoOp::Rename, IoOp::SyncDir, IoOp::Truncate];
+
+impl IoOp {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How an injected fault fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// `EIO`; the step is not performed.
+    Eio,
+    /// `ENOSPC`; for a write, the first half of the bytes is written first (a short
+    /// write that then fails, as a full disk does).
+    NoSpace,
+}
+
+/// Which I/O steps to fail, for tests. Step numbers count from 1, per kind of step,
+/// from the moment the plan is installed on a [`Storage`].
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    faults: Vec<(IoOp, u64, FaultKind)>,
+    delays: Vec<(IoOp, Duration)>,
+}
+
+impl FaultPlan {
+    pub fn new() -> Self {
+        FaultPlan::default()
+    }
+
+    /// Fail the `nth` step of kind `op` with `EIO`.
+    pub fn fail(mut self, op: IoOp, nth: u64) -> Self {
+        self.faults.push((op, nth, FaultKind::Eio));
+        self
+    }
+
+    /// Fail the `nth` write with `ENOSPC` after writing half its bytes.
+    pub fn no_space_on_write(mut self, nth: u64) -> Self {
+        self.faults.push((IoOp::Write, nth, FaultKind::NoSpace));
+        self
+    }
+
+    /// Make every step of kind `op` take at least `delay` (a slow disk), e.g. so that
+    /// concurrent callers pile up behind one fsync.
+    pub fn delay(mut self, op: IoOp, delay: Duration) -> Self {
+        self.delays.push((op, delay));
+        self
+    }
+}
+
+struct ArmedPlan {
+    plan: FaultPlan,
+    seen: [u64; IO_OPS.len()],
+}
+
+struct StorageInner {
+    plan: Mutex<Option<ArmedPlan>>,
+    counts: [AtomicU64; IO_OPS.len()],
+    degraded: Mutex<Option<String>>,
+}
+
+/// The I/O layer of durable state. Production: [`Storage::new`], plain syscalls. Tests
+/// install a [`FaultPlan`]. It also counts steps and carries the "persistence degraded"
+/// flag, set when a write failed even after the rewrite (clones share all of this).
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<StorageInner>,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage::new()
+    }
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Storage").field("degraded", &self.degraded_reason()).finish()
+    }
+}
+
+/// Locks a mutex, carrying on after a panic elsewhere: the state it guards is updated in
+/// single steps, so it is consistent whenever the lock is free.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Storage {
+    /// Real syscalls, no faults.
+    pub fn new() -> Self {
+        Storage {
+            inner: Arc::new(StorageInner {
+                plan: Mutex::new(None),
+                counts: Default::default(),
+                degraded: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Real syscalls, failing where `plan` says.
+    pub fn with_faults(plan: FaultPlan) -> Self {
+        let storage = Storage::new();
+        storage.set_fault_plan(plan);
+        storage
+    }
+
+    /// Installs `plan`; its step numbers count from now.
+    pub fn set_fault_plan(&self, plan: FaultPlan) {
+        *lock(&self.inner.plan) = Some(ArmedPlan { plan, seen: [0; IO_OPS.len()] });
+    }
+
+    pub fn clear_fault_plan(&self) {
+        *lock(&self.inner.plan) = None;
+    }
+
+    /// How many steps of kind `op` were attempted through this storage (faulted ones too).
+    pub fn op_count(&self, op: IoOp) -> u64 {
+        self.inner.counts[op.index()].load(Ordering::Relaxed)
+    }
+
+    /// Whether a durable write has failed even after its rewrite. Stays set: data
+    /// acknowledged before may be intact, but this process could not persist since.
+    pub fn is_degraded(&self) -> bool {
+        lock(&self.inner.degraded).is_some()
+    }
+
+    /// The first failure that made persistence degraded.
+    pub fn degraded_reason(&self) -> Option<String> {
+        lock(&self.inner.degraded).clone()
+    }
+
+    /// The error for a write that failed after its one rewrite; marks degraded.
+    pub(crate) fn persist_failed(&self, message: String) -> DurableError {
+        lock(&self.inner.degraded).get_or_insert_with(|| message.clone());
+        DurableError::new(ERR_PERSIST_FAILED, message)
+    }
+
+    /// Counts the step, applies any delay, and returns the fault to inject, if any.
+    fn step(&self, op: IoOp) -> Option<FaultKind> {
+        self.inner.counts[op.index()].fetch_add(1, Ordering::Relaxed);
+        let (fault, delay) = {
+            let mut armed = lock(&self.inner.plan);
+            let armed = armed.as_mut()?;
+            armed.seen[op.index()] += 1;
+            let nth = armed.seen[op.index()];
+            let fault = armed.plan.faults.iter().find(|(o, n, _)| *o == op && *n == nth).map(|f| f.2);
+            let delay = armed.plan.delays.iter().find(|(o, _)| *o == op).map(|d| d.1);
+            (fault, delay)
+        };
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+        }
+        fault
+    }
+
+    fn injected(op: IoOp, kind: FaultKind) -> io::Error {
+        let errno = match kind {
+            FaultKind::Eio => libc::EIO,
+            FaultKind::NoSpace => libc::ENOSPC,
+        };
+        let err = io::Error::from_raw_os_error(errno);
+        io::Error::new(err.kind(), format!("{err} (injected at {op:?})"))
+    }
+
+    /// Creates a new file, mode 0600, failing if the name exists or is a symlink.
+    pub(crate) fn create_new(&self, path: &Path) -> io::Result<File> {
+        if let Some(kind) = self.step(IoOp::Create) {
+            return Err(Self::injected(IoOp::Create, kind));
+        }
+        OpenOptions::new()
+            .write(true)
+            .create_new(true) // O_CREAT | O_EXCL
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+    }
+
+    /// Opens an existing file for appending (no symlinks).
+    pub(crate) fn open_append(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new().append(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)
+    }
+
+    pub(crate) fn write_all(&self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
+        match self.step(IoOp::Write) {
+            None => file.write_all(bytes),
+            Some(FaultKind::NoSpace) => {
+                file.write_all(&bytes[..bytes.len() / 2])?;
+                Err(Self::injected(IoOp::Write, FaultKind::NoSpace))
+            }
+            Some(kind) => Err(Self::injected(IoOp::Write, kind)),
+        }
+    }
+
+    /// fsync: data and metadata (new files).
+    pub(crate) fn sync_all(&self, file: &File) -> io::Result<()> {
+        match self.step(IoOp::Sync) {
+            None => file.sync_all(),
+            Some(kind) => Err(Self::injected(IoOp::Sync, kind)),
+        }
+    }
+
+    /// fdatasync: data and the size (appends).
+    pub(crate) fn sync_data(&self, file: &File) -> io::Result<()> {
+        match self.step(IoOp::Sync) {
+            None => file.sync_data(),
+            Some(kind) => Err(Self::injected(IoOp::Sync, kind)),
+        }
+    }
+
+    pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        match self.step(IoOp::Rename) {
+            None => fs::rename(from, to),
+            Some(kind) => Err(Self::injected(IoOp::Rename, kind)),
+        }
+    }
+
+    pub(crate) fn sync_dir(&self, dir: &File) -> io::Result<()> {
+        match self.step(IoOp::SyncDir) {
+            None => dir.sync_all(),
+            Some(kind) => Err(Self::injected(IoOp::SyncDir, kind)),
+        }
+    }
+
+    /// Truncates to `len` and fsyncs, so the cut is durable before anything is appended.
+    pub(crate) fn truncate(&self, file: &File, len: u64) -> io::Result<()> {
+        match self.step(IoOp::Truncate) {
+            None => file.set_len(len)?,
+            Some(kind) => return Err(Self::injected(IoOp::Truncate, kind)),
+        }
+        self.sync_all(file)
+    }
+
+    /// Reads a whole file, refusing (before reading) one over `max_bytes`.
+    /// `ERR_NOT_FOUND` when it does not exist; symlinks are not followed.
+    pub(crate) fn read_bounded(&self, path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
+        // O_NONBLOCK: a FIFO under our name must not hang the open (no effect on files).
+        let mut file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => {
+                    DurableError::new(ERR_NOT_FOUND, format!("{} does not exist", path.display()))
+                }
+                _ => DurableError::io(format!("opening {}", path.display()), &e),
+            })?;
+        let meta = file.metadata().map_err(|e| DurableError::io(format!("stat {}", path.display()), &e))?;
+        if !meta.is_file() {
+            return Err(DurableError::new(ERR_IO, format!("{} is not a regular file", path.display())));
+        }
+        let size = meta.len();
+        if size > max_bytes {
+            return Err(too_large(path, size, max_bytes));
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        // `take` keeps the bound even if the file grew after the size check.
+        (&mut file)
+            .take(max_bytes + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| DurableError::io(format!("reading {}", path.display()), &e))?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(too_large(path, bytes.len() as u64, max_bytes));
+        }
+        Ok(bytes)
+    }
+
+    pub(crate) fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+}
+
+fn too_large(path: &Path, size: u64, max_bytes: u64) -> DurableError {
+    DurableError::new(ERR_TOO_LARGE, format!("{} is {size} bytes, more than the limit of {max_bytes}", path.display()))
+}
+
+// ---------------------------------------------------------------------------------------
+// State directories
+
+/// The name of the lock file inside every state directory.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// An open, checked, locked state directory. The lock is held until this is dropped
+/// (and released by the kernel if the process dies).
+#[derive(Debug)]
+pub struct StateDir {
+    path: PathBuf,
+    /// The directory itself, for fsyncing it.
+    handle: File,
+    /// Holds the `flock` on `LOCK`.
+    _lock: File,
+}
+
+impl StateDir {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
+        debug_assert!(!name.contains('/') && !name.is_empty() && name != "." && name != "..");
+        self.path.join(name)
+    }
+
+    pub(crate) fn sync(&self, storage: &Storage) -> io::Result<()> {
+        storage.sync_dir(&self.handle)
+    }
+
+    /// The names of the entries in the directory (non-UTF-8 names are not ours; skipped).
+    pub(crate) fn list(&self) -> Result<Vec<String>> {
+        let entries =
+            fs::read_dir(&self.path).map_err(|e| DurableError::io(format!("listing {}", self.path.display()), &e))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| DurableError::io(format!("listing {}", self.path.display()), &e))?;
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// Opens (creating it, mode 0700, if missing) a directory for durable state and locks it.
+/// Refuses a symlink, a directory owned by another user or one with any group/other
+/// permission bits (`ERR_UNSAFE_DIRECTORY`): state there could be read or swapped by
+/// someone else. A second holder of the lock, in this process or another, gets
+/// `locked_code` (`ERR_CHECKPOINT_LOCKED` or `ERR_INCIDENT_LOG_LOCKED`).
+pub fn open_state_dir(path: &Path, locked_code: &'static str) -> Result<StateDir> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => check_dir_safety(path, &meta)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .map_err(|e| DurableError::io(format!("creating {}", path.display()), &e))?;
+            // The umask may have taken bits away, never added; set exactly 0700.
+            fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+                .map_err(|e| DurableError::io(format!("chmod {}", path.display()), &e))?;
+        }
+        Err(e) => return Err(DurableError::io(format!("stat {}", path.display()), &e)),
+    }
+    // Check again through the handle we keep: it cannot be swapped under us.
+    let handle = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => unsafe_dir(path, "is a symbolic link or not a directory"),
+            _ => DurableError::io(format!("opening {}", path.display()), &e),
+        })?;
+    let meta = handle.metadata().map_err(|e| DurableError::io(format!("stat {}", path.display()), &e))?;
+    check_dir_safety(path, &meta)?;
+
+    let lock_path = path.join(LOCK_FILE_NAME);
+    let lock_file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&lock_path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => unsafe_dir(path, &format!("holds a symbolic link named {LOCK_FILE_NAME}")),
+            _ => DurableError::io(format!("opening {}", lock_path.display()), &e),
+        })?;
+    // flock: per open file description, so a second open in this process conflicts too.
+    match lock_file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            return Err(DurableError::new(
+                locked_code,
+                format!("{} is locked: another open (in this or another process) is using it", path.display()),
+            ))
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(DurableError::io(format!("locking {}", lock_path.display()), &e))
+        }
+    }
+    Ok(StateDir { path: path.to_path_buf(), handle, _lock: lock_file })
+}
+
+fn check_dir_safety(path: &Path, meta: &fs::Metadata) -> Result<()> {
+    if meta.file_type().is_symlink() {
+        return Err(unsafe_dir(path, "is a symbolic link"));
+    }
+    if !meta.is_dir() {
+        return Err(unsafe_dir(path, "is not a directory"));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != euid {
+        return Err(unsafe_dir(path, &format!("is owned by uid {}, not by this process (euid {euid})", meta.uid())));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(unsafe_dir(path, &format!("has mode {mode:o}; group/other must have no access (chmod 700)")));
+    }
+    Ok(())
+}
+
+fn unsafe_dir(path: &Path, why: &str) -> DurableError {
+    DurableError::new(ERR_UNSAFE_DIRECTORY, format!("refusing state directory {}: it {why}", path.display()))
+}
+
+// ---------------------------------------------------------------------------------------
+// Whole-file writes
+
+/// Temp-file names start with this; each store removes its own leftovers on open.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` as `name` in `dir` durably, rewriting it once into a new temp file if
+/// any step fails. Returns only once the file and its directory entry are on disk; after
+/// a second failure, `ERR_PERSIST_FAILED` (degraded) and nothing is left behind.
+/// `name` must be new (derived from a sequence number): a failure removes it.
+pub(crate) fn write_file_durable(storage: &Storage, dir: &StateDir, name: &str, bytes: &[u8]) -> Result<()> {
+    let first = match write_file_attempt(storage, dir, name, bytes) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    write_file_attempt(storage, dir, name, bytes).map_err(|second| {
+        storage.persist_failed(format!("writing {name} failed, and again on rewrite: {first}; then: {second}"))
+    })
+}
+
+/// One attempt only: for recovering from a failed append, where the append was the first
+/// try and this new file is the rewrite. Failure is `ERR_PERSIST_FAILED` (degraded).
+pub(crate) fn write_file_rewrite(
+    storage: &Storage,
+    dir: &StateDir,
+    name: &str,
+    bytes: &[u8],
+    first_failure: &io::Error,
+) -> Result<()> {
+    write_file_attempt(storage, dir, name, bytes).map_err(|second| {
+        storage.persist_failed(format!(
+            "append failed ({first_failure}), and writing its content to a new file {name} failed too: {second}"
+        ))
+    })
+}
+
+/// Temp file, write, fsync, rename, fsync directory. On failure removes the temp file
+/// (and the target, if the rename happened) so nothing half-done stays.
+fn write_file_attempt(storage: &Storage, dir: &StateDir, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let (temp_path, file) = create_temp(storage, dir, name)?;
+    let target = dir.file(name);
+    if let Err(e) = write_sync_rename(storage, file, &temp_path, &target, bytes) {
+        let _ = storage.remove_file(&temp_path);
+        return Err(e);
+    }
+    if let Err(e) = dir.sync(storage) {
+        // Renamed but not known durable: take it back rather than leave a file whose
+        // write was reported as failed.
+        let _ = storage.remove_file(&target);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn write_sync_rename(storage: &Storage, mut file: File, temp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
+    storage.write_all(&mut file, bytes)?;
+    storage.sync_all(&file)?;
+    drop(file);
+    storage.rename(temp, target)
+}
+
+fn create_temp(storage: &Storage, dir: &StateDir, name: &str) -> io::Result<(PathBuf, File)> {
+    loop {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dir.file(&format!("{TEMP_PREFIX}{name}-{}-{n}", std::process::id()));
+        match storage.create_new(&path) {
+            Ok(file) => return Ok((path, file)),
+            // A leftover of an earlier process with the same pid: take the next number.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Removes leftover temp files of `family` (a final-name prefix such as `checkpoint-`):
+/// the remains of writes interrupted by a crash.
+pub(crate) fn remove_temp_files(storage: &Storage, dir: &StateDir, family: &str) -> Result<()> {
+    let prefix = format!("{TEMP_PREFIX}{family}");
+    for name in dir.list()? {
+        if name.starts_with(&prefix) {
+            storage
+                .remove_file(&dir.file(&name))
+                .map_err(|e| DurableError::io(format!("removing leftover {name}"), &e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes files (older generations); missing ones are fine. Then fsyncs the directory.
+/// Best effort: keeping an old file is always safe, so failures are not errors.
+pub(crate) fn remove_files(storage: &Storage, dir: &StateDir, names: &[String]) {
+    if names.is_empty() {
+        return;
+    }
+    for name in names {
+        let _ = storage.remove_file(&dir.file(name));
+    }
+    let _ = dir.sync(storage);
+}
+
+// ---------------------------------------------------------------------------------------
+// Appends
+
+/// A file appended to durably: each append is written whole and fdatasynced before it
+/// counts. `len` is the durable length; bytes past it (from a failed append) are not
+/// trusted, and the owner switches to a new file instead of appending after them.
+#[derive(Debug)]
+pub(crate) struct AppendFile {
+    file: File,
+    len: u64,
+}
+
+impl AppendFile {
+    pub(crate) fn open(storage: &Storage, dir: &StateDir, name: &str) -> Result<Self> {
+        let path = dir.file(name);
+        let file = storage.open_append(&path).map_err(|e| DurableError::io(format!("opening {name}"), &e))?;
+        let len = file.metadata().map_err(|e| DurableError::io(format!("stat {name}"), &e))?.len();
+        Ok(AppendFile { file, len })
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// write + fdatasync. On error the file's tail is unknown: do not append again.
+    pub(crate) fn append(&mut self, storage: &Storage, bytes: &[u8]) -> io::Result<()> {
+        storage.write_all(&mut self.file, bytes)?;
+        storage.sync_data(&self.file)?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Cuts the file back to `len` bytes, durably.
+    pub(crate) fn truncate_to(&mut self, storage: &Storage, len: u64) -> io::Result<()> {
+        storage.truncate(&self.file, len)?;
+        self.len = len;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Setting damaged files aside
+
+/// Names of damaged files set aside: `corrupt-{original name}-{n}`, `n` counting up over
+/// the directory so the newest are known without trusting mtimes.
+pub const CORRUPT_PREFIX: &str = "corrupt-";
+
+/// Renames damaged file `name` aside and keeps only the newest [`CORRUPT_FILES_KEPT`]
+/// aside files of its `family` (e.g. `checkpoint-`). Returns the new name.
+pub(crate) fn set_aside(storage: &Storage, dir: &StateDir, name: &str, family: &str) -> Result<String> {
+    let names = dir.list()?;
+    let next = names.iter().filter_map(|n| parse_aside_name(n)).map(|(_, n)| n).max().unwrap_or(0) + 1;
+    let aside = format!("{CORRUPT_PREFIX}{name}-{next}");
+    storage
+        .rename(&dir.file(name), &dir.file(&aside))
+        .map_err(|e| DurableError::io(format!("setting {name} aside"), &e))?;
+
+    let mut family_asides: Vec<(u64, &String)> = names
+        .iter()
+        .filter_map(|n| parse_aside_name(n).filter(|(orig, _)| orig.starts_with(family)).map(|(_, k)| (k, n)))
+        .collect();
+    family_asides.sort_unstable_by_key(|&(n, _)| std::cmp::Reverse(n));
+    // The new one is the newest; keep it and CORRUPT_FILES_KEPT - 1 of the earlier ones.
+    for (_, old) in family_asides.iter().skip(CORRUPT_FILES_KEPT.saturating_sub(1)) {
+        let _ = storage.remove_file(&dir.file(old));
+    }
+    let _ = dir.sync(storage);
+    Ok(aside)
+}
+
+/// `corrupt-{original}-{n}` → (original, n).
+pub(crate) fn parse_aside_name(name: &str) -> Option<(&str, u64)> {
+    let rest = name.strip_prefix(CORRUPT_PREFIX)?;
+    let (original, n) = rest.rsplit_once('-')?;
+    Some((original, n.parse().ok()?))
+}
+
+// ---------------------------------------------------------------------------------------
+// JSON read back
+
+/// Whether `bytes` nest JSON arrays/objects deeper than `max_depth`. A plain scan (no
+/// recursion), so it is safe to run on hostile input before a recursive parser sees it.
+pub fn json_nesting_exceeds(bytes: &[u8], max_depth: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max_depth {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Checks that `bytes` are one JSON value nesting at most `max_depth` deep.
+pub fn validate_json(bytes: &[u8], max_depth: usize) -> std::result::Result<(), String> {
+    if json_nesting_exceeds(bytes, max_depth) {
+        return Err(format!("JSON nests deeper than {max_depth} levels"));
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map(|_| ()).map_err(|e| format!("not valid JSON: {e}"))
+}
+
+/// Parses `bytes` into `T` after the depth check.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    max_depth: usize,
+) -> std::result::Result<T, String> {
+    if json_nesting_exceeds(bytes, max_depth) {
+        return Err(format!("JSON nests deeper than {max_depth} levels"));
+    }
+    serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))
+}
+
+/// Step counts by kind, for tests.
+#[cfg(test)]
+pub(crate) fn op_counts(storage: &Storage) -> std::collections::HashMap<IoOp, u64> {
+    IO_OPS.iter().map(|&op| (op, storage.op_count(op))).collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// Adds a fault at the nth step of some kind to a plan.
+    pub(crate) type AddFault = fn(FaultPlan, u64) -> FaultPlan;
+
+    /// Each step of a whole-file write, with how to fail it.
+    pub(crate) const FAULT_STEPS: [(&str, AddFault); 5] = [
+        ("write", |plan, n| plan.fail(IoOp::Write, n)),
+        ("enospc", |plan, n| plan.no_space_on_write(n)),
+        ("fsync", |plan, n| plan.fail(IoOp::Sync, n)),
+        ("rename", |plan, n| plan.fail(IoOp::Rename, n)),
+        ("dir fsync", |plan, n| plan.fail(IoOp::SyncDir, n)),
+    ];
+
+    fn temp_names(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with(TEMP_PREFIX))
+            .collect()
+    }
+
+    fn state_dir(root: &tempfile::TempDir) -> StateDir {
+        open_state_dir(&root.path().join("state"), ERR_CHECKPOINT_LOCKED).unwrap()
+    }
+
+    #[test]
+    fn creates_directory_0700_with_parents() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("a/b/state");
+        let dir = open_state_dir(&path, ERR_CHECKPOINT_LOCKED).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(dir.path(), path);
+        assert!(path.join(LOCK_FILE_NAME).exists());
+    }
+
+    #[test]
+    fn refuses_symlink_and_open_permissions() {
+        let root = tempfile::tempdir().unwrap();
+        let real = root.path().join("real");
+        fs::create_dir(&real).unwrap();
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o700)).unwrap();
+        let link = root.path().join("link");
+        symlink(&real, &link).unwrap();
+        assert_eq!(open_state_dir(&link, ERR_CHECKPOINT_LOCKED).unwrap_err().code, ERR_UNSAFE_DIRECTORY);
+
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o755)).unwrap();
+        let err = open_state_dir(&real, ERR_CHECKPOINT_LOCKED).unwrap_err();
+        assert_eq!(err.code, ERR_UNSAFE_DIRECTORY);
+        assert!(err.message.contains("755"), "{err}");
+
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(open_state_dir(&real, ERR_CHECKPOINT_LOCKED).is_ok());
+
+        let file = root.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        assert_eq!(open_state_dir(&file, ERR_CHECKPOINT_LOCKED).unwrap_err().code, ERR_UNSAFE_DIRECTORY);
+
+        let lock_link = root.path().join("lock-link");
+        fs::create_dir(&lock_link).unwrap();
+        fs::set_permissions(&lock_link, fs::Permissions::from_mode(0o700)).unwrap();
+        symlink(&file, lock_link.join(LOCK_FILE_NAME)).unwrap();
+        assert_eq!(open_state_dir(&lock_link, ERR_CHECKPOINT_LOCKED).unwrap_err().code, ERR_UNSAFE_DIRECTORY);
+    }
+
+    #[test]
+    fn second_open_is_locked_until_the_first_is_dropped() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("state");
+        let first = open_state_dir(&path, ERR_CHECKPOINT_LOCKED).unwrap();
+        assert_eq!(open_state_dir(&path, ERR_CHECKPOINT_LOCKED).unwrap_err().code, ERR_CHECKPOINT_LOCKED);
+        assert_eq!(open_state_dir(&path, ERR_INCIDENT_LOG_LOCKED).unwrap_err().code, ERR_INCIDENT_LOG_LOCKED);
+        drop(first);
+        assert!(open_state_dir(&path, ERR_CHECKPOINT_LOCKED).is_ok());
+    }
+
+    #[test]
+    fn durable_write_round_trip_leaves_no_temp() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = state_dir(&root);
+        let storage = Storage::new();
+        write_file_durable(&storage, &dir, "f-1", b"hello").unwrap();
+        assert_eq!(fs::read(dir.file("f-1")).unwrap(), b"hello");
+        assert_eq!(fs::metadata(dir.file("f-1")).unwrap().mode() & 0o777, 0o600);
+        assert!(temp_names(dir.path()).is_empty());
+        let counts = op_counts(&storage);
+        assert_eq!(
+            (counts[&IoOp::Create], counts[&IoOp::Sync], counts[&IoOp::Rename], counts[&IoOp::SyncDir]),
+            (1, 1, 1, 1)
+        );
+    }
+
+    /// Each step failing once is absorbed by the rewrite into a new temp file; failing
+    /// twice is ERR_PERSIST_FAILED, degraded, and leaves neither temp nor target.
+    #[test]
+    fn every_step_rewrites_once_then_fails() {
+        let create: (&str, AddFault) = ("create", |plan, n| plan.fail(IoOp::Create, n));
+        for (step, fail_nth) in FAULT_STEPS.into_iter().chain([create]) {
+            let root = tempfile::tempdir().unwrap();
+            let dir = state_dir(&root);
+
+            let storage = Storage::with_faults(fail_nth(FaultPlan::new(), 1));
+            write_file_durable(&storage, &dir, "once", b"content").unwrap_or_else(|e| panic!("{step}: {e}"));
+            assert_eq!(fs::read(dir.file("once")).unwrap(), b"content", "{step}");
+            assert_eq!(storage.op_count(IoOp::Create), 2, "{step}: the rewrite uses a new temp file");
+            assert!(!storage.is_degraded(), "{step}");
+
+            let storage = Storage::with_faults(fail_nth(fail_nth(FaultPlan::new(), 1), 2));
+            let err = write_file_durable(&storage, &dir, "twice", b"content").unwrap_err();
+            assert_eq!(err.code, ERR_PERSIST_FAILED, "{step}");
+            assert!(storage.is_degraded(), "{step}");
+            assert!(storage.degraded_reason().unwrap().contains("injected"), "{step}");
+            assert!(!dir.file("twice").exists(), "{step}: a failed write leaves no target");
+            assert!(temp_names(dir.path()).is_empty(), "{step}: no temp files left");
+        }
+    }
+
+    #[test]
+    fn rewrite_after_append_failure_is_single_attempt() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = state_dir(&root);
+        let storage = Storage::with_faults(FaultPlan::new().fail(IoOp::Sync, 1));
+        let first = io::Error::other("first");
+        let err = write_file_rewrite(&storage, &dir, "seg", b"x", &first).unwrap_err();
+        assert_eq!(err.code, ERR_PERSIST_FAILED);
+        assert!(storage.is_degraded());
+        assert_eq!(storage.op_count(IoOp::Create), 1);
+    }
+
+    #[test]
+    fn bounded_read_checks_size_first() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = state_dir(&root);
+        fs::write(dir.file("big"), vec![b'x'; 100]).unwrap();
+        let storage = Storage::new();
+        assert_eq!(storage.read_bounded(&dir.file("big"), 99).unwrap_err().code, ERR_TOO_LARGE);
+        assert_eq!(storage.read_bounded(&dir.file("big"), 100).unwrap().len(), 100);
+        assert_eq!(storage.read_bounded(&dir.file("none"), 100).unwrap_err().code, ERR_NOT_FOUND);
+        symlink(dir.file("big"), dir.file("link")).unwrap();
+        assert_eq!(storage.read_bounded(&dir.file("link"), 100).unwrap_err().code, ERR_IO);
+        let fifo = std::ffi::CString::new(dir.file("fifo").into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert_eq!(storage.read_bounded(&dir.file("fifo"), 100).unwrap_err().code, ERR_IO, "no hang on a FIFO");
+    }
+
+    #[test]
+    fn append_then_truncate() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = state_dir(&root);
+        let storage = Storage::new();
+        write_file_durable(&storage, &dir, "log", b"").unwrap();
+        let mut file = AppendFile::open(&storage, &dir, "log").unwrap();
+        file.append(&storage, b"abc").unwrap();
+        file.append(&storage, b"def").unwrap();
+        assert_eq!(file.len(), 6);
+        file.truncate_to(&storage, 4).unwrap();
+        assert_eq!(fs::read(dir.file("log")).unwrap(), b"abcd");
+
+        storage.set_fault_plan(FaultPlan::new().fail(IoOp::Sync, 1));
+        assert!(file.append(&storage, b"zz").is_err());
+        assert_eq!(file.len(), 4, "a failed append does not count");
+    }
+
+    #[test]
+    fn set_aside_keeps_newest_three_per_family() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = state_dir(&root);
+        let storage = Storage::new();
+        let mut asides = Vec::new();
+        for i in 0..5 {
+            let name = format!("checkpoint-{i}");
+            fs::write(dir.file(&name), b"bad").unwrap();
+            asides.push(set_aside(&storage, &dir, &name, "checkpoint-").unwrap());
+        }
+        fs::write(dir.file("journal-1"), b"bad").unwrap();
+        let journal_aside = set_aside(&storage, &dir, "journal-1", "journal-").unwrap();
+        assert_eq!(asides[0], "corrupt-checkpoint-0-1");
+        assert_eq!(journal_aside, "corrupt-journal-1-6");
+        let mut left: Vec<String> = dir.list().unwrap().into_iter().filter(|n| n.starts_with(CORRUPT_PREFIX)).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec!["corrupt-checkpoint-2-3", "corrupt-checkpoint-3-4", "corrupt-checkpoint-4-5", "corrupt-journal-1-6"]
+        );
+    }
+
+    #[test]
+    fn json_depth_limit_is_explicit() {
+        let deep = |n: usize| "[".repeat(n) + &"]".repeat(n);
+        assert!(validate_json(deep(100).as_bytes(), 100).is_ok());
+        assert!(validate_json(deep(101).as_bytes(), 100).unwrap_err().contains("deeper"));
+        // Brackets inside strings do not count; escaped quotes do not end the string.
+        let text = format!("{{\"a\":\"{}\\\"{}\"}}", "[".repeat(500), "{".repeat(500));
+        assert!(validate_json(text.as_bytes(), 2).is_ok());
+        assert!(validate_json(b"{\"a\":1", 100).unwrap_err().contains("not valid JSON"));
+        assert!(validate_json(b"{} {}", 100).is_err());
+        // Deep input never reaches the recursive parser.
+        let hostile = "[".repeat(1_000_000);
+        assert!(parse_json::<serde_json::Value>(hostile.as_bytes(), 100).unwrap_err().contains("deeper"));
+    }
+}

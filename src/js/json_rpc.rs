@@ -1,0 +1,139 @@
+//! The supervisor over JSON-RPC 2.0 and MCP: `handleJsonRpc(message, { authorize })`, and
+//! the requirements' `monitoringTools`.
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::ThreadsafeFunction;
+use napi::{Env, Unknown, ValueType};
+use napi_derive::napi;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+use super::args::{describe, type_error, OptionsObject};
+use super::health_supervisor::{HealthSupervisor, SystemHealthReport};
+use crate::monitors::gpu_health::{AllocatorReport, GpuHealthMonitor};
+use crate::rpc::{self, AllocatorStatsParams, CheckType, MethodError, RecoveryType, RpcBackend, RpcFuture, RpcLimits};
+use crate::supervisor::{action_json, Supervisor};
+
+/// What `authorize` returned: `true` (or a promise of it) allows; anything else refuses.
+pub enum Verdict {
+    Now(bool),
+    Later(Promise<bool>),
+}
+
+impl FromNapiValue for Verdict {
+    unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
+        let mut is_promise = false;
+        napi::check_status!(unsafe { napi::sys::napi_is_promise(env, value, &mut is_promise) })?;
+        if is_promise {
+            return Ok(Verdict::Later(unsafe { Promise::from_napi_value(env, value)? }));
+        }
+        let mut kind = 0;
+        napi::check_status!(unsafe { napi::sys::napi_typeof(env, value, &mut kind) })?;
+        Ok(Verdict::Now(kind == napi::sys::ValueType::napi_boolean && unsafe { bool::from_napi_value(env, value)? }))
+    }
+}
+
+type Authorize = ThreadsafeFunction<Value, Verdict, Value, Status, false, true>;
+
+struct SupervisorRpc {
+    supervisor: Arc<Supervisor>,
+    gpu: Option<Arc<GpuHealthMonitor>>,
+    authorize: Option<Arc<Authorize>>,
+}
+
+impl RpcBackend for SupervisorRpc {
+    fn get_system_health(&self, check_type: CheckType) -> RpcFuture<std::result::Result<Value, MethodError>> {
+        let supervisor = self.supervisor.clone();
+        Box::pin(async move {
+            let health = supervisor.check_system_health(check_type).await.map_err(MethodError::internal)?;
+            supervisor.remember(&health);
+            serde_json::to_value(SystemHealthReport::from(health)).map_err(|e| MethodError::internal(e.to_string()))
+        })
+    }
+
+    fn recover_system(&self, error_type: RecoveryType) -> RpcFuture<std::result::Result<Value, MethodError>> {
+        let supervisor = self.supervisor.clone();
+        Box::pin(async move { Ok(action_json(&supervisor.recover_system(error_type).await)) })
+    }
+
+    fn report_allocator_stats(&self, stats: AllocatorStatsParams) -> std::result::Result<Value, MethodError> {
+        let Some(gpu) = &self.gpu else {
+            return Err(MethodError::server(-32002, "no gpuMonitor is attached to take allocator reports"));
+        };
+        let report = AllocatorReport { device: stats.device, allocated: stats.allocated, reserved: stats.reserved, pid: stats.pid.unwrap_or(0) };
+        gpu.report_allocator_stats(report)
+            .map(|()| json!({ "accepted": true }))
+            .map_err(|e| MethodError::new(rpc::error::INVALID_PARAMS, format!("Invalid params: {e}")))
+    }
+
+    fn authorize(&self, method: &str, params: &Value) -> RpcFuture<bool> {
+        let Some(authorize) = self.authorize.clone() else { return Box::pin(async { false }) };
+        let request = json!({ "method": method, "params": params });
+        Box::pin(async move {
+            match authorize.call_async_catch(request).await {
+                Ok(Verdict::Now(allowed)) => allowed,
+                Ok(Verdict::Later(promise)) => promise.await.unwrap_or(false),
+                // A callback that throws refuses.
+                Err(_) => false,
+            }
+        })
+    }
+}
+
+#[napi]
+impl HealthSupervisor {
+    /// Answers one JSON-RPC 2.0 message (a string, or one already parsed): the tools by
+    /// name and MCP's `initialize`, `tools/list` and `tools/call`. Resolves the response
+    /// object (or array, for a batch), or `null` for notifications. `recoverSystem` runs
+    /// only when `authorize({ method, params })` returns (or resolves) `true`.
+    #[napi(
+        ts_args_type = "message: string | object, options?: { authorize?: (request: { method: string, params: unknown }) => boolean | Promise<boolean> }",
+        ts_return_type = "Promise<object | null>"
+    )]
+    pub fn handle_json_rpc<'env>(&self, env: &'env Env, message: Unknown, options: Option<Unknown>) -> Result<PromiseRaw<'env, Value>> {
+        let options = OptionsObject::read(env, options, "options", &["authorize"])?;
+        let authorize = match options.as_ref().map(|o| o.raw("authorize")).transpose()?.flatten() {
+            None => None,
+            Some(f) if f.get_type()? == ValueType::Function => {
+                let function: Function<'_, Value, Verdict> = unsafe { f.cast()? };
+                Some(Arc::new(function.build_threadsafe_function::<Value>().weak::<true>().callee_handled::<false>().build()?))
+            }
+            Some(other) => {
+                return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("authorize must be a function, got {}", describe(&other))))
+            }
+        };
+        enum Message {
+            Text(String),
+            Parsed(Value),
+        }
+        let message = match message.get_type()? {
+            ValueType::String => Message::Text(unsafe { message.cast()? }),
+            ValueType::Object => Message::Parsed(unsafe { message.cast()? }),
+            _ => {
+                return Err(type_error(
+                    env,
+                    "ERR_INVALID_ARG_TYPE",
+                    format!("message must be a string or an object, got {}", describe(&message)),
+                ))
+            }
+        };
+        let backend = SupervisorRpc { supervisor: self.core.clone(), gpu: self.core.parts().gpu_monitor.clone(), authorize };
+        env.spawn_future(async move {
+            let limits = RpcLimits::default();
+            let response = match message {
+                Message::Text(text) => rpc::handle_json_rpc(&text, &backend, &limits).await,
+                Message::Parsed(value) => rpc::handle_json_rpc_value(value, &backend, &limits).await,
+            };
+            Ok(response.unwrap_or(Value::Null))
+        })
+    }
+}
+
+/// Puts the requirements' `monitoringTools` on the module, verbatim in shape (`{
+/// getSystemHealth: { description, inputSchema }, recoverSystem: { description, inputSchema }
+/// }`), frozen. Its type is in `typings-header.d.ts`.
+#[napi(module_exports)]
+pub fn export_monitoring_tools(mut exports: Object, env: Env) -> Result<()> {
+    let tools = super::args::frozen(&env, rpc::monitoring_tools())?;
+    exports.set_named_property("monitoringTools", tools)
+}

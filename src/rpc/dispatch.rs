@@ -1,0 +1,290 @@
+//! JSON-RPC 2.0 framing (https://www.jsonrpc.org/specification) and method routing.
+//!
+//! Flow: size limit → parse → single request or batch → validate the Request object → route by
+//! method → response, or nothing for a notification. Every failure becomes an error response;
+//! nothing here panics on input, and a panicking backend becomes -32603.
+
+use super::error::MethodError;
+use super::tools::Tool;
+use super::{mcp, params, RpcBackend, RpcFuture, RpcLimits};
+use futures::future::join_all;
+use futures::FutureExt;
+use serde_json::{json, Value};
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Handles one message of JSON text: a request, a notification or a batch.
+///
+/// Returns the response to send back, or `None` when nothing is to be sent (a notification, or
+/// a batch of only notifications).
+pub async fn handle_json_rpc(
+    message: &str,
+    backend: &dyn RpcBackend,
+    limits: &RpcLimits,
+) -> Option<Value> {
+    // Checked before parsing: the limit is what bounds the parser's time and memory.
+    if message.len() > limits.max_message_bytes {
+        let detail = format!(
+            "message is {} bytes, over the {}-byte limit",
+            message.len(),
+            limits.max_message_bytes
+        );
+        return Some(failure(Value::Null, MethodError::invalid_request(detail)));
+    }
+    match serde_json::from_str::<Value>(message) {
+        Ok(value) => handle_parsed(value, backend, limits).await,
+        Err(error) => Some(failure(Value::Null, MethodError::parse_error(error))),
+    }
+}
+
+/// Like `handle_json_rpc`, for a message the transport has already parsed. The size limit
+/// applies to the value's compact JSON text.
+pub async fn handle_json_rpc_value(
+    message: Value,
+    backend: &dyn RpcBackend,
+    limits: &RpcLimits,
+) -> Option<Value> {
+    if compact_len_exceeds(&message, limits.max_message_bytes) {
+        let detail = format!(
+            "message is over the {}-byte limit",
+            limits.max_message_bytes
+        );
+        return Some(failure(Value::Null, MethodError::invalid_request(detail)));
+    }
+    handle_parsed(message, backend, limits).await
+}
+
+async fn handle_parsed(
+    message: Value,
+    backend: &dyn RpcBackend,
+    limits: &RpcLimits,
+) -> Option<Value> {
+    let Value::Array(batch) = message else {
+        return handle_single(message, backend, limits).await;
+    };
+    if batch.is_empty() {
+        return Some(failure(
+            Value::Null,
+            MethodError::invalid_request("empty batch"),
+        ));
+    }
+    if batch.len() > limits.max_batch {
+        let detail = format!(
+            "batch of {} requests, over the {}-request limit",
+            batch.len(),
+            limits.max_batch
+        );
+        return Some(failure(Value::Null, MethodError::invalid_request(detail)));
+    }
+    // The spec lets a batch run concurrently; join_all keeps the responses in request order.
+    let responses: Vec<Value> = join_all(
+        batch
+            .into_iter()
+            .map(|request| handle_single(request, backend, limits)),
+    )
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    // A batch of only notifications gets no response at all, not an empty array.
+    (!responses.is_empty()).then_some(Value::Array(responses))
+}
+
+/// A Request object that passed validation.
+struct Request {
+    /// `None`: a notification (no `id` member).
+    id: Option<Value>,
+    method: String,
+    params: Option<Value>,
+}
+
+/// Validates the Request object. On failure: the id to answer with (the request's own when it
+/// has a valid one, else null) and the -32600 error. Unknown extra members are ignored.
+fn validate(message: Value) -> Result<Request, (Value, MethodError)> {
+    let Value::Object(mut object) = message else {
+        return Err((
+            Value::Null,
+            MethodError::invalid_request("not a Request object"),
+        ));
+    };
+    let id = match object.remove("id") {
+        None => None,
+        Some(id @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(id),
+        Some(_) => {
+            return Err((
+                Value::Null,
+                MethodError::invalid_request("id must be a string, a number or null"),
+            ));
+        }
+    };
+    let reply_id = id.clone().unwrap_or(Value::Null);
+    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err((
+            reply_id,
+            MethodError::invalid_request("jsonrpc must be exactly \"2.0\""),
+        ));
+    }
+    let method = match object.remove("method") {
+        Some(Value::String(method)) => method,
+        _ => {
+            return Err((
+                reply_id,
+                MethodError::invalid_request("method must be a string"),
+            ))
+        }
+    };
+    let params = match object.remove("params") {
+        None => None,
+        Some(params @ (Value::Array(_) | Value::Object(_))) => Some(params),
+        Some(_) => {
+            return Err((
+                reply_id,
+                MethodError::invalid_request("params must be an array or an object"),
+            ))
+        }
+    };
+    Ok(Request { id, method, params })
+}
+
+async fn handle_single(
+    message: Value,
+    backend: &dyn RpcBackend,
+    limits: &RpcLimits,
+) -> Option<Value> {
+    // An invalid Request is answered even without an id (spec section 7: `"method": 1`).
+    let request = match validate(message) {
+        Ok(request) => request,
+        Err((id, error)) => return Some(failure(id, error)),
+    };
+    let outcome = route(&request.method, request.params.as_ref(), backend, limits).await;
+    // A notification is never answered, not even with an error.
+    let id = request.id?;
+    Some(match outcome {
+        Ok(result) => json!({ "jsonrpc": "2.0", "result": result, "id": id }),
+        Err(error) => failure(id, error),
+    })
+}
+
+async fn route(
+    method: &str,
+    params: Option<&Value>,
+    backend: &dyn RpcBackend,
+    limits: &RpcLimits,
+) -> Result<Value, MethodError> {
+    if let Some(tool) = Tool::from_name(method) {
+        return call_tool(tool, params, backend)
+            .await
+            .map_err(CallError::into_error);
+    }
+    match method {
+        mcp::INITIALIZE => mcp::initialize(params, &limits.server_info),
+        // A notification by MCP; answered with `{}` should a client send it with an id.
+        mcp::INITIALIZED | mcp::PING => Ok(json!({})),
+        mcp::TOOLS_LIST => Ok(mcp::tools_list()),
+        mcp::TOOLS_CALL => mcp::tools_call(params, backend).await,
+        _ => Err(MethodError::method_not_found()),
+    }
+}
+
+/// Why a tool call failed. MCP needs the difference: invalid arguments are a protocol error,
+/// while a failure of the tool itself is a result with `isError: true`.
+pub(crate) enum CallError {
+    /// -32602: the params did not validate.
+    InvalidParams(MethodError),
+    /// The backend failed or panicked, or authorization was refused.
+    Failed(MethodError),
+}
+
+impl CallError {
+    fn into_error(self) -> MethodError {
+        match self {
+            CallError::InvalidParams(error) | CallError::Failed(error) => error,
+        }
+    }
+}
+
+/// Validates the params, then runs the tool on the backend (recoverSystem only once `authorize`
+/// said yes).
+pub(crate) async fn call_tool(
+    tool: Tool,
+    params: Option<&Value>,
+    backend: &dyn RpcBackend,
+) -> Result<Value, CallError> {
+    let name = tool.name();
+    match tool {
+        Tool::GetSystemHealth => {
+            let check_type = params::check_type(name, params).map_err(CallError::InvalidParams)?;
+            guarded(|| backend.get_system_health(check_type)).await
+        }
+        Tool::RecoverSystem => {
+            let error_type =
+                params::recovery_type(name, params).map_err(CallError::InvalidParams)?;
+            // authorize sees the arguments by name whichever way they came.
+            let normalized = json!({ "errorType": error_type.as_str() });
+            let allowed =
+                match catch_unwind(AssertUnwindSafe(|| backend.authorize(name, &normalized))) {
+                    Ok(future) => AssertUnwindSafe(future).catch_unwind().await.ok(),
+                    Err(_) => None,
+                };
+            match allowed {
+                Some(true) => guarded(|| backend.recover_system(error_type)).await,
+                Some(false) => Err(CallError::Failed(MethodError::not_authorized())),
+                None => Err(CallError::Failed(MethodError::internal(
+                    "the authorize callback panicked",
+                ))),
+            }
+        }
+        Tool::ReportAllocatorStats => {
+            let stats = params::allocator_stats(name, params).map_err(CallError::InvalidParams)?;
+            match catch_unwind(AssertUnwindSafe(|| backend.report_allocator_stats(stats))) {
+                Ok(result) => result.map_err(|error| CallError::Failed(error.sanitized())),
+                Err(_) => Err(CallError::Failed(panicked())),
+            }
+        }
+    }
+}
+
+/// Runs a backend call, turning a panic (while building or polling the future) into -32603.
+async fn guarded(
+    call: impl FnOnce() -> RpcFuture<Result<Value, MethodError>>,
+) -> Result<Value, CallError> {
+    let outcome = match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(future) => AssertUnwindSafe(future)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(panicked())),
+        Err(_) => Err(panicked()),
+    };
+    outcome.map_err(|error| CallError::Failed(error.sanitized()))
+}
+
+fn panicked() -> MethodError {
+    MethodError::new(
+        super::error::INTERNAL_ERROR,
+        super::error::MSG_BACKEND_PANICKED,
+    )
+}
+
+fn failure(id: Value, error: MethodError) -> Value {
+    json!({ "jsonrpc": "2.0", "error": error.to_json(), "id": id })
+}
+
+/// Whether `value` as compact JSON is longer than `limit` bytes, at a cost bounded by `limit`:
+/// serialization stops at the first write past it.
+fn compact_len_exceeds(value: &Value, limit: usize) -> bool {
+    struct Budget(usize);
+    impl io::Write for Budget {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0 = self
+                .0
+                .checked_sub(bytes.len())
+                .ok_or(io::ErrorKind::FileTooLarge)?;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    // Serializing a Value fails only through the writer, i.e. on going over the budget.
+    serde_json::to_writer(Budget(limit), value).is_err()
+}

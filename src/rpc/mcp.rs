@@ -1,0 +1,106 @@
+//! MCP server methods (https://modelcontextprotocol.io/specification/2025-06-18) on top of the
+//! JSON-RPC dispatcher: `initialize`, `notifications/initialized`, `ping`, `tools/list` and
+//! `tools/call`. Per MCP, a tool that fails while running answers with a result carrying
+//! `isError: true`; only an unknown tool or invalid arguments is a JSON-RPC error (-32602).
+
+use super::dispatch::{call_tool, CallError};
+use super::error::MethodError;
+use super::tools::{tool_list, Tool};
+use super::{RpcBackend, ServerInfo};
+use serde_json::{json, Map, Value};
+
+pub const INITIALIZE: &str = "initialize";
+pub const INITIALIZED: &str = "notifications/initialized";
+pub const PING: &str = "ping";
+pub const TOOLS_LIST: &str = "tools/list";
+pub const TOOLS_CALL: &str = "tools/call";
+
+/// The revision this server implements, answered to a client asking for one we do not support.
+pub const PROTOCOL_VERSION: &str = "2025-06-18";
+/// Revisions whose tool results ours are compatible with (older clients ignore
+/// `structuredContent`); a client asking for one of these gets it back.
+pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 3] = [PROTOCOL_VERSION, "2025-03-26", "2024-11-05"];
+
+/// `initialize`: version negotiation, capabilities and server info. Needs `protocolVersion`
+/// (a string); the client's `capabilities` and `clientInfo` are not used, so not checked.
+pub(crate) fn initialize(
+    params: Option<&Value>,
+    server: &ServerInfo,
+) -> Result<Value, MethodError> {
+    let requested = match params {
+        Some(Value::Object(params)) => params.get("protocolVersion").and_then(Value::as_str),
+        _ => None,
+    };
+    let requested = requested
+        .ok_or_else(|| MethodError::invalid_params("initialize needs a protocolVersion string"))?;
+    let version = SUPPORTED_PROTOCOL_VERSIONS
+        .into_iter()
+        .find(|&supported| supported == requested)
+        .unwrap_or(PROTOCOL_VERSION);
+    Ok(json!({
+        "protocolVersion": version,
+        "capabilities": { "tools": { "listChanged": false } },
+        "serverInfo": { "name": server.name, "version": server.version }
+    }))
+}
+
+/// `tools/list`: every tool on one page (no `nextCursor`; a `cursor` param is ignored).
+pub(crate) fn tools_list() -> Value {
+    json!({ "tools": tool_list() })
+}
+
+/// `tools/call` with `{ name, arguments? }`; `arguments` absent or null means `{}`.
+pub(crate) async fn tools_call(
+    params: Option<&Value>,
+    backend: &dyn RpcBackend,
+) -> Result<Value, MethodError> {
+    let Some(Value::Object(params)) = params else {
+        return Err(MethodError::invalid_params(
+            "tools/call needs params { name, arguments }",
+        ));
+    };
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| MethodError::invalid_params("tools/call needs a tool name string"))?;
+    let tool = Tool::from_name(name).ok_or_else(|| MethodError::unknown_tool(name))?;
+    let arguments = match params.get("arguments") {
+        None | Some(Value::Null) => None,
+        Some(arguments @ Value::Object(_)) => Some(arguments),
+        Some(_) => {
+            return Err(MethodError::invalid_params(
+                "tool arguments must be an object",
+            ))
+        }
+    };
+    match call_tool(tool, arguments, backend).await {
+        Ok(result) => Ok(tool_result(result)),
+        Err(CallError::InvalidParams(error)) => Err(error),
+        Err(CallError::Failed(error)) => Ok(tool_error_result(&error)),
+    }
+}
+
+/// A successful `CallToolResult`: the result as JSON text, and as `structuredContent` (which
+/// must be an object, so anything else is wrapped as `{ "result": ... }`).
+pub fn tool_result(result: Value) -> Value {
+    let text = result.to_string();
+    let structured = match result {
+        Value::Object(object) => object,
+        other => Map::from_iter([("result".to_string(), other)]),
+    };
+    json!({
+        "content": [{ "type": "text", "text": text }],
+        "structuredContent": structured,
+        "isError": false
+    })
+}
+
+/// A failed `CallToolResult`: the error's message as text, and the whole JSON-RPC-style error
+/// object as `structuredContent.error` for agents that read structure.
+pub fn tool_error_result(error: &MethodError) -> Value {
+    json!({
+        "content": [{ "type": "text", "text": error.message }],
+        "structuredContent": { "error": error.to_json() },
+        "isError": true
+    })
+}

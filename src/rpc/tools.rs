@@ -1,0 +1,101 @@
+//! The tools as data: their names, descriptions and input schemas.
+//!
+//! `monitoring_tools()` is the requirements' `monitoringTools` object verbatim (exported to users
+//! as is); `reportAllocatorStats` is kept apart from it (`allocator_tool()`) so that object stays
+//! exactly as specified, and joins the other two only in MCP `tools/list`.
+
+use serde_json::{json, Value};
+
+pub const GET_SYSTEM_HEALTH: &str = "getSystemHealth";
+pub const RECOVER_SYSTEM: &str = "recoverSystem";
+pub const REPORT_ALLOCATOR_STATS: &str = "reportAllocatorStats";
+
+/// A tool callable both as a JSON-RPC method of the same name and through MCP `tools/call`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tool {
+    GetSystemHealth,
+    RecoverSystem,
+    ReportAllocatorStats,
+}
+
+impl Tool {
+    /// In `tools/list` order: the two requirement tools, then the allocator one.
+    pub const ALL: [Tool; 3] = [
+        Tool::GetSystemHealth,
+        Tool::RecoverSystem,
+        Tool::ReportAllocatorStats,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::GetSystemHealth => GET_SYSTEM_HEALTH,
+            Tool::RecoverSystem => RECOVER_SYSTEM,
+            Tool::ReportAllocatorStats => REPORT_ALLOCATOR_STATS,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Tool> {
+        Self::ALL.into_iter().find(|tool| tool.name() == name)
+    }
+
+    /// `{ description, inputSchema }`.
+    pub fn definition(self) -> Value {
+        match self {
+            Tool::ReportAllocatorStats => allocator_tool(),
+            tool => monitoring_tools()[tool.name()].clone(),
+        }
+    }
+}
+
+/// The requirements' `monitoringTools`, verbatim.
+pub fn monitoring_tools() -> Value {
+    json!({
+        "getSystemHealth": {
+            "description": "Get comprehensive system health status",
+            "inputSchema": {
+                "type": "object",
+                "properties": { "checkType": { "type": "string", "enum": ["quick", "full"] } }
+            }
+        },
+        "recoverSystem": {
+            "description": "Trigger system recovery",
+            "inputSchema": {
+                "type": "object",
+                "properties": { "errorType": { "type": "string", "enum": ["memory", "gpu", "process"] } },
+                "required": ["errorType"]
+            }
+        }
+    })
+}
+
+/// `reportAllocatorStats`' `{ description, inputSchema }`. The bounds are those the dispatcher
+/// enforces (device a u32 index, pid a Linux pid_t).
+pub fn allocator_tool() -> Value {
+    json!({
+        "description": "Report a CUDA device's caching-allocator memory (bytes allocated to tensors and reserved from the driver) from a worker process",
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "device": { "type": "integer", "minimum": 0, "maximum": u32::MAX },
+                "allocated": { "type": "integer", "minimum": 0 },
+                "reserved": { "type": "integer", "minimum": 0 },
+                "pid": { "type": "integer", "minimum": 1, "maximum": i32::MAX }
+            },
+            "required": ["device", "allocated", "reserved"],
+            "additionalProperties": false
+        }
+    })
+}
+
+/// MCP `tools/list`'s `tools`: `[{ name, description, inputSchema }]` for every tool, in order.
+pub fn tool_list() -> Value {
+    let tools = Tool::ALL
+        .into_iter()
+        .map(|tool| {
+            let mut entry = tool.definition();
+            entry["name"] = Value::from(tool.name());
+            entry
+        })
+        .collect();
+    Value::Array(tools)
+}
