@@ -50,6 +50,48 @@ export interface SupervisorStatus {
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * Durable checkpoints (newest valid wins) and an operation journal, in one directory that
+ * one process owns.
+ */
+export declare class CheckpointManager {
+  /**
+   * Opens (creating it 0700) the directory, removes leftover temporary files, replays the
+   * journal; synchronously, once. Throws `ERR_CHECKPOINT_LOCKED` when another process
+   * owns it and `ERR_UNSAFE_DIRECTORY` when it is a symlink, not ours, or open to others.
+   */
+  constructor(options: CheckpointManagerOptions)
+  /** What opening found: checkpoints skipped as torn or corrupt, and journal repairs. */
+  get opened(): { skipped: Array<{ id: string, reason: string, set_aside_as: string | null }>, journal_problems: Array<{ kind: string, file: string, offset: number, reason: string, set_aside_as: string | null }> }
+  /** Whether a failed fsync has put persistence in degraded mode. */
+  get degraded(): boolean
+  /** Records that operation `id` started; resolves once that is on disk. */
+  beginOperation(id: string, details?: unknown): Promise<void>
+  /**
+   * Records that operation `id` ended; resolves once that is on disk. `ERR_NOT_FOUND`
+   * for an id that is not active.
+   */
+  endOperation(id: string, result?: unknown): Promise<void>
+  /** The operations begun and not ended, oldest first: `[{ id, started_at, details }]`. */
+  getActiveOperations(): Array<{ id: string, started_at: number, details: unknown }>
+  /**
+   * Captures `memory_state`, `gpu_state`, `active_operations` and `state` (from
+   * `captureState`) and writes them; resolves once the checkpoint is durable.
+   */
+  createCheckpoint(): Promise<Checkpoint>
+  /**
+   * Runs `cleanCurrentState()`, `restoreMemoryState(memory_state)` and
+   * `restoreOperations(operations)` with the newest valid checkpoint (or the one given by
+   * id or by a checkpoint object's id, re-read from disk), and resolves `{ checkpoint,
+   * operations, skipped }`. `operations` are those active when the process died.
+   */
+  restoreFromCheckpoint(checkpointOrId?: string | { id: string }): Promise<{ checkpoint: Checkpoint, operations: Array<{ id: string, started_at: number, details: unknown }>, skipped: Array<{ id: string, reason: string, set_aside_as: string | null }> }>
+  /** The newest valid checkpoint, or `null`. */
+  latestCheckpoint(): Promise<Checkpoint | null>
+  /** Every checkpoint file, oldest first: `[{ id, seq, timestamp, bytes, valid }]`. */
+  listCheckpoints(): Promise<Array<{ id: string, seq: number, timestamp: number, bytes: number, valid: boolean }>>
+}
+
+/**
  * GPU health in one call: temperatures, throttling, ECC, retired pages and row remapping,
  * lost and missing devices, allocator fragmentation and critical Xid events.
  */
@@ -132,6 +174,28 @@ export declare class HealthSupervisor {
   handleJsonRpc(message: string | object, options?: { authorize?: (request: { method: string, params: unknown }) => boolean | Promise<boolean> }): Promise<object | null>
 }
 
+/**
+ * Append-only JSON Lines incidents in size-bounded segments, each record durable before
+ * `record` resolves; per-kind rate limiting. One process owns a directory.
+ */
+export declare class IncidentLog {
+  /**
+   * Opens (creating it 0700) the directory and repairs a torn tail; synchronously, once.
+   * Throws `ERR_INCIDENT_LOG_LOCKED` when another process owns it, `ERR_UNSAFE_DIRECTORY`
+   * when it is a symlink, not ours, or open to others.
+   */
+  constructor(options: { directory: string, segmentBytes?: number, maxSegments?: number, maxBytes?: number, rateLimit?: { max?: number, windowMs?: number } })
+  /** What opening found and repaired: `[{ kind, file, offset, reason, set_aside_as }]`. */
+  get problems(): Array<{ kind: string, file: string, offset: number, reason: string, set_aside_as: string | null }>
+  /** Writes one incident; resolves once it is on disk. */
+  record(incident: { kind: string, severity?: 'info' | 'warn' | 'error' | 'critical', message: string, details?: unknown }): Promise<RecordResult>
+  /**
+   * Reads records, oldest first: `sinceSeq` and `since` (ms) are inclusive, `kinds`
+   * filters, `limit` caps the count.
+   */
+  read(filter?: { sinceSeq?: number, since?: number, kinds?: string[], limit?: number }): Promise<IncidentRecord[]>
+}
+
 /** Watches host and GPU memory pressure. Every sample is taken off the JS thread. */
 export declare class MemoryMonitor {
   constructor(options?: MemoryMonitorOptions)
@@ -188,6 +252,37 @@ export interface CgroupReport {
   path: string | null
   limit: number | null
   error: string | null
+}
+
+/** A checkpoint as `createCheckpoint` and restore return it (declared for the typings). */
+export interface Checkpoint {
+  id: string
+  seq: number
+  timestamp: number
+  memory_state: unknown
+  active_operations: Array<{ id: string, started_at: number, details: unknown }>
+  gpu_state: unknown
+  state: unknown
+}
+
+/** Options of `new CheckpointManager(options)` (declared for the typings). */
+export interface CheckpointManagerOptions {
+  /** Created 0700; refused if a symlink, not ours, or open to others. */
+  directory: string
+  /** Valid generations kept, at least 2 (default 3). */
+  retain?: number
+  /** Largest checkpoint written or read (default 64 MiB). */
+  maxBytes?: number
+  memoryMonitor?: MemoryMonitor
+  gpuMonitor?: GpuHealthMonitor
+  incidentLog?: IncidentLog
+  /** The service's own state, stored as `state`. */
+  captureState?: () => unknown
+  cleanCurrentState?: () => unknown
+  restoreMemoryState?: (memoryState: unknown) => unknown
+  restoreOperations?: (operations: Array<{ id: string, started_at: number, details: unknown }>) => unknown
+  /** Longest a hook may take (default 30000). */
+  stepTimeoutMs?: number
 }
 
 export interface GpuDeviceHealth {
@@ -272,6 +367,8 @@ export interface GpuRecoveryOptions {
   deviceWaitMs?: number
   /** A device's memory use must be below this after `recoverFromOom` (default 0.85). */
   memoryThreshold?: number
+  /** Where `recovery_started` (before the first step acts) and `recovery_finished` go. */
+  incidentLog?: IncidentLog
 }
 
 export interface GpuThresholds {
@@ -314,6 +411,16 @@ export interface HealthSupervisorOptions {
   hysteresis?: { unhealthyAfter?: number, healthyAfter?: number }
   /** Longest one check may take before it counts as a monitoring failure (default 30000). */
   checkTimeoutMs?: number
+}
+
+/** An incident as `read` returns it. */
+export interface IncidentRecord {
+  seq: number
+  timestamp: number
+  kind: string
+  severity: 'info' | 'warn' | 'error' | 'critical'
+  message: string
+  details: unknown
 }
 
 export interface MemoryMetrics {
@@ -366,6 +473,8 @@ export interface MemoryRecoveryOptions {
   emergencyCleanup?: (error: Error & { code: string, step: string }) => unknown
   /** Longest a step may take (default 30000). */
   stepTimeoutMs?: number
+  /** Where `recovery_started` (before the first step acts) and `recovery_finished` go. */
+  incidentLog?: IncidentLog
 }
 
 /** Memory thresholds (fractions in (0, 1], milliseconds for `warning_interval`). */
@@ -379,6 +488,14 @@ export interface MemoryThresholdsInput {
   gpu_memory?: number
   system_memory?: number
   warning_interval?: number
+}
+
+/** `record`'s answer: where the incident is, or that rate limiting held it back. */
+export interface RecordResult {
+  /** `null` when rate limiting held it back (a summary is written when the window ends). */
+  seq: number | null
+  timestamp: number | null
+  suppressed: boolean
 }
 
 /** The complete record of a recovery run (declared for the typings; built as JSON). */

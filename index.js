@@ -835,10 +835,12 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.CheckpointManager = nativeBinding.CheckpointManager
 module.exports.GPUHealthMonitor = nativeBinding.GPUHealthMonitor
 module.exports.GpuHealthMonitor = nativeBinding.GpuHealthMonitor
 module.exports.GPURecovery = nativeBinding.GPURecovery
 module.exports.GpuRecovery = nativeBinding.GpuRecovery
 module.exports.HealthSupervisor = nativeBinding.HealthSupervisor
+module.exports.IncidentLog = nativeBinding.IncidentLog
 module.exports.MemoryMonitor = nativeBinding.MemoryMonitor
 module.exports.MemoryRecovery = nativeBinding.MemoryRecovery

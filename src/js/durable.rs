@@ -1,17 +1,34 @@
-//! Attaching the durable-state classes to the supervisor.
+//! Attaching the durable-state classes to the recoveries and the supervisor.
 
 use napi::bindgen_prelude::*;
 use napi::Env;
+use std::sync::Arc;
 
-use super::args::{type_error, OptionsObject};
+use super::args::OptionsObject;
+use super::checkpoint_manager::{CheckpointManager, PeriodicCheckpoints};
+use super::hooks::read_instance;
+use super::incident_log::IncidentLog;
+use crate::incident::IncidentSink;
 use crate::supervisor::SupervisorParts;
 
+/// The `incidentLog` option, as the sink recoveries and the supervisor write to.
+pub fn read_incident_log(env: &Env, options: &OptionsObject) -> Result<Option<Arc<dyn IncidentSink>>> {
+    options
+        .raw("incidentLog")?
+        .map(|v| read_instance(env, Some(v), "incidentLog", "IncidentLog", |l: &IncidentLog| l.core.clone() as Arc<dyn IncidentSink>))
+        .transpose()
+}
+
 /// Reads `checkpointManager` and `incidentLog` into the supervisor's parts.
-pub fn attach_to_supervisor(env: &Env, options: &OptionsObject, _parts: &mut SupervisorParts) -> Result<()> {
-    for key in ["checkpointManager", "incidentLog"] {
-        if options.raw(key)?.is_some() {
-            return Err(type_error(env, "ERR_INVALID_ARG_VALUE", format!("{key} is not available yet")));
-        }
-    }
+pub fn attach_to_supervisor(env: &Env, options: &OptionsObject, parts: &mut SupervisorParts) -> Result<()> {
+    parts.incidents = read_incident_log(env, options)?;
+    parts.checkpointer = options
+        .raw("checkpointManager")?
+        .map(|v| {
+            read_instance(env, Some(v), "checkpointManager", "CheckpointManager", |m: &CheckpointManager| {
+                Arc::new(PeriodicCheckpoints(m.core.clone())) as Arc<dyn crate::supervisor::Checkpointer>
+            })
+        })
+        .transpose()?;
     Ok(())
 }

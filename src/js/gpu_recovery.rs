@@ -14,7 +14,7 @@ use crate::policy::thresholds::{DEVICE_WAIT_MS, RECOVERY_MEMORY_THRESHOLD, STEP_
 use crate::recovery::gpu::{GpuHooks, GpuRecovery as Core};
 
 const OPTION_NAMES: &[&str] =
-    &["emptyCache", "resetPeakMemoryStats", "reinitialize", "stepTimeoutMs", "deviceWaitMs", "memoryThreshold"];
+    &["emptyCache", "resetPeakMemoryStats", "reinitialize", "stepTimeoutMs", "deviceWaitMs", "memoryThreshold", "incidentLog"];
 
 /// Hooks and options of `new GPURecovery(gpu, options)` (declared for the typings).
 #[allow(dead_code)]
@@ -35,6 +35,8 @@ pub struct GpuRecoveryOptions {
     pub device_wait_ms: Option<f64>,
     /// A device's memory use must be below this after `recoverFromOom` (default 0.85).
     pub memory_threshold: Option<f64>,
+    /// Where `recovery_started` (before the first step acts) and `recovery_finished` go.
+    pub incident_log: Option<ClassInstance<'static, super::incident_log::IncidentLog>>,
 }
 
 /// Recovers the GPU side: `handleGpuError('out_of_memory' | 'device_lost')`.
@@ -52,7 +54,9 @@ impl GpuRecovery {
         let mut hooks = GpuHooks::default();
         let (mut step_timeout, mut device_wait, mut threshold) =
             (STEP_TIMEOUT_MS.default, DEVICE_WAIT_MS.default, RECOVERY_MEMORY_THRESHOLD.default);
+        let mut incidents = None;
         if let Some(options) = options {
+            incidents = super::durable::read_incident_log(&env, &options)?;
             hooks.empty_cache = read_hook(&env, &options, "emptyCache", "emptyCache")?;
             hooks.reset_peak_memory_stats = read_hook(&env, &options, "resetPeakMemoryStats", "resetPeakMemoryStats")?;
             hooks.reinitialize = read_hook(&env, &options, "reinitialize", "reinitialize")?;
@@ -73,6 +77,7 @@ impl GpuRecovery {
             Duration::from_millis(device_wait as u64),
             threshold,
         );
+        core.core().set_incident_sink(incidents);
         Ok(GpuRecovery { core: Arc::new(core) })
     }
 

@@ -96,3 +96,65 @@ pub fn read_instance<T: JavaScriptClassExt + MaybeTypeTag + 'static, R>(
     let instance = unsafe { ClassInstance::<T>::from_napi_value(env.raw(), value.raw())? };
     Ok(take(&instance))
 }
+
+/// JSON data from JavaScript, where `undefined` (a hook that returns nothing) is `null`.
+pub struct Json(pub serde_json::Value);
+
+impl FromNapiValue for Json {
+    unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
+        let mut kind = 0;
+        napi::check_status!(unsafe { napi::sys::napi_typeof(env, value, &mut kind) })?;
+        if kind == napi::sys::ValueType::napi_undefined {
+            return Ok(Json(serde_json::Value::Null));
+        }
+        Ok(Json(unsafe { serde_json::Value::from_napi_value(env, value)? }))
+    }
+}
+
+/// What a data hook returned: a value, or a promise of one.
+pub enum ValueReturn {
+    Now(serde_json::Value),
+    Later(Promise<Json>),
+}
+
+impl FromNapiValue for ValueReturn {
+    unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
+        let mut is_promise = false;
+        napi::check_status!(unsafe { napi::sys::napi_is_promise(env, value, &mut is_promise) })?;
+        if is_promise {
+            Ok(ValueReturn::Later(unsafe { Promise::from_napi_value(env, value)? }))
+        } else {
+            Ok(ValueReturn::Now(unsafe { Json::from_napi_value(env, value)? }.0))
+        }
+    }
+}
+
+/// A hook that takes JSON data and gives JSON data back (`captureState`, the restore hooks).
+pub type DataHook = ThreadsafeFunction<serde_json::Value, ValueReturn, serde_json::Value, Status, false, true>;
+
+/// Reads an optional data hook (see [`read_hook`]).
+pub fn read_data_hook(env: &Env, options: &OptionsObject, key: &str) -> Result<Option<Arc<DataHook>>> {
+    let Some(value) = options.raw(key)? else { return Ok(None) };
+    if value.get_type()? != ValueType::Function {
+        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("{key} must be a function, got {}", describe(&value))));
+    }
+    let function: Function<'_, serde_json::Value, ValueReturn> = unsafe { value.cast()? };
+    Ok(Some(Arc::new(function.build_threadsafe_function::<serde_json::Value>().weak::<true>().callee_handled::<false>().build()?)))
+}
+
+/// Calls a data hook under `timeout`: its value, or why it failed (threw, rejected, returned
+/// what JSON cannot hold, or did not settle in time).
+pub async fn call_data_hook(hook: &DataHook, arg: serde_json::Value, timeout: std::time::Duration, name: &str) -> std::result::Result<serde_json::Value, (&'static str, String)> {
+    let call = async {
+        match hook.call_async_catch(arg).await {
+            Ok(ValueReturn::Now(value)) => Ok(value),
+            Ok(ValueReturn::Later(promise)) => promise.await.map(|json| json.0).map_err(|e| e.reason.clone()),
+            Err(e) => Err(e.reason.clone()),
+        }
+    };
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(message)) => Err(("ERR_STEP_FAILED", format!("{name} failed: {message}"))),
+        Err(_) => Err(("ERR_STEP_TIMEOUT", format!("{name} did not finish within {} ms", timeout.as_millis()))),
+    }
+}

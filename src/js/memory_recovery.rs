@@ -13,7 +13,7 @@ use super::recovery_outcome::{outcome_value, settle};
 use crate::policy::thresholds::STEP_TIMEOUT_MS;
 use crate::recovery::memory::{MemoryHooks, MemoryRecovery as Core};
 
-const OPTION_NAMES: &[&str] = &["clearGPUCache", "defragmentMemory", "emergencyCleanup", "stepTimeoutMs"];
+const OPTION_NAMES: &[&str] = &["clearGPUCache", "defragmentMemory", "emergencyCleanup", "stepTimeoutMs", "incidentLog"];
 
 /// Hooks and options of `new MemoryRecovery(monitor, options)` (declared for the typings).
 #[allow(dead_code)]
@@ -29,6 +29,8 @@ pub struct MemoryRecoveryOptions {
     pub emergency_cleanup: Option<serde_json::Value>,
     /// Longest a step may take (default 30000).
     pub step_timeout_ms: Option<f64>,
+    /// Where `recovery_started` (before the first step acts) and `recovery_finished` go.
+    pub incident_log: Option<ClassInstance<'static, super::incident_log::IncidentLog>>,
 }
 
 /// Recovers from memory pressure: stop intake, clear the GPU cache, defragment, return
@@ -46,7 +48,9 @@ impl MemoryRecovery {
         let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
         let mut hooks = MemoryHooks::default();
         let mut step_timeout = STEP_TIMEOUT_MS.default;
+        let mut incidents = None;
         if let Some(options) = options {
+            incidents = super::durable::read_incident_log(&env, &options)?;
             hooks.clear_gpu_cache = read_hook(&env, &options, "clearGPUCache", "clearGPUCache")?;
             hooks.defragment_memory = read_hook(&env, &options, "defragmentMemory", "defragmentMemory")?;
             hooks.emergency_cleanup = read_hook(&env, &options, "emergencyCleanup", "emergencyCleanup")?;
@@ -55,6 +59,7 @@ impl MemoryRecovery {
             }
         }
         let core = Core::new(monitor, hooks, Duration::from_millis(step_timeout as u64));
+        core.core().set_incident_sink(incidents);
         Ok(MemoryRecovery { core: Arc::new(core) })
     }
 

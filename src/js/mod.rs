@@ -2,13 +2,25 @@
 //! all behaviour lives in the plain-Rust core.
 
 mod args;
+mod checkpoint_manager;
 mod durable;
 mod health_supervisor;
 mod json_rpc;
 mod gpu_recovery;
 mod hooks;
+mod incident_log;
 mod memory_recovery;
 mod recovery_outcome;
 mod gpu_health_monitor;
 mod memory_monitor;
 mod task;
+
+use napi::bindgen_prelude::*;
+
+/// A JavaScript value as JSON, as `JSON.stringify` would keep it; `name` is used in the
+/// `TypeError` for what cannot be (functions, symbols, bigints, cycles).
+pub(crate) fn json_value(env: &napi::Env, value: napi::Unknown, name: &str) -> Result<serde_json::Value> {
+    unsafe { serde_json::Value::from_napi_value(env.raw(), napi::JsValue::raw(&value)) }.map_err(|e| {
+        args::type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be JSON-serialisable data: {}", e.reason))
+    })
+}

@@ -1,0 +1,225 @@
+//! `IncidentLog`: every incident on disk before `record` resolves.
+
+use napi::bindgen_prelude::*;
+use napi::{Env, Unknown, ValueType};
+use napi_derive::napi;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::args::{describe, range_error, range_violation, type_error, OptionsObject};
+use super::task::coded_error;
+use crate::durable::{IncidentLog as Core, IncidentLogOptions, RateLimit, ReadFilter, RecordOutcome, Storage};
+use crate::incident::{Incident, IncidentSeverity};
+use crate::policy::thresholds::{ThresholdSpec, MAX_INTERVAL_MS, MAX_SAFE_INTEGER};
+
+const OPTION_NAMES: &[&str] = &["directory", "segmentBytes", "maxSegments", "maxBytes", "rateLimit"];
+const SEGMENT_BYTES: ThresholdSpec =
+    ThresholdSpec { name: "segmentBytes", default: 1_048_576.0, min: 4096.0, min_inclusive: true, max: 1_073_741_824.0, integer: true };
+const MAX_SEGMENTS: ThresholdSpec =
+    ThresholdSpec { name: "maxSegments", default: 16.0, min: 1.0, min_inclusive: true, max: 100_000.0, integer: true };
+const MAX_BYTES: ThresholdSpec =
+    ThresholdSpec { name: "maxBytes", default: 67_108_864.0, min: 4096.0, min_inclusive: true, max: MAX_SAFE_INTEGER, integer: true };
+const RATE_MAX: ThresholdSpec =
+    ThresholdSpec { name: "rateLimit.max", default: 20.0, min: 1.0, min_inclusive: true, max: 4_294_967_295.0, integer: true };
+const RATE_WINDOW: ThresholdSpec =
+    ThresholdSpec { name: "rateLimit.windowMs", default: 60_000.0, min: 1.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
+
+/// An incident as `read` returns it.
+#[napi(object)]
+pub struct IncidentRecord {
+    pub seq: f64,
+    pub timestamp: f64,
+    pub kind: String,
+    #[napi(ts_type = "'info' | 'warn' | 'error' | 'critical'")]
+    pub severity: String,
+    pub message: String,
+    #[napi(ts_type = "unknown")]
+    pub details: Value,
+}
+
+/// `record`'s answer: where the incident is, or that rate limiting held it back.
+#[napi(object, use_nullable = true)]
+pub struct RecordResult {
+    /// `null` when rate limiting held it back (a summary is written when the window ends).
+    pub seq: Option<f64>,
+    pub timestamp: Option<f64>,
+    pub suppressed: bool,
+}
+
+/// The incident-log sink the recoveries, the checkpoint manager and the supervisor write to.
+pub fn sink_of(log: &IncidentLog) -> Arc<Core> {
+    log.core.clone()
+}
+
+/// Append-only JSON Lines incidents in size-bounded segments, each record durable before
+/// `record` resolves; per-kind rate limiting. One process owns a directory.
+#[napi]
+pub struct IncidentLog {
+    pub(crate) core: Arc<Core>,
+    /// Problems found when opening (a torn tail repaired, a damaged line).
+    problems: Value,
+}
+
+fn spec_number(env: &Env, options: &OptionsObject, spec: ThresholdSpec) -> Result<Option<f64>> {
+    options.number(spec.key())?.map(|v| spec.check(v).map_err(|e| range_violation(env, e))).transpose()
+}
+
+#[napi]
+impl IncidentLog {
+    /// Opens (creating it 0700) the directory and repairs a torn tail; synchronously, once.
+    /// Throws `ERR_INCIDENT_LOG_LOCKED` when another process owns it, `ERR_UNSAFE_DIRECTORY`
+    /// when it is a symlink, not ours, or open to others.
+    #[napi(constructor, ts_args_type = "options: { directory: string, segmentBytes?: number, maxSegments?: number, maxBytes?: number, rateLimit?: { max?: number, windowMs?: number } }")]
+    pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
+        let Some(options) = OptionsObject::read(&env, options, "options", OPTION_NAMES)? else {
+            return Err(type_error(&env, "ERR_INVALID_ARG_TYPE", "options must be an object, got undefined".into()));
+        };
+        let directory = options
+            .string("directory")?
+            .ok_or_else(|| type_error(&env, "ERR_INVALID_ARG_TYPE", "directory must be a string, got undefined".into()))?;
+        let mut settings = IncidentLogOptions::default();
+        if let Some(v) = spec_number(&env, &options, SEGMENT_BYTES)? {
+            settings.segment_bytes = v as u64;
+        }
+        if let Some(v) = spec_number(&env, &options, MAX_SEGMENTS)? {
+            settings.max_segments = v as usize;
+        }
+        if let Some(v) = spec_number(&env, &options, MAX_BYTES)? {
+            settings.max_bytes = v as u64;
+        }
+        if let Some(rate) = options.object("rateLimit", &["max", "windowMs"])? {
+            let max = spec_number(&env, &rate, RATE_MAX)?.map_or(settings.rate_limit.max, |v| v as u32);
+            let window = spec_number(&env, &rate, RATE_WINDOW)?.map_or(settings.rate_limit.window_ms, |v| v as u64);
+            settings.rate_limit = RateLimit { max, window_ms: window };
+        }
+        let (core, problems) = Core::open(&PathBuf::from(directory), settings, Storage::new())
+            .map_err(|e| coded_error(&env, e.code, &e.message))?;
+        let problems = Value::Array(problems.iter().map(problem_json).collect());
+        Ok(IncidentLog { core: Arc::new(core), problems })
+    }
+
+    /// What opening found and repaired: `[{ kind, file, offset, reason, set_aside_as }]`.
+    #[napi(getter, ts_return_type = "Array<{ kind: string, file: string, offset: number, reason: string, set_aside_as: string | null }>")]
+    pub fn get_problems(&self) -> Value {
+        self.problems.clone()
+    }
+
+    /// Writes one incident; resolves once it is on disk.
+    #[napi(ts_args_type = "incident: { kind: string, severity?: 'info' | 'warn' | 'error' | 'critical', message: string, details?: unknown }", ts_return_type = "Promise<RecordResult>")]
+    pub fn record<'env>(&self, env: &'env Env, incident: Unknown) -> Result<PromiseRaw<'env, RecordResult>> {
+        let incident = read_incident(env, incident)?;
+        let core = self.core.clone();
+        env.spawn_future_with_callback(
+            async move {
+                tokio::task::spawn_blocking(move || core.record(incident))
+                    .await
+                    .map_err(|e| Error::new(Status::GenericFailure, format!("internal error in hpc-health: {e}")))
+            },
+            |env, outcome| match outcome {
+                Ok(RecordOutcome::Written { seq, timestamp_ms }) => {
+                    Ok(RecordResult { seq: Some(seq as f64), timestamp: Some(timestamp_ms as f64), suppressed: false })
+                }
+                Ok(RecordOutcome::RateLimited) => Ok(RecordResult { seq: None, timestamp: None, suppressed: true }),
+                Err(e) => Err(coded_error(env, e.code, &e.message)),
+            },
+        )
+    }
+
+    /// Reads records, oldest first: `sinceSeq` and `since` (ms) are inclusive, `kinds`
+    /// filters, `limit` caps the count.
+    #[napi(ts_args_type = "filter?: { sinceSeq?: number, since?: number, kinds?: string[], limit?: number }", ts_return_type = "Promise<IncidentRecord[]>")]
+    pub fn read<'env>(&self, env: &'env Env, filter: Option<Unknown>) -> Result<PromiseRaw<'env, Vec<IncidentRecord>>> {
+        let filter = read_filter(env, filter)?;
+        let core = self.core.clone();
+        env.spawn_future_with_callback(
+            async move {
+                tokio::task::spawn_blocking(move || core.read(&filter))
+                    .await
+                    .map_err(|e| Error::new(Status::GenericFailure, format!("internal error in hpc-health: {e}")))
+            },
+            |env, result| match result {
+                Ok(read) => Ok(read
+                    .records
+                    .into_iter()
+                    .map(|r| IncidentRecord {
+                        seq: r.seq as f64,
+                        timestamp: r.timestamp_ms as f64,
+                        kind: r.kind,
+                        severity: r.severity.as_str().to_owned(),
+                        message: r.message,
+                        details: r.details,
+                    })
+                    .collect()),
+                Err(e) => Err(coded_error(env, e.code, &e.message)),
+            },
+        )
+    }
+}
+
+pub fn problem_json(p: &crate::durable::RecoveryProblem) -> Value {
+    json!({ "kind": p.kind.as_str(), "file": p.file, "offset": p.offset, "reason": p.reason, "set_aside_as": p.set_aside_as })
+}
+
+fn read_incident(env: &Env, value: Unknown) -> Result<Incident> {
+    let Some(fields) = OptionsObject::read(env, Some(value), "incident", &["kind", "severity", "message", "details"])? else {
+        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", "incident must be an object, got undefined".into()));
+    };
+    let kind = fields
+        .string("kind")?
+        .ok_or_else(|| type_error(env, "ERR_INVALID_ARG_TYPE", "incident.kind must be a string, got undefined".into()))?;
+    if kind.len() > 128 {
+        return Err(range_error(env, format!("incident.kind must be at most 128 bytes, got {}", kind.len())));
+    }
+    let severity = match fields.raw("severity")? {
+        None => IncidentSeverity::Info,
+        Some(v) if v.get_type()? == ValueType::String => {
+            let text: String = unsafe { v.cast()? };
+            IncidentSeverity::parse(&text).ok_or_else(|| {
+                range_error(env, format!("incident.severity must be 'info', 'warn', 'error' or 'critical', got {text:?}"))
+            })?
+        }
+        Some(v) => return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("incident.severity must be a string, got {}", describe(&v)))),
+    };
+    let message = match fields.raw("message")? {
+        Some(v) if v.get_type()? == ValueType::String => unsafe { v.cast::<String>()? },
+        Some(v) => return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("incident.message must be a string, got {}", describe(&v)))),
+        None => return Err(type_error(env, "ERR_INVALID_ARG_TYPE", "incident.message must be a string, got undefined".into())),
+    };
+    let details = match fields.raw("details")? {
+        None => Value::Null,
+        Some(v) => super::json_value(env, v, "incident.details")?,
+    };
+    Ok(Incident { kind, severity, message, details })
+}
+
+fn read_filter(env: &Env, value: Option<Unknown>) -> Result<ReadFilter> {
+    let mut filter = ReadFilter::default();
+    let Some(fields) = OptionsObject::read(env, value, "filter", &["sinceSeq", "since", "kinds", "limit"])? else { return Ok(filter) };
+    let count = |key: &str, value: f64| -> Result<u64> {
+        if value < 0.0 || value.fract() != 0.0 || value > MAX_SAFE_INTEGER {
+            return Err(range_error(env, format!("filter.{key} must be a non-negative integer, got {value}")));
+        }
+        Ok(value as u64)
+    };
+    filter.since_seq = fields.number("sinceSeq")?.map(|v| count("sinceSeq", v)).transpose()?;
+    filter.since_ms = fields.number("since")?.map(|v| count("since", v)).transpose()?;
+    filter.limit = fields.number("limit")?.map(|v| count("limit", v).map(|n| n as usize)).transpose()?;
+    if let Some(kinds) = fields.raw("kinds")? {
+        let bad = || type_error(env, "ERR_INVALID_ARG_TYPE", format!("filter.kinds must be an array of strings, got {}", describe(&kinds)));
+        if !kinds.is_array()? {
+            return Err(bad());
+        }
+        let array: Object = unsafe { kinds.cast()? };
+        let mut list = Vec::new();
+        for i in 0..array.get_array_length()? {
+            let item: Unknown = array.get_element(i)?;
+            if item.get_type()? != ValueType::String {
+                return Err(bad());
+            }
+            list.push(unsafe { item.cast::<String>()? });
+        }
+        filter.kinds = Some(list);
+    }
+    Ok(filter)
+}
