@@ -74,6 +74,11 @@ export declare class CheckpointManager {
   /** The operations begun and not ended, oldest first: `[{ id, started_at, details }]`. */
   getActiveOperations(): Array<{ id: string, started_at: number, details: unknown }>
   /**
+   * Waits for operations in flight and releases the directory for another process;
+   * later calls reject with `ERR_CLOSED`. Idempotent.
+   */
+  close(): Promise<void>
+  /**
    * Captures `memory_state`, `gpu_state`, `active_operations` and `state` (from
    * `captureState`) and writes them; resolves once the checkpoint is durable.
    */
@@ -189,6 +194,11 @@ export declare class IncidentLog {
   get problems(): Array<{ kind: string, file: string, offset: number, reason: string, set_aside_as: string | null }>
   /** Writes one incident; resolves once it is on disk. */
   record(incident: { kind: string, severity?: 'info' | 'warn' | 'error' | 'critical', message: string, details?: unknown }): Promise<RecordResult>
+  /**
+   * Releases the directory for another process; later calls reject with `ERR_CLOSED`,
+   * and recoveries or supervisors still attached report the failure. Idempotent.
+   */
+  close(): Promise<void>
   /**
    * Reads records, oldest first: `sinceSeq` and `since` (ms) are inclusive, `kinds`
    * filters, `limit` caps the count.

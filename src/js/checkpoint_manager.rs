@@ -5,7 +5,7 @@ use napi::{Env, Unknown, ValueType};
 use napi_derive::napi;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use super::args::{describe, range_error, range_violation, type_error, OptionsObject};
@@ -16,7 +16,7 @@ use super::memory_monitor::{MemoryMetrics, MemoryMonitor};
 use super::task::coded_error;
 use crate::durable::defaults::{DEFAULT_CHECKPOINT_MAX_BYTES, DEFAULT_CHECKPOINT_RETAIN, MAX_OPERATION_ID_BYTES};
 use crate::durable::{
-    open_state_dir, Checkpoint, CheckpointStore, DurableError, IncidentLog as LogCore, Journal, JournalOptions, SkippedFile,
+    open_state_dir, Checkpoint, CheckpointStore, DurableError, Journal, JournalOptions, SkippedFile,
     Storage, ERR_CHECKPOINT_LOCKED, ERR_CORRUPT, ERR_NOT_FOUND, ERR_TOO_LARGE,
 };
 use crate::incident::{Incident, IncidentSeverity, IncidentSink};
@@ -44,8 +44,8 @@ const MAX_BYTES: ThresholdSpec =
 
 /// What the manager does, off the JS thread; the JS class only converts.
 pub struct ManagerCore {
-    store: CheckpointStore,
-    journal: Journal,
+    /// `None` once closed: dropping the store and the journal releases the directory lock.
+    files: RwLock<Option<Files>>,
     max_bytes: u64,
     memory: Option<Arc<MemoryCore>>,
     gpu: Option<Arc<GpuCore>>,
@@ -53,9 +53,16 @@ pub struct ManagerCore {
     clean_current_state: Option<Arc<DataHook>>,
     restore_memory_state: Option<Arc<DataHook>>,
     restore_operations: Option<Arc<DataHook>>,
-    incidents: Option<Arc<LogCore>>,
+    incidents: Option<Arc<super::incident_log::ClosableLog>>,
     step_timeout: Duration,
 }
+
+pub struct Files {
+    store: CheckpointStore,
+    journal: Journal,
+}
+
+pub const ERR_CLOSED: &str = "ERR_CLOSED";
 
 type Failure = (&'static str, String);
 
@@ -65,6 +72,15 @@ fn failed(e: DurableError) -> Failure {
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> std::result::Result<T, Failure> + Send + 'static) -> std::result::Result<T, Failure> {
     tokio::task::spawn_blocking(work).await.map_err(|e| ("ERR_INTERNAL", format!("internal error in hpc-health: {e}")))?
+}
+
+struct FilesGuard<'a>(RwLockReadGuard<'a, Option<Files>>);
+
+impl std::ops::Deref for FilesGuard<'_> {
+    type Target = Files;
+    fn deref(&self) -> &Files {
+        self.0.as_ref().expect("checked open when taken")
+    }
 }
 
 /// A checkpoint file's payload as users see it, with its id and sequence number.
@@ -99,9 +115,23 @@ fn operations_json(journal: &Journal) -> Value {
 }
 
 impl ManagerCore {
+    /// The open files, held for the whole operation so that `close` waits for it.
+    fn files(&self) -> std::result::Result<FilesGuard<'_>, Failure> {
+        let guard = self.files.read().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            return Err((ERR_CLOSED, "the checkpoint manager is closed".to_owned()));
+        }
+        Ok(FilesGuard(guard))
+    }
+
+    /// Waits for operations in flight, then releases the directory. Idempotent.
+    pub fn close(&self) {
+        *self.files.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     fn incident(&self, kind: &str, severity: IncidentSeverity, message: String, details: Value) {
         if let Some(log) = &self.incidents {
-            let _ = log.record(Incident { kind: kind.to_owned(), severity, message, details });
+            let _ = IncidentSink::record(log.as_ref(), Incident { kind: kind.to_owned(), severity, message, details });
         }
     }
 
@@ -123,6 +153,7 @@ impl ManagerCore {
             None => Value::Null,
         };
         blocking(move || {
+            let files = self.files()?;
             let memory_state = match &self.memory {
                 Some(m) => serde_json::to_value(MemoryMetrics::from(m.get_memory_metrics())).unwrap_or(Value::Null),
                 None => json!({ "absent": "no memoryMonitor was given" }),
@@ -134,7 +165,7 @@ impl ManagerCore {
             let payload = json!({
                 "timestamp": crate::sampling::unix_time_ms(),
                 "memory_state": memory_state,
-                "active_operations": operations_json(&self.journal),
+                "active_operations": operations_json(&files.journal),
                 "gpu_state": gpu_state,
                 "state": state,
             });
@@ -142,7 +173,7 @@ impl ManagerCore {
             if bytes.len() as u64 > self.max_bytes {
                 return Err((ERR_TOO_LARGE, format!("checkpoint of {} bytes is over maxBytes {}", bytes.len(), self.max_bytes)));
             }
-            let written = self.store.write(&bytes);
+            let written = files.store.write(&bytes);
             let meta = match written {
                 Ok(meta) => meta,
                 Err(e) => {
@@ -151,7 +182,7 @@ impl ManagerCore {
                 }
             };
             // The checkpoint holds the active operations; the journal can start over from them.
-            if let Err(e) = self.journal.compact() {
+            if let Err(e) = files.journal.compact() {
                 self.incident("journal_compaction_failed", IncidentSeverity::Warn, e.message.clone(), json!({ "code": e.code }));
             }
             self.incident("checkpoint_created", IncidentSeverity::Info, format!("{} written", meta.id), json!({ "id": meta.id, "seq": meta.seq, "bytes": meta.bytes }));
@@ -165,13 +196,14 @@ impl ManagerCore {
 
     /// The newest valid checkpoint (`id: None`) or the one named, validated; plus what was skipped.
     fn load(&self, id: Option<String>) -> std::result::Result<(Option<Value>, Vec<SkippedFile>), Failure> {
+        let files = self.files()?;
         match id {
             Some(id) => {
-                let checkpoint = self.store.load(&id).map_err(failed)?;
+                let checkpoint = files.store.load(&id).map_err(failed)?;
                 Ok((Some(checkpoint_json(&checkpoint)?), Vec::new()))
             }
             None => {
-                let latest = self.store.latest_valid().map_err(failed)?;
+                let latest = files.store.latest_valid().map_err(failed)?;
                 self.report_skipped(&latest.skipped);
                 let checkpoint = latest.checkpoint.as_ref().map(checkpoint_json).transpose()?;
                 Ok((checkpoint, latest.skipped))
@@ -185,7 +217,8 @@ impl ManagerCore {
             let (checkpoint, skipped) = this.load(id)?;
             let checkpoint = checkpoint.ok_or((ERR_NOT_FOUND, "no valid checkpoint to restore".to_owned()))?;
             // Active when the process died: the journal, which the last checkpoint compacted.
-            Ok((checkpoint, skipped, operations_json(&this.journal)))
+            let operations = operations_json(&this.files()?.journal);
+            Ok((checkpoint, skipped, operations))
         })
         .await?;
         for (hook, arg, name) in [
@@ -290,8 +323,7 @@ impl CheckpointManager {
         };
         let (store, skipped, journal, problems) = open().map_err(|e| coded_error(&env, e.code, &e.message))?;
         let core = ManagerCore {
-            store,
-            journal,
+            files: RwLock::new(Some(Files { store, journal })),
             max_bytes,
             memory,
             gpu,
@@ -319,7 +351,7 @@ impl CheckpointManager {
     /// Whether a failed fsync has put persistence in degraded mode.
     #[napi(getter)]
     pub fn get_degraded(&self) -> bool {
-        self.core.store.is_degraded() || self.core.journal.is_degraded()
+        self.core.files().is_ok_and(|f| f.store.is_degraded() || f.journal.is_degraded())
     }
 
     /// Records that operation `id` started; resolves once that is on disk.
@@ -328,7 +360,7 @@ impl CheckpointManager {
         let id = read_id(env, &id, "id")?;
         let details = details.filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined))).map(|d| super::json_value(env, d, "details")).transpose()?;
         let core = self.core.clone();
-        spawn_settled(env, blocking(move || core.journal.begin_operation(&id, details.unwrap_or(Value::Null)).map_err(failed)))
+        spawn_settled(env, blocking(move || core.files()?.journal.begin_operation(&id, details.unwrap_or(Value::Null)).map_err(failed)))
     }
 
     /// Records that operation `id` ended; resolves once that is on disk. `ERR_NOT_FOUND`
@@ -338,13 +370,25 @@ impl CheckpointManager {
         let id = read_id(env, &id, "id")?;
         let result = result.filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined))).map(|d| super::json_value(env, d, "result")).transpose()?;
         let core = self.core.clone();
-        spawn_settled(env, blocking(move || core.journal.end_operation(&id, result.unwrap_or(Value::Null)).map_err(failed)))
+        spawn_settled(env, blocking(move || core.files()?.journal.end_operation(&id, result.unwrap_or(Value::Null)).map_err(failed)))
     }
 
     /// The operations begun and not ended, oldest first: `[{ id, started_at, details }]`.
     #[napi(ts_return_type = "Array<{ id: string, started_at: number, details: unknown }>")]
-    pub fn get_active_operations(&self) -> Value {
-        operations_json(&self.core.journal)
+    pub fn get_active_operations(&self, env: Env) -> Result<Value> {
+        let files = self.core.files().map_err(|(code, message)| coded_error(&env, code, &message))?;
+        Ok(operations_json(&files.journal))
+    }
+
+    /// Waits for operations in flight and releases the directory for another process;
+    /// later calls reject with `ERR_CLOSED`. Idempotent.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
+        let core = self.core.clone();
+        spawn_settled(env, blocking(move || {
+            core.close();
+            Ok(())
+        }))
     }
 
     /// Captures `memory_state`, `gpu_state`, `active_operations` and `state` (from
@@ -389,7 +433,7 @@ impl CheckpointManager {
         spawn_settled(
             env,
             blocking(move || {
-                let list = core.store.list().map_err(failed)?;
+                let list = core.files()?.store.list().map_err(failed)?;
                 Ok(Value::Array(
                     list.iter().map(|m| json!({ "id": m.id, "seq": m.seq, "timestamp": m.timestamp_ms, "bytes": m.bytes, "valid": m.valid })).collect(),
                 ))

@@ -5,11 +5,13 @@ use napi::{Env, Unknown, ValueType};
 use napi_derive::napi;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use super::args::{describe, range_error, range_violation, type_error, OptionsObject};
 use super::task::coded_error;
-use crate::durable::{IncidentLog as Core, IncidentLogOptions, RateLimit, ReadFilter, RecordOutcome, Storage};
+use super::checkpoint_manager::ERR_CLOSED;
+use crate::durable::{DurableError, IncidentLog as Core, IncidentLogOptions, RateLimit, ReadFilter, RecordOutcome, Storage};
+use crate::incident::IncidentSink;
 use crate::incident::{Incident, IncidentSeverity};
 use crate::policy::thresholds::{ThresholdSpec, MAX_INTERVAL_MS, MAX_SAFE_INTEGER};
 
@@ -47,16 +49,35 @@ pub struct RecordResult {
     pub suppressed: bool,
 }
 
-/// The incident-log sink the recoveries, the checkpoint manager and the supervisor write to.
-pub fn sink_of(log: &IncidentLog) -> Arc<Core> {
-    log.core.clone()
+/// The log, until `close` releases its directory. It is the incident sink that the
+/// recoveries, the checkpoint manager and the supervisor write to.
+pub struct ClosableLog(RwLock<Option<Core>>);
+
+impl ClosableLog {
+    fn with<T>(&self, work: impl FnOnce(&Core) -> crate::durable::Result<T>) -> crate::durable::Result<T> {
+        let guard = self.0.read().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(log) => work(log),
+            None => Err(DurableError::new(ERR_CLOSED, "the incident log is closed")),
+        }
+    }
+
+    fn close(&self) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+impl IncidentSink for ClosableLog {
+    fn record(&self, incident: Incident) -> std::result::Result<u64, String> {
+        self.with(|log| Ok(IncidentSink::record(log, incident))).unwrap_or_else(|e| Err(format!("{}: {}", e.code, e.message)))
+    }
 }
 
 /// Append-only JSON Lines incidents in size-bounded segments, each record durable before
 /// `record` resolves; per-kind rate limiting. One process owns a directory.
 #[napi]
 pub struct IncidentLog {
-    pub(crate) core: Arc<Core>,
+    pub(crate) core: Arc<ClosableLog>,
     /// Problems found when opening (a torn tail repaired, a damaged line).
     problems: Value,
 }
@@ -96,7 +117,7 @@ impl IncidentLog {
         let (core, problems) = Core::open(&PathBuf::from(directory), settings, Storage::new())
             .map_err(|e| coded_error(&env, e.code, &e.message))?;
         let problems = Value::Array(problems.iter().map(problem_json).collect());
-        Ok(IncidentLog { core: Arc::new(core), problems })
+        Ok(IncidentLog { core: Arc::new(ClosableLog(RwLock::new(Some(core)))), problems })
     }
 
     /// What opening found and repaired: `[{ kind, file, offset, reason, set_aside_as }]`.
@@ -112,7 +133,7 @@ impl IncidentLog {
         let core = self.core.clone();
         env.spawn_future_with_callback(
             async move {
-                tokio::task::spawn_blocking(move || core.record(incident))
+                tokio::task::spawn_blocking(move || core.with(|log| log.record(incident)))
                     .await
                     .map_err(|e| Error::new(Status::GenericFailure, format!("internal error in hpc-health: {e}")))
             },
@@ -126,6 +147,18 @@ impl IncidentLog {
         )
     }
 
+    /// Releases the directory for another process; later calls reject with `ERR_CLOSED`,
+    /// and recoveries or supervisors still attached report the failure. Idempotent.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
+        let core = self.core.clone();
+        env.spawn_future(async move {
+            tokio::task::spawn_blocking(move || core.close())
+                .await
+                .map_err(|e| Error::new(Status::GenericFailure, format!("internal error in hpc-health: {e}")))
+        })
+    }
+
     /// Reads records, oldest first: `sinceSeq` and `since` (ms) are inclusive, `kinds`
     /// filters, `limit` caps the count.
     #[napi(ts_args_type = "filter?: { sinceSeq?: number, since?: number, kinds?: string[], limit?: number }", ts_return_type = "Promise<IncidentRecord[]>")]
@@ -134,7 +167,7 @@ impl IncidentLog {
         let core = self.core.clone();
         env.spawn_future_with_callback(
             async move {
-                tokio::task::spawn_blocking(move || core.read(&filter))
+                tokio::task::spawn_blocking(move || core.with(|log| log.read(&filter)))
                     .await
                     .map_err(|e| Error::new(Status::GenericFailure, format!("internal error in hpc-health: {e}")))
             },
