@@ -5,7 +5,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-const SUITES = [require('./memory'), require('./gpu'), require('./supervisor')]
+const SUITES = [require('./memory'), require('./gpu'), require('./durable'), require('./supervisor')]
 
 async function main() {
   const sections = []

@@ -173,6 +173,22 @@ impl CheckpointStore {
     /// `max_bytes` with the header (`ERR_TOO_LARGE`), valid JSON at most `MAX_JSON_DEPTH`
     /// deep (`ERR_INVALID_JSON`), so that nothing is written that could not be read back.
     pub fn write(&self, payload: &[u8]) -> Result<CheckpointMeta> {
+        validate_json(payload, MAX_JSON_DEPTH)
+            .map_err(|e| DurableError::new(ERR_INVALID_JSON, format!("checkpoint payload refused: {e}")))?;
+        self.write_unparsed(payload)
+    }
+
+    /// Writes `value` as the next generation (see [`write`](Self::write)). It is valid
+    /// JSON by construction, so only its depth is checked, not parsed again.
+    pub fn write_value(&self, value: &serde_json::Value) -> Result<CheckpointMeta> {
+        let payload = serde_json::to_vec(value).map_err(|e| DurableError::new(ERR_INVALID_JSON, e.to_string()))?;
+        if crate::durable::persist::json_nesting_exceeds(&payload, MAX_JSON_DEPTH) {
+            return Err(DurableError::new(ERR_INVALID_JSON, format!("checkpoint payload refused: JSON nests deeper than {MAX_JSON_DEPTH} levels")));
+        }
+        self.write_unparsed(&payload)
+    }
+
+    fn write_unparsed(&self, payload: &[u8]) -> Result<CheckpointMeta> {
         let bytes = (CHECKPOINT_HEADER_BYTES + payload.len()) as u64;
         if bytes > self.max_bytes {
             return Err(DurableError::new(
@@ -180,9 +196,6 @@ impl CheckpointStore {
                 format!("checkpoint of {bytes} bytes (with header) is over the limit of {}", self.max_bytes),
             ));
         }
-        validate_json(payload, MAX_JSON_DEPTH)
-            .map_err(|e| DurableError::new(ERR_INVALID_JSON, format!("checkpoint payload refused: {e}")))?;
-
         let mut state = lock(&self.state);
         let seq = state
             .highest_seq

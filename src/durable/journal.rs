@@ -116,6 +116,9 @@ struct JournalWriter {
     /// That file, open for appending; `None` once an append failed and starting a new
     /// file failed too: the next commit starts a new file from memory.
     file: Option<AppendFile>,
+    /// Whether the file holds records a snapshot would drop (`end`s and the `begin`s they
+    /// close); a file with none is already compact.
+    compactable: bool,
 }
 
 /// Whether a new journal file gets the rewrite-once retry of its own or is itself the
@@ -224,8 +227,13 @@ impl Journal {
         };
         let ops = state.committed.clone();
         drop(state);
-        // If this fails, the current file is still intact and stays in use.
-        let result = self.start_new_file(&mut writer, &ops, NewFile::WithRetry);
+        // A file that is only the active set's `begin`s is compact already.
+        let result = if writer.compactable || writer.file.is_none() {
+            // If this fails, the current file is still intact and stays in use.
+            self.start_new_file(&mut writer, &ops, NewFile::WithRetry)
+        } else {
+            Ok(())
+        };
         lock(&self.state).writer = Some(writer);
         self.turn.notify_all();
         result
@@ -318,6 +326,8 @@ impl Journal {
         };
         match file.append(&self.storage, &bytes) {
             Ok(()) => {
+                writer.compactable |= batch.iter().any(|q| matches!(q.record, JournalRecord::End { .. }));
+                let Some(file) = writer.file.as_ref() else { return Ok(()) };
                 if file.len() > self.options.compact_at_bytes {
                     // Best effort: on failure the current file stays in use.
                     let _ = self.start_new_file(writer, &after_batch(), NewFile::WithRetry);
@@ -357,6 +367,7 @@ impl Journal {
         // The new file is the newest on disk from here on: never append to an older one,
         // even if opening this one fails (the next commit then starts yet another).
         writer.number = number;
+        writer.compactable = false;
         writer.file = None;
         writer.file = Some(AppendFile::open(&self.storage, &self.dir, &name)?);
         Ok(())
@@ -373,7 +384,7 @@ impl Journal {
     fn recover(&self) -> Result<(ActiveSet, JournalWriter, Vec<RecoveryProblem>)> {
         let newest = self.dir.list()?.iter().filter_map(|n| parse_file_name(n)).max();
         let Some(number) = newest else {
-            let mut writer = JournalWriter { number: 0, file: None };
+            let mut writer = JournalWriter { number: 0, file: None, compactable: false };
             self.write_snapshot(&mut writer, &ActiveSet::new(), NewFile::WithRetry)?;
             return Ok((ActiveSet::new(), writer, Vec::new()));
         };
@@ -391,7 +402,8 @@ impl Journal {
                 set_aside_as: None,
             })
             .collect();
-        let mut writer = JournalWriter { number, file: None };
+        // What replay read may hold ended operations: compact at the first chance.
+        let mut writer = JournalWriter { number, file: None, compactable: true };
         match replay.damage {
             None => writer.file = Some(AppendFile::open(&self.storage, &self.dir, &name)?),
             Some(Damage { offset, reason, mid_file: false }) => {
@@ -819,6 +831,8 @@ mod tests {
         let (_root, dir) = new_dir();
         let (journal, _) = open(&dir);
         journal.begin_operation("a", json!(1)).unwrap();
+        journal.begin_operation("b", json!(2)).unwrap();
+        journal.end_operation("b", json!(null)).unwrap();
         journal.compact().unwrap();
         drop(journal);
         // A crash after the new file was durable and before the old was removed:
@@ -831,6 +845,19 @@ mod tests {
         assert_eq!(active_ids(&journal), ["a"]);
         assert_eq!(journal_files(&dir), [file_name(2)]);
         assert!(!dir.join(format!("{TEMP_PREFIX}{}-1-1", file_name(3))).exists());
+    }
+
+    #[test]
+    fn a_compact_journal_is_not_rewritten() {
+        let (_root, dir) = new_dir();
+        let (journal, _) = open(&dir);
+        journal.begin_operation("a", json!(1)).unwrap();
+        journal.compact().unwrap();
+        assert_eq!(journal_files(&dir), [file_name(1)], "only begins of active operations: nothing to drop");
+        journal.end_operation("a", json!(null)).unwrap();
+        journal.compact().unwrap();
+        assert_eq!(journal_files(&dir), [file_name(2)]);
+        assert!(active_ids(&journal).is_empty());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::task::coded_error;
 use crate::durable::defaults::{DEFAULT_CHECKPOINT_MAX_BYTES, DEFAULT_CHECKPOINT_RETAIN, MAX_OPERATION_ID_BYTES};
 use crate::durable::{
     open_state_dir, Checkpoint, CheckpointStore, DurableError, Journal, JournalOptions, SkippedFile,
-    Storage, ERR_CHECKPOINT_LOCKED, ERR_CORRUPT, ERR_NOT_FOUND, ERR_TOO_LARGE,
+    Storage, ERR_CHECKPOINT_LOCKED, ERR_CORRUPT, ERR_NOT_FOUND,
 };
 use crate::incident::{Incident, IncidentSeverity, IncidentSink};
 use crate::monitors::gpu_health::GpuHealthMonitor as GpuCore;
@@ -46,7 +46,6 @@ const MAX_BYTES: ThresholdSpec =
 pub struct ManagerCore {
     /// `None` once closed: dropping the store and the journal releases the directory lock.
     files: RwLock<Option<Files>>,
-    max_bytes: u64,
     memory: Option<Arc<MemoryCore>>,
     gpu: Option<Arc<GpuCore>>,
     capture_state: Option<Arc<DataHook>>,
@@ -169,11 +168,7 @@ impl ManagerCore {
                 "gpu_state": gpu_state,
                 "state": state,
             });
-            let bytes = serde_json::to_vec(&payload).map_err(|e| ("ERR_INVALID_JSON", e.to_string()))?;
-            if bytes.len() as u64 > self.max_bytes {
-                return Err((ERR_TOO_LARGE, format!("checkpoint of {} bytes is over maxBytes {}", bytes.len(), self.max_bytes)));
-            }
-            let written = files.store.write(&bytes);
+            let written = files.store.write_value(&payload);
             let meta = match written {
                 Ok(meta) => meta,
                 Err(e) => {
@@ -324,7 +319,6 @@ impl CheckpointManager {
         let (store, skipped, journal, problems) = open().map_err(|e| coded_error(&env, e.code, &e.message))?;
         let core = ManagerCore {
             files: RwLock::new(Some(Files { store, journal })),
-            max_bytes,
             memory,
             gpu,
             capture_state,
