@@ -1,0 +1,203 @@
+'use strict'
+// The example service (examples/hpc-service) end to end, as a child process on the stand-in
+// GPU: JSON-RPC and MCP over WebSocket, the HTTP endpoints, intake paused by a hot GPU, and
+// jobs that survive SIGKILL through the operation journal; and the factory in process.
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const parsePrometheus = require('parse-prometheus-text-format')
+const { Client } = require('@modelcontextprotocol/sdk/client/index.js')
+const { STANDIN_LIBRARY, StandinState, device } = require('./helpers/standin')
+const { startService, stopAll, connect, WsTransport, http, postJob, waitFor, sleep } = require('./helpers/service')
+
+const standin = new StandinState({ devices: [device(0), device(1)] })
+// The in-process test sees the same stand-in as the children.
+process.env.HPC_HEALTH_STANDIN_STATE = standin.file
+process.env.HPC_HEALTH_NVML_LIBRARY = STANDIN_LIBRARY
+const { monitoringTools } = require('..')
+const { HPCServiceFactory } = require('../examples/hpc-service/HPCServiceFactory')
+
+const TOKEN = 'test-operator-token'
+const stateDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'hpc-service-')), 'var')
+const env = standin.env({
+  HPC_HEALTH_NVML_LIBRARY: STANDIN_LIBRARY,
+  HPC_HEALTH_STATE_DIR: stateDir,
+  HPC_HEALTH_INTERVAL_MS: '100',
+  HPC_HEALTH_RPC_TOKEN: TOKEN,
+})
+const request = (id, method, params) => ({ jsonrpc: '2.0', id, method, params })
+
+let service
+test.before(async () => { service = await startService(env) })
+test.after(() => {
+  stopAll()
+  fs.rmSync(path.dirname(stateDir), { recursive: true, force: true })
+})
+
+test('getSystemHealth by name, quick and full, sees both stand-in GPUs', async () => {
+  const rpc = await connect(service.wsUrl)
+  const quick = await rpc.call(request(1, 'getSystemHealth', { checkType: 'quick' }))
+  assert.equal(quick.result.check_type, 'quick')
+  assert.equal(quick.result.healthy, true)
+  assert.deepEqual(quick.result.gpu.devices.map((d) => d.uuid), [device(0).uuid, device(1).uuid])
+  const full = await rpc.call(request(2, 'getSystemHealth', { checkType: 'full' }))
+  assert.equal(full.result.check_type, 'full')
+  assert.equal(full.result.gpu.devices[0].power_watts, 70, 'a full check reads every signal')
+  rpc.close()
+})
+
+test('a batch gets an array; a notification gets nothing; bad JSON is a parse error', async () => {
+  const rpc = await connect(service.wsUrl)
+  rpc.socket.send(JSON.stringify([request('a', 'getSystemHealth'), request('b', 'tools/list'), { jsonrpc: '2.0', method: 'getSystemHealth' }]))
+  const batch = await waitFor('the batch response', () => rpc.received.find(Array.isArray), 5000)
+  assert.deepEqual(batch.map((r) => r.id).sort(), ['a', 'b'], 'the notification in the batch has no response')
+  rpc.received.length = 0
+  rpc.socket.send(JSON.stringify({ jsonrpc: '2.0', method: 'getSystemHealth', params: { checkType: 'full' } }))
+  await rpc.call(request('after', 'ping'))
+  await sleep(300) // time for a (wrong) reply to the notification to arrive
+  assert.deepEqual(rpc.received.map((r) => r.id), ['after'])
+  const parseError = await rpc.call('{"jsonrpc": "2.0", "id": 7, "method"', null)
+  assert.equal(parseError.error.code, -32700)
+  rpc.close()
+})
+
+test('recoverSystem: refused without the token or with a wrong one, run with it (header or ?token=)', async () => {
+  const recover = request(1, 'recoverSystem', { errorType: 'process' })
+  const anonymous = await connect(service.wsUrl)
+  assert.equal((await anonymous.call(recover)).error.code, -32001)
+  anonymous.close()
+  const wrong = await connect(service.wsUrl, { headers: { authorization: 'Bearer not-the-token' } })
+  assert.equal((await wrong.call(recover)).error.code, -32001)
+  wrong.close()
+  const byHeader = await connect(service.wsUrl, { headers: { authorization: `Bearer ${TOKEN}` } })
+  assert.deepEqual((await byHeader.call(recover)).result, { type: 'process', issue: null, device: null, result: 'recovered', detail: 'requested by an operator' })
+  byHeader.close()
+  const byQuery = await connect(`${service.wsUrl}/?token=${TOKEN}`)
+  assert.equal((await byQuery.call(recover)).result.result, 'recovered')
+  byQuery.close()
+  await waitFor('the worker restarts', () => (service.output.match(/worker: restart/g) || []).length === 2, 5000)
+})
+
+test('a message over 1 MiB closes the connection (1009)', async () => {
+  const rpc = await connect(service.wsUrl)
+  const closed = new Promise((resolve) => rpc.socket.once('close', resolve))
+  rpc.socket.send('x'.repeat(1024 * 1024 + 1))
+  assert.equal(await closed, 1009)
+})
+
+test('MCP through the official SDK client: listTools and callTool', async () => {
+  const { socket } = await connect(service.wsUrl, {}, ['mcp'])
+  assert.equal(socket.protocol, 'mcp', 'the server accepts the MCP subprotocol')
+  const client = new Client({ name: 'example-service-test', version: '1.0.0' })
+  await client.connect(new WsTransport(socket))
+  assert.equal(client.getServerVersion().name, 'hpc-health')
+  const { tools } = await client.listTools()
+  const byName = Object.fromEntries(tools.map((t) => [t.name, t]))
+  for (const name of ['getSystemHealth', 'recoverSystem']) {
+    assert.deepEqual(byName[name]?.inputSchema, monitoringTools[name].inputSchema, `${name} is listed with its inputSchema`)
+  }
+  const result = await client.callTool({ name: 'getSystemHealth', arguments: { checkType: 'quick' } })
+  assert.equal(result.isError, false)
+  assert.equal(result.content[0].type, 'text')
+  assert.equal(JSON.parse(result.content[0].text).check_type, 'quick')
+  assert.equal(result.structuredContent.check_type, 'quick')
+  assert.equal(result.structuredContent.gpu.devices.length, 2)
+  await client.close()
+})
+
+test('HTTP: /healthz, /readyz, /metrics (parsed as Prometheus text), 404', async () => {
+  const healthz = await http(`${service.httpUrl}/healthz`)
+  assert.equal(healthz.status, 200)
+  assert.equal(healthz.text.trim(), 'ok')
+  const readyz = await http(`${service.httpUrl}/readyz`)
+  assert.equal(readyz.status, 200)
+  assert.deepEqual(readyz.json.reasons, [])
+  const metrics = await http(`${service.httpUrl}/metrics`)
+  assert.equal(metrics.status, 200)
+  assert.match(metrics.headers.get('content-type'), /^text\/plain; version=0\.0\.4/)
+  const families = Object.fromEntries(parsePrometheus(metrics.text).map((f) => [f.name, f]))
+  assert.deepEqual(families.hpc_health_gpu_temperature_celsius.metrics.map((m) => m.labels.index), ['0', '1'])
+  assert.equal(families.hpc_health_accepting_requests.metrics[0].value, '1')
+  assert.equal((await http(`${service.httpUrl}/nope`)).status, 404)
+  assert.equal((await postJob(service, { durationMs: -1 })).status, 400)
+})
+
+test('jobs that were running when the service was SIGKILLed are resumed after a restart', { timeout: 30000 }, async () => {
+  const quick = await postJob(service, { name: 'quick', durationMs: 20 })
+  assert.equal(quick.status, 202)
+  await waitFor('the quick job to finish', async () => (await http(`${service.httpUrl}/jobs`)).json.completed.some((j) => j.id === quick.json.id))
+  // Two run (the queue runs two at a time) and one waits; each is journaled before the 202.
+  const slow = []
+  for (let i = 0; i < 3; i++) slow.push((await postJob(service, { name: `slow-${i}`, durationMs: 600 })).json.id)
+  const before = (await http(`${service.httpUrl}/jobs`)).json
+  assert.deepEqual(before.pending.map((j) => j.state), ['running', 'running', 'queued'])
+  service.child.kill('SIGKILL')
+  assert.equal((await service.exited).signal, 'SIGKILL')
+
+  service = await startService(env)
+  assert.match(service.output, new RegExp(`resumed 3 from before the restart: ${slow.join(' ')}`))
+  const after = (await http(`${service.httpUrl}/jobs`)).json
+  assert.deepEqual(after.pending.map((j) => [j.id, j.resumed]), slow.map((id) => [id, true]))
+  const done = await waitFor('the resumed jobs to finish', async () => {
+    const { completed } = (await http(`${service.httpUrl}/jobs`)).json
+    return completed.length === 3 && completed
+  })
+  assert.deepEqual(done.map((j) => [j.id, j.resumed, j.journaled]).sort(), slow.map((id) => [id, true, true]).sort())
+  assert.ok(!service.output.includes(quick.json.id), 'a finished job is not run again')
+})
+
+test('a hot GPU pauses intake: /readyz 503 with the reason, POST /jobs 503; both return once it cools', { timeout: 30000 }, async () => {
+  assert.equal((await http(`${service.httpUrl}/readyz`)).status, 200)
+  standin.write({ devices: [device(0, { temperature: 95 }), device(1)] })
+  // The supervisor pauses after two unhealthy checks in a row (its hysteresis).
+  const notReady = await waitFor('/readyz 503', async () => {
+    const readyz = await http(`${service.httpUrl}/readyz`)
+    return readyz.status === 503 && readyz
+  })
+  assert.equal(notReady.json.ready, false)
+  assert.match(notReady.json.reasons.join('\n'), /^thermal: GPU 0 .* 95 °C/m)
+  const refused = await postJob(service, { name: 'while-hot' })
+  assert.equal(refused.status, 503)
+  assert.equal(refused.headers.get('retry-after'), '30')
+  assert.deepEqual(refused.json.reasons, notReady.json.reasons)
+  assert.match(service.output, /check UNHEALTHY issues=TEMPERATURE_HIGH@gpu0 accepting=true/)
+  assert.match(service.output, /recovery pause_intake TEMPERATURE_HIGH@gpu0 -> paused/)
+
+  standin.write({ devices: [device(0), device(1)] })
+  await waitFor('/readyz 200', async () => (await http(`${service.httpUrl}/readyz`)).status === 200)
+  assert.equal((await postJob(service, { name: 'after-cooling', durationMs: 10 })).status, 202)
+})
+
+test('SIGTERM shuts the service down cleanly: it exits 0 on its own', async () => {
+  service.child.kill('SIGTERM')
+  const { code } = await service.exited
+  assert.equal(code, 0, service.output)
+  assert.match(service.output, /shutting down \(SIGTERM\)[\s\S]*stopped/)
+})
+
+test('HPC_HEALTH_CHECKS: a scripted run stops after that many checks', async () => {
+  const run = await startService({ ...env, HPC_HEALTH_CHECKS: '3', HPC_HEALTH_INTERVAL_MS: '50' })
+  const { code } = await run.exited
+  assert.equal(code, 0, run.output)
+  assert.equal(run.output.match(/ check healthy /g).length, 3)
+  assert.match(run.output, /shutting down \(3 checks done\)/)
+})
+
+test('in process: the factory delegates to its supervisor, and shutdown releases the state for the next instance', async () => {
+  standin.write({ devices: [device(0), device(1)] })
+  const dir = path.join(path.dirname(stateDir), 'in-process')
+  const lines = []
+  const first = await new HPCServiceFactory({ stateDir: dir }, (line) => lines.push(line)).initialize()
+  const health = await first.checkSystemHealth('quick')
+  assert.equal(health.gpu.devices.length, 2)
+  assert.deepEqual(await first.triggerRecovery(health), [], 'nothing to recover on a healthy system')
+  const { job } = await first.jobs.submit({ name: 'long', durationMs: 60000 })
+  await first.shutdown()
+  await first.shutdown() // idempotent
+  const second = await new HPCServiceFactory({ stateDir: dir }, (line) => lines.push(line)).initialize()
+  assert.deepEqual(second.jobs.pending().map((j) => [j.id, j.resumed]), [[job.id, true]], 'a job stopped by shutdown is resumed like one killed')
+  await second.shutdown()
+  assert.match(lines.join('\n'), /jobs: resumed 1 from before the restart/)
+})

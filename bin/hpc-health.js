@@ -1,0 +1,216 @@
+#!/usr/bin/env node
+'use strict'
+// hpc-health: one-shot health checks, the example service as a sidecar, and offline reading
+// of the incident log and checkpoints. Exit codes: 0 fine, 1 unhealthy or damaged, 2 error.
+const fs = require('node:fs')
+const path = require('node:path')
+const { parseArgs } = require('node:util')
+const { MemoryMonitor, GPUHealthMonitor, HealthSupervisor, IncidentLog, CheckpointManager } = require('..')
+
+const USAGE = `usage: hpc-health <command> [options]
+
+  status [--json] [--full] [--expected-gpus N]
+      One health check (quick, or every signal with --full) of this machine's memory and GPUs.
+      Exit 0 healthy, 1 unhealthy, 2 error.
+  serve [--port N] [--http-port N] [--state-dir D] [--interval-ms N]
+      Runs the example service as a sidecar on 127.0.0.1: JSON-RPC and MCP over WebSocket
+      (--port), HTTP /metrics /healthz /readyz /jobs (--http-port). Stops on SIGINT/SIGTERM.
+  incidents [--dir D] [--since MS|ISO-DATE] [--kind K ...] [--limit N] [--json]
+      Prints an incident log (default $HPC_HEALTH_STATE_DIR/incidents, else ./var/incidents).
+      A log that a running service owns is locked: read it once the service stopped.
+  checkpoints verify <dir>
+      Opens a checkpoint directory as the service would (damaged files are set aside as
+      corrupt-...) and lists every checkpoint. Exit 0 when the newest is valid, 1 when one is
+      damaged or there is none, 2 on error.
+
+Environment: HPC_HEALTH_NVML_LIBRARY (the NVML library), HPC_HEALTH_EXPECTED_GPUS,
+HPC_HEALTH_STATE_DIR, HPC_HEALTH_RPC_TOKEN (serve: the token recoverSystem needs), NO_COLOR.
+`
+
+/** Bad usage or a failure to explain in one line: exit 2. */
+class CliError extends Error {
+  constructor(message, { usage = false } = {}) {
+    super(message)
+    this.usage = usage
+  }
+}
+
+const useColour = process.stdout.isTTY && !process.env.NO_COLOR
+const paint = (code) => (text) => (useColour ? `\x1b[${code}m${text}\x1b[0m` : String(text))
+const green = paint(32)
+const yellow = paint(33)
+const red = paint(31)
+const byStatus = { pass: green, warn: yellow, fail: red, info: String, error: red, critical: red }
+const gib = (bytes) => (bytes / 2 ** 30).toFixed(1)
+const print = (line = '') => process.stdout.write(line + '\n')
+
+function parse(args, options, allowPositionals = false) {
+  try {
+    return parseArgs({ args, options, allowPositionals, strict: true })
+  } catch (error) {
+    throw new CliError(error.message, { usage: true })
+  }
+}
+
+/** A whole number from a flag or variable; `undefined` when not given. */
+function wholeNumber(value, name) {
+  if (value === undefined || value === '') return undefined
+  const number = Number(value)
+  if (!Number.isSafeInteger(number) || number < 0) throw new CliError(`${name} must be a whole number, got ${JSON.stringify(value)}`, { usage: true })
+  return number
+}
+
+function requireDirectory(dir, what) {
+  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new CliError(`${what} ${dir} does not exist`)
+}
+
+/** Pads every column but the last to its widest cell; `last` decorates the last cell (after padding, so colour codes do not count as width). */
+function table(rows, last = String) {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)))
+  return rows.map((row) => [...row.slice(0, -1).map((cell, i) => cell.padEnd(widths[i])), last(row.at(-1))].join('  '))
+}
+
+async function status(args) {
+  const { values } = parse(args, { json: { type: 'boolean' }, full: { type: 'boolean' }, 'expected-gpus': { type: 'string' } })
+  const expectedGpus = wholeNumber(values['expected-gpus'] ?? process.env.HPC_HEALTH_EXPECTED_GPUS, '--expected-gpus')
+  const memoryMonitor = new MemoryMonitor()
+  // No Xid watch: it only sees events from when it starts, which a one-shot check never waits for.
+  const gpuMonitor = new GPUHealthMonitor({ expectedGpus: expectedGpus ?? null, watchXid: false })
+  const health = await new HealthSupervisor({ memoryMonitor, gpuMonitor }).checkSystemHealth(values.full ? 'full' : 'quick')
+  if (values.json) {
+    print(JSON.stringify(health, null, 2))
+  } else {
+    printHealth(health)
+  }
+  return health.healthy ? 0 : 1
+}
+
+function printHealth(health) {
+  const { gpu, memory } = health
+  if (gpu?.devices.length) {
+    const rows = gpu.devices.map((d) => [
+      String(d.index),
+      d.name ?? '?',
+      d.temperature === null ? '-' : `${d.temperature}°C`,
+      d.lost ? 'lost' : `${gib(d.memory_used)}/${gib(d.memory_total)} GiB`,
+      d.status,
+    ])
+    for (const line of table([['GPU', 'NAME', 'TEMP', 'MEMORY', 'STATUS'], ...rows], (cell) => (byStatus[cell] ?? String)(cell))) print(line)
+  } else {
+    print(`gpu: ${gpu?.gpu_error ?? 'no GPUs visible'}`)
+  }
+  if (memory) {
+    const m = memory.metrics
+    print(`system memory ${gib(m.system_used)}/${gib(m.system_total)} GiB (${m.memory_limit_source})${memory.system_pressure ? red(' under pressure') : ''}`)
+  }
+  const verdict = health.healthy ? green('healthy') : red('UNHEALTHY')
+  print(`${verdict} (${health.check_type} check)${health.accepting_requests ? '' : ', not accepting requests'}`)
+  for (const issue of health.issues) {
+    const where = issue.device === null ? '' : ` gpu${issue.device}`
+    print(`  ${byStatus[issue.severity](issue.severity)} ${issue.code}${where}: ${issue.message}`)
+  }
+}
+
+async function serve(args) {
+  const { values } = parse(args, {
+    port: { type: 'string' }, 'http-port': { type: 'string' }, 'state-dir': { type: 'string' }, 'interval-ms': { type: 'string' },
+  })
+  // Loaded here: the other commands do not need the service or ws.
+  const { run } = require('../examples/hpc-service/main')
+  const { optionsFromEnv } = require('../examples/hpc-service/HPCServiceFactory')
+  const options = optionsFromEnv(process.env)
+  const flags = {
+    wsPort: wholeNumber(values.port, '--port'),
+    httpPort: wholeNumber(values['http-port'], '--http-port'),
+    stateDir: values['state-dir'],
+    intervalMs: wholeNumber(values['interval-ms'], '--interval-ms'),
+  }
+  for (const [key, value] of Object.entries(flags)) if (value !== undefined) options[key] = value
+  await run(options)
+  return undefined // the service runs until a signal; its exit code is 0
+}
+
+async function incidents(args) {
+  const { values } = parse(args, {
+    dir: { type: 'string' }, since: { type: 'string' }, kind: { type: 'string', multiple: true }, limit: { type: 'string' }, json: { type: 'boolean' },
+  })
+  const dir = values.dir ?? path.join(process.env.HPC_HEALTH_STATE_DIR || './var', 'incidents')
+  let since
+  if (values.since !== undefined) {
+    since = /^\d+$/.test(values.since) ? Number(values.since) : Date.parse(values.since)
+    if (!Number.isFinite(since)) throw new CliError(`--since must be milliseconds since the epoch or an ISO date, got ${JSON.stringify(values.since)}`, { usage: true })
+  }
+  const limit = wholeNumber(values.limit, '--limit')
+  // IncidentLog would create a missing directory: a typo should not read as an empty log.
+  requireDirectory(dir, 'incident log')
+  const log = new IncidentLog({ directory: dir })
+  const records = await log.read({ since, kinds: values.kind, limit })
+  if (values.json) {
+    print(JSON.stringify(records, null, 2))
+  } else {
+    for (const r of records) {
+      print(`${new Date(r.timestamp).toISOString()} #${r.seq} ${byStatus[r.severity](r.severity.padEnd(8))} ${r.kind}: ${r.message}`)
+    }
+  }
+  return 0
+}
+
+async function checkpoints(args) {
+  const { positionals } = parse(args, {}, true)
+  if (positionals.length !== 2 || positionals[0] !== 'verify') throw new CliError('expected: checkpoints verify <dir>', { usage: true })
+  const dir = positionals[1]
+  // CheckpointManager would create a missing directory: verifying one must not.
+  requireDirectory(dir, 'checkpoint directory')
+  const manager = new CheckpointManager({ directory: dir })
+  const list = await manager.listCheckpoints()
+  const { skipped, journal_problems: journalProblems } = manager.opened
+  for (const c of list) {
+    const when = c.valid ? new Date(c.timestamp).toISOString() : '-'
+    print(`${c.id}  ${when}  ${c.bytes} bytes  ${c.valid ? green('valid') : red('INVALID')}`)
+  }
+  for (const s of skipped) {
+    print(`${red('INVALID')} ${s.id}: ${s.reason}${s.set_aside_as ? ` (set aside as ${s.set_aside_as})` : ''}`)
+  }
+  // Journal repairs are reported but do not fail verification: a torn last record is what a crash leaves.
+  for (const p of journalProblems) print(`journal: ${p.kind} in ${p.file} at ${p.offset}: ${p.reason}`)
+  print(`journal: ${manager.getActiveOperations().length} operation(s) open (active when its owner stopped)`)
+  // Files an earlier open set aside no longer count as checkpoints, but an operator should know of them.
+  const setAside = fs.readdirSync(dir).filter((name) => name.startsWith('corrupt-') && !skipped.some((s) => s.set_aside_as === name))
+  if (setAside.length > 0) print(`set aside earlier: ${setAside.join(' ')}`)
+  if (skipped.length > 0 || list.some((c) => !c.valid)) return 1
+  if (list.length === 0) {
+    print('no checkpoint: there is nothing to restore from')
+    return 1
+  }
+  print(`newest checkpoint ${list.at(-1).id} is valid`)
+  return 0
+}
+
+const COMMANDS = { status, serve, incidents, checkpoints }
+
+/** One line for the operator: the code (when the package gave one), the message, and a hint for a lock. */
+function describe(error) {
+  const text = error instanceof CliError || !error.code ? error.message : `${error.code}: ${error.message}`
+  const locked = error.code === 'ERR_INCIDENT_LOG_LOCKED' || error.code === 'ERR_CHECKPOINT_LOCKED'
+  return locked ? `${text}\n(a running service owns this directory: stop it first, or read a copy)` : text
+}
+
+async function main([command, ...args]) {
+  const handler = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : null
+  if (!handler) {
+    if (command !== undefined && command !== '--help' && command !== '-h') process.stderr.write(`hpc-health: unknown command ${JSON.stringify(command)}\n`)
+    process.stderr.write(USAGE)
+    return 2
+  }
+  try {
+    return await handler(args)
+  } catch (error) {
+    process.stderr.write(`hpc-health ${command}: ${describe(error)}\n`)
+    if (error.usage) process.stderr.write(USAGE)
+    return 2
+  }
+}
+
+main(process.argv.slice(2)).then((code) => {
+  if (code !== undefined) process.exitCode = code
+})
