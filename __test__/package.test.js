@@ -33,5 +33,14 @@ test('npm pack gives a tarball that installs offline into an empty project and l
       .then((p) => console.log(JSON.stringify({ system: typeof p.system_pressure, total: p.metrics.system_total > 0 })))
   `], { cwd: project, encoding: 'utf8' })
   assert.deepEqual(JSON.parse(out), { system: 'boolean', total: true })
+  // The example service runs from the installed package, and the CLI is on the path.
+  const service = execFileSync(process.execPath, [path.join(project, 'node_modules/hpc-health/examples/hpc-service/main.js')], {
+    cwd: project, encoding: 'utf8', timeout: 60000,
+    env: { ...process.env, HPC_HEALTH_CHECKS: '2', HPC_HEALTH_INTERVAL_MS: '100', HPC_HEALTH_STATE_DIR: path.join(work, 'var') },
+  })
+  assert.match(service, /JSON-RPC and MCP on ws:\/\/127\.0\.0\.1:\d+/)
+  assert.equal(service.match(/ check (healthy|UNHEALTHY) /g).length, 2)
+  const status = JSON.parse(execFileSync(path.join(project, 'node_modules/.bin/hpc-health'), ['status', '--json'], { cwd: project, encoding: 'utf8' }))
+  assert.equal(typeof status.healthy, 'boolean')
   fs.rmSync(work, { recursive: true, force: true })
 })
