@@ -407,6 +407,10 @@ export interface HealthSupervisorOptions {
   gpuMonitor?: GpuHealthMonitor
   memoryRecovery?: MemoryRecovery
   gpuRecovery?: GpuRecovery
+  /** Takes the periodic checkpoints (`checkpointIntervalMs`). */
+  checkpointManager?: CheckpointManager
+  /** Where the supervisor records its incidents. */
+  incidentLog?: IncidentLog
   /** Check every this many milliseconds (default 60000). */
   intervalMs?: number
   /** Recover automatically when unhealthy (default true). */
@@ -555,7 +559,7 @@ export interface SystemHealthReport {
   memory: MemoryPressureReport | null
   /** GPU health (for `'quick'`, from memory and temperature only), or `null` without a `gpuMonitor`. */
   gpu: GpuHealth | null
-  issues: Array<JsIssue>
+  issues: Array<HealthIssue>
   accepting_requests: boolean
 }
 

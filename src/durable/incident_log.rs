@@ -403,7 +403,12 @@ impl IncidentLog {
             bytes.extend_from_slice(format!("{{\"seq\":{}", first_seq + i as u64).as_bytes());
             bytes.extend_from_slice(pending.line_tail.as_bytes());
         }
-        let result = self.commit(&mut writer, first_seq, &bytes);
+        let last_seq = first_seq + batch.len() as u64 - 1;
+        let result = if last_seq > MAX_SEQ {
+            Err(DurableError::new(ERR_INVALID_ARGUMENT, format!("incident sequence numbers are exhausted at {MAX_SEQ}")))
+        } else {
+            self.commit(&mut writer, first_seq, &bytes)
+        };
 
         let mut state = lock(&self.state);
         for (i, pending) in batch.iter().enumerate() {
@@ -623,12 +628,17 @@ fn segment_name(first_seq: u64) -> String {
     format!("{FILE_PREFIX}{first_seq:020}{FILE_SUFFIX}")
 }
 
+/// The largest sequence number the log hands out or accepts: JavaScript numbers hold
+/// integers exactly only up to 2^53 − 1, and staying far below `u64::MAX` means that
+/// counting on from any accepted number cannot overflow.
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+
 fn parse_segment_name(name: &str) -> Option<u64> {
     let digits = name.strip_prefix(FILE_PREFIX)?.strip_suffix(FILE_SUFFIX)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    digits.parse().ok().filter(|&seq| seq <= MAX_SEQ)
 }
 
 #[derive(Deserialize)]
@@ -646,6 +656,9 @@ fn parse_line(line: &[u8]) -> std::result::Result<IncidentRecord, String> {
     let stored: StoredLine = parse_json(line, MAX_JSON_DEPTH)?;
     let severity =
         IncidentSeverity::parse(&stored.severity).ok_or_else(|| format!("unknown severity {:?}", stored.severity))?;
+    if stored.seq > MAX_SEQ {
+        return Err(format!("sequence number {} is beyond {MAX_SEQ}", stored.seq));
+    }
     Ok(IncidentRecord {
         seq: stored.seq,
         timestamp_ms: stored.timestamp,

@@ -549,14 +549,28 @@ fn read_frame(bytes: &[u8], at: usize, max_record_bytes: usize) -> std::result::
 /// Whether an intact frame starts anywhere in `bytes[from..]`: tells damage in the middle
 /// of a file from a torn tail. Cheap checks first (length in range, fits, `{`), so the CRC
 /// is only computed for plausible positions.
+/// The search hashes at most this many bytes (a multiple of what is left to search):
+/// crafted garbage could otherwise make every offset plausible and the search quadratic.
+/// When the budget runs out the damage is taken as mid-file, the cautious reading: the file
+/// is set aside and reported rather than cut.
+const SEARCH_HASH_BUDGET_FACTOR: usize = 8;
+
 fn intact_frame_after(bytes: &[u8], from: usize, max_record_bytes: usize) -> bool {
+    let mut budget = bytes.len().saturating_sub(from).saturating_mul(SEARCH_HASH_BUDGET_FACTOR);
     (from..bytes.len().saturating_sub(FRAME_HEADER_BYTES)).any(|at| {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        len != 0
+        let plausible = len != 0
             && len <= max_record_bytes
             && at + FRAME_HEADER_BYTES + len <= bytes.len()
-            && bytes[at + FRAME_HEADER_BYTES] == b'{'
-            && read_frame(bytes, at, max_record_bytes).is_ok()
+            && bytes[at + FRAME_HEADER_BYTES] == b'{';
+        if !plausible {
+            return false;
+        }
+        if budget < len {
+            return true;
+        }
+        budget -= len;
+        read_frame(bytes, at, max_record_bytes).is_ok()
     })
 }
 

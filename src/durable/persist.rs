@@ -768,7 +768,9 @@ pub fn validate_json(bytes: &[u8], max_depth: usize) -> std::result::Result<(), 
     if json_nesting_exceeds(bytes, max_depth) {
         return Err(format!("JSON nests deeper than {max_depth} levels"));
     }
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map(|_| ()).map_err(|e| format!("not valid JSON: {e}"))
+    // Parsed into a `Value`, not skimmed: skimming lets lone surrogates and invalid UTF-8
+    // inside strings through, which a reader parsing the data would then refuse.
+    serde_json::from_slice::<serde_json::Value>(bytes).map(|_| ()).map_err(|e| format!("not valid JSON: {e}"))
 }
 
 /// Parses `bytes` into `T` after the depth check.

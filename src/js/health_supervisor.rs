@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::args::{describe, range_error, range_violation, type_error, OptionsObject};
-use super::gpu_health_monitor::{GpuHealth, GpuHealthMonitor, HealthIssue as JsIssue};
+use super::gpu_health_monitor::{GpuHealth, GpuHealthMonitor, HealthIssue};
 use super::gpu_recovery::GpuRecovery;
 use super::hooks::{read_hook, read_instance};
 use super::memory_monitor::{pressure_report, MemoryMonitor, MemoryPressureReport};
 use super::memory_recovery::MemoryRecovery;
-use crate::policy::issues::{Action, HealthIssue, IssueCode, Severity};
+use crate::policy::issues::{Action, HealthIssue as CoreIssue, IssueCode, Severity};
 use crate::policy::thresholds::{
     ThresholdSpec, BUDGET_MAX, BUDGET_WINDOW_MS, CHECKPOINT_INTERVAL_MS, HEALTHY_AFTER, INTERVAL_MS, STEP_TIMEOUT_MS,
     UNHEALTHY_AFTER,
@@ -54,7 +54,7 @@ pub struct SystemHealthReport {
     pub memory: Option<MemoryPressureReport>,
     /// GPU health (for `'quick'`, from memory and temperature only), or `null` without a `gpuMonitor`.
     pub gpu: Option<GpuHealth>,
-    pub issues: Vec<JsIssue>,
+    pub issues: Vec<HealthIssue>,
     #[napi(js_name = "accepting_requests")]
     pub accepting_requests: bool,
 }
@@ -82,6 +82,10 @@ pub struct HealthSupervisorOptions {
     pub gpu_monitor: Option<ClassInstance<'static, GpuHealthMonitor>>,
     pub memory_recovery: Option<ClassInstance<'static, MemoryRecovery>>,
     pub gpu_recovery: Option<ClassInstance<'static, GpuRecovery>>,
+    /// Takes the periodic checkpoints (`checkpointIntervalMs`).
+    pub checkpoint_manager: Option<ClassInstance<'static, super::checkpoint_manager::CheckpointManager>>,
+    /// Where the supervisor records its incidents.
+    pub incident_log: Option<ClassInstance<'static, super::incident_log::IncidentLog>>,
     /// Check every this many milliseconds (default 60000).
     pub interval_ms: Option<f64>,
     /// Recover automatically when unhealthy (default true).
@@ -370,7 +374,7 @@ fn read_event(env: &Env, value: Unknown) -> Result<String> {
 }
 
 /// Reads `health.issues` as `checkSystemHealth` wrote them.
-fn read_issues(env: &Env, health: Unknown) -> Result<Vec<HealthIssue>> {
+fn read_issues(env: &Env, health: Unknown) -> Result<Vec<CoreIssue>> {
     if health.get_type()? != ValueType::Object {
         return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("health must be an object, got {}", describe(&health))));
     }
@@ -398,7 +402,7 @@ fn read_issues(env: &Env, health: Unknown) -> Result<Vec<HealthIssue>> {
         let action = Action::parse(&action_text).ok_or_else(|| range_error(env, format!("{name}.action is not a known action, got {action_text:?}")))?;
         let device = fields.optional_number("device")?.map(|d| d as u32);
         let message = fields.string("message")?.unwrap_or_default();
-        read.push(HealthIssue { code, severity, device, message, action });
+        read.push(CoreIssue { code, severity, device, message, action });
     }
     Ok(read)
 }
