@@ -108,7 +108,7 @@ impl HealthSupervisor {
         }
         let message = match message.get_type()? {
             ValueType::String => Message::Text(unsafe { message.cast()? }),
-            ValueType::Object => Message::Parsed(unsafe { message.cast()? }),
+            ValueType::Object => Message::Parsed(super::json_value(env, message, "message")?),
             _ => {
                 return Err(type_error(
                     env,
@@ -132,6 +132,7 @@ impl HealthSupervisor {
 /// Puts the requirements' `monitoringTools` on the module, verbatim in shape (`{
 /// getSystemHealth: { description, inputSchema }, recoverSystem: { description, inputSchema }
 /// }`), frozen. Its type is in `typings-header.d.ts`.
+#[cfg_attr(test, allow(dead_code))]
 #[napi(module_exports)]
 pub fn export_monitoring_tools(mut exports: Object, env: Env) -> Result<()> {
     let tools = super::args::frozen(&env, rpc::monitoring_tools())?;
