@@ -1,0 +1,112 @@
+'use strict'
+// Figures of a soak: process samples (RSS, open descriptors, threads), a least-squares
+// slope, the recovery budget over sliding windows, and overlaps between recovery runs.
+const fs = require('node:fs')
+
+const MiB = 1024 * 1024
+
+/** Open file descriptors of this process (the listing's own descriptor included, always one). */
+function openFds() {
+  return fs.readdirSync('/proc/self/fd').length
+}
+
+/** Threads of this process, from /proc/self/status. */
+function threadCount() {
+  const match = /^Threads:\s+(\d+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))
+  return match ? Number(match[1]) : null
+}
+
+/** One sample: `{ t (ms since epoch), rss (bytes), fds, threads, heapUsed }`. */
+function sampleProcess() {
+  const memory = process.memoryUsage()
+  return { t: Date.now(), rss: memory.rss, heapUsed: memory.heapUsed, external: memory.external, fds: openFds(), threads: threadCount() }
+}
+
+/** Least-squares fit of `ys` over `xs`: `{ slope, intercept, n }` (slope null under 2 points). */
+function linearFit(xs, ys) {
+  const n = xs.length
+  if (n < 2) return { slope: null, intercept: null, n }
+  const mx = xs.reduce((a, b) => a + b, 0) / n
+  const my = ys.reduce((a, b) => a + b, 0) / n
+  let sxy = 0
+  let sxx = 0
+  for (let i = 0; i < n; i++) {
+    sxy += (xs[i] - mx) * (ys[i] - my)
+    sxx += (xs[i] - mx) ** 2
+  }
+  if (sxx === 0) return { slope: null, intercept: null, n }
+  const slope = sxy / sxx
+  return { slope, intercept: my - slope * mx, n }
+}
+
+/**
+ * The samples after warm-up (the first `warmupShare` of the run, at most `warmupCapMs`, and
+ * at least until `warmupUntil`) and what they say: RSS slope in MiB per hour, and the spread (max - min) of fds and threads.
+ */
+function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 * 1000, warmupUntil = null } = {}) {
+  if (samples.length === 0) return null
+  const t0 = samples[0].t
+  const span = samples[samples.length - 1].t - t0
+  // Warm-up lasts a share of the run (capped), and at least until `warmupUntil` (when the
+  // schedule had been through every kind of fault once: threads and arenas started).
+  const warmupMs = Math.min(Math.max(Math.min(warmupCapMs, span * warmupShare), warmupUntil === null ? 0 : warmupUntil - t0), span)
+  const after = samples.filter((s) => s.t - t0 >= warmupMs)
+  const slope = (list) => linearFit(list.map((s) => (s.t - t0) / 3600000), list.map((s) => s.rss / MiB)).slope
+  const fit = { slope: slope(after) }
+  // The two halves of what follows warm-up: a slope that falls is growth levelling off.
+  const half = Math.floor(after.length / 2)
+  const stride = Math.max(1, Math.ceil(samples.length / 300))
+  const spread = (key) => {
+    const values = after.map((s) => s[key]).filter((v) => v !== null)
+    return values.length ? { min: Math.min(...values), max: Math.max(...values), spread: Math.max(...values) - Math.min(...values) } : null
+  }
+  return {
+    samples: samples.length,
+    samples_after_warmup: after.length,
+    warmup_s: warmupMs / 1000,
+    span_after_warmup_s: after.length ? (after[after.length - 1].t - after[0].t) / 1000 : 0,
+    rss_start_mib: samples[0].rss / MiB,
+    rss_after_warmup_mib: after.length ? after[0].rss / MiB : null,
+    rss_end_mib: samples[samples.length - 1].rss / MiB,
+    rss_max_mib: Math.max(...samples.map((s) => s.rss)) / MiB,
+    rss_slope_mib_per_h: fit.slope,
+    rss_slope_first_half_mib_per_h: half >= 2 ? slope(after.slice(0, half)) : null,
+    rss_slope_second_half_mib_per_h: half >= 2 ? slope(after.slice(half)) : null,
+    heap_end_mib: samples[samples.length - 1].heapUsed / MiB,
+    external_end_mib: (samples[samples.length - 1].external || 0) / MiB,
+    rss_series: samples.filter((_, i) => i % stride === 0 || i === samples.length - 1).map((s) => [Math.round((s.t - t0) / 1000), Math.round((s.rss / MiB) * 100) / 100]),
+    fds: { start: samples[0].fds, end: samples[samples.length - 1].fds, ...spread('fds') },
+    threads: { start: samples[0].threads, end: samples[samples.length - 1].threads, ...spread('threads') },
+  }
+}
+
+/**
+ * The budget over sliding windows: `takes` are the times (ms) recoveries took from it. A
+ * violation is `max + 1` takes within `windowMs - toleranceMs`. Returns the shortest span
+ * of `max + 1` consecutive takes (null when there were never that many) and violations.
+ */
+function budgetWindows(takes, max, windowMs, toleranceMs = 0) {
+  const sorted = [...takes].sort((a, b) => a - b)
+  let minSpan = null
+  const violations = []
+  for (let i = 0; i + max < sorted.length; i++) {
+    const span = sorted[i + max] - sorted[i]
+    if (minSpan === null || span < minSpan) minSpan = span
+    if (span < windowMs - toleranceMs) violations.push({ from: sorted[i], to: sorted[i + max], count: max + 1, span_ms: span })
+  }
+  return { takes: sorted.length, min_span_of_max_plus_one_ms: minSpan, violations }
+}
+
+/** Pairs of `[{ id, start, end }]` intervals that overlap (touching ends do not). */
+function overlaps(intervals) {
+  const sorted = [...intervals].sort((a, b) => a.start - b.start)
+  const found = []
+  let latest = null
+  for (const interval of sorted) {
+    if (latest && interval.start < latest.end) found.push({ first: latest.id, second: interval.id, by_ms: latest.end - interval.start })
+    if (!latest || interval.end > latest.end) latest = interval
+  }
+  return found
+}
+
+module.exports = { MiB, openFds, threadCount, sampleProcess, linearFit, summarizeSamples, budgetWindows, overlaps }
