@@ -1,5 +1,5 @@
 'use strict'
-// The crash loop's child (as __test__/helpers/crash-writer.js): writes checkpoints and
+// The crash loop's child: writes checkpoints and
 // journals operations as fast as it can, printing each acknowledgement once its promise
 // resolved (once it is durable), and a line before each write ("inflight ..."). The parent
 // kills it with SIGKILL at random moments. One operation is in flight at a time.
