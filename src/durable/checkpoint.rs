@@ -155,14 +155,6 @@ impl CheckpointStore {
         Ok((store, skipped))
     }
 
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn storage(&self) -> &Storage {
-        &self.storage
-    }
-
     /// Whether persistence is degraded (a write failed even after its rewrite).
     pub fn is_degraded(&self) -> bool {
         self.storage.is_degraded()

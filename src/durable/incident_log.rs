@@ -208,14 +208,6 @@ impl IncidentLog {
         Ok((log, problems))
     }
 
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn storage(&self) -> &Storage {
-        &self.storage
-    }
-
     pub fn is_degraded(&self) -> bool {
         self.storage.is_degraded()
     }

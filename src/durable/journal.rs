@@ -171,14 +171,6 @@ impl Journal {
         Ok((journal, problems))
     }
 
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn storage(&self) -> &Storage {
-        &self.storage
-    }
-
     pub fn is_degraded(&self) -> bool {
         self.storage.is_degraded()
     }

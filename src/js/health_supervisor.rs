@@ -229,7 +229,7 @@ impl HealthSupervisor {
     /// Starts the loop (idempotent). It never keeps the process alive.
     #[napi]
     pub fn start(&self) {
-        self.core.start(|future| napi::bindgen_prelude::spawn(future));
+        self.core.start(napi::bindgen_prelude::spawn);
     }
 
     /// Stops the loop; resolves once no more events will come from it. Idempotent.

@@ -219,9 +219,12 @@ impl Run {
     }
 }
 
+/// The run in flight: its kind, and where its outcome will appear.
+type InFlight = (&'static str, watch::Receiver<Option<Arc<RecoveryOutcome>>>);
+
 /// What every recovery object shares: one run at a time, the last outcome, the incident sink.
 pub struct RecoveryCore {
-    flight: Mutex<Option<(&'static str, watch::Receiver<Option<Arc<RecoveryOutcome>>>)>>,
+    flight: Mutex<Option<InFlight>>,
     last: Mutex<Option<Arc<RecoveryOutcome>>>,
     sink: RwLock<Option<Arc<dyn IncidentSink>>>,
 }

@@ -38,6 +38,8 @@ pub struct KnownDevice {
     pub name: String,
 }
 
+// One per library per process: its size does not matter, boxing would only add a hop.
+#[allow(clippy::large_enum_variant)]
 enum SessionState {
     Closed,
     Open(Nvml),
