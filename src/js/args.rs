@@ -101,6 +101,14 @@ impl<'env> OptionsObject<'env> {
         Ok(Some(OptionsObject { env, object, name: name.to_owned() }))
     }
 
+    /// Like [`read`](Self::read), for an object that must be given: `undefined` is a
+    /// `TypeError` too.
+    pub fn required(env: &'env Env, value: Option<Unknown<'env>>, name: &str, allowed: &[&str]) -> Result<Self> {
+        Self::read(env, value, name, allowed)?.ok_or_else(|| {
+            type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be an object, got undefined"))
+        })
+    }
+
     /// Fields of a constructor's options object are named as users write them
     /// (`thresholds.gpu_memory`, `nvmlLibraryPath`); deeper ones with their path.
     fn field_name(&self, key: &str) -> String {

@@ -282,9 +282,7 @@ impl CheckpointManager {
     /// owns it and `ERR_UNSAFE_DIRECTORY` when it is a symlink, not ours, or open to others.
     #[napi(constructor, ts_args_type = "options: CheckpointManagerOptions")]
     pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
-        let Some(o) = OptionsObject::read(&env, options, "options", OPTION_NAMES)? else {
-            return Err(type_error(&env, "ERR_INVALID_ARG_TYPE", "options must be an object, got undefined".into()));
-        };
+        let o = OptionsObject::required(&env, options, "options", OPTION_NAMES)?;
         let directory = o
             .string("directory")?
             .ok_or_else(|| type_error(&env, "ERR_INVALID_ARG_TYPE", "directory must be a string, got undefined".into()))?;

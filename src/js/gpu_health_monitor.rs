@@ -327,13 +327,7 @@ impl GpuHealthMonitor {
     /// Replaces the thresholds given; those left out keep their current values.
     #[napi(setter, js_name = "thresholds", ts_args_type = "value: GpuThresholdsInput")]
     pub fn set_thresholds(&self, env: Env, value: Unknown) -> Result<()> {
-        let Some(given) = OptionsObject::read(&env, Some(value), "thresholds", &threshold_names())? else {
-            return Err(super::args::type_error(
-                &env,
-                "ERR_INVALID_ARG_TYPE",
-                "thresholds must be an object, got undefined".to_owned(),
-            ));
-        };
+        let given = OptionsObject::required(&env, Some(value), "thresholds", &threshold_names())?;
         let policy = read_thresholds(&env, &given, self.core.policy())?;
         self.core.set_policy(policy);
         Ok(())
@@ -356,9 +350,7 @@ impl GpuHealthMonitor {
     /// see inside an allocator.
     #[napi(ts_args_type = "stats: AllocatorStats")]
     pub fn report_allocator_stats(&self, env: Env, stats: Unknown) -> Result<()> {
-        let Some(stats) = OptionsObject::read(&env, Some(stats), "stats", STATS_NAMES)? else {
-            return Err(super::args::type_error(&env, "ERR_INVALID_ARG_TYPE", "stats must be an object, got undefined".into()));
-        };
+        let stats = OptionsObject::required(&env, Some(stats), "stats", STATS_NAMES)?;
         let device = checked(&env, REPORT_DEVICE, stats.required_number("device")?)?;
         let allocated = checked(&env, REPORT_ALLOCATED, stats.required_number("allocated")?)?;
         let reserved = checked(&env, REPORT_RESERVED, stats.required_number("reserved")?)?;

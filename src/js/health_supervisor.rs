@@ -388,9 +388,7 @@ fn read_issues(env: &Env, health: Unknown) -> Result<Vec<CoreIssue>> {
     for i in 0..issues.get_array_length()? {
         let name = format!("health.issues[{i}]");
         let item: Unknown = issues.get_element(i)?;
-        let Some(fields) = OptionsObject::read(env, Some(item), &name, &["code", "severity", "device", "message", "action"])? else {
-            return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be an object, got undefined")));
-        };
+        let fields = OptionsObject::required(env, Some(item), &name, &["code", "severity", "device", "message", "action"])?;
         let text = |key: &str| -> Result<String> {
             fields.string(key)?.ok_or_else(|| type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name}.{key} must be a string, got undefined")))
         };

@@ -93,9 +93,7 @@ impl IncidentLog {
     /// when it is a symlink, not ours, or open to others.
     #[napi(constructor, ts_args_type = "options: { directory: string, segmentBytes?: number, maxSegments?: number, maxBytes?: number, rateLimit?: { max?: number, windowMs?: number } }")]
     pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
-        let Some(options) = OptionsObject::read(&env, options, "options", OPTION_NAMES)? else {
-            return Err(type_error(&env, "ERR_INVALID_ARG_TYPE", "options must be an object, got undefined".into()));
-        };
+        let options = OptionsObject::required(&env, options, "options", OPTION_NAMES)?;
         let directory = options
             .string("directory")?
             .ok_or_else(|| type_error(&env, "ERR_INVALID_ARG_TYPE", "directory must be a string, got undefined".into()))?;
@@ -195,9 +193,7 @@ pub fn problem_json(p: &crate::durable::RecoveryProblem) -> Value {
 }
 
 fn read_incident(env: &Env, value: Unknown) -> Result<Incident> {
-    let Some(fields) = OptionsObject::read(env, Some(value), "incident", &["kind", "severity", "message", "details"])? else {
-        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", "incident must be an object, got undefined".into()));
-    };
+    let fields = OptionsObject::required(env, Some(value), "incident", &["kind", "severity", "message", "details"])?;
     let kind = fields
         .string("kind")?
         .ok_or_else(|| type_error(env, "ERR_INVALID_ARG_TYPE", "incident.kind must be a string, got undefined".into()))?;

@@ -238,14 +238,7 @@ impl MemoryMonitor {
     /// Replaces the thresholds given; those left out keep their current values.
     #[napi(setter, js_name = "thresholds", ts_args_type = "value: MemoryThresholdsInput")]
     pub fn set_thresholds(&self, env: Env, value: Unknown) -> Result<()> {
-        let given = OptionsObject::read(&env, Some(value), "thresholds", &threshold_names())?;
-        let Some(given) = given else {
-            return Err(super::args::type_error(
-                &env,
-                "ERR_INVALID_ARG_TYPE",
-                "thresholds must be an object, got undefined".to_owned(),
-            ));
-        };
+        let given = OptionsObject::required(&env, Some(value), "thresholds", &threshold_names())?;
         let thresholds = read_thresholds(&env, &given, self.core.thresholds())?;
         self.core.set_thresholds(thresholds);
         Ok(())
