@@ -56,6 +56,8 @@ pub struct NvmlSession {
     generation: AtomicU64,
     /// How many devices NVML reported the last time it was asked.
     device_count: AtomicU32,
+    /// Whether the library has been marked never to unload (see `pin_library`).
+    pinned: AtomicBool,
 }
 
 /// The process-wide session for `library`.
@@ -72,6 +74,7 @@ pub fn shared_session(library: &OsStr) -> Arc<NvmlSession> {
                 reopening: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
                 device_count: AtomicU32::new(0),
+                pinned: AtomicBool::new(false),
             })
         })
         .clone()
@@ -90,6 +93,28 @@ pub fn describe_nvml_error(error: &NvmlError) -> String {
     }
 }
 
+/// Marks the loaded NVML library never to be unloaded. `reopen` drops the old `Nvml`,
+/// whose `dlclose` would otherwise unload the library and the next open load it afresh:
+/// every cycle leaks what the library's statics and the loader keep (measured: ~2 KiB per
+/// re-open, linear, gone once pinned), and reloading a driver library costs far more than
+/// `nvmlShutdown` + `nvmlInit`. `RTLD_NOLOAD` never loads anything itself.
+#[cfg(unix)]
+fn pin_library(library: &OsStr) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(library.as_bytes()) else { return };
+    // SAFETY: `path` is a valid C string; with RTLD_NOLOAD dlopen only returns a handle
+    // to an object already loaded (here by nvml-wrapper), whose initialisers have run.
+    let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD | libc::RTLD_NODELETE) };
+    if !handle.is_null() {
+        // The handle only took a reference; RTLD_NODELETE outlives it.
+        // SAFETY: `handle` came from the dlopen just above.
+        unsafe { libc::dlclose(handle) };
+    }
+}
+
+#[cfg(not(unix))]
+fn pin_library(_library: &OsStr) {}
+
 impl NvmlSession {
     pub fn library(&self) -> &OsStr {
         &self.library
@@ -98,6 +123,9 @@ impl NvmlSession {
     fn open(&self) -> SessionState {
         match Nvml::builder().lib_path(&self.library).init() {
             Ok(nvml) => {
+                if !self.pinned.swap(true, Ordering::SeqCst) {
+                    pin_library(&self.library);
+                }
                 self.generation.fetch_add(1, Ordering::SeqCst);
                 SessionState::Open(nvml)
             }
@@ -214,6 +242,58 @@ mod tests {
         let reason = a.with_nvml(|_| ()).unwrap_err();
         assert!(reason.contains("could not be loaded"), "{reason}");
         assert!(a.reopen().is_err());
+    }
+
+    /// How many objects the dynamic loader has loaded into this process so far (glibc's
+    /// `dlpi_adds`: it counts every load, a reload of an unloaded library included).
+    fn objects_ever_loaded() -> u64 {
+        unsafe extern "C" fn read_adds(info: *mut libc::dl_phdr_info, _size: libc::size_t, out: *mut libc::c_void) -> libc::c_int {
+            // SAFETY: the loader passes a valid `info`; `out` is the `u64` handed in below.
+            unsafe { *(out as *mut u64) = (*info).dlpi_adds };
+            1 // every entry carries the same counter: the first is enough
+        }
+        let mut adds = 0u64;
+        // SAFETY: the callback only writes through `out`, which outlives the call.
+        unsafe { libc::dl_iterate_phdr(Some(read_adds), &mut adds as *mut u64 as *mut libc::c_void) };
+        adds
+    }
+
+    const REOPEN_CHILD_ENV: &str = "HPC_HEALTH_TEST_REOPEN_CHILD";
+
+    /// Run alone in a child process by the test below: the load counter is process-wide,
+    /// so no other test may load libraries while it counts.
+    #[test]
+    #[ignore = "run by reopen_keeps_the_library_loaded in a process of its own"]
+    fn reopen_child() {
+        let Some(state) = std::env::var_os(REOPEN_CHILD_ENV) else { return };
+        std::env::set_var("HPC_HEALTH_STANDIN_STATE", state);
+        let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
+        let session = shared_session(deps.join("libnvml_standin.so").as_os_str());
+        let count = |session: &NvmlSession| session.with_nvml(|nvml| nvml.device_count().unwrap());
+        assert_eq!(count(&session), Ok(1));
+        let loaded = objects_ever_loaded();
+        for _ in 0..20 {
+            session.reopen().unwrap();
+            assert_eq!(count(&session), Ok(1));
+        }
+        assert_eq!(objects_ever_loaded(), loaded, "a re-open loaded the library again");
+    }
+
+    /// Re-opening must not unload and reload the driver library: each cycle leaked what
+    /// the library's statics and the loader keep (~2 KiB, linear in re-opens).
+    #[test]
+    fn reopen_keeps_the_library_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.json");
+        std::fs::write(&state, r#"{"devices":[{}]}"#).unwrap();
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "sampling::nvml_session::tests::reopen_child", "--ignored", "--test-threads=1", "--nocapture"])
+            .env(REOPEN_CHILD_ENV, &state)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&child.stdout);
+        assert!(child.status.success(), "{out}{}", String::from_utf8_lossy(&child.stderr));
+        assert!(out.contains("1 passed"), "the child ran no test: {out}");
     }
 
     #[test]
