@@ -62,7 +62,10 @@ export declare class CheckpointManager {
   constructor(options: CheckpointManagerOptions)
   /** What opening found: checkpoints skipped as torn or corrupt, and journal repairs. */
   get opened(): { skipped: Array<{ id: string, reason: string, set_aside_as: string | null }>, journal_problems: Array<{ kind: string, file: string, offset: number, reason: string, set_aside_as: string | null }> }
-  /** Whether a failed fsync has put persistence in degraded mode. */
+  /**
+   * Whether a checkpoint or journal write failed even after its rewrite and no write of
+   * that kind has succeeded since (it clears once the disk takes writes again).
+   */
   get degraded(): boolean
   /** Records that operation `id` started; resolves once that is on disk. */
   beginOperation(id: string, details?: unknown): Promise<void>

@@ -101,6 +101,25 @@ test('a hook that throws, rejects or never settles runs emergencyCleanup(error) 
   }
 })
 
+test('a promise rejected with a non-Error, or settled after its step timed out, is handled', async () => {
+  for (const [reason, message] of [['plain string', /failed: plain string$/], [{ no: 'message' }, /failed: rejected with an object$/], [undefined, /failed: rejected with undefined$/], [7, /failed: rejected with 7$/]]) {
+    const recovery = new MemoryRecovery(containerMonitor(100), { defragmentMemory: () => Promise.reject(reason), stepTimeoutMs: 1000 })
+    await assert.rejects(recovery.recoverFromPressure(), (err) => err.code === 'ERR_STEP_FAILED' && message.test(err.message))
+  }
+  // Settles 200 ms after its 50 ms timeout: the late settle finds nobody waiting, and the
+  // hook's next call (which settles in time) is not confused with it.
+  let calls = 0
+  const recovery = new MemoryRecovery(containerMonitor(100), {
+    clearGPUCache: () => new Promise((resolve, reject) => (++calls === 1 ? setTimeout(() => reject(new Error('late')), 250) : resolve())),
+    stepTimeoutMs: 50,
+  })
+  await assert.rejects(recovery.recoverFromPressure(), { code: 'ERR_STEP_TIMEOUT' })
+  assert.equal(await recovery.recoverFromPressure(), true)
+  await sleep(300)
+  assert.equal(await recovery.recoverFromPressure(), true)
+  assert.equal(calls, 3)
+})
+
 test('a cleanup that throws or hangs is reported beside the step error', async () => {
   for (const emergencyCleanup of [async () => { throw new Error('cleanup broke') }, () => new Promise(() => {})]) {
     const recovery = new MemoryRecovery(containerMonitor(100), {

@@ -12,9 +12,9 @@ const h = require('..')
 const PACKAGE = JSON.stringify(path.join(__dirname, '..'))
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-function setup(options = {}, hooks = {}) {
+function setup(options = {}, hooks = {}, gpuOptions = {}) {
   const memoryMonitor = new h.MemoryMonitor({ nvmlLibraryPath: STANDIN_LIBRARY })
-  const gpuMonitor = new h.GPUHealthMonitor({ nvmlLibraryPath: STANDIN_LIBRARY, watchXid: false })
+  const gpuMonitor = new h.GPUHealthMonitor({ nvmlLibraryPath: STANDIN_LIBRARY, watchXid: false, ...gpuOptions })
   const memoryRecovery = new h.MemoryRecovery(memoryMonitor, hooks.memory || {})
   const gpuRecovery = new h.GPURecovery(gpuMonitor, { deviceWaitMs: 3000, ...(hooks.gpu || {}) })
   const supervisor = new h.HealthSupervisor({ memoryMonitor, gpuMonitor, memoryRecovery, gpuRecovery, intervalMs: 20, ...options })
@@ -114,6 +114,51 @@ test('the budget stops a storm: past it the supervisor stops acting, says so, an
   assert.equal(events.filter((e) => e.payload.kind === 'recovery_budget_exhausted').length, 1, 'reported once')
   const metrics = supervisor.metrics()
   assert.match(metrics, /hpc_health_recoveries_total\{type="memory",result="not_recovered"\} 2/)
+  standin.write({ devices: [device(0), device(1)] })
+})
+
+test('an Xid that asks for a restart calls restartProcess once per event, not on every check; without the hook it is an operator action', async () => {
+  const xidEvents = []
+  const emitXid = (deviceIndex, xid) => {
+    xidEvents.push({ device: deviceIndex, xid, id: 1000 + xidEvents.length })
+    standin.write({ devices: [device(0), device(1)], xid_events: xidEvents })
+  }
+  standin.write({ devices: [device(0), device(1)], xid_events: [] })
+  let restarted = 0
+  const fast = { hysteresis: { unhealthyAfter: 1, healthyAfter: 1 } }
+  const { supervisor, events } = setup({ ...fast, restartProcess: () => { restarted++ } }, {}, { watchXid: true })
+  for (let armed = false; !armed; await sleep(10)) {
+    armed = (await supervisor.checkSystemHealth('full')).gpu.xid_watch.state === 'watching'
+  }
+  supervisor.start()
+  emitXid(1, 94)
+  await waitFor('the restart', () => restarted === 1)
+  const checksAfter = supervisor.status().checks
+  await waitFor('twenty more checks', () => supervisor.status().checks >= checksAfter + 20)
+  assert.equal(restarted, 1, 'the Xid still in the window does not ask again')
+  assert.equal(supervisor.status().state, 'unhealthy', 'it is still reported')
+  emitXid(1, 94) // a new event after the restart is a new fault
+  await waitFor('the second restart', () => restarted === 2)
+  await sleep(300)
+  assert.equal(restarted, 2)
+  assert.ok(!events.some((e) => e.name === 'incident' && e.payload.kind === 'recovery_budget_exhausted'))
+  assert.deepEqual(
+    events.filter((e) => e.name === 'recovery').map((e) => e.payload.actions.map((a) => [a.type, a.issue, a.device, a.result])),
+    [[['process', 'XID', 1, 'recovered']], [['process', 'XID', 1, 'recovered']]],
+  )
+  await supervisor.stop()
+
+  // The same Xid with no restartProcess hook: an operator must restart the application.
+  const bare = setup(fast, {}, { watchXid: true })
+  bare.supervisor.start()
+  await waitFor('the operator action', () => bare.supervisor.status().operator_actions.length === 1)
+  await sleep(300)
+  await bare.supervisor.stop()
+  const status = bare.supervisor.status()
+  assert.deepEqual(status.operator_actions.map((a) => [a.code, a.device, a.action]), [['XID', 1, 'restart_app']])
+  assert.equal(status.accepting_requests, false)
+  assert.equal(bare.events.filter((e) => e.name === 'recovery').length, 1, 'asked once, not on every check')
+  assert.equal(bare.events.filter((e) => e.name === 'incident' && e.payload.kind === 'operator_action_required').length, 1)
   standin.write({ devices: [device(0), device(1)] })
 })
 

@@ -34,7 +34,7 @@ function table(f) {
   row('recovery budget', `max ${f.config.budgetMax} per ${fmt(f.config.budgetWindowMs)} ms: ${fmt(f.recorder.budget.takes)} taken, exhausted ${fmt(f.recorder.incidents_by_kind.recovery_budget_exhausted || 0)} time(s), shortest span of ${f.config.budgetMax + 1} takes ${fmt(f.recorder.budget.min_span_of_max_plus_one_ms)} ms, violations ${f.recorder.budget.violations.length}`)
   row('recovery runs overlapping', `${f.recorder.runs.overlaps.length + f.incident_log.overlaps.length} (${fmt(f.recorder.runs.seen)} runs and restarts seen live, ${fmt(f.incident_log.runs)} runs in the incident log)`)
   const restarts = Object.entries(f.faults.notes.xid_storm_restarts).map(([n, storms]) => `${n} in ${storms} storm(s)`).join(', ')
-  if (restarts) row('restartProcess per Xid storm', `${restarts} (Xid 94 restarts the application on every check while it is in the Xid window, until the budget stops it)`)
+  if (restarts) row('restartProcess per Xid storm', `${restarts} (each storm has two Xid 94 events: at most one restart each)`)
   row('checkpoints', `${fmt(f.checkpoints.listed)} kept; full disk by ${f.checkpoints.disk_method}; failures reported ${fmt(f.recorder.errors_by_kind.checkpoint || 0)}; degraded ${f.checkpoints.degraded}`)
   row('requests (journal)', `${fmt(f.workload.requests_begun)} begun and ended, ${fmt(f.workload.refused_while_paused)} refused while intake was paused, ${fmt(f.workload.journal_write_failures)} journal writes failed on the full disk (in ${fmt(f.faults.notes.disk_windows_with_journal_failures)} of ${fmt(f.faults.by_kind.disk_full.injected)} windows), none outside it`)
   const s = f.samples

@@ -1063,6 +1063,7 @@ mod tests {
         assert!(log.is_degraded());
         storage.clear_fault_plan();
         assert_eq!(seq_of(log.record(incident("k", "three")).unwrap()), 3, "no gap");
+        assert!(!log.is_degraded(), "the disk works again");
         assert!(!fs::read_dir(&dir).unwrap().any(|e| e
             .unwrap()
             .file_name()

@@ -948,6 +948,7 @@ mod tests {
                 storage.clear_fault_plan();
                 assert_eq!(journal.end_operation("b", json!(null)).unwrap_err().code, ERR_NOT_FOUND);
                 journal.begin_operation("c", json!(3)).unwrap();
+                assert!(!journal.is_degraded(), "{append_step} then {file_step}: persisting again");
                 drop(journal);
                 let (journal, problems) = open(&dir);
                 assert!(problems.iter().all(|p| p.kind == ProblemKind::TornTail), "{problems:?}");

@@ -202,7 +202,18 @@ struct ArmedPlan {
 struct StorageInner {
     plan: Mutex<Option<ArmedPlan>>,
     counts: [AtomicU64; IO_OPS.len()],
-    degraded: Mutex<Option<String>>,
+    degraded: Mutex<Option<Degraded>>,
+}
+
+/// Why persistence is degraded, and for which family of files (`checkpoint`, `journal`,
+/// `incidents`: a file name up to its first `-`).
+struct Degraded {
+    family: String,
+    reason: String,
+}
+
+fn file_family(name: &str) -> &str {
+    name.split('-').next().unwrap_or(name)
 }
 
 /// The I/O layer of durable state. Production: [`Storage::new`], plain syscalls. Tests
@@ -264,21 +275,31 @@ impl Storage {
         self.inner.counts[op.index()].load(Ordering::Relaxed)
     }
 
-    /// Whether a durable write has failed even after its rewrite. Stays set: data
-    /// acknowledged before may be intact, but this process could not persist since.
+    /// Whether a durable write has failed even after its rewrite, and no write of the same
+    /// family of files has succeeded since (a disk that filled up and was freed clears it;
+    /// a small journal append succeeding does not vouch for checkpoints).
     pub fn is_degraded(&self) -> bool {
         lock(&self.inner.degraded).is_some()
     }
 
-    /// The first failure that made persistence degraded.
+    /// The failure that made persistence degraded, while it is.
     pub fn degraded_reason(&self) -> Option<String> {
-        lock(&self.inner.degraded).clone()
+        lock(&self.inner.degraded).as_ref().map(|d| d.reason.clone())
     }
 
-    /// The error for a write that failed after its one rewrite; marks degraded.
-    pub(crate) fn persist_failed(&self, message: String) -> DurableError {
-        lock(&self.inner.degraded).get_or_insert_with(|| message.clone());
+    /// The error for a write of file `name` that failed after its one rewrite; marks degraded.
+    pub(crate) fn persist_failed(&self, name: &str, message: String) -> DurableError {
+        lock(&self.inner.degraded)
+            .get_or_insert_with(|| Degraded { family: file_family(name).to_owned(), reason: message.clone() });
         DurableError::new(ERR_PERSIST_FAILED, message)
+    }
+
+    /// A write of file `name` is durable: persistence of its family works again.
+    pub(crate) fn persisted(&self, name: &str) {
+        let mut degraded = lock(&self.inner.degraded);
+        if degraded.as_ref().is_some_and(|d| d.family == file_family(name)) {
+            *degraded = None;
+        }
     }
 
     /// Counts the step, applies any delay, and returns the fault to inject, if any.
@@ -563,12 +584,17 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// `name` must be new (derived from a sequence number): a failure removes it.
 pub(crate) fn write_file_durable(storage: &Storage, dir: &StateDir, name: &str, bytes: &[u8]) -> Result<()> {
     let first = match write_file_attempt(storage, dir, name, bytes) {
-        Ok(()) => return Ok(()),
+        Ok(()) => {
+            storage.persisted(name);
+            return Ok(());
+        }
         Err(e) => e,
     };
-    write_file_attempt(storage, dir, name, bytes).map_err(|second| {
-        storage.persist_failed(format!("writing {name} failed, and again on rewrite: {first}; then: {second}"))
-    })
+    write_file_attempt(storage, dir, name, bytes)
+        .map_err(|second| {
+            storage.persist_failed(name, format!("writing {name} failed, and again on rewrite: {first}; then: {second}"))
+        })
+        .map(|()| storage.persisted(name))
 }
 
 /// One attempt only: for recovering from a failed append, where the append was the first
@@ -580,11 +606,14 @@ pub(crate) fn write_file_rewrite(
     bytes: &[u8],
     first_failure: &io::Error,
 ) -> Result<()> {
-    write_file_attempt(storage, dir, name, bytes).map_err(|second| {
-        storage.persist_failed(format!(
-            "append failed ({first_failure}), and writing its content to a new file {name} failed too: {second}"
-        ))
-    })
+    write_file_attempt(storage, dir, name, bytes)
+        .map_err(|second| {
+            storage.persist_failed(
+                name,
+                format!("append failed ({first_failure}), and writing its content to a new file {name} failed too: {second}"),
+            )
+        })
+        .map(|()| storage.persisted(name))
 }
 
 /// Temp file, write, fsync, rename, fsync directory. On failure removes the temp file
@@ -660,6 +689,7 @@ pub(crate) fn remove_files(storage: &Storage, dir: &StateDir, names: &[String]) 
 #[derive(Debug)]
 pub(crate) struct AppendFile {
     file: File,
+    name: String,
     len: u64,
 }
 
@@ -668,7 +698,7 @@ impl AppendFile {
         let path = dir.file(name);
         let file = storage.open_append(&path).map_err(|e| DurableError::io(format!("opening {name}"), &e))?;
         let len = file.metadata().map_err(|e| DurableError::io(format!("stat {name}"), &e))?.len();
-        Ok(AppendFile { file, len })
+        Ok(AppendFile { file, name: name.to_owned(), len })
     }
 
     pub(crate) fn len(&self) -> u64 {
@@ -680,6 +710,7 @@ impl AppendFile {
         storage.write_all(&mut self.file, bytes)?;
         storage.sync_data(&self.file)?;
         self.len += bytes.len() as u64;
+        storage.persisted(&self.name);
         Ok(())
     }
 
@@ -908,6 +939,26 @@ pub(crate) mod tests {
             assert!(!dir.file("twice").exists(), "{step}: a failed write leaves no target");
             assert!(temp_names(dir.path()).is_empty(), "{step}: no temp files left");
         }
+    }
+
+    /// Degraded lasts until a write of the same family of files succeeds again: a full disk
+    /// that was freed clears it, a small write of another family does not.
+    #[test]
+    fn degraded_clears_when_the_same_family_persists_again() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = state_dir(&root);
+        let storage = Storage::with_faults(FaultPlan::new().no_space_on_write(1).no_space_on_write(2));
+        let err = write_file_durable(&storage, &dir, "checkpoint-1", b"big").unwrap_err();
+        assert_eq!(err.code, ERR_PERSIST_FAILED);
+        assert!(storage.is_degraded());
+        storage.clear_fault_plan();
+        write_file_durable(&storage, &dir, "journal-1", b"small").unwrap();
+        let mut journal = AppendFile::open(&storage, &dir, "journal-1").unwrap();
+        journal.append(&storage, b" more").unwrap();
+        assert!(storage.is_degraded(), "journal writes do not vouch for checkpoints");
+        write_file_durable(&storage, &dir, "checkpoint-2", b"big").unwrap();
+        assert!(!storage.is_degraded());
+        assert_eq!(storage.degraded_reason(), None);
     }
 
     #[test]

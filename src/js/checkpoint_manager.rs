@@ -340,7 +340,8 @@ impl CheckpointManager {
         self.opened.clone()
     }
 
-    /// Whether a failed fsync has put persistence in degraded mode.
+    /// Whether a checkpoint or journal write failed even after its rewrite and no write of
+    /// that kind has succeeded since (it clears once the disk takes writes again).
     #[napi(getter)]
     pub fn get_degraded(&self) -> bool {
         self.core.files().is_ok_and(|f| f.store.is_degraded() || f.journal.is_degraded())

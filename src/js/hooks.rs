@@ -3,11 +3,12 @@
 //! alive) and the engine bounds it with the step timeout.
 
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::{ThreadsafeFunction, UnknownReturnValue};
+use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Env, JsValue, Unknown, ValueType};
 use std::sync::Arc;
 
 use super::args::{describe, type_error, OptionsObject};
+use super::promise::{settle_later, Settlement};
 use crate::recovery::engine::{Hook, HookFuture, StepError};
 
 /// The argument a hook gets: nothing, or (for `emergencyCleanup`) the step's error.
@@ -31,7 +32,7 @@ impl ToNapiValue for HookArg {
 /// What a hook returned: a promise to wait for, or anything else (it finished).
 pub enum HookReturn {
     Finished,
-    Pending(Promise<UnknownReturnValue>),
+    Pending(Settlement<()>),
 }
 
 impl FromNapiValue for HookReturn {
@@ -39,7 +40,7 @@ impl FromNapiValue for HookReturn {
         let mut is_promise = false;
         napi::check_status!(unsafe { napi::sys::napi_is_promise(env, value, &mut is_promise) })?;
         if is_promise {
-            Ok(HookReturn::Pending(unsafe { Promise::from_napi_value(env, value)? }))
+            Ok(HookReturn::Pending(unsafe { settle_later(env, value, |_, _| Ok(()))? }))
         } else {
             Ok(HookReturn::Finished)
         }
@@ -56,7 +57,7 @@ impl Hook for JsHook {
         let arg = HookArg(cause.cloned());
         Box::pin(async move {
             match function.call_async_catch(arg).await {
-                Ok(HookReturn::Pending(promise)) => promise.await.map(|_| ()).map_err(|e| e.reason.clone()),
+                Ok(HookReturn::Pending(settlement)) => settlement.await,
                 Ok(HookReturn::Finished) => Ok(()),
                 Err(thrown) => Err(thrown.reason.clone()),
             }
@@ -114,7 +115,7 @@ impl FromNapiValue for Json {
 /// What a data hook returned: a value, or a promise of one.
 pub enum ValueReturn {
     Now(serde_json::Value),
-    Later(Promise<Json>),
+    Later(Settlement<serde_json::Value>),
 }
 
 impl FromNapiValue for ValueReturn {
@@ -122,7 +123,8 @@ impl FromNapiValue for ValueReturn {
         let mut is_promise = false;
         napi::check_status!(unsafe { napi::sys::napi_is_promise(env, value, &mut is_promise) })?;
         if is_promise {
-            Ok(ValueReturn::Later(unsafe { Promise::from_napi_value(env, value)? }))
+            let convert = |env, value| unsafe { Json::from_napi_value(env, value) }.map(|json| json.0).map_err(|e| e.reason);
+            Ok(ValueReturn::Later(unsafe { settle_later(env, value, convert)? }))
         } else {
             Ok(ValueReturn::Now(unsafe { Json::from_napi_value(env, value)? }.0))
         }
@@ -148,7 +150,7 @@ pub async fn call_data_hook(hook: &DataHook, arg: serde_json::Value, timeout: st
     let call = async {
         match hook.call_async_catch(arg).await {
             Ok(ValueReturn::Now(value)) => Ok(value),
-            Ok(ValueReturn::Later(promise)) => promise.await.map(|json| json.0).map_err(|e| e.reason.clone()),
+            Ok(ValueReturn::Later(settlement)) => settlement.await,
             Err(e) => Err(e.reason.clone()),
         }
     };

@@ -13,6 +13,7 @@ mod memory_recovery;
 mod recovery_outcome;
 mod gpu_health_monitor;
 mod memory_monitor;
+mod promise;
 mod task;
 
 use napi::bindgen_prelude::*;

@@ -151,6 +151,9 @@ struct Judgement {
     operator_actions: Vec<OperatorAction>,
     /// Last time a warning of each (code, device) went out.
     warned_at: HashMap<(IssueCode, Option<u32>), f64>,
+    /// When `restartProcess` last succeeded for an issue of each device: the Xid that asked
+    /// for it stays in the window afterwards, and must not ask again (only a newer one may).
+    restart_requested_at: HashMap<Option<u32>, f64>,
     last_health: Option<SystemHealth>,
     last_full_health: Option<SystemHealth>,
     last_recovery: Option<Value>,
@@ -190,6 +193,7 @@ impl Supervisor {
                 paused_reasons: BTreeMap::new(),
                 operator_actions: Vec::new(),
                 warned_at: HashMap::new(),
+                restart_requested_at: HashMap::new(),
                 last_health: None,
                 last_full_health: None,
                 last_recovery: None,
@@ -445,13 +449,17 @@ impl Supervisor {
                 (IssueCode::FragmentationHigh, _) => "out_of_memory",
                 // Less work lets a hot GPU cool; nothing else in reach of the service helps.
                 (IssueCode::TemperatureHigh, _) => "pause_intake",
-                (_, Action::RestartApp) => "process",
-                (_, Action::ResetGpu | Action::RebootNode) => "operator",
+                // Without a hook, restarting the application is an operator's job.
+                (_, Action::RestartApp) if self.parts.restart_process.is_some() => "process",
+                (_, Action::RestartApp | Action::ResetGpu | Action::RebootNode) => "operator",
                 _ => continue,
             };
             let in_effect = match plan {
                 "pause_intake" => j.paused_reasons.contains_key("thermal"),
                 "operator" => j.operator_actions.iter().any(|a| a.code == issue.code && a.device == issue.device),
+                "process" => j.restart_requested_at.get(&issue.device).is_some_and(|&at| {
+                    latest_restart_xid_ms(health, issue.device).is_some_and(|latest| latest <= at)
+                }),
                 _ => false,
             };
             if in_effect || (plan != "operator" && plans.iter().any(|(p, _)| *p == plan)) {
@@ -497,7 +505,14 @@ impl Supervisor {
                 }
                 None => outcome(plan, "skipped", Some("no gpuRecovery attached".to_owned())),
             },
-            "process" => self.restart_process(issue.message.clone()).await.with_issue(issue),
+            "process" => {
+                let requested_at = unix_time_ms();
+                let action = self.restart_process(issue.message.clone()).await.with_issue(issue);
+                if action.result == "recovered" {
+                    lock(&self.judgement).restart_requested_at.insert(issue.device, requested_at);
+                }
+                action
+            }
             "pause_intake" => {
                 lock(&self.judgement).paused_reasons.insert("thermal", issue.message.clone());
                 self.record_recovery("pause_intake", "paused");
@@ -768,6 +783,19 @@ pub fn issue_json(issue: &HealthIssue) -> Value {
         "message": issue.message,
         "action": issue.action.as_str(),
     })
+}
+
+/// The newest Xid event on `device` whose catalog entry asks for an application restart,
+/// when the health carries Xid events (a full check does; issues passed in by hand do not).
+fn latest_restart_xid_ms(health: &SystemHealth, device: Option<u32>) -> Option<f64> {
+    let device = health.gpu.as_ref()?.devices.iter().find(|d| Some(d.sample.index) == device)?;
+    device
+        .verdict
+        .xid_errors
+        .iter()
+        .filter(|e| crate::policy::xid_catalog::classify_xid(e.code).action == Action::RestartApp)
+        .map(|e| e.timestamp_ms)
+        .max_by(f64::total_cmp)
 }
 
 fn issues_json(issues: &[HealthIssue]) -> Value {
