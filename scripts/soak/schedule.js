@@ -11,13 +11,14 @@ const { GiB, BASELINE } = require('./standin')
 
 class Abort extends Error {}
 
-const KINDS = ['temperature_spike', 'memory_wave', 'hook_fails', 'hook_hangs', 'fragmentation', 'device_lost', 'xid_storm', 'disk_full']
+const KINDS = ['temperature_spike', 'memory_wave', 'memory_relapse', 'hook_fails', 'hook_hangs', 'fragmentation', 'device_lost', 'xid_storm', 'disk_full']
 
 /** Recovery action types a fault of each kind may cause; anything else is unexpected. */
 const ALLOWED_ACTIONS = {
   calm: [],
   temperature_spike: ['pause_intake'],
   memory_wave: ['memory'],
+  memory_relapse: ['memory'],
   hook_fails: ['memory'],
   hook_hangs: ['memory'],
   fragmentation: ['out_of_memory'],
@@ -47,7 +48,7 @@ class FaultSchedule {
     this.hardStop = () => false
     // restartProcess calls per storm: at most one per Xid 94 event (an event still in the Xid
     // window after its restart does not ask again).
-    this.notes = { xid_storm_restarts: {}, budget_exhausted_in_storms: 0, xid_watch_wait_ms_max: 0, disk_windows_with_journal_failures: 0 }
+    this.notes = { xid_storm_restarts: {}, budget_exhausted_in_storms: 0, budget_exhausted_in_relapses: 0, xid_watch_wait_ms_max: 0, disk_windows_with_journal_failures: 0 }
   }
 
   // Questions from the service's hooks and workload.
@@ -256,6 +257,28 @@ class FaultSchedule {
     })
   }
 
+  async memoryRelapse(d) {
+    // Every recovery succeeds, and the memory is back moments later: without the budget the
+    // supervisor would clear caches for ever. It must stop, say so once, and keep intake paused.
+    const fault = this.begin('memory_relapse', { device: d })
+    this.parts.worker.relapse = { device: d, memoryUsed: 76 * GiB, afterMs: Math.max(50, Math.round(this.T / 5)) }
+    this.parts.worker.hookMode = 'relapse'
+    this.gpus.set(d, { memory_used: 76 * GiB })
+    const exhausted = () => this.recorder.find(fault.start, Infinity, (e) => e.name === 'incident' && e.kind === 'recovery_budget_exhausted').length > 0
+    const stopped = await this.waitFor('the budget to run out', exhausted, 4 * this.config.budgetWindowMs)
+    const pausedByBudget = this.parts.supervisor.status().paused_reasons.budget !== undefined
+    this.parts.worker.hookMode = 'ok'
+    this.gpus.releaseMemory()
+    fault.cleared = Date.now()
+    await this.calm(fault, () => {
+      this.expect(fault, stopped, 'memory that came back after every recovery never exhausted the recovery budget')
+      this.expect(fault, !stopped || pausedByBudget, 'the budget ran out but intake was not paused for it')
+      const reports = this.events(fault, (e) => e.name === 'incident' && e.kind === 'recovery_budget_exhausted').length
+      this.expect(fault, reports <= 1, `recovery_budget_exhausted reported ${reports} times in one episode`)
+      if (stopped) this.notes.budget_exhausted_in_relapses++
+    })
+  }
+
   async failingHook(d, mode) {
     const kind = mode === 'fail' ? 'hook_fails' : 'hook_hangs'
     const code = mode === 'fail' ? 'ERR_STEP_FAILED' : 'ERR_STEP_TIMEOUT'
@@ -408,6 +431,7 @@ class FaultSchedule {
         const phases = [
           () => this.temperatureSpike(k % n),
           () => this.memoryWave((k + 1) % n, (k + 2) % n),
+          () => this.memoryRelapse((k + 3) % n),
           () => this.failingHook((k + 3) % n, 'fail'),
           () => this.failingHook((k + 4) % n, 'hang'),
           () => this.fragmentation((k + 5) % n),

@@ -37,7 +37,7 @@ function unmount(mountPoint) {
 /**
  * The hooks' view of the worker and of the fault schedule. `hookMode` is what the next
  * clearGPUCache does: 'ok' (the worker frees its cache), 'fail' (it throws), 'hang' (it does
- * not answer within the step timeout).
+ * not answer within the step timeout), 'relapse' (it frees the cache, and the memory comes back).
  */
 class Worker {
   constructor({ gpus, gpuMonitor, stepTimeoutMs, recorder }) {
@@ -46,6 +46,7 @@ class Worker {
     this.stepTimeoutMs = stepTimeoutMs
     this.recorder = recorder
     this.hookMode = 'ok'
+    this.relapse = null // { device, memoryUsed, afterMs } while hookMode is 'relapse'
     this.allocator = new Map() // device -> { allocated, reserved }
     this.calls = { clearGPUCache: 0, defragmentMemory: 0, emergencyCleanup: 0, emptyCache: 0, resetPeakMemoryStats: 0, reinitialize: 0, restartProcess: 0 }
     this.failedHooks = 0
@@ -73,6 +74,11 @@ class Worker {
       return sleep(this.stepTimeoutMs * 2)
     }
     this.gpus.releaseMemory()
+    if (this.hookMode === 'relapse') {
+      // Freed now, so the recovery verifies; back moments later (the schedule's memory_relapse).
+      const { device, memoryUsed, afterMs } = this.relapse
+      setTimeout(() => { if (this.hookMode === 'relapse') this.gpus.set(device, { memory_used: memoryUsed }) }, afterMs)
+    }
     return sleep(1)
   }
 
