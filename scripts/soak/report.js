@@ -39,7 +39,7 @@ function table(f) {
   row('requests (journal)', `${fmt(f.workload.requests_begun)} begun and ended, ${fmt(f.workload.refused_while_paused)} refused while intake was paused, ${fmt(f.workload.journal_write_failures)} journal writes failed on the full disk (in ${fmt(f.faults.notes.disk_windows_with_journal_failures)} of ${fmt(f.faults.by_kind.disk_full.injected)} windows), none outside it`)
   const s = f.samples
   if (s) {
-    row('RSS', `${fmt(s.rss_start_mib, 1)} MiB at start, ${fmt(s.rss_after_warmup_mib, 1)} after warm-up (${fmt(s.warmup_s)} s), ${fmt(s.rss_end_mib, 1)} at end; slope ${fmt(s.rss_slope_mib_per_h, 2)} MiB/h over ${fmt(s.samples_after_warmup)} samples (${duration(s.span_after_warmup_s)}; halves ${fmt(s.rss_slope_first_half_mib_per_h, 2)} then ${fmt(s.rss_slope_second_half_mib_per_h, 2)} MiB/h), ${fmt(s.rss_kib_per_million_checks, 0)} KiB per million checks; ${s.rss_note}`)
+    row('RSS', `${fmt(s.rss_start_mib, 1)} MiB at start, ${fmt(s.rss_after_warmup_mib, 1)} after warm-up (${fmt(s.warmup_s)} s), ${fmt(s.rss_end_mib, 1)} at end; slope ${fmt(s.rss_slope_mib_per_h, 2)} MiB/h over ${fmt(s.samples_after_warmup)} samples (${duration(s.span_after_warmup_s)}; halves ${fmt(s.rss_slope_first_half_mib_per_h, 2)} then ${fmt(s.rss_slope_second_half_mib_per_h, 2)} MiB/h), ${fmt(s.rss_kib_per_million_checks, 0)} KiB per million checks; of the slope, V8's heap size ${fmt(s.heap_total_slope_mib_per_h, 2)} MiB/h and the rest ${fmt(s.outside_v8_heap_slope_mib_per_h, 2)} MiB/h; ${s.rss_note}`)
     row('open file descriptors', `${s.fds.start} at start, ${s.fds.end} at end; after warm-up ${s.fds.min}–${s.fds.max}`)
     row('threads', `${s.threads.start} at start, ${s.threads.end} at end; after warm-up ${s.threads.min}–${s.threads.max}`)
   }

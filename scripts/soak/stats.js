@@ -16,10 +16,10 @@ function threadCount() {
   return match ? Number(match[1]) : null
 }
 
-/** One sample: `{ t (ms since epoch), rss (bytes), fds, threads, heapUsed }`. */
+/** One sample: `{ t (ms since epoch), rss, heapUsed, heapTotal, external (bytes), fds, threads }`. */
 function sampleProcess() {
   const memory = process.memoryUsage()
-  return { t: Date.now(), rss: memory.rss, heapUsed: memory.heapUsed, external: memory.external, fds: openFds(), threads: threadCount() }
+  return { t: Date.now(), rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, external: memory.external, fds: openFds(), threads: threadCount() }
 }
 
 /** Least-squares fit of `ys` over `xs`: `{ slope, intercept, n }` (slope null under 2 points). */
@@ -51,7 +51,7 @@ function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 *
   // schedule had been through every kind of fault once: threads and arenas started).
   const warmupMs = Math.min(Math.max(Math.min(warmupCapMs, span * warmupShare), warmupUntil === null ? 0 : warmupUntil - t0), span)
   const after = samples.filter((s) => s.t - t0 >= warmupMs)
-  const slope = (list) => linearFit(list.map((s) => (s.t - t0) / 3600000), list.map((s) => s.rss / MiB)).slope
+  const slope = (list, of = (s) => s.rss) => linearFit(list.map((s) => (s.t - t0) / 3600000), list.map((s) => of(s) / MiB)).slope
   const fit = { slope: slope(after) }
   // The two halves of what follows warm-up: a slope that falls is growth levelling off.
   const half = Math.floor(after.length / 2)
@@ -73,6 +73,10 @@ function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 *
     rss_slope_first_half_mib_per_h: half >= 2 ? slope(after.slice(0, half)) : null,
     rss_slope_second_half_mib_per_h: half >= 2 ? slope(after.slice(half)) : null,
     heap_end_mib: samples[samples.length - 1].heapUsed / MiB,
+    // RSS = V8's heap (its committed size, which V8 grows and shrinks itself) + the rest
+    // (native memory: this package, Node, libuv). A leak of ours shows in the rest.
+    heap_total_slope_mib_per_h: slope(after, (s) => s.heapTotal),
+    outside_v8_heap_slope_mib_per_h: slope(after, (s) => s.rss - s.heapTotal),
     external_end_mib: (samples[samples.length - 1].external || 0) / MiB,
     rss_series: samples.filter((_, i) => i % stride === 0 || i === samples.length - 1).map((s) => [Math.round((s.t - t0) / 1000), Math.round((s.rss / MiB) * 100) / 100]),
     fds: { start: samples[0].fds, end: samples[samples.length - 1].fds, ...spread('fds') },
