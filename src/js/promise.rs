@@ -148,7 +148,8 @@ unsafe extern "C" fn forget_environment(env: *mut std::ffi::c_void) {
     SETTLE_FUNCTIONS.with_borrow_mut(|list| list.retain(|(e, _)| *e != env as usize));
 }
 
-/// `settle(id, fulfilled, value)`: hands the value to the waiting settlement, if any.
+/// `settle(id, fulfilled, value)`: hands the value to the waiting settlement, if any
+/// (`napi_get_cb_info` fills missing arguments with `undefined`).
 unsafe extern "C" fn settle(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     let mut argc = 3;
     let mut argv = [ptr::null_mut(); 3];
@@ -160,9 +161,6 @@ unsafe extern "C" fn settle(env: sys::napi_env, info: sys::napi_callback_info) -
             || sys::napi_get_value_bool(env, argv[1], &mut fulfilled) != sys::Status::napi_ok
         {
             return ptr::null_mut();
-        }
-        if argv[2].is_null() {
-            sys::napi_get_undefined(env, &mut argv[2]);
         }
     }
     // Taken out before it runs: the settler may run JavaScript (JSON conversion).

@@ -56,8 +56,6 @@ pub struct NvmlSession {
     generation: AtomicU64,
     /// How many devices NVML reported the last time it was asked.
     device_count: AtomicU32,
-    /// Whether the library has been marked never to unload (see `pin_library`).
-    pinned: AtomicBool,
 }
 
 /// The process-wide session for `library`.
@@ -74,7 +72,6 @@ pub fn shared_session(library: &OsStr) -> Arc<NvmlSession> {
                 reopening: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
                 device_count: AtomicU32::new(0),
-                pinned: AtomicBool::new(false),
             })
         })
         .clone()
@@ -123,10 +120,10 @@ impl NvmlSession {
     fn open(&self) -> SessionState {
         match Nvml::builder().lib_path(&self.library).init() {
             Ok(nvml) => {
-                if !self.pinned.swap(true, Ordering::SeqCst) {
+                // The first open pins the library (see `pin_library`).
+                if self.generation.fetch_add(1, Ordering::SeqCst) == 0 {
                     pin_library(&self.library);
                 }
-                self.generation.fetch_add(1, Ordering::SeqCst);
                 SessionState::Open(nvml)
             }
             Err(error) => SessionState::Failed { reason: describe_nvml_error(&error), at: Instant::now() },
