@@ -798,7 +798,9 @@ fn journal_hostile_frames() {
         // Intact but inconsistent: reported, the later begin kept, the stray end ignored.
         ([good.clone(), good.clone()].concat(), false),
         (journal_frame(&serde_json::to_vec(&end("nobody", 1)).unwrap()), false),
-        (journal_frame(br#"{"op":"begin","id":"","ts":0,"details":null}"#), true),
+        // Ids the writer refuses (empty, over 256 bytes) are reported and not replayed.
+        (journal_frame(br#"{"op":"begin","id":"","ts":0,"details":null}"#), false),
+        (journal_frame(&serde_json::to_vec(&begin(&"x".repeat(257), 1, json!(null))).unwrap()), false),
         (good.clone(), true),
     ];
     for (i, (bytes, clean)) in cases.into_iter().enumerate() {

@@ -595,6 +595,15 @@ fn replay(bytes: &[u8], max_record_bytes: usize) -> Replay {
                 return Replay { ops, damage: Some(Damage { offset: at as u64, reason, mid_file }), inconsistencies };
             }
         };
+        let id = match &record {
+            JournalRecord::Begin { id, .. } | JournalRecord::End { id, .. } => id,
+        };
+        // CRC-valid yet not something this writer writes (it refuses such ids): never apply it.
+        if let Err(refused) = check_id(id) {
+            inconsistencies.push((at as u64, format!("{}; record ignored", refused.message)));
+            at = next;
+            continue;
+        }
         match &record {
             JournalRecord::Begin { id, .. } if ops.contains_key(id) => {
                 inconsistencies.push((at as u64, format!("begin of {id:?}, already active; the later one kept")));
@@ -692,6 +701,28 @@ mod tests {
         // Refused calls leave nothing behind.
         assert_eq!(active_ids(&journal), vec!["a".to_string(), "x".repeat(256)]);
         assert!(journal.begin_operation("deep", json!(1)).is_ok());
+    }
+
+    #[test]
+    fn replay_ignores_ids_the_writer_refuses() {
+        // CRC-valid frames a writer of this journal never writes: an empty id and a 257-byte one.
+        let (_root, dir) = new_dir();
+        drop(open(&dir));
+        let path = only_journal_file(&dir);
+        let mut bytes = fs::read(&path).unwrap();
+        for id in ["", &"x".repeat(257), "kept"] {
+            let record = JournalRecord::Begin { id: id.to_string(), ts: 1, details: json!(null) };
+            bytes.extend(encode_frame(&serde_json::to_vec(&record).unwrap()));
+        }
+        let end_empty = JournalRecord::End { id: String::new(), ts: 2, result: json!(null) };
+        bytes.extend(encode_frame(&serde_json::to_vec(&end_empty).unwrap()));
+        fs::write(&path, &bytes).unwrap();
+
+        let (journal, problems) = open(&dir);
+        assert_eq!(active_ids(&journal), vec!["kept".to_string()]);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().all(|p| p.kind == ProblemKind::InconsistentRecord), "{problems:?}");
+        assert!(problems[1].reason.contains("got 257"), "{problems:?}");
     }
 
     /// Three records: begin a, begin b, end a. Returns the file bytes and frame offsets.
