@@ -525,7 +525,6 @@ fn checkpoint_resealed_payloads_are_checked_as_json() {
     }
 }
 
-
 /// Hostile header fields under a valid header CRC: each refused for its own reason, in
 /// constant time (nothing is sized by the length field: it is compared with the slice).
 #[test]

@@ -4,6 +4,8 @@
 //! and one binding folder (`js`) where every `#[napi]` item lives.
 
 pub mod durable;
+#[cfg(test)]
+mod hostile_input;
 pub mod incident;
 pub mod monitors;
 pub mod policy;
@@ -11,6 +13,5 @@ pub mod recovery;
 pub mod rpc;
 pub mod sampling;
 pub mod supervisor;
-#[cfg(test)] mod hostile_input;
 
 mod js;

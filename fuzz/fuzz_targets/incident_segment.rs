@@ -5,21 +5,28 @@
 
 mod common;
 
+use hpc_health::durable::ProblemKind;
 use hpc_health::durable::{IncidentLog, IncidentLogOptions, ReadFilter, RecordOutcome, Storage};
 use hpc_health::incident::{Incident, IncidentSeverity};
-use hpc_health::durable::ProblemKind;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
 fuzz_target!(|data: &[u8]| {
     let root = common::scratch_root();
     let dir = common::state_dir_with(root.path(), "incidents-00000000000000000001.jsonl", data);
-    let open = || IncidentLog::open(&dir, IncidentLogOptions::default(), Storage::new()).expect("a damaged segment still opens");
+    let open = || {
+        IncidentLog::open(&dir, IncidentLogOptions::default(), Storage::new()).expect("a damaged segment still opens")
+    };
     let (log, _problems) = open();
     let read = log.read(&ReadFilter::default()).expect("read").records;
     assert!(read.windows(2).all(|w| w[0].seq < w[1].seq), "sequence numbers out of order");
     let highest = read.last().map_or(0, |r| r.seq);
-    let incident = Incident { kind: "fuzz".into(), severity: IncidentSeverity::Info, message: String::new(), details: json!(null) };
+    let incident = Incident {
+        kind: "fuzz".into(),
+        severity: IncidentSeverity::Info,
+        message: String::new(),
+        details: json!(null),
+    };
     let RecordOutcome::Written { seq, .. } = log.record(incident).expect("record after recovery") else {
         panic!("rate limited")
     };

@@ -12,7 +12,8 @@ use serde_json::json;
 fuzz_target!(|data: &[u8]| {
     let root = common::scratch_root();
     let dir = common::state_dir_with(root.path(), "journal-00000000000000000001.log", data);
-    let open = || Journal::open(&dir, JournalOptions::default(), Storage::new()).expect("a damaged journal still opens");
+    let open =
+        || Journal::open(&dir, JournalOptions::default(), Storage::new()).expect("a damaged journal still opens");
     let (journal, _problems) = open();
     let before = journal.active_operations();
     let added = journal.begin_operation("\u{1}fuzz-after-recovery", json!(null)).is_ok();

@@ -175,7 +175,10 @@ impl CheckpointStore {
     pub fn write_value(&self, value: &serde_json::Value) -> Result<CheckpointMeta> {
         let payload = serde_json::to_vec(value).map_err(|e| DurableError::new(ERR_INVALID_JSON, e.to_string()))?;
         if crate::durable::persist::json_nesting_exceeds(&payload, MAX_JSON_DEPTH) {
-            return Err(DurableError::new(ERR_INVALID_JSON, format!("checkpoint payload refused: JSON nests deeper than {MAX_JSON_DEPTH} levels")));
+            return Err(DurableError::new(
+                ERR_INVALID_JSON,
+                format!("checkpoint payload refused: JSON nests deeper than {MAX_JSON_DEPTH} levels"),
+            ));
         }
         self.write_unparsed(&payload)
     }

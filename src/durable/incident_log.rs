@@ -397,7 +397,10 @@ impl IncidentLog {
         }
         let last_seq = first_seq + batch.len() as u64 - 1;
         let result = if last_seq > MAX_SEQ {
-            Err(DurableError::new(ERR_INVALID_ARGUMENT, format!("incident sequence numbers are exhausted at {MAX_SEQ}")))
+            Err(DurableError::new(
+                ERR_INVALID_ARGUMENT,
+                format!("incident sequence numbers are exhausted at {MAX_SEQ}"),
+            ))
         } else {
             self.commit(&mut writer, first_seq, &bytes)
         };

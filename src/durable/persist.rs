@@ -592,7 +592,8 @@ pub(crate) fn write_file_durable(storage: &Storage, dir: &StateDir, name: &str, 
     };
     write_file_attempt(storage, dir, name, bytes)
         .map_err(|second| {
-            storage.persist_failed(name, format!("writing {name} failed, and again on rewrite: {first}; then: {second}"))
+            storage
+                .persist_failed(name, format!("writing {name} failed, and again on rewrite: {first}; then: {second}"))
         })
         .map(|()| storage.persisted(name))
 }

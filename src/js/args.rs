@@ -104,9 +104,8 @@ impl<'env> OptionsObject<'env> {
     /// Like [`read`](Self::read), for an object that must be given: `undefined` is a
     /// `TypeError` too.
     pub fn required(env: &'env Env, value: Option<Unknown<'env>>, name: &str, allowed: &[&str]) -> Result<Self> {
-        Self::read(env, value, name, allowed)?.ok_or_else(|| {
-            type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be an object, got undefined"))
-        })
+        Self::read(env, value, name, allowed)?
+            .ok_or_else(|| type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be an object, got undefined")))
     }
 
     /// Fields of a constructor's options object are named as users write them
@@ -155,7 +154,11 @@ impl<'env> OptionsObject<'env> {
     /// A number option that must be there.
     pub fn required_number(&self, key: &str) -> Result<f64> {
         self.number(key)?.ok_or_else(|| {
-            type_error(self.env, "ERR_INVALID_ARG_TYPE", format!("{} must be a number, got undefined", self.field_name(key)))
+            type_error(
+                self.env,
+                "ERR_INVALID_ARG_TYPE",
+                format!("{} must be a number, got undefined", self.field_name(key)),
+            )
         })
     }
 

@@ -16,8 +16,8 @@ use super::memory_monitor::{MemoryMetrics, MemoryMonitor};
 use super::task::coded_error;
 use crate::durable::defaults::{DEFAULT_CHECKPOINT_MAX_BYTES, DEFAULT_CHECKPOINT_RETAIN, MAX_OPERATION_ID_BYTES};
 use crate::durable::{
-    open_state_dir, Checkpoint, CheckpointStore, DurableError, Journal, JournalOptions, SkippedFile,
-    Storage, ERR_CHECKPOINT_LOCKED, ERR_CORRUPT, ERR_NOT_FOUND,
+    open_state_dir, Checkpoint, CheckpointStore, DurableError, Journal, JournalOptions, SkippedFile, Storage,
+    ERR_CHECKPOINT_LOCKED, ERR_CORRUPT, ERR_NOT_FOUND,
 };
 use crate::incident::{Incident, IncidentSeverity, IncidentSink};
 use crate::monitors::gpu_health::GpuHealthMonitor as GpuCore;
@@ -38,9 +38,16 @@ const OPTION_NAMES: &[&str] = &[
     "incidentLog",
     "stepTimeoutMs",
 ];
-const RETAIN: ThresholdSpec = ThresholdSpec { name: "retain", default: 3.0, min: 2.0, min_inclusive: true, max: 1000.0, integer: true };
-const MAX_BYTES: ThresholdSpec =
-    ThresholdSpec { name: "maxBytes", default: 67_108_864.0, min: 1024.0, min_inclusive: true, max: MAX_SAFE_INTEGER, integer: true };
+const RETAIN: ThresholdSpec =
+    ThresholdSpec { name: "retain", default: 3.0, min: 2.0, min_inclusive: true, max: 1000.0, integer: true };
+const MAX_BYTES: ThresholdSpec = ThresholdSpec {
+    name: "maxBytes",
+    default: 67_108_864.0,
+    min: 1024.0,
+    min_inclusive: true,
+    max: MAX_SAFE_INTEGER,
+    integer: true,
+};
 
 /// What the manager does, off the JS thread; the JS class only converts.
 pub struct ManagerCore {
@@ -69,8 +76,12 @@ fn failed(e: DurableError) -> Failure {
     (e.code, e.message)
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> std::result::Result<T, Failure> + Send + 'static) -> std::result::Result<T, Failure> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| ("ERR_INTERNAL", format!("internal error in hpc-health: {e}")))?
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::result::Result<T, Failure> + Send + 'static,
+) -> std::result::Result<T, Failure> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ("ERR_INTERNAL", format!("internal error in hpc-health: {e}")))?
 }
 
 struct FilesGuard<'a>(RwLockReadGuard<'a, Option<Files>>);
@@ -84,7 +95,8 @@ impl std::ops::Deref for FilesGuard<'_> {
 
 /// A checkpoint file's payload as users see it, with its id and sequence number.
 fn checkpoint_json(checkpoint: &Checkpoint) -> std::result::Result<Value, Failure> {
-    let mut payload: Value = serde_json::from_slice(&checkpoint.payload).map_err(|e| (ERR_CORRUPT, format!("{}: {e}", checkpoint.meta.id)))?;
+    let mut payload: Value = serde_json::from_slice(&checkpoint.payload)
+        .map_err(|e| (ERR_CORRUPT, format!("{}: {e}", checkpoint.meta.id)))?;
     // Validated before any hook sees it: a checkpoint this package wrote has exactly this shape.
     let shape_ok = payload.as_object().is_some_and(|o| {
         o.get("timestamp").is_some_and(Value::is_number)
@@ -100,7 +112,9 @@ fn checkpoint_json(checkpoint: &Checkpoint) -> std::result::Result<Value, Failur
 }
 
 fn skipped_json(skipped: &[SkippedFile]) -> Value {
-    Value::Array(skipped.iter().map(|s| json!({ "id": s.id, "reason": s.reason, "set_aside_as": s.set_aside_as })).collect())
+    Value::Array(
+        skipped.iter().map(|s| json!({ "id": s.id, "reason": s.reason, "set_aside_as": s.set_aside_as })).collect(),
+    )
 }
 
 fn operations_json(journal: &Journal) -> Value {
@@ -172,15 +186,30 @@ impl ManagerCore {
             let meta = match written {
                 Ok(meta) => meta,
                 Err(e) => {
-                    self.incident("checkpoint_failed", IncidentSeverity::Error, format!("checkpoint not written: {}", e.message), json!({ "code": e.code }));
+                    self.incident(
+                        "checkpoint_failed",
+                        IncidentSeverity::Error,
+                        format!("checkpoint not written: {}", e.message),
+                        json!({ "code": e.code }),
+                    );
                     return Err(failed(e));
                 }
             };
             // The checkpoint holds the active operations; the journal can start over from them.
             if let Err(e) = files.journal.compact() {
-                self.incident("journal_compaction_failed", IncidentSeverity::Warn, e.message.clone(), json!({ "code": e.code }));
+                self.incident(
+                    "journal_compaction_failed",
+                    IncidentSeverity::Warn,
+                    e.message.clone(),
+                    json!({ "code": e.code }),
+                );
             }
-            self.incident("checkpoint_created", IncidentSeverity::Info, format!("{} written", meta.id), json!({ "id": meta.id, "seq": meta.seq, "bytes": meta.bytes }));
+            self.incident(
+                "checkpoint_created",
+                IncidentSeverity::Info,
+                format!("{} written", meta.id),
+                json!({ "id": meta.id, "seq": meta.seq, "bytes": meta.bytes }),
+            );
             let mut checkpoint = payload;
             checkpoint["id"] = json!(meta.id);
             checkpoint["seq"] = json!(meta.seq);
@@ -256,11 +285,18 @@ pub struct CheckpointManager {
 
 fn read_id(env: &Env, value: &Unknown, name: &str) -> Result<String> {
     if value.get_type()? != ValueType::String {
-        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be a string, got {}", describe(value))));
+        return Err(type_error(
+            env,
+            "ERR_INVALID_ARG_TYPE",
+            format!("{name} must be a string, got {}", describe(value)),
+        ));
     }
     let id: String = unsafe { value.cast()? };
     if id.is_empty() || id.len() > MAX_OPERATION_ID_BYTES {
-        return Err(range_error(env, format!("{name} must be 1 to {MAX_OPERATION_ID_BYTES} bytes long, got {}", id.len())));
+        return Err(range_error(
+            env,
+            format!("{name} must be 1 to {MAX_OPERATION_ID_BYTES} bytes long, got {}", id.len()),
+        ));
     }
     Ok(id)
 }
@@ -283,19 +319,25 @@ impl CheckpointManager {
     #[napi(constructor, ts_args_type = "options: CheckpointManagerOptions")]
     pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
         let o = OptionsObject::required(&env, options, "options", OPTION_NAMES)?;
-        let directory = o
-            .string("directory")?
-            .ok_or_else(|| type_error(&env, "ERR_INVALID_ARG_TYPE", "directory must be a string, got undefined".into()))?;
+        let directory = o.string("directory")?.ok_or_else(|| {
+            type_error(&env, "ERR_INVALID_ARG_TYPE", "directory must be a string, got undefined".into())
+        })?;
         let retain = o.number("retain")?.map(|v| RETAIN.check(v).map_err(|e| range_violation(&env, e))).transpose()?;
-        let max_bytes = o.number("maxBytes")?.map(|v| MAX_BYTES.check(v).map_err(|e| range_violation(&env, e))).transpose()?;
-        let step_timeout = o.number(STEP_TIMEOUT_MS.name)?.map(|v| STEP_TIMEOUT_MS.check(v).map_err(|e| range_violation(&env, e))).transpose()?;
+        let max_bytes =
+            o.number("maxBytes")?.map(|v| MAX_BYTES.check(v).map_err(|e| range_violation(&env, e))).transpose()?;
+        let step_timeout = o
+            .number(STEP_TIMEOUT_MS.name)?
+            .map(|v| STEP_TIMEOUT_MS.check(v).map_err(|e| range_violation(&env, e)))
+            .transpose()?;
         let memory = o
             .raw("memoryMonitor")?
             .map(|v| read_instance(&env, Some(v), "memoryMonitor", "MemoryMonitor", |m: &MemoryMonitor| m.core.clone()))
             .transpose()?;
         let gpu = o
             .raw("gpuMonitor")?
-            .map(|v| read_instance(&env, Some(v), "gpuMonitor", "GPUHealthMonitor", |m: &GpuHealthMonitor| m.core.clone()))
+            .map(|v| {
+                read_instance(&env, Some(v), "gpuMonitor", "GPUHealthMonitor", |m: &GpuHealthMonitor| m.core.clone())
+            })
             .transpose()?;
         let incidents = o
             .raw("incidentLog")?
@@ -328,14 +370,22 @@ impl CheckpointManager {
         };
         core.report_skipped(&skipped);
         for problem in &problems {
-            core.incident("journal_repaired", IncidentSeverity::Warn, format!("journal {}: {}", problem.file, problem.reason), problem_json(problem));
+            core.incident(
+                "journal_repaired",
+                IncidentSeverity::Warn,
+                format!("journal {}: {}", problem.file, problem.reason),
+                problem_json(problem),
+            );
         }
         let opened = json!({ "skipped": skipped_json(&skipped), "journal_problems": problems.iter().map(problem_json).collect::<Vec<_>>() });
         Ok(CheckpointManager { core: Arc::new(core), opened })
     }
 
     /// What opening found: checkpoints skipped as torn or corrupt, and journal repairs.
-    #[napi(getter, ts_return_type = "{ skipped: Array<{ id: string, reason: string, set_aside_as: string | null }>, journal_problems: Array<{ kind: string, file: string, offset: number, reason: string, set_aside_as: string | null }> }")]
+    #[napi(
+        getter,
+        ts_return_type = "{ skipped: Array<{ id: string, reason: string, set_aside_as: string | null }>, journal_problems: Array<{ kind: string, file: string, offset: number, reason: string, set_aside_as: string | null }> }"
+    )]
     pub fn get_opened(&self) -> Value {
         self.opened.clone()
     }
@@ -349,21 +399,45 @@ impl CheckpointManager {
 
     /// Records that operation `id` started; resolves once that is on disk.
     #[napi(ts_args_type = "id: string, details?: unknown", ts_return_type = "Promise<void>")]
-    pub fn begin_operation<'env>(&self, env: &'env Env, id: Unknown, details: Option<Unknown>) -> Result<PromiseRaw<'env, ()>> {
+    pub fn begin_operation<'env>(
+        &self,
+        env: &'env Env,
+        id: Unknown,
+        details: Option<Unknown>,
+    ) -> Result<PromiseRaw<'env, ()>> {
         let id = read_id(env, &id, "id")?;
-        let details = details.filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined))).map(|d| super::json_value(env, d, "details")).transpose()?;
+        let details = details
+            .filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined)))
+            .map(|d| super::json_value(env, d, "details"))
+            .transpose()?;
         let core = self.core.clone();
-        spawn_settled(env, blocking(move || core.files()?.journal.begin_operation(&id, details.unwrap_or(Value::Null)).map_err(failed)))
+        spawn_settled(
+            env,
+            blocking(move || {
+                core.files()?.journal.begin_operation(&id, details.unwrap_or(Value::Null)).map_err(failed)
+            }),
+        )
     }
 
     /// Records that operation `id` ended; resolves once that is on disk. `ERR_NOT_FOUND`
     /// for an id that is not active.
     #[napi(ts_args_type = "id: string, result?: unknown", ts_return_type = "Promise<void>")]
-    pub fn end_operation<'env>(&self, env: &'env Env, id: Unknown, result: Option<Unknown>) -> Result<PromiseRaw<'env, ()>> {
+    pub fn end_operation<'env>(
+        &self,
+        env: &'env Env,
+        id: Unknown,
+        result: Option<Unknown>,
+    ) -> Result<PromiseRaw<'env, ()>> {
         let id = read_id(env, &id, "id")?;
-        let result = result.filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined))).map(|d| super::json_value(env, d, "result")).transpose()?;
+        let result = result
+            .filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined)))
+            .map(|d| super::json_value(env, d, "result"))
+            .transpose()?;
         let core = self.core.clone();
-        spawn_settled(env, blocking(move || core.files()?.journal.end_operation(&id, result.unwrap_or(Value::Null)).map_err(failed)))
+        spawn_settled(
+            env,
+            blocking(move || core.files()?.journal.end_operation(&id, result.unwrap_or(Value::Null)).map_err(failed)),
+        )
     }
 
     /// The operations begun and not ended, oldest first: `[{ id, started_at, details }]`.
@@ -378,10 +452,13 @@ impl CheckpointManager {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
         let core = self.core.clone();
-        spawn_settled(env, blocking(move || {
-            core.close();
-            Ok(())
-        }))
+        spawn_settled(
+            env,
+            blocking(move || {
+                core.close();
+                Ok(())
+            }),
+        )
     }
 
     /// Captures `memory_state`, `gpu_state`, `active_operations` and `state` (from
@@ -395,8 +472,15 @@ impl CheckpointManager {
     /// `restoreOperations(operations)` with the newest valid checkpoint (or the one given by
     /// id or by a checkpoint object's id, re-read from disk), and resolves `{ checkpoint,
     /// operations, skipped }`. `operations` are those active when the process died.
-    #[napi(ts_args_type = "checkpointOrId?: string | { id: string }", ts_return_type = "Promise<{ checkpoint: Checkpoint, operations: Array<{ id: string, started_at: number, details: unknown }>, skipped: Array<{ id: string, reason: string, set_aside_as: string | null }> }>")]
-    pub fn restore_from_checkpoint<'env>(&self, env: &'env Env, checkpoint: Option<Unknown>) -> Result<PromiseRaw<'env, Value>> {
+    #[napi(
+        ts_args_type = "checkpointOrId?: string | { id: string }",
+        ts_return_type = "Promise<{ checkpoint: Checkpoint, operations: Array<{ id: string, started_at: number, details: unknown }>, skipped: Array<{ id: string, reason: string, set_aside_as: string | null }> }>"
+    )]
+    pub fn restore_from_checkpoint<'env>(
+        &self,
+        env: &'env Env,
+        checkpoint: Option<Unknown>,
+    ) -> Result<PromiseRaw<'env, Value>> {
         let id = match checkpoint.filter(|c| !matches!(c.get_type(), Ok(ValueType::Undefined | ValueType::Null))) {
             None => None,
             Some(value) if value.get_type()? == ValueType::String => Some(read_id(env, &value, "checkpointOrId")?),
@@ -406,7 +490,11 @@ impl CheckpointManager {
                 Some(read_id(env, &id, "checkpointOrId.id")?)
             }
             Some(other) => {
-                return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("checkpointOrId must be a string or a checkpoint, got {}", describe(&other))))
+                return Err(type_error(
+                    env,
+                    "ERR_INVALID_ARG_TYPE",
+                    format!("checkpointOrId must be a string or a checkpoint, got {}", describe(&other)),
+                ))
             }
         };
         spawn_settled(env, self.core.clone().restore(id))
@@ -420,7 +508,9 @@ impl CheckpointManager {
     }
 
     /// Every checkpoint file, oldest first: `[{ id, seq, timestamp, bytes, valid }]`.
-    #[napi(ts_return_type = "Promise<Array<{ id: string, seq: number, timestamp: number, bytes: number, valid: boolean }>>")]
+    #[napi(
+        ts_return_type = "Promise<Array<{ id: string, seq: number, timestamp: number, bytes: number, valid: boolean }>>"
+    )]
     pub fn list_checkpoints<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Value>> {
         let core = self.core.clone();
         spawn_settled(

@@ -15,7 +15,11 @@ use crate::supervisor::SupervisorParts;
 pub fn read_incident_log(env: &Env, options: &OptionsObject) -> Result<Option<Arc<dyn IncidentSink>>> {
     options
         .raw("incidentLog")?
-        .map(|v| read_instance(env, Some(v), "incidentLog", "IncidentLog", |l: &IncidentLog| l.core.clone() as Arc<dyn IncidentSink>))
+        .map(|v| {
+            read_instance(env, Some(v), "incidentLog", "IncidentLog", |l: &IncidentLog| {
+                l.core.clone() as Arc<dyn IncidentSink>
+            })
+        })
         .transpose()
 }
 

@@ -256,7 +256,9 @@ impl From<GpuHealthReport> for GpuHealth {
             xid_watch: r.xid_watch.map(|state| match state {
                 WatchState::Starting => XidWatchStatus { state: "starting".into(), devices: vec![], error: None },
                 WatchState::Watching(devices) => XidWatchStatus { state: "watching".into(), devices, error: None },
-                WatchState::Retrying(error) => XidWatchStatus { state: "retrying".into(), devices: vec![], error: Some(error) },
+                WatchState::Retrying(error) => {
+                    XidWatchStatus { state: "retrying".into(), devices: vec![], error: Some(error) }
+                }
             }),
         }
     }
@@ -321,7 +323,10 @@ impl GpuHealthMonitor {
     #[napi(getter, ts_return_type = "GpuThresholds")]
     pub fn get_thresholds<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         let policy = self.core.policy();
-        frozen(env, GpuThresholds { temperature: policy.temperature, memory_fragmentation: policy.memory_fragmentation })
+        frozen(
+            env,
+            GpuThresholds { temperature: policy.temperature, memory_fragmentation: policy.memory_fragmentation },
+        )
     }
 
     /// Replaces the thresholds given; those left out keep their current values.

@@ -13,8 +13,15 @@ use super::recovery_outcome::{outcome_value, settle};
 use crate::policy::thresholds::{DEVICE_WAIT_MS, RECOVERY_MEMORY_THRESHOLD, STEP_TIMEOUT_MS};
 use crate::recovery::gpu::{GpuHooks, GpuRecovery as Core};
 
-const OPTION_NAMES: &[&str] =
-    &["emptyCache", "resetPeakMemoryStats", "reinitialize", "stepTimeoutMs", "deviceWaitMs", "memoryThreshold", "incidentLog"];
+const OPTION_NAMES: &[&str] = &[
+    "emptyCache",
+    "resetPeakMemoryStats",
+    "reinitialize",
+    "stepTimeoutMs",
+    "deviceWaitMs",
+    "memoryThreshold",
+    "incidentLog",
+];
 
 /// Hooks and options of `new GPURecovery(gpu, options)` (declared for the typings).
 #[allow(dead_code)]
@@ -94,9 +101,11 @@ impl GpuRecovery {
         }
         let kind: String = unsafe { error_type.cast()? };
         let core = self.core.clone();
-        env.spawn_future_with_callback(async move { Ok(core.handle_gpu_error(&kind).await) }, |env, outcome| match outcome {
-            Some(outcome) => settle(env, outcome),
-            None => Ok(false),
+        env.spawn_future_with_callback(async move { Ok(core.handle_gpu_error(&kind).await) }, |env, outcome| {
+            match outcome {
+                Some(outcome) => settle(env, outcome),
+                None => Ok(false),
+            }
         })
     }
 

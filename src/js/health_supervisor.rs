@@ -122,12 +122,16 @@ impl EventSink for Listeners {
             listeners.iter().filter(|(e, _, _)| e == event).map(|(_, _, l)| l.clone()).collect()
         };
         for listener in targets {
-            listener.call_with_return_value(payload.clone(), ThreadsafeFunctionCallMode::NonBlocking, move |result, _env| {
-                if let Err(error) = result {
-                    eprintln!("hpc-health: a '{event}' listener threw: {}", error.reason);
-                }
-                Ok(())
-            });
+            listener.call_with_return_value(
+                payload.clone(),
+                ThreadsafeFunctionCallMode::NonBlocking,
+                move |result, _env| {
+                    if let Err(error) = result {
+                        eprintln!("hpc-health: a '{event}' listener threw: {}", error.reason);
+                    }
+                    Ok(())
+                },
+            );
         }
     }
 }
@@ -166,15 +170,25 @@ impl HealthSupervisor {
         if let Some(o) = options {
             parts.memory_monitor = o
                 .raw("memoryMonitor")?
-                .map(|v| read_instance(&env, Some(v), "memoryMonitor", "MemoryMonitor", |m: &MemoryMonitor| m.core.clone()))
+                .map(|v| {
+                    read_instance(&env, Some(v), "memoryMonitor", "MemoryMonitor", |m: &MemoryMonitor| m.core.clone())
+                })
                 .transpose()?;
             parts.gpu_monitor = o
                 .raw("gpuMonitor")?
-                .map(|v| read_instance(&env, Some(v), "gpuMonitor", "GPUHealthMonitor", |m: &GpuHealthMonitor| m.core.clone()))
+                .map(|v| {
+                    read_instance(&env, Some(v), "gpuMonitor", "GPUHealthMonitor", |m: &GpuHealthMonitor| {
+                        m.core.clone()
+                    })
+                })
                 .transpose()?;
             parts.memory_recovery = o
                 .raw("memoryRecovery")?
-                .map(|v| read_instance(&env, Some(v), "memoryRecovery", "MemoryRecovery", |m: &MemoryRecovery| m.core.clone()))
+                .map(|v| {
+                    read_instance(&env, Some(v), "memoryRecovery", "MemoryRecovery", |m: &MemoryRecovery| {
+                        m.core.clone()
+                    })
+                })
                 .transpose()?;
             parts.gpu_recovery = o
                 .raw("gpuRecovery")?
@@ -244,7 +258,11 @@ impl HealthSupervisor {
 
     /// `'quick'` (default): memory pressure and GPU temperatures; `'full'`: every signal.
     #[napi(ts_args_type = "checkType?: 'quick' | 'full'", ts_return_type = "Promise<SystemHealthReport>")]
-    pub fn check_system_health<'env>(&self, env: &'env Env, check_type: Option<Unknown>) -> Result<PromiseRaw<'env, SystemHealthReport>> {
+    pub fn check_system_health<'env>(
+        &self,
+        env: &'env Env,
+        check_type: Option<Unknown>,
+    ) -> Result<PromiseRaw<'env, SystemHealthReport>> {
         let check_type = read_check_type(env, check_type)?;
         let core = self.core.clone();
         env.spawn_future_with_callback(
@@ -262,7 +280,11 @@ impl HealthSupervisor {
     /// Maps each failing issue of `health` (from `checkSystemHealth`) to its recovery and
     /// runs them; resolves the actions taken.
     #[napi(ts_args_type = "health: { issues: HealthIssue[] }", ts_return_type = "Promise<RecoveryAction[]>")]
-    pub fn trigger_recovery<'env>(&self, env: &'env Env, health: Unknown) -> Result<PromiseRaw<'env, serde_json::Value>> {
+    pub fn trigger_recovery<'env>(
+        &self,
+        env: &'env Env,
+        health: Unknown,
+    ) -> Result<PromiseRaw<'env, serde_json::Value>> {
         let issues = read_issues(env, health)?;
         let core = self.core.clone();
         env.spawn_future(async move {
@@ -283,29 +305,49 @@ impl HealthSupervisor {
 
     /// An operator's request, outside the budget: `'memory'`, `'gpu'` or `'process'`.
     #[napi(ts_args_type = "errorType: 'memory' | 'gpu' | 'process'", ts_return_type = "Promise<RecoveryAction>")]
-    pub fn recover_system<'env>(&self, env: &'env Env, error_type: Unknown) -> Result<PromiseRaw<'env, serde_json::Value>> {
+    pub fn recover_system<'env>(
+        &self,
+        env: &'env Env,
+        error_type: Unknown,
+    ) -> Result<PromiseRaw<'env, serde_json::Value>> {
         let kind = read_recovery_type(env, error_type)?;
         let core = self.core.clone();
         env.spawn_future(async move { Ok(action_json(&core.recover_system(kind).await)) })
     }
 
     /// Listens to `'health' | 'unhealthy' | 'warning' | 'recovery' | 'incident' | 'error'`.
-    #[napi(ts_args_type = "event: 'health' | 'unhealthy' | 'warning' | 'recovery' | 'incident' | 'error', listener: (payload: any) => void")]
+    #[napi(
+        ts_args_type = "event: 'health' | 'unhealthy' | 'warning' | 'recovery' | 'incident' | 'error', listener: (payload: any) => void"
+    )]
     pub fn on(&mut self, env: Env, event: Unknown, listener: Unknown) -> Result<()> {
         let event = read_event(&env, event)?;
         if listener.get_type()? != ValueType::Function {
-            return Err(type_error(&env, "ERR_INVALID_ARG_TYPE", format!("listener must be a function, got {}", describe(&listener))));
+            return Err(type_error(
+                &env,
+                "ERR_INVALID_ARG_TYPE",
+                format!("listener must be a function, got {}", describe(&listener)),
+            ));
         }
         let function: Function<'_, serde_json::Value, UnknownReturnValue> = unsafe { listener.cast()? };
-        let threadsafe = function.build_threadsafe_function::<serde_json::Value>().weak::<true>().callee_handled::<false>().build()?;
+        let threadsafe = function
+            .build_threadsafe_function::<serde_json::Value>()
+            .weak::<true>()
+            .callee_handled::<false>()
+            .build()?;
         let id = self.listeners.next_id.fetch_add(1, Ordering::Relaxed);
-        self.listeners.by_event.lock().unwrap_or_else(|p| p.into_inner()).push((event.clone(), id, Arc::new(threadsafe)));
+        self.listeners.by_event.lock().unwrap_or_else(|p| p.into_inner()).push((
+            event.clone(),
+            id,
+            Arc::new(threadsafe),
+        ));
         self.listener_refs.push((event, id, function.create_ref()?));
         Ok(())
     }
 
     /// Removes a listener added with `on` (the first match).
-    #[napi(ts_args_type = "event: 'health' | 'unhealthy' | 'warning' | 'recovery' | 'incident' | 'error', listener: (payload: any) => void")]
+    #[napi(
+        ts_args_type = "event: 'health' | 'unhealthy' | 'warning' | 'recovery' | 'incident' | 'error', listener: (payload: any) => void"
+    )]
     pub fn off(&mut self, env: Env, event: Unknown, listener: Unknown) -> Result<()> {
         let event = read_event(&env, event)?;
         let mut found = None;
@@ -336,9 +378,15 @@ impl HealthSupervisor {
 }
 
 fn read_check_type(env: &Env, value: Option<Unknown>) -> Result<CheckType> {
-    let Some(value) = value.filter(|v| !matches!(v.get_type(), Ok(ValueType::Undefined))) else { return Ok(CheckType::Quick) };
+    let Some(value) = value.filter(|v| !matches!(v.get_type(), Ok(ValueType::Undefined))) else {
+        return Ok(CheckType::Quick);
+    };
     if value.get_type()? != ValueType::String {
-        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("checkType must be 'quick' or 'full', got {}", describe(&value))));
+        return Err(type_error(
+            env,
+            "ERR_INVALID_ARG_TYPE",
+            format!("checkType must be 'quick' or 'full', got {}", describe(&value)),
+        ));
     }
     let text: String = unsafe { value.cast()? };
     match text.as_str() {
@@ -364,7 +412,11 @@ fn read_recovery_type(env: &Env, value: Unknown) -> Result<RecoveryType> {
 fn read_event(env: &Env, value: Unknown) -> Result<String> {
     let expected = EVENTS.iter().map(|e| format!("'{e}'")).collect::<Vec<_>>().join(", ");
     if value.get_type()? != ValueType::String {
-        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("event must be one of {expected}, got {}", describe(&value))));
+        return Err(type_error(
+            env,
+            "ERR_INVALID_ARG_TYPE",
+            format!("event must be one of {expected}, got {}", describe(&value)),
+        ));
     }
     let text: String = unsafe { value.cast()? };
     if !EVENTS.contains(&text.as_str()) {
@@ -376,28 +428,43 @@ fn read_event(env: &Env, value: Unknown) -> Result<String> {
 /// Reads `health.issues` as `checkSystemHealth` wrote them.
 fn read_issues(env: &Env, health: Unknown) -> Result<Vec<CoreIssue>> {
     if health.get_type()? != ValueType::Object {
-        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("health must be an object, got {}", describe(&health))));
+        return Err(type_error(
+            env,
+            "ERR_INVALID_ARG_TYPE",
+            format!("health must be an object, got {}", describe(&health)),
+        ));
     }
     let object: Object = unsafe { health.cast()? };
     let issues: Unknown = object.get_named_property("issues")?;
     if !issues.is_array()? {
-        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("health.issues must be an array, got {}", describe(&issues))));
+        return Err(type_error(
+            env,
+            "ERR_INVALID_ARG_TYPE",
+            format!("health.issues must be an array, got {}", describe(&issues)),
+        ));
     }
     let issues: Object = unsafe { issues.cast()? };
     let mut read = Vec::new();
     for i in 0..issues.get_array_length()? {
         let name = format!("health.issues[{i}]");
         let item: Unknown = issues.get_element(i)?;
-        let fields = OptionsObject::required(env, Some(item), &name, &["code", "severity", "device", "message", "action"])?;
+        let fields =
+            OptionsObject::required(env, Some(item), &name, &["code", "severity", "device", "message", "action"])?;
         let text = |key: &str| -> Result<String> {
-            fields.string(key)?.ok_or_else(|| type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name}.{key} must be a string, got undefined")))
+            fields.string(key)?.ok_or_else(|| {
+                type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name}.{key} must be a string, got undefined"))
+            })
         };
         let code_text = text("code")?;
-        let code = IssueCode::parse(&code_text).ok_or_else(|| range_error(env, format!("{name}.code is not a known issue code, got {code_text:?}")))?;
+        let code = IssueCode::parse(&code_text)
+            .ok_or_else(|| range_error(env, format!("{name}.code is not a known issue code, got {code_text:?}")))?;
         let severity_text = text("severity")?;
-        let severity = Severity::parse(&severity_text).ok_or_else(|| range_error(env, format!("{name}.severity must be 'warn' or 'fail', got {severity_text:?}")))?;
+        let severity = Severity::parse(&severity_text).ok_or_else(|| {
+            range_error(env, format!("{name}.severity must be 'warn' or 'fail', got {severity_text:?}"))
+        })?;
         let action_text = text("action")?;
-        let action = Action::parse(&action_text).ok_or_else(|| range_error(env, format!("{name}.action is not a known action, got {action_text:?}")))?;
+        let action = Action::parse(&action_text)
+            .ok_or_else(|| range_error(env, format!("{name}.action is not a known action, got {action_text:?}")))?;
         let device = fields.optional_number("device")?.map(|d| d as u32);
         let message = fields.string("message")?.unwrap_or_default();
         read.push(CoreIssue { code, severity, device, message, action });

@@ -70,10 +70,15 @@ impl Hook for JsHook {
 pub fn read_hook(env: &Env, options: &OptionsObject, key: &str, name: &str) -> Result<Option<Arc<dyn Hook>>> {
     let Some(value) = options.raw(key)? else { return Ok(None) };
     if value.get_type()? != ValueType::Function {
-        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be a function, got {}", describe(&value))));
+        return Err(type_error(
+            env,
+            "ERR_INVALID_ARG_TYPE",
+            format!("{name} must be a function, got {}", describe(&value)),
+        ));
     }
     let function: Function<'_, HookArg, HookReturn> = unsafe { value.cast()? };
-    let threadsafe = function.build_threadsafe_function::<HookArg>().weak::<true>().callee_handled::<false>().build()?;
+    let threadsafe =
+        function.build_threadsafe_function::<HookArg>().weak::<true>().callee_handled::<false>().build()?;
     Ok(Some(Arc::new(JsHook(Arc::new(threadsafe)))))
 }
 
@@ -89,9 +94,15 @@ pub fn read_instance<T: JavaScriptClassExt + MaybeTypeTag + 'static, R>(
     let value = match value {
         Some(v) if T::instance_of(env, &v)? => v,
         Some(v) => {
-            return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be a {class}, got {}", describe(&v))))
+            return Err(type_error(
+                env,
+                "ERR_INVALID_ARG_TYPE",
+                format!("{name} must be a {class}, got {}", describe(&v)),
+            ))
         }
-        None => return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be a {class}, got undefined"))),
+        None => {
+            return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be a {class}, got undefined")))
+        }
     };
     // Checks the class's type tag before use; the instance stays owned by its JS object.
     let instance = unsafe { ClassInstance::<T>::from_napi_value(env.raw(), value.raw())? };
@@ -123,7 +134,8 @@ impl FromNapiValue for ValueReturn {
         let mut is_promise = false;
         napi::check_status!(unsafe { napi::sys::napi_is_promise(env, value, &mut is_promise) })?;
         if is_promise {
-            let convert = |env, value| unsafe { Json::from_napi_value(env, value) }.map(|json| json.0).map_err(|e| e.reason);
+            let convert =
+                |env, value| unsafe { Json::from_napi_value(env, value) }.map(|json| json.0).map_err(|e| e.reason);
             Ok(ValueReturn::Later(unsafe { settle_later(env, value, convert)? }))
         } else {
             Ok(ValueReturn::Now(unsafe { Json::from_napi_value(env, value)? }.0))
@@ -138,15 +150,26 @@ pub type DataHook = ThreadsafeFunction<serde_json::Value, ValueReturn, serde_jso
 pub fn read_data_hook(env: &Env, options: &OptionsObject, key: &str) -> Result<Option<Arc<DataHook>>> {
     let Some(value) = options.raw(key)? else { return Ok(None) };
     if value.get_type()? != ValueType::Function {
-        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("{key} must be a function, got {}", describe(&value))));
+        return Err(type_error(
+            env,
+            "ERR_INVALID_ARG_TYPE",
+            format!("{key} must be a function, got {}", describe(&value)),
+        ));
     }
     let function: Function<'_, serde_json::Value, ValueReturn> = unsafe { value.cast()? };
-    Ok(Some(Arc::new(function.build_threadsafe_function::<serde_json::Value>().weak::<true>().callee_handled::<false>().build()?)))
+    Ok(Some(Arc::new(
+        function.build_threadsafe_function::<serde_json::Value>().weak::<true>().callee_handled::<false>().build()?,
+    )))
 }
 
 /// Calls a data hook under `timeout`: its value, or why it failed (threw, rejected, returned
 /// what JSON cannot hold, or did not settle in time).
-pub async fn call_data_hook(hook: &DataHook, arg: serde_json::Value, timeout: std::time::Duration, name: &str) -> std::result::Result<serde_json::Value, (&'static str, String)> {
+pub async fn call_data_hook(
+    hook: &DataHook,
+    arg: serde_json::Value,
+    timeout: std::time::Duration,
+    name: &str,
+) -> std::result::Result<serde_json::Value, (&'static str, String)> {
     let call = async {
         match hook.call_async_catch(arg).await {
             Ok(ValueReturn::Now(value)) => Ok(value),

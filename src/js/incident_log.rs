@@ -8,24 +8,50 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use super::args::{describe, range_error, range_violation, type_error, OptionsObject};
-use super::task::coded_error;
 use super::checkpoint_manager::ERR_CLOSED;
-use crate::durable::{DurableError, IncidentLog as Core, IncidentLogOptions, RateLimit, ReadFilter, RecordOutcome, Storage};
+use super::task::coded_error;
+use crate::durable::{
+    DurableError, IncidentLog as Core, IncidentLogOptions, RateLimit, ReadFilter, RecordOutcome, Storage,
+};
 use crate::incident::IncidentSink;
 use crate::incident::{Incident, IncidentSeverity};
 use crate::policy::thresholds::{ThresholdSpec, MAX_INTERVAL_MS, MAX_SAFE_INTEGER};
 
 const OPTION_NAMES: &[&str] = &["directory", "segmentBytes", "maxSegments", "maxBytes", "rateLimit"];
-const SEGMENT_BYTES: ThresholdSpec =
-    ThresholdSpec { name: "segmentBytes", default: 1_048_576.0, min: 4096.0, min_inclusive: true, max: 1_073_741_824.0, integer: true };
+const SEGMENT_BYTES: ThresholdSpec = ThresholdSpec {
+    name: "segmentBytes",
+    default: 1_048_576.0,
+    min: 4096.0,
+    min_inclusive: true,
+    max: 1_073_741_824.0,
+    integer: true,
+};
 const MAX_SEGMENTS: ThresholdSpec =
     ThresholdSpec { name: "maxSegments", default: 16.0, min: 1.0, min_inclusive: true, max: 100_000.0, integer: true };
-const MAX_BYTES: ThresholdSpec =
-    ThresholdSpec { name: "maxBytes", default: 67_108_864.0, min: 4096.0, min_inclusive: true, max: MAX_SAFE_INTEGER, integer: true };
-const RATE_MAX: ThresholdSpec =
-    ThresholdSpec { name: "rateLimit.max", default: 20.0, min: 1.0, min_inclusive: true, max: 4_294_967_295.0, integer: true };
-const RATE_WINDOW: ThresholdSpec =
-    ThresholdSpec { name: "rateLimit.windowMs", default: 60_000.0, min: 1.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
+const MAX_BYTES: ThresholdSpec = ThresholdSpec {
+    name: "maxBytes",
+    default: 67_108_864.0,
+    min: 4096.0,
+    min_inclusive: true,
+    max: MAX_SAFE_INTEGER,
+    integer: true,
+};
+const RATE_MAX: ThresholdSpec = ThresholdSpec {
+    name: "rateLimit.max",
+    default: 20.0,
+    min: 1.0,
+    min_inclusive: true,
+    max: 4_294_967_295.0,
+    integer: true,
+};
+const RATE_WINDOW: ThresholdSpec = ThresholdSpec {
+    name: "rateLimit.windowMs",
+    default: 60_000.0,
+    min: 1.0,
+    min_inclusive: true,
+    max: MAX_INTERVAL_MS,
+    integer: true,
+};
 
 /// An incident as `read` returns it.
 #[napi(object)]
@@ -69,7 +95,8 @@ impl ClosableLog {
 
 impl IncidentSink for ClosableLog {
     fn record(&self, incident: Incident) -> std::result::Result<u64, String> {
-        self.with(|log| Ok(IncidentSink::record(log, incident))).unwrap_or_else(|e| Err(format!("{}: {}", e.code, e.message)))
+        self.with(|log| Ok(IncidentSink::record(log, incident)))
+            .unwrap_or_else(|e| Err(format!("{}: {}", e.code, e.message)))
     }
 }
 
@@ -91,12 +118,15 @@ impl IncidentLog {
     /// Opens (creating it 0700) the directory and repairs a torn tail; synchronously, once.
     /// Throws `ERR_INCIDENT_LOG_LOCKED` when another process owns it, `ERR_UNSAFE_DIRECTORY`
     /// when it is a symlink, not ours, or open to others.
-    #[napi(constructor, ts_args_type = "options: { directory: string, segmentBytes?: number, maxSegments?: number, maxBytes?: number, rateLimit?: { max?: number, windowMs?: number } }")]
+    #[napi(
+        constructor,
+        ts_args_type = "options: { directory: string, segmentBytes?: number, maxSegments?: number, maxBytes?: number, rateLimit?: { max?: number, windowMs?: number } }"
+    )]
     pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
         let options = OptionsObject::required(&env, options, "options", OPTION_NAMES)?;
-        let directory = options
-            .string("directory")?
-            .ok_or_else(|| type_error(&env, "ERR_INVALID_ARG_TYPE", "directory must be a string, got undefined".into()))?;
+        let directory = options.string("directory")?.ok_or_else(|| {
+            type_error(&env, "ERR_INVALID_ARG_TYPE", "directory must be a string, got undefined".into())
+        })?;
         let mut settings = IncidentLogOptions::default();
         if let Some(v) = spec_number(&env, &options, SEGMENT_BYTES)? {
             settings.segment_bytes = v as u64;
@@ -119,13 +149,19 @@ impl IncidentLog {
     }
 
     /// What opening found and repaired: `[{ kind, file, offset, reason, set_aside_as }]`.
-    #[napi(getter, ts_return_type = "Array<{ kind: string, file: string, offset: number, reason: string, set_aside_as: string | null }>")]
+    #[napi(
+        getter,
+        ts_return_type = "Array<{ kind: string, file: string, offset: number, reason: string, set_aside_as: string | null }>"
+    )]
     pub fn get_problems(&self) -> Value {
         self.problems.clone()
     }
 
     /// Writes one incident; resolves once it is on disk.
-    #[napi(ts_args_type = "incident: { kind: string, severity?: 'info' | 'warn' | 'error' | 'critical', message: string, details?: unknown }", ts_return_type = "Promise<RecordResult>")]
+    #[napi(
+        ts_args_type = "incident: { kind: string, severity?: 'info' | 'warn' | 'error' | 'critical', message: string, details?: unknown }",
+        ts_return_type = "Promise<RecordResult>"
+    )]
     pub fn record<'env>(&self, env: &'env Env, incident: Unknown) -> Result<PromiseRaw<'env, RecordResult>> {
         let incident = read_incident(env, incident)?;
         let core = self.core.clone();
@@ -159,7 +195,10 @@ impl IncidentLog {
 
     /// Reads records, oldest first: `sinceSeq` and `since` (ms) are inclusive, `kinds`
     /// filters, `limit` caps the count.
-    #[napi(ts_args_type = "filter?: { sinceSeq?: number, since?: number, kinds?: string[], limit?: number }", ts_return_type = "Promise<IncidentRecord[]>")]
+    #[napi(
+        ts_args_type = "filter?: { sinceSeq?: number, since?: number, kinds?: string[], limit?: number }",
+        ts_return_type = "Promise<IncidentRecord[]>"
+    )]
     pub fn read<'env>(&self, env: &'env Env, filter: Option<Unknown>) -> Result<PromiseRaw<'env, Vec<IncidentRecord>>> {
         let filter = read_filter(env, filter)?;
         let core = self.core.clone();
@@ -194,9 +233,9 @@ pub fn problem_json(p: &crate::durable::RecoveryProblem) -> Value {
 
 fn read_incident(env: &Env, value: Unknown) -> Result<Incident> {
     let fields = OptionsObject::required(env, Some(value), "incident", &["kind", "severity", "message", "details"])?;
-    let kind = fields
-        .string("kind")?
-        .ok_or_else(|| type_error(env, "ERR_INVALID_ARG_TYPE", "incident.kind must be a string, got undefined".into()))?;
+    let kind = fields.string("kind")?.ok_or_else(|| {
+        type_error(env, "ERR_INVALID_ARG_TYPE", "incident.kind must be a string, got undefined".into())
+    })?;
     if kind.len() > 128 {
         return Err(range_error(env, format!("incident.kind must be at most 128 bytes, got {}", kind.len())));
     }
@@ -205,15 +244,36 @@ fn read_incident(env: &Env, value: Unknown) -> Result<Incident> {
         Some(v) if v.get_type()? == ValueType::String => {
             let text: String = unsafe { v.cast()? };
             IncidentSeverity::parse(&text).ok_or_else(|| {
-                range_error(env, format!("incident.severity must be 'info', 'warn', 'error' or 'critical', got {text:?}"))
+                range_error(
+                    env,
+                    format!("incident.severity must be 'info', 'warn', 'error' or 'critical', got {text:?}"),
+                )
             })?
         }
-        Some(v) => return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("incident.severity must be a string, got {}", describe(&v)))),
+        Some(v) => {
+            return Err(type_error(
+                env,
+                "ERR_INVALID_ARG_TYPE",
+                format!("incident.severity must be a string, got {}", describe(&v)),
+            ))
+        }
     };
     let message = match fields.raw("message")? {
         Some(v) if v.get_type()? == ValueType::String => unsafe { v.cast::<String>()? },
-        Some(v) => return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("incident.message must be a string, got {}", describe(&v)))),
-        None => return Err(type_error(env, "ERR_INVALID_ARG_TYPE", "incident.message must be a string, got undefined".into())),
+        Some(v) => {
+            return Err(type_error(
+                env,
+                "ERR_INVALID_ARG_TYPE",
+                format!("incident.message must be a string, got {}", describe(&v)),
+            ))
+        }
+        None => {
+            return Err(type_error(
+                env,
+                "ERR_INVALID_ARG_TYPE",
+                "incident.message must be a string, got undefined".into(),
+            ))
+        }
     };
     let details = match fields.raw("details")? {
         None => Value::Null,
@@ -224,7 +284,9 @@ fn read_incident(env: &Env, value: Unknown) -> Result<Incident> {
 
 fn read_filter(env: &Env, value: Option<Unknown>) -> Result<ReadFilter> {
     let mut filter = ReadFilter::default();
-    let Some(fields) = OptionsObject::read(env, value, "filter", &["sinceSeq", "since", "kinds", "limit"])? else { return Ok(filter) };
+    let Some(fields) = OptionsObject::read(env, value, "filter", &["sinceSeq", "since", "kinds", "limit"])? else {
+        return Ok(filter);
+    };
     let count = |key: &str, value: f64| -> Result<u64> {
         if value < 0.0 || value.fract() != 0.0 || value > MAX_SAFE_INTEGER {
             return Err(range_error(env, format!("filter.{key} must be a non-negative integer, got {value}")));
@@ -235,7 +297,13 @@ fn read_filter(env: &Env, value: Option<Unknown>) -> Result<ReadFilter> {
     filter.since_ms = fields.number("since")?.map(|v| count("since", v)).transpose()?;
     filter.limit = fields.number("limit")?.map(|v| count("limit", v).map(|n| n as usize)).transpose()?;
     if let Some(kinds) = fields.raw("kinds")? {
-        let bad = || type_error(env, "ERR_INVALID_ARG_TYPE", format!("filter.kinds must be an array of strings, got {}", describe(&kinds)));
+        let bad = || {
+            type_error(
+                env,
+                "ERR_INVALID_ARG_TYPE",
+                format!("filter.kinds must be an array of strings, got {}", describe(&kinds)),
+            )
+        };
         if !kinds.is_array()? {
             return Err(bad());
         }

@@ -60,7 +60,12 @@ impl RpcBackend for SupervisorRpc {
         let Some(gpu) = &self.gpu else {
             return Err(MethodError::server(-32002, "no gpuMonitor is attached to take allocator reports"));
         };
-        let report = AllocatorReport { device: stats.device, allocated: stats.allocated, reserved: stats.reserved, pid: stats.pid.unwrap_or(0) };
+        let report = AllocatorReport {
+            device: stats.device,
+            allocated: stats.allocated,
+            reserved: stats.reserved,
+            pid: stats.pid.unwrap_or(0),
+        };
         gpu.report_allocator_stats(report)
             .map(|()| json!({ "accepted": true }))
             .map_err(|e| MethodError::new(rpc::error::INVALID_PARAMS, format!("Invalid params: {e}")))
@@ -90,16 +95,27 @@ impl HealthSupervisor {
         ts_args_type = "message: string | object, options?: { authorize?: (request: { method: string, params: unknown }) => boolean | Promise<boolean> }",
         ts_return_type = "Promise<object | null>"
     )]
-    pub fn handle_json_rpc<'env>(&self, env: &'env Env, message: Unknown, options: Option<Unknown>) -> Result<PromiseRaw<'env, Value>> {
+    pub fn handle_json_rpc<'env>(
+        &self,
+        env: &'env Env,
+        message: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<PromiseRaw<'env, Value>> {
         let options = OptionsObject::read(env, options, "options", &["authorize"])?;
         let authorize = match options.as_ref().map(|o| o.raw("authorize")).transpose()?.flatten() {
             None => None,
             Some(f) if f.get_type()? == ValueType::Function => {
                 let function: Function<'_, Value, Verdict> = unsafe { f.cast()? };
-                Some(Arc::new(function.build_threadsafe_function::<Value>().weak::<true>().callee_handled::<false>().build()?))
+                Some(Arc::new(
+                    function.build_threadsafe_function::<Value>().weak::<true>().callee_handled::<false>().build()?,
+                ))
             }
             Some(other) => {
-                return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("authorize must be a function, got {}", describe(&other))))
+                return Err(type_error(
+                    env,
+                    "ERR_INVALID_ARG_TYPE",
+                    format!("authorize must be a function, got {}", describe(&other)),
+                ))
             }
         };
         enum Message {
@@ -117,7 +133,8 @@ impl HealthSupervisor {
                 ))
             }
         };
-        let backend = SupervisorRpc { supervisor: self.core.clone(), gpu: self.core.parts().gpu_monitor.clone(), authorize };
+        let backend =
+            SupervisorRpc { supervisor: self.core.clone(), gpu: self.core.parts().gpu_monitor.clone(), authorize };
         env.spawn_future(async move {
             let limits = RpcLimits::default();
             let response = match message {

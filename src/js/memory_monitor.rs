@@ -11,8 +11,8 @@ use super::task::{Job, OffThread};
 use crate::monitors::memory::MemoryMonitor as MemoryMonitorCore;
 use crate::policy::pressure::MemoryPressure;
 use crate::policy::thresholds::{MemoryThresholds as CoreThresholds, MEMORY_THRESHOLDS};
-use crate::sampling::memory::MemorySampler;
 use crate::sampling::memory::MemoryMetrics as CoreMetrics;
+use crate::sampling::memory::MemorySampler;
 use crate::sampling::nvml_session::{resolve_nvml_library, shared_session};
 
 const OPTION_NAMES: &[&str] = &["thresholds", "nvmlLibraryPath", "fsRoot"];

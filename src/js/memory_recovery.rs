@@ -13,7 +13,8 @@ use super::recovery_outcome::{outcome_value, settle};
 use crate::policy::thresholds::STEP_TIMEOUT_MS;
 use crate::recovery::memory::{MemoryHooks, MemoryRecovery as Core};
 
-const OPTION_NAMES: &[&str] = &["clearGPUCache", "defragmentMemory", "emergencyCleanup", "stepTimeoutMs", "incidentLog"];
+const OPTION_NAMES: &[&str] =
+    &["clearGPUCache", "defragmentMemory", "emergencyCleanup", "stepTimeoutMs", "incidentLog"];
 
 /// Hooks and options of `new MemoryRecovery(monitor, options)` (declared for the typings).
 #[allow(dead_code)]
@@ -90,4 +91,3 @@ impl MemoryRecovery {
         outcome_value(self.core.core().last_outcome())
     }
 }
-

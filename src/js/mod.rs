@@ -4,16 +4,16 @@
 mod args;
 mod checkpoint_manager;
 mod durable;
-mod health_supervisor;
-mod json_rpc;
+mod gpu_health_monitor;
 mod gpu_recovery;
+mod health_supervisor;
 mod hooks;
 mod incident_log;
-mod memory_recovery;
-mod recovery_outcome;
-mod gpu_health_monitor;
+mod json_rpc;
 mod memory_monitor;
+mod memory_recovery;
 mod promise;
+mod recovery_outcome;
 mod task;
 
 use napi::bindgen_prelude::*;

@@ -88,7 +88,14 @@ pub unsafe fn settle_later<T: Send + 'static>(
         let on_rejected = bind(env, settle, id_value, false)?;
         let then = named_property(env, promise, c"then")?;
         let mut ignored = ptr::null_mut();
-        napi::check_status!(sys::napi_call_function(env, promise, then, 2, [on_fulfilled, on_rejected].as_ptr(), &mut ignored))?;
+        napi::check_status!(sys::napi_call_function(
+            env,
+            promise,
+            then,
+            2,
+            [on_fulfilled, on_rejected].as_ptr(),
+            &mut ignored
+        ))?;
     }
     Ok(settlement)
 }
@@ -99,20 +106,33 @@ unsafe fn rejection_message(env: sys::napi_env, reason: sys::napi_value) -> Stri
     match unsafe { Unknown::from_napi_value(env, reason) } {
         Ok(value) => {
             let message = napi::Error::from_unknown_without_coercion(value).reason.clone();
-            if message.is_empty() { format!("rejected with {}", describe(&value)) } else { message }
+            if message.is_empty() {
+                format!("rejected with {}", describe(&value))
+            } else {
+                message
+            }
         }
         Err(error) => error.reason,
     }
 }
 
-unsafe fn named_property(env: sys::napi_env, object: sys::napi_value, name: &std::ffi::CStr) -> napi::Result<sys::napi_value> {
+unsafe fn named_property(
+    env: sys::napi_env,
+    object: sys::napi_value,
+    name: &std::ffi::CStr,
+) -> napi::Result<sys::napi_value> {
     let mut value = ptr::null_mut();
     napi::check_status!(unsafe { sys::napi_get_named_property(env, object, name.as_ptr(), &mut value) })?;
     Ok(value)
 }
 
 /// `settle.bind(undefined, id, fulfilled)`
-unsafe fn bind(env: sys::napi_env, settle: sys::napi_value, id: sys::napi_value, fulfilled: bool) -> napi::Result<sys::napi_value> {
+unsafe fn bind(
+    env: sys::napi_env,
+    settle: sys::napi_value,
+    id: sys::napi_value,
+    fulfilled: bool,
+) -> napi::Result<sys::napi_value> {
     unsafe {
         let bind = named_property(env, settle, c"bind")?;
         let (mut this, mut flag, mut bound) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
@@ -130,7 +150,14 @@ unsafe fn settle_function(env: sys::napi_env) -> napi::Result<sys::napi_value> {
         Some(reference) => reference,
         None => unsafe {
             let mut function = ptr::null_mut();
-            napi::check_status!(sys::napi_create_function(env, c"settle".as_ptr(), 6, Some(settle), ptr::null_mut(), &mut function))?;
+            napi::check_status!(sys::napi_create_function(
+                env,
+                c"settle".as_ptr(),
+                6,
+                Some(settle),
+                ptr::null_mut(),
+                &mut function
+            ))?;
             let mut reference = ptr::null_mut();
             napi::check_status!(sys::napi_create_reference(env, function, 1, &mut reference))?;
             // A later environment may reuse this address: forget the entry when this one ends.
@@ -156,7 +183,8 @@ unsafe extern "C" fn settle(env: sys::napi_env, info: sys::napi_callback_info) -
     let mut id = 0f64;
     let mut fulfilled = false;
     unsafe {
-        if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) != sys::Status::napi_ok
+        if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut())
+            != sys::Status::napi_ok
             || sys::napi_get_value_double(env, argv[0], &mut id) != sys::Status::napi_ok
             || sys::napi_get_value_bool(env, argv[1], &mut fulfilled) != sys::Status::napi_ok
         {

@@ -38,10 +38,16 @@ pub struct RecoveryOutcomeShape {
     pub result: String,
     pub steps: Vec<RecoveryStep>,
     /// Memory runs: the pressure check before the first step.
-    #[napi(js_name = "pressure_before", ts_type = "{ gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined")]
+    #[napi(
+        js_name = "pressure_before",
+        ts_type = "{ gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined"
+    )]
     pub pressure_before: Option<serde_json::Value>,
     /// Memory runs: the verifying pressure check.
-    #[napi(js_name = "pressure_after", ts_type = "{ gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined")]
+    #[napi(
+        js_name = "pressure_after",
+        ts_type = "{ gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined"
+    )]
     pub pressure_after: Option<serde_json::Value>,
     /// GPU runs: device memory or the known devices before the first step.
     #[napi(ts_type = "Record<string, unknown> | null | undefined")]
@@ -73,7 +79,9 @@ pub fn settle(env: &Env, outcome: Arc<RecoveryOutcome>) -> Result<bool> {
                 None => ("ERR_STEP_FAILED", String::new(), "recovery failed".to_owned()),
             };
             let text = match &outcome.cleanup_error {
-                Some(cleanup) => format!("recovery step {step} failed: {message}; emergency cleanup failed too: {cleanup}"),
+                Some(cleanup) => {
+                    format!("recovery step {step} failed: {message}; emergency cleanup failed too: {cleanup}")
+                }
                 None => format!("recovery step {step} failed: {message}"),
             };
             let build = || -> Result<Error> {

@@ -95,7 +95,9 @@ fn device_issues(
         if let Some(temperature) = signals.temperature {
             if f64::from(temperature) >= policy.temperature {
                 let limits = match (signals.slowdown_temperature, signals.shutdown_temperature) {
-                    (Some(slow), Some(stop)) => format!(" (it slows itself down at {slow} °C and shuts down at {stop} °C)"),
+                    (Some(slow), Some(stop)) => {
+                        format!(" (it slows itself down at {slow} °C and shuts down at {stop} °C)")
+                    }
                     (Some(slow), None) => format!(" (it slows itself down at {slow} °C)"),
                     _ => String::new(),
                 };
@@ -303,18 +305,49 @@ mod tests {
     #[test]
     fn each_signal_rule() {
         let cases: Vec<(DeviceSignals, Vec<(&str, &str, &str)>)> = vec![
-            (DeviceSignals { throttle_reasons: Some(0x20), ..healthy_signals() }, vec![("THERMAL_THROTTLE", "warn", "none")]),
-            (DeviceSignals { throttle_reasons: Some(0x40 | 0x8), ..healthy_signals() }, vec![("THERMAL_THROTTLE", "warn", "none")]),
-            (DeviceSignals { throttle_reasons: Some(0x4), ..healthy_signals() }, vec![]),
-            (DeviceSignals { throttle_reasons: Some(0x80), ..healthy_signals() }, vec![("POWER_BRAKE", "warn", "none")]),
-            (DeviceSignals { ecc_uncorrected: Some(2), ..healthy_signals() }, vec![("ECC_UNCORRECTED", "fail", "reset_gpu")]),
-            (DeviceSignals { retired_pages_pending: Some(true), ..healthy_signals() }, vec![("RETIRED_PAGES_PENDING", "warn", "reset_gpu")]),
             (
-                DeviceSignals { remapped_rows: Some(RemappedRows { correctable: 0, uncorrectable: 1, pending: true, failure: false }), ..healthy_signals() },
+                DeviceSignals { throttle_reasons: Some(0x20), ..healthy_signals() },
+                vec![("THERMAL_THROTTLE", "warn", "none")],
+            ),
+            (
+                DeviceSignals { throttle_reasons: Some(0x40 | 0x8), ..healthy_signals() },
+                vec![("THERMAL_THROTTLE", "warn", "none")],
+            ),
+            (DeviceSignals { throttle_reasons: Some(0x4), ..healthy_signals() }, vec![]),
+            (
+                DeviceSignals { throttle_reasons: Some(0x80), ..healthy_signals() },
+                vec![("POWER_BRAKE", "warn", "none")],
+            ),
+            (
+                DeviceSignals { ecc_uncorrected: Some(2), ..healthy_signals() },
+                vec![("ECC_UNCORRECTED", "fail", "reset_gpu")],
+            ),
+            (
+                DeviceSignals { retired_pages_pending: Some(true), ..healthy_signals() },
+                vec![("RETIRED_PAGES_PENDING", "warn", "reset_gpu")],
+            ),
+            (
+                DeviceSignals {
+                    remapped_rows: Some(RemappedRows {
+                        correctable: 0,
+                        uncorrectable: 1,
+                        pending: true,
+                        failure: false,
+                    }),
+                    ..healthy_signals()
+                },
                 vec![("ROW_REMAP_PENDING", "warn", "reset_gpu")],
             ),
             (
-                DeviceSignals { remapped_rows: Some(RemappedRows { correctable: 0, uncorrectable: 1, pending: true, failure: true }), ..healthy_signals() },
+                DeviceSignals {
+                    remapped_rows: Some(RemappedRows {
+                        correctable: 0,
+                        uncorrectable: 1,
+                        pending: true,
+                        failure: true,
+                    }),
+                    ..healthy_signals()
+                },
                 vec![("ROW_REMAP_FAILED", "fail", "reset_gpu")],
             ),
         ];
@@ -355,11 +388,17 @@ mod tests {
     #[test]
     fn fragmentation_at_the_threshold_fails_with_clear_cache() {
         let mut allocator = BTreeMap::new();
-        allocator.insert(0, AllocatorUse { allocated: 71, reserved: 100, fragmentation: fragmentation(71, 100), reported_at_ms: 0.0 });
+        allocator.insert(
+            0,
+            AllocatorUse { allocated: 71, reserved: 100, fragmentation: fragmentation(71, 100), reported_at_ms: 0.0 },
+        );
         let policy = GpuHealthPolicy::default();
         let s = sample(vec![device(0, healthy_signals())]);
         assert!(evaluate_gpu_health(&s, &allocator, &[], &policy).healthy);
-        allocator.insert(0, AllocatorUse { allocated: 70, reserved: 100, fragmentation: fragmentation(70, 100), reported_at_ms: 0.0 });
+        allocator.insert(
+            0,
+            AllocatorUse { allocated: 70, reserved: 100, fragmentation: fragmentation(70, 100), reported_at_ms: 0.0 },
+        );
         let verdict = evaluate_gpu_health(&s, &allocator, &[], &policy);
         assert_eq!(codes(&verdict), [("FRAGMENTATION_HIGH", "fail", "clear_cache")]);
         assert_eq!(fragmentation(0, 0), 0.0);
@@ -368,12 +407,18 @@ mod tests {
     #[test]
     fn xids_follow_the_catalog_one_issue_per_code() {
         let event = |device, code, t| XidEvent { device, uuid: None, code, timestamp_ms: t };
-        let xids = vec![event(0, 79, 1.0), event(0, 79, 2.0), event(0, 13, 3.0), event(1, 999_999, 4.0), event(1, 94, 5.0)];
+        let xids =
+            vec![event(0, 79, 1.0), event(0, 79, 2.0), event(0, 13, 3.0), event(1, 999_999, 4.0), event(1, 94, 5.0)];
         let s = sample(vec![device(0, healthy_signals()), device(1, healthy_signals())]);
         let verdict = evaluate_gpu_health(&s, &BTreeMap::new(), &xids, &GpuHealthPolicy::default());
         assert_eq!(
             codes(&verdict),
-            [("XID", "warn", "none"), ("XID", "fail", "reboot_node"), ("XID", "fail", "restart_app"), ("XID", "warn", "none")]
+            [
+                ("XID", "warn", "none"),
+                ("XID", "fail", "reboot_node"),
+                ("XID", "fail", "restart_app"),
+                ("XID", "warn", "none")
+            ]
         );
         assert!(verdict.issues[1].message.contains("seen 2 time(s)"), "{}", verdict.issues[1].message);
         assert!(verdict.issues[0].message.contains("application error"));

@@ -38,7 +38,9 @@ pub enum Action {
 
 impl Action {
     pub fn parse(text: &str) -> Option<Action> {
-        [Action::None, Action::ClearCache, Action::RestartApp, Action::ResetGpu, Action::RebootNode].into_iter().find(|a| a.as_str() == text)
+        [Action::None, Action::ClearCache, Action::RestartApp, Action::ResetGpu, Action::RebootNode]
+            .into_iter()
+            .find(|a| a.as_str() == text)
     }
 
     pub fn as_str(self) -> &'static str {

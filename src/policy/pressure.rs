@@ -48,7 +48,11 @@ pub fn evaluate_memory_pressure(metrics: &MemoryMetrics, thresholds: &MemoryThre
 }
 
 /// Pressure as health issues: one for the system, one per device under pressure.
-pub fn pressure_issues(pressure: &MemoryPressure, metrics: &MemoryMetrics, thresholds: &MemoryThresholds) -> Vec<super::issues::HealthIssue> {
+pub fn pressure_issues(
+    pressure: &MemoryPressure,
+    metrics: &MemoryMetrics,
+    thresholds: &MemoryThresholds,
+) -> Vec<super::issues::HealthIssue> {
     use super::issues::{HealthIssue, IssueCode};
     let mut issues = Vec::new();
     if pressure.system_pressure {

@@ -66,12 +66,30 @@ pub fn js_number(value: f64) -> String {
 /// The longest interval a timer in Node can wait (2^31 − 1 ms, about 24.8 days).
 pub const MAX_INTERVAL_MS: f64 = 2_147_483_647.0;
 
-pub const GPU_MEMORY: ThresholdSpec =
-    ThresholdSpec { name: "thresholds.gpu_memory", default: 0.85, min: 0.0, min_inclusive: false, max: 1.0, integer: false };
-pub const SYSTEM_MEMORY: ThresholdSpec =
-    ThresholdSpec { name: "thresholds.system_memory", default: 0.80, min: 0.0, min_inclusive: false, max: 1.0, integer: false };
-pub const WARNING_INTERVAL: ThresholdSpec =
-    ThresholdSpec { name: "thresholds.warning_interval", default: 60_000.0, min: 0.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
+pub const GPU_MEMORY: ThresholdSpec = ThresholdSpec {
+    name: "thresholds.gpu_memory",
+    default: 0.85,
+    min: 0.0,
+    min_inclusive: false,
+    max: 1.0,
+    integer: false,
+};
+pub const SYSTEM_MEMORY: ThresholdSpec = ThresholdSpec {
+    name: "thresholds.system_memory",
+    default: 0.80,
+    min: 0.0,
+    min_inclusive: false,
+    max: 1.0,
+    integer: false,
+};
+pub const WARNING_INTERVAL: ThresholdSpec = ThresholdSpec {
+    name: "thresholds.warning_interval",
+    default: 60_000.0,
+    min: 0.0,
+    min_inclusive: true,
+    max: MAX_INTERVAL_MS,
+    integer: true,
+};
 
 /// The thresholds of `MemoryMonitor`, in the requirements' order.
 pub const MEMORY_THRESHOLDS: [ThresholdSpec; 3] = [GPU_MEMORY, SYSTEM_MEMORY, WARNING_INTERVAL];
@@ -99,7 +117,11 @@ impl Default for MemoryThresholds {
 
 impl MemoryThresholds {
     /// Builds thresholds from the given values, defaults for the rest.
-    pub fn from_values(gpu_memory: Option<f64>, system_memory: Option<f64>, warning_interval: Option<f64>) -> Result<Self, RangeViolation> {
+    pub fn from_values(
+        gpu_memory: Option<f64>,
+        system_memory: Option<f64>,
+        warning_interval: Option<f64>,
+    ) -> Result<Self, RangeViolation> {
         let defaults = Self::default();
         Ok(MemoryThresholds {
             gpu_memory: gpu_memory.map(|v| GPU_MEMORY.check(v)).transpose()?.unwrap_or(defaults.gpu_memory),
@@ -112,8 +134,14 @@ impl MemoryThresholds {
     }
 }
 
-pub const TEMPERATURE: ThresholdSpec =
-    ThresholdSpec { name: "thresholds.temperature", default: 80.0, min: 0.0, min_inclusive: false, max: 150.0, integer: false };
+pub const TEMPERATURE: ThresholdSpec = ThresholdSpec {
+    name: "thresholds.temperature",
+    default: 80.0,
+    min: 0.0,
+    min_inclusive: false,
+    max: 150.0,
+    integer: false,
+};
 pub const MEMORY_FRAGMENTATION: ThresholdSpec = ThresholdSpec {
     name: "thresholds.memory_fragmentation",
     default: 0.3,
@@ -129,8 +157,14 @@ pub const GPU_THRESHOLDS: [ThresholdSpec; 2] = [TEMPERATURE, MEMORY_FRAGMENTATIO
 pub const EXPECTED_GPUS: ThresholdSpec =
     ThresholdSpec { name: "expectedGpus", default: 0.0, min: 0.0, min_inclusive: true, max: 4096.0, integer: true };
 /// How long an Xid event counts in the verdict, so health comes back once the cause is gone.
-pub const XID_WINDOW_MS: ThresholdSpec =
-    ThresholdSpec { name: "xidWindowMs", default: 3_600_000.0, min: 0.0, min_inclusive: false, max: MAX_INTERVAL_MS, integer: true };
+pub const XID_WINDOW_MS: ThresholdSpec = ThresholdSpec {
+    name: "xidWindowMs",
+    default: 3_600_000.0,
+    min: 0.0,
+    min_inclusive: false,
+    max: MAX_INTERVAL_MS,
+    integer: true,
+};
 /// How long an allocator report from the worker counts.
 pub const ALLOCATOR_REPORT_MAX_AGE_MS: ThresholdSpec = ThresholdSpec {
     name: "allocatorReportMaxAgeMs",
@@ -147,40 +181,100 @@ pub const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 /// Fields of `reportAllocatorStats(stats)`.
 pub const REPORT_DEVICE: ThresholdSpec =
     ThresholdSpec { name: "stats.device", default: 0.0, min: 0.0, min_inclusive: true, max: 4095.0, integer: true };
-pub const REPORT_ALLOCATED: ThresholdSpec =
-    ThresholdSpec { name: "stats.allocated", default: 0.0, min: 0.0, min_inclusive: true, max: MAX_SAFE_INTEGER, integer: true };
-pub const REPORT_RESERVED: ThresholdSpec =
-    ThresholdSpec { name: "stats.reserved", default: 0.0, min: 0.0, min_inclusive: true, max: MAX_SAFE_INTEGER, integer: true };
+pub const REPORT_ALLOCATED: ThresholdSpec = ThresholdSpec {
+    name: "stats.allocated",
+    default: 0.0,
+    min: 0.0,
+    min_inclusive: true,
+    max: MAX_SAFE_INTEGER,
+    integer: true,
+};
+pub const REPORT_RESERVED: ThresholdSpec = ThresholdSpec {
+    name: "stats.reserved",
+    default: 0.0,
+    min: 0.0,
+    min_inclusive: true,
+    max: MAX_SAFE_INTEGER,
+    integer: true,
+};
 pub const REPORT_PID: ThresholdSpec =
     ThresholdSpec { name: "stats.pid", default: 0.0, min: 0.0, min_inclusive: false, max: 4_194_304.0, integer: true };
 
 /// Longest a recovery step may take before it is abandoned (`ERR_STEP_TIMEOUT`).
-pub const STEP_TIMEOUT_MS: ThresholdSpec =
-    ThresholdSpec { name: "stepTimeoutMs", default: 30_000.0, min: 1.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
+pub const STEP_TIMEOUT_MS: ThresholdSpec = ThresholdSpec {
+    name: "stepTimeoutMs",
+    default: 30_000.0,
+    min: 1.0,
+    min_inclusive: true,
+    max: MAX_INTERVAL_MS,
+    integer: true,
+};
 /// Longest `reinitializeGpu` waits for every known device to answer again.
-pub const DEVICE_WAIT_MS: ThresholdSpec =
-    ThresholdSpec { name: "deviceWaitMs", default: 30_000.0, min: 0.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
+pub const DEVICE_WAIT_MS: ThresholdSpec = ThresholdSpec {
+    name: "deviceWaitMs",
+    default: 30_000.0,
+    min: 0.0,
+    min_inclusive: true,
+    max: MAX_INTERVAL_MS,
+    integer: true,
+};
 /// A device's memory use must be below this after an out-of-memory recovery.
 pub const RECOVERY_MEMORY_THRESHOLD: ThresholdSpec =
     ThresholdSpec { name: "memoryThreshold", default: 0.85, min: 0.0, min_inclusive: false, max: 1.0, integer: false };
 
 /// How often the supervisor checks health (the requirements check every minute).
-pub const INTERVAL_MS: ThresholdSpec =
-    ThresholdSpec { name: "intervalMs", default: 60_000.0, min: 1.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
+pub const INTERVAL_MS: ThresholdSpec = ThresholdSpec {
+    name: "intervalMs",
+    default: 60_000.0,
+    min: 1.0,
+    min_inclusive: true,
+    max: MAX_INTERVAL_MS,
+    integer: true,
+};
 /// At most this many automatic recoveries per `recoveryBudget.windowMs`.
-pub const BUDGET_MAX: ThresholdSpec =
-    ThresholdSpec { name: "recoveryBudget.max", default: 3.0, min: 0.0, min_inclusive: true, max: 1000.0, integer: true };
-pub const BUDGET_WINDOW_MS: ThresholdSpec =
-    ThresholdSpec { name: "recoveryBudget.windowMs", default: 600_000.0, min: 1.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
+pub const BUDGET_MAX: ThresholdSpec = ThresholdSpec {
+    name: "recoveryBudget.max",
+    default: 3.0,
+    min: 0.0,
+    min_inclusive: true,
+    max: 1000.0,
+    integer: true,
+};
+pub const BUDGET_WINDOW_MS: ThresholdSpec = ThresholdSpec {
+    name: "recoveryBudget.windowMs",
+    default: 600_000.0,
+    min: 1.0,
+    min_inclusive: true,
+    max: MAX_INTERVAL_MS,
+    integer: true,
+};
 /// Periodic checkpoints; no default (off).
-pub const CHECKPOINT_INTERVAL_MS: ThresholdSpec =
-    ThresholdSpec { name: "checkpointIntervalMs", default: 0.0, min: 1.0, min_inclusive: true, max: MAX_INTERVAL_MS, integer: true };
+pub const CHECKPOINT_INTERVAL_MS: ThresholdSpec = ThresholdSpec {
+    name: "checkpointIntervalMs",
+    default: 0.0,
+    min: 1.0,
+    min_inclusive: true,
+    max: MAX_INTERVAL_MS,
+    integer: true,
+};
 /// Consecutive unhealthy checks before an episode starts, and healthy ones before it ends:
 /// one noisy sample neither starts nor ends an episode.
-pub const UNHEALTHY_AFTER: ThresholdSpec =
-    ThresholdSpec { name: "hysteresis.unhealthyAfter", default: 2.0, min: 1.0, min_inclusive: true, max: 100.0, integer: true };
-pub const HEALTHY_AFTER: ThresholdSpec =
-    ThresholdSpec { name: "hysteresis.healthyAfter", default: 2.0, min: 1.0, min_inclusive: true, max: 100.0, integer: true };
+pub const UNHEALTHY_AFTER: ThresholdSpec = ThresholdSpec {
+    name: "hysteresis.unhealthyAfter",
+    default: 2.0,
+    min: 1.0,
+    min_inclusive: true,
+    max: 100.0,
+    integer: true,
+};
+pub const HEALTHY_AFTER: ThresholdSpec = ThresholdSpec {
+    name: "hysteresis.healthyAfter",
+    default: 2.0,
+    min: 1.0,
+    min_inclusive: true,
+    max: 100.0,
+    integer: true,
+};
 /// Consecutive monitoring failures after which the state is `unknown`.
 pub const FAILURES_FOR_UNKNOWN: u32 = 3;
 /// Backoff between failed recovery attempts: doubling from the first to the longest, each

@@ -75,7 +75,10 @@ mod tests {
         assert_eq!(classify_xid(94).action, Action::RestartApp);
         for code in [13, 31, 43, 45, 68] {
             let entry = classify_xid(code);
-            assert!(entry.application_error && entry.severity == Severity::Warn && entry.action == Action::None, "Xid {code}");
+            assert!(
+                entry.application_error && entry.severity == Severity::Warn && entry.action == Action::None,
+                "Xid {code}"
+            );
         }
         assert_eq!(classify_xid(63).action, Action::None);
     }

@@ -161,7 +161,9 @@ impl Run {
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         match &outcome {
             Ok(()) => self.record(name, StepStatus::Ok, elapsed, None, None),
-            Err(e) if e.code == ERR_STEP_TIMEOUT => self.record(name, StepStatus::TimedOut, elapsed, Some(e.message.clone()), None),
+            Err(e) if e.code == ERR_STEP_TIMEOUT => {
+                self.record(name, StepStatus::TimedOut, elapsed, Some(e.message.clone()), None)
+            }
             Err(e) => self.record(name, StepStatus::Failed, elapsed, Some(e.message.clone()), None),
         }
         outcome
@@ -177,8 +179,14 @@ impl Run {
     ) -> Result<T, StepError> {
         let started = Instant::now();
         let outcome = match tokio::time::timeout(timeout, tokio::task::spawn_blocking(work)).await {
-            Ok(Ok(result)) => result.map_err(|message| StepError { step: name.to_owned(), code: ERR_STEP_FAILED, message }),
-            Ok(Err(join)) => Err(StepError { step: name.to_owned(), code: ERR_STEP_FAILED, message: format!("step panicked: {join}") }),
+            Ok(Ok(result)) => {
+                result.map_err(|message| StepError { step: name.to_owned(), code: ERR_STEP_FAILED, message })
+            }
+            Ok(Err(join)) => Err(StepError {
+                step: name.to_owned(),
+                code: ERR_STEP_FAILED,
+                message: format!("step panicked: {join}"),
+            }),
             Err(_) => Err(StepError {
                 step: name.to_owned(),
                 code: ERR_STEP_TIMEOUT,
@@ -199,7 +207,14 @@ impl Run {
         }
     }
 
-    pub fn record(&mut self, name: &str, status: StepStatus, duration_ms: f64, error: Option<String>, detail: Option<Value>) {
+    pub fn record(
+        &mut self,
+        name: &str,
+        status: StepStatus,
+        duration_ms: f64,
+        error: Option<String>,
+        detail: Option<Value>,
+    ) {
         self.steps.push(StepRecord { name: name.to_owned(), status, duration_ms, error, detail });
     }
 
@@ -341,7 +356,11 @@ impl RecoveryCore {
 impl RecoveryCore {
     /// Writes `recovery_finished`; a failure of the incident log (now or for the write-ahead
     /// record) is added to the run's record as a failed `incident_log` step.
-    pub async fn finish_with_incident(&self, mut outcome: RecoveryOutcome, write_ahead_error: Option<String>) -> RecoveryOutcome {
+    pub async fn finish_with_incident(
+        &self,
+        mut outcome: RecoveryOutcome,
+        write_ahead_error: Option<String>,
+    ) -> RecoveryOutcome {
         let finished_error = self.write_finished(&outcome).await;
         for error in [write_ahead_error, finished_error].into_iter().flatten() {
             outcome.steps.push(StepRecord {
@@ -359,7 +378,8 @@ impl RecoveryCore {
 /// The outcome as JSON, as `lastOutcome` and incident records show it.
 pub fn outcome_json(outcome: &RecoveryOutcome) -> Value {
     // A memory run's before and after are pressure checks, named as the contract names them.
-    let (before, after) = if outcome.kind == "memory" { ("pressure_before", "pressure_after") } else { ("before", "after") };
+    let (before, after) =
+        if outcome.kind == "memory" { ("pressure_before", "pressure_after") } else { ("before", "after") };
     let mut value = json!({
         "id": outcome.id,
         "type": outcome.kind,
@@ -408,7 +428,13 @@ mod tests {
         let statuses: Vec<_> = run.steps.iter().map(|s| (s.name.as_str(), s.status)).collect();
         assert_eq!(
             statuses,
-            [("a", StepStatus::Ok), ("b", StepStatus::Failed), ("c", StepStatus::TimedOut), ("d", StepStatus::Failed), ("e", StepStatus::Skipped)]
+            [
+                ("a", StepStatus::Ok),
+                ("b", StepStatus::Failed),
+                ("c", StepStatus::TimedOut),
+                ("d", StepStatus::Failed),
+                ("e", StepStatus::Skipped)
+            ]
         );
         assert!(run.steps[2].duration_ms >= 50.0);
         let value = run.blocking_step("f", t, || Ok((7, Some(json!({ "x": 1 }))))).await.unwrap();
@@ -476,7 +502,9 @@ mod tests {
         let never = core.single_flight("memory", || futures::future::pending::<RecoveryOutcome>());
         assert!(tokio::time::timeout(Duration::from_millis(20), never).await.is_err());
         assert!(!core.busy());
-        let outcome = core.single_flight("memory", || async { Run::new("memory").finish(RunResult::NotRecovered, None, None) }).await;
+        let outcome = core
+            .single_flight("memory", || async { Run::new("memory").finish(RunResult::NotRecovered, None, None) })
+            .await;
         assert_eq!(outcome.result, RunResult::NotRecovered);
     }
 

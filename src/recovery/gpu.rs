@@ -78,7 +78,13 @@ pub fn verify_gpu_state(monitor: &GpuHealthMonitor) -> GpuStateCheck {
 }
 
 impl GpuRecovery {
-    pub fn new(monitor: Arc<GpuHealthMonitor>, hooks: GpuHooks, step_timeout: Duration, device_wait: Duration, memory_threshold: f64) -> Self {
+    pub fn new(
+        monitor: Arc<GpuHealthMonitor>,
+        hooks: GpuHooks,
+        step_timeout: Duration,
+        device_wait: Duration,
+        memory_threshold: f64,
+    ) -> Self {
         GpuRecovery { monitor, hooks, step_timeout, device_wait, memory_threshold, core: RecoveryCore::default() }
     }
 
@@ -154,7 +160,8 @@ impl GpuRecovery {
 
     async fn oom_steps(&self, run: &mut Run) -> Result<GpuSample, StepError> {
         run.hook_step("empty_cache", self.hooks.empty_cache.as_ref(), None, self.step_timeout).await?;
-        run.hook_step("reset_peak_memory_stats", self.hooks.reset_peak_memory_stats.as_ref(), None, self.step_timeout).await?;
+        run.hook_step("reset_peak_memory_stats", self.hooks.reset_peak_memory_stats.as_ref(), None, self.step_timeout)
+            .await?;
         self.sample_memory(run, "verify_memory").await
     }
 
@@ -176,7 +183,12 @@ impl GpuRecovery {
         self.core.finish_with_incident(outcome, sink_error).await
     }
 
-    async fn reinitialize_steps(&self, run: &mut Run, session: &Arc<NvmlSession>, known: &[String]) -> Result<Option<GpuStateCheck>, StepError> {
+    async fn reinitialize_steps(
+        &self,
+        run: &mut Run,
+        session: &Arc<NvmlSession>,
+        known: &[String],
+    ) -> Result<Option<GpuStateCheck>, StepError> {
         // Handles of a lost device stay stale until NVML is initialised again.
         let reopen = session.clone();
         run.blocking_step("reopen_nvml", self.step_timeout, move || {

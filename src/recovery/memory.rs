@@ -38,7 +38,13 @@ pub fn pressure_json(pressure: &MemoryPressure) -> Value {
 
 impl MemoryRecovery {
     pub fn new(monitor: Arc<MemoryMonitor>, hooks: MemoryHooks, step_timeout: Duration) -> Self {
-        MemoryRecovery { monitor, hooks, step_timeout, pause_incoming: AtomicBool::new(false), core: RecoveryCore::default() }
+        MemoryRecovery {
+            monitor,
+            hooks,
+            step_timeout,
+            pause_incoming: AtomicBool::new(false),
+            core: RecoveryCore::default(),
+        }
     }
 
     pub fn core(&self) -> &RecoveryCore {
@@ -98,7 +104,12 @@ impl MemoryRecovery {
             }
             Err(error) => {
                 let cleanup = run
-                    .hook_step("emergency_cleanup", self.hooks.emergency_cleanup.as_ref(), Some(&error), self.step_timeout)
+                    .hook_step(
+                        "emergency_cleanup",
+                        self.hooks.emergency_cleanup.as_ref(),
+                        Some(&error),
+                        self.step_timeout,
+                    )
                     .await;
                 run.finish(RunResult::Failed, Some(error), cleanup.err().map(|e| e.message))
             }
@@ -146,7 +157,11 @@ mod tests {
         Arc::new(MemoryMonitor::new(sampler, MemoryThresholds::default()))
     }
 
-    fn logging_hook(log: &Arc<Mutex<Vec<String>>>, name: &'static str, recovery_paused: Arc<Mutex<Option<Arc<MemoryRecovery>>>>) -> Arc<dyn Hook> {
+    fn logging_hook(
+        log: &Arc<Mutex<Vec<String>>>,
+        name: &'static str,
+        recovery_paused: Arc<Mutex<Option<Arc<MemoryRecovery>>>>,
+    ) -> Arc<dyn Hook> {
         let log = log.clone();
         Arc::new(move |cause: Option<&StepError>| {
             let paused = recovery_paused.lock().unwrap().as_ref().map(|r| r.pause_incoming());
@@ -171,7 +186,10 @@ mod tests {
         assert_eq!(outcome.result, RunResult::Recovered);
         assert_eq!(*log.lock().unwrap(), ["clear paused=Some(true) cause=None", "defrag paused=Some(true) cause=None"]);
         let names: Vec<_> = outcome.steps.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["pause_intake", "measure", "clear_gpu_cache", "defragment_memory", "release_native_heap", "verify"]);
+        assert_eq!(
+            names,
+            ["pause_intake", "measure", "clear_gpu_cache", "defragment_memory", "release_native_heap", "verify"]
+        );
         assert!(!recovery.pause_incoming(), "intake reopens once pressure is gone");
         assert!(outcome.steps[4].detail.as_ref().unwrap()["released_bytes"].is_u64());
         *slot.lock().unwrap() = None;
@@ -180,7 +198,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pressure_that_stays_keeps_intake_paused() {
         let dir = tempfile::tempdir().unwrap();
-        let recovery = Arc::new(MemoryRecovery::new(monitor(dir.path(), 1000), MemoryHooks::default(), Duration::from_secs(5)));
+        let recovery =
+            Arc::new(MemoryRecovery::new(monitor(dir.path(), 1000), MemoryHooks::default(), Duration::from_secs(5)));
         let outcome = recovery.recover_from_pressure().await;
         assert_eq!(outcome.result, RunResult::NotRecovered);
         assert_eq!(outcome.after.as_ref().unwrap()["system_pressure"], true);
@@ -195,7 +214,9 @@ mod tests {
         let cleanup_saw = Arc::new(Mutex::new(None));
         let saw = cleanup_saw.clone();
         let hooks = MemoryHooks {
-            clear_gpu_cache: Some(Arc::new(|_: Option<&StepError>| Box::pin(futures::future::pending()) as super::super::engine::HookFuture)),
+            clear_gpu_cache: Some(Arc::new(|_: Option<&StepError>| {
+                Box::pin(futures::future::pending()) as super::super::engine::HookFuture
+            })),
             defragment_memory: None,
             emergency_cleanup: Some(Arc::new(move |cause: Option<&StepError>| {
                 *saw.lock().unwrap() = cause.cloned();

@@ -17,18 +17,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 ///
 /// Returns the response to send back, or `None` when nothing is to be sent (a notification, or
 /// a batch of only notifications).
-pub async fn handle_json_rpc(
-    message: &str,
-    backend: &dyn RpcBackend,
-    limits: &RpcLimits,
-) -> Option<Value> {
+pub async fn handle_json_rpc(message: &str, backend: &dyn RpcBackend, limits: &RpcLimits) -> Option<Value> {
     // Checked before parsing: the limit is what bounds the parser's time and memory.
     if message.len() > limits.max_message_bytes {
-        let detail = format!(
-            "message is {} bytes, over the {}-byte limit",
-            message.len(),
-            limits.max_message_bytes
-        );
+        let detail = format!("message is {} bytes, over the {}-byte limit", message.len(), limits.max_message_bytes);
         return Some(failure(Value::Null, MethodError::invalid_request(detail)));
     }
     match serde_json::from_str::<Value>(message) {
@@ -39,53 +31,31 @@ pub async fn handle_json_rpc(
 
 /// Like `handle_json_rpc`, for a message the transport has already parsed. The size limit
 /// applies to the value's compact JSON text.
-pub async fn handle_json_rpc_value(
-    message: Value,
-    backend: &dyn RpcBackend,
-    limits: &RpcLimits,
-) -> Option<Value> {
+pub async fn handle_json_rpc_value(message: Value, backend: &dyn RpcBackend, limits: &RpcLimits) -> Option<Value> {
     if compact_len_exceeds(&message, limits.max_message_bytes) {
-        let detail = format!(
-            "message is over the {}-byte limit",
-            limits.max_message_bytes
-        );
+        let detail = format!("message is over the {}-byte limit", limits.max_message_bytes);
         return Some(failure(Value::Null, MethodError::invalid_request(detail)));
     }
     handle_parsed(message, backend, limits).await
 }
 
-async fn handle_parsed(
-    message: Value,
-    backend: &dyn RpcBackend,
-    limits: &RpcLimits,
-) -> Option<Value> {
+async fn handle_parsed(message: Value, backend: &dyn RpcBackend, limits: &RpcLimits) -> Option<Value> {
     let Value::Array(batch) = message else {
         return handle_single(message, backend, limits).await;
     };
     if batch.is_empty() {
-        return Some(failure(
-            Value::Null,
-            MethodError::invalid_request("empty batch"),
-        ));
+        return Some(failure(Value::Null, MethodError::invalid_request("empty batch")));
     }
     if batch.len() > limits.max_batch {
-        let detail = format!(
-            "batch of {} requests, over the {}-request limit",
-            batch.len(),
-            limits.max_batch
-        );
+        let detail = format!("batch of {} requests, over the {}-request limit", batch.len(), limits.max_batch);
         return Some(failure(Value::Null, MethodError::invalid_request(detail)));
     }
     // The spec lets a batch run concurrently; join_all keeps the responses in request order.
-    let responses: Vec<Value> = join_all(
-        batch
-            .into_iter()
-            .map(|request| handle_single(request, backend, limits)),
-    )
-    .await
-    .into_iter()
-    .flatten()
-    .collect();
+    let responses: Vec<Value> = join_all(batch.into_iter().map(|request| handle_single(request, backend, limits)))
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     // A batch of only notifications gets no response at all, not an empty array.
     (!responses.is_empty()).then_some(Value::Array(responses))
 }
@@ -102,55 +72,32 @@ struct Request {
 /// has a valid one, else null) and the -32600 error. Unknown extra members are ignored.
 fn validate(message: Value) -> Result<Request, (Value, MethodError)> {
     let Value::Object(mut object) = message else {
-        return Err((
-            Value::Null,
-            MethodError::invalid_request("not a Request object"),
-        ));
+        return Err((Value::Null, MethodError::invalid_request("not a Request object")));
     };
     let id = match object.remove("id") {
         None => None,
         Some(id @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(id),
         Some(_) => {
-            return Err((
-                Value::Null,
-                MethodError::invalid_request("id must be a string, a number or null"),
-            ));
+            return Err((Value::Null, MethodError::invalid_request("id must be a string, a number or null")));
         }
     };
     let reply_id = id.clone().unwrap_or(Value::Null);
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Err((
-            reply_id,
-            MethodError::invalid_request("jsonrpc must be exactly \"2.0\""),
-        ));
+        return Err((reply_id, MethodError::invalid_request("jsonrpc must be exactly \"2.0\"")));
     }
     let method = match object.remove("method") {
         Some(Value::String(method)) => method,
-        _ => {
-            return Err((
-                reply_id,
-                MethodError::invalid_request("method must be a string"),
-            ))
-        }
+        _ => return Err((reply_id, MethodError::invalid_request("method must be a string"))),
     };
     let params = match object.remove("params") {
         None => None,
         Some(params @ (Value::Array(_) | Value::Object(_))) => Some(params),
-        Some(_) => {
-            return Err((
-                reply_id,
-                MethodError::invalid_request("params must be an array or an object"),
-            ))
-        }
+        Some(_) => return Err((reply_id, MethodError::invalid_request("params must be an array or an object"))),
     };
     Ok(Request { id, method, params })
 }
 
-async fn handle_single(
-    message: Value,
-    backend: &dyn RpcBackend,
-    limits: &RpcLimits,
-) -> Option<Value> {
+async fn handle_single(message: Value, backend: &dyn RpcBackend, limits: &RpcLimits) -> Option<Value> {
     // An invalid Request is answered even without an id (spec section 7: `"method": 1`).
     let request = match validate(message) {
         Ok(request) => request,
@@ -172,9 +119,7 @@ async fn route(
     limits: &RpcLimits,
 ) -> Result<Value, MethodError> {
     if let Some(tool) = Tool::from_name(method) {
-        return call_tool(tool, params, backend)
-            .await
-            .map_err(CallError::into_error);
+        return call_tool(tool, params, backend).await.map_err(CallError::into_error);
     }
     match method {
         mcp::INITIALIZE => mcp::initialize(params, &limits.server_info),
@@ -217,21 +162,17 @@ pub(crate) async fn call_tool(
             guarded(|| backend.get_system_health(check_type)).await
         }
         Tool::RecoverSystem => {
-            let error_type =
-                params::recovery_type(name, params).map_err(CallError::InvalidParams)?;
+            let error_type = params::recovery_type(name, params).map_err(CallError::InvalidParams)?;
             // authorize sees the arguments by name whichever way they came.
             let normalized = json!({ "errorType": error_type.as_str() });
-            let allowed =
-                match catch_unwind(AssertUnwindSafe(|| backend.authorize(name, &normalized))) {
-                    Ok(future) => AssertUnwindSafe(future).catch_unwind().await.ok(),
-                    Err(_) => None,
-                };
+            let allowed = match catch_unwind(AssertUnwindSafe(|| backend.authorize(name, &normalized))) {
+                Ok(future) => AssertUnwindSafe(future).catch_unwind().await.ok(),
+                Err(_) => None,
+            };
             match allowed {
                 Some(true) => guarded(|| backend.recover_system(error_type)).await,
                 Some(false) => Err(CallError::Failed(MethodError::not_authorized())),
-                None => Err(CallError::Failed(MethodError::internal(
-                    "the authorize callback panicked",
-                ))),
+                None => Err(CallError::Failed(MethodError::internal("the authorize callback panicked"))),
             }
         }
         Tool::ReportAllocatorStats => {
@@ -245,24 +186,16 @@ pub(crate) async fn call_tool(
 }
 
 /// Runs a backend call, turning a panic (while building or polling the future) into -32603.
-async fn guarded(
-    call: impl FnOnce() -> RpcFuture<Result<Value, MethodError>>,
-) -> Result<Value, CallError> {
+async fn guarded(call: impl FnOnce() -> RpcFuture<Result<Value, MethodError>>) -> Result<Value, CallError> {
     let outcome = match catch_unwind(AssertUnwindSafe(call)) {
-        Ok(future) => AssertUnwindSafe(future)
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| Err(panicked())),
+        Ok(future) => AssertUnwindSafe(future).catch_unwind().await.unwrap_or_else(|_| Err(panicked())),
         Err(_) => Err(panicked()),
     };
     outcome.map_err(|error| CallError::Failed(error.sanitized()))
 }
 
 fn panicked() -> MethodError {
-    MethodError::new(
-        super::error::INTERNAL_ERROR,
-        super::error::MSG_BACKEND_PANICKED,
-    )
+    MethodError::new(super::error::INTERNAL_ERROR, super::error::MSG_BACKEND_PANICKED)
 }
 
 fn failure(id: Value, error: MethodError) -> Value {
@@ -275,10 +208,7 @@ fn compact_len_exceeds(value: &Value, limit: usize) -> bool {
     struct Budget(usize);
     impl io::Write for Budget {
         fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0 = self
-                .0
-                .checked_sub(bytes.len())
-                .ok_or(io::ErrorKind::FileTooLarge)?;
+            self.0 = self.0.checked_sub(bytes.len()).ok_or(io::ErrorKind::FileTooLarge)?;
             Ok(bytes.len())
         }
         fn flush(&mut self) -> io::Result<()> {

@@ -64,11 +64,7 @@ pub struct MethodError {
 
 impl MethodError {
     pub fn new(code: i64, message: impl Into<String>) -> Self {
-        MethodError {
-            code,
-            message: message.into(),
-            data: None,
-        }
+        MethodError { code, message: message.into(), data: None }
     }
 
     pub fn with_data(mut self, data: Value) -> Self {
@@ -83,11 +79,7 @@ impl MethodError {
 
     /// A server error (-32099..=-32000); a code outside that range becomes -32603.
     pub fn server(code: i64, message: impl Into<String>) -> Self {
-        let code = if (SERVER_ERROR_MIN..=SERVER_ERROR_MAX).contains(&code) {
-            code
-        } else {
-            INTERNAL_ERROR
-        };
+        let code = if (SERVER_ERROR_MIN..=SERVER_ERROR_MAX).contains(&code) { code } else { INTERNAL_ERROR };
         Self::new(code, message)
     }
 
@@ -114,21 +106,16 @@ impl MethodError {
     }
 
     pub(crate) fn unknown_tool(name: &str) -> Self {
-        Self::new(
-            INVALID_PARAMS,
-            format!("{MSG_UNKNOWN_TOOL}: {}", snippet(name)),
-        )
+        Self::new(INVALID_PARAMS, format!("{MSG_UNKNOWN_TOOL}: {}", snippet(name)))
     }
 
     /// Keeps the backend's error unless its code is one the spec reserves for the protocol.
     pub(crate) fn sanitized(self) -> Self {
         let reserved = (RESERVED_MIN..=RESERVED_MAX).contains(&self.code);
-        let allowed = self.code == INTERNAL_ERROR
-            || (SERVER_ERROR_MIN..=SERVER_ERROR_MAX).contains(&self.code);
+        let allowed = self.code == INTERNAL_ERROR || (SERVER_ERROR_MIN..=SERVER_ERROR_MAX).contains(&self.code);
         if reserved && !allowed {
             let mut error = Self::internal(MSG_RESERVED_CODE);
-            error.data =
-                Some(json!({ "code": self.code, "message": self.message, "data": self.data }));
+            error.data = Some(json!({ "code": self.code, "message": self.message, "data": self.data }));
             error
         } else {
             self

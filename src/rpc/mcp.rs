@@ -23,20 +23,15 @@ pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 3] = [PROTOCOL_VERSION, "2025-03-2
 
 /// `initialize`: version negotiation, capabilities and server info. Needs `protocolVersion`
 /// (a string); the client's `capabilities` and `clientInfo` are not used, so not checked.
-pub(crate) fn initialize(
-    params: Option<&Value>,
-    server: &ServerInfo,
-) -> Result<Value, MethodError> {
+pub(crate) fn initialize(params: Option<&Value>, server: &ServerInfo) -> Result<Value, MethodError> {
     let requested = match params {
         Some(Value::Object(params)) => params.get("protocolVersion").and_then(Value::as_str),
         _ => None,
     };
-    let requested = requested
-        .ok_or_else(|| MethodError::invalid_params("initialize needs a protocolVersion string"))?;
-    let version = SUPPORTED_PROTOCOL_VERSIONS
-        .into_iter()
-        .find(|&supported| supported == requested)
-        .unwrap_or(PROTOCOL_VERSION);
+    let requested =
+        requested.ok_or_else(|| MethodError::invalid_params("initialize needs a protocolVersion string"))?;
+    let version =
+        SUPPORTED_PROTOCOL_VERSIONS.into_iter().find(|&supported| supported == requested).unwrap_or(PROTOCOL_VERSION);
     Ok(json!({
         "protocolVersion": version,
         "capabilities": { "tools": { "listChanged": false } },
@@ -50,14 +45,9 @@ pub(crate) fn tools_list() -> Value {
 }
 
 /// `tools/call` with `{ name, arguments? }`; `arguments` absent or null means `{}`.
-pub(crate) async fn tools_call(
-    params: Option<&Value>,
-    backend: &dyn RpcBackend,
-) -> Result<Value, MethodError> {
+pub(crate) async fn tools_call(params: Option<&Value>, backend: &dyn RpcBackend) -> Result<Value, MethodError> {
     let Some(Value::Object(params)) = params else {
-        return Err(MethodError::invalid_params(
-            "tools/call needs params { name, arguments }",
-        ));
+        return Err(MethodError::invalid_params("tools/call needs params { name, arguments }"));
     };
     let name = params
         .get("name")
@@ -67,11 +57,7 @@ pub(crate) async fn tools_call(
     let arguments = match params.get("arguments") {
         None | Some(Value::Null) => None,
         Some(arguments @ Value::Object(_)) => Some(arguments),
-        Some(_) => {
-            return Err(MethodError::invalid_params(
-                "tool arguments must be an object",
-            ))
-        }
+        Some(_) => return Err(MethodError::invalid_params("tool arguments must be an object")),
     };
     match call_tool(tool, arguments, backend).await {
         Ok(result) => Ok(tool_result(result)),

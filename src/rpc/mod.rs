@@ -84,11 +84,7 @@ pub enum RecoveryType {
 }
 
 impl RecoveryType {
-    pub const ALL: [RecoveryType; 3] = [
-        RecoveryType::Memory,
-        RecoveryType::Gpu,
-        RecoveryType::Process,
-    ];
+    pub const ALL: [RecoveryType; 3] = [RecoveryType::Memory, RecoveryType::Gpu, RecoveryType::Process];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -127,10 +123,7 @@ pub struct ServerInfo {
 impl Default for ServerInfo {
     /// `hpc-health` at this crate's version; the binding may pass the npm package's version.
     fn default() -> Self {
-        ServerInfo {
-            name: "hpc-health".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        }
+        ServerInfo { name: "hpc-health".into(), version: env!("CARGO_PKG_VERSION").into() }
     }
 }
 

@@ -21,10 +21,7 @@ fn fields<'a, const N: usize>(
         None => {}
         Some(Value::Object(object)) => {
             if let Some(unknown) = object.keys().find(|key| !fields.contains(&key.as_str())) {
-                return Err(MethodError::invalid_params(format!(
-                    "unknown field {} for {method}",
-                    snippet(unknown)
-                )));
+                return Err(MethodError::invalid_params(format!("unknown field {} for {method}", snippet(unknown))));
             }
             for (slot, name) in slots.iter_mut().zip(fields) {
                 *slot = object.get(name);
@@ -42,11 +39,7 @@ fn fields<'a, const N: usize>(
             }
         }
         // The dispatcher only passes arrays and objects; anything else is a caller bug here.
-        Some(_) => {
-            return Err(MethodError::invalid_params(
-                "params must be an array or an object",
-            ))
-        }
+        Some(_) => return Err(MethodError::invalid_params("params must be an array or an object")),
     }
     Ok(slots)
 }
@@ -68,53 +61,31 @@ fn enum_value<T: Copy>(
 fn integer(name: &str, value: &Value, min: u64, max: u64) -> Result<u64, MethodError> {
     let number = match value {
         Value::Number(number) => number.as_u64().or_else(|| {
-            number
-                .as_f64()
-                .filter(|f| f.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER).contains(f))
-                .map(|f| f as u64)
+            number.as_f64().filter(|f| f.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER).contains(f)).map(|f| f as u64)
         }),
         _ => None,
     };
-    number.filter(|n| (min..=max).contains(n)).ok_or_else(|| {
-        MethodError::invalid_params(format!("{name} must be an integer from {min} to {max}"))
-    })
+    number
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| MethodError::invalid_params(format!("{name} must be an integer from {min} to {max}")))
 }
 
 pub(crate) fn check_type(method: &str, params: Option<&Value>) -> Result<CheckType, MethodError> {
     let [check_type] = fields(method, params, ["checkType"])?;
     match check_type {
         None => Ok(CheckType::default()),
-        Some(value) => enum_value(
-            "checkType",
-            value,
-            CheckType::parse,
-            &CheckType::ALL,
-            CheckType::as_str,
-        ),
+        Some(value) => enum_value("checkType", value, CheckType::parse, &CheckType::ALL, CheckType::as_str),
     }
 }
 
-pub(crate) fn recovery_type(
-    method: &str,
-    params: Option<&Value>,
-) -> Result<RecoveryType, MethodError> {
+pub(crate) fn recovery_type(method: &str, params: Option<&Value>) -> Result<RecoveryType, MethodError> {
     let [error_type] = fields(method, params, ["errorType"])?;
     let value = error_type.ok_or_else(|| MethodError::invalid_params("errorType is required"))?;
-    enum_value(
-        "errorType",
-        value,
-        RecoveryType::parse,
-        &RecoveryType::ALL,
-        RecoveryType::as_str,
-    )
+    enum_value("errorType", value, RecoveryType::parse, &RecoveryType::ALL, RecoveryType::as_str)
 }
 
-pub(crate) fn allocator_stats(
-    method: &str,
-    params: Option<&Value>,
-) -> Result<AllocatorStatsParams, MethodError> {
-    let [device, allocated, reserved, pid] =
-        fields(method, params, ["device", "allocated", "reserved", "pid"])?;
+pub(crate) fn allocator_stats(method: &str, params: Option<&Value>) -> Result<AllocatorStatsParams, MethodError> {
+    let [device, allocated, reserved, pid] = fields(method, params, ["device", "allocated", "reserved", "pid"])?;
     let required = |name: &str, value: Option<&Value>, max: u64| match value {
         None => Err(MethodError::invalid_params(format!("{name} is required"))),
         Some(value) => integer(name, value, 0, max),
@@ -123,8 +94,6 @@ pub(crate) fn allocator_stats(
         device: required("device", device, u32::MAX.into())? as u32,
         allocated: required("allocated", allocated, u64::MAX)?,
         reserved: required("reserved", reserved, u64::MAX)?,
-        pid: pid
-            .map(|value| integer("pid", value, 1, i32::MAX as u64).map(|n| n as u32))
-            .transpose()?,
+        pid: pid.map(|value| integer("pid", value, 1, i32::MAX as u64).map(|n| n as u32)).transpose()?,
     })
 }

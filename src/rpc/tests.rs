@@ -24,26 +24,15 @@ struct Fake {
 
 impl Fake {
     fn allowing() -> Self {
-        Fake {
-            allow: true,
-            ..Fake::default()
-        }
+        Fake { allow: true, ..Fake::default() }
     }
 
     fn failing(error: MethodError) -> Self {
-        Fake {
-            fail: Some(error),
-            allow: true,
-            ..Fake::default()
-        }
+        Fake { fail: Some(error), allow: true, ..Fake::default() }
     }
 
     fn panicking() -> Self {
-        Fake {
-            panic: true,
-            allow: true,
-            ..Fake::default()
-        }
+        Fake { panic: true, allow: true, ..Fake::default() }
     }
 
     fn record(&self, call: String) {
@@ -84,10 +73,7 @@ impl RpcBackend for Fake {
         if let Some(error) = &self.fail {
             return Err(error.clone());
         }
-        Ok(self
-            .allocator_result
-            .clone()
-            .unwrap_or_else(|| json!({ "accepted": true, "device": stats.device })))
+        Ok(self.allocator_result.clone().unwrap_or_else(|| json!({ "accepted": true, "device": stats.device })))
     }
 
     fn authorize(&self, method: &str, params: &Value) -> RpcFuture<bool> {
@@ -123,9 +109,7 @@ async fn call(backend: &dyn RpcBackend, message: &str) -> Option<Value> {
 }
 
 fn code(response: &Value) -> i64 {
-    response["error"]["code"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("not an error response: {response}"))
+    response["error"]["code"].as_i64().unwrap_or_else(|| panic!("not an error response: {response}"))
 }
 
 fn message(response: &Value) -> &str {
@@ -134,45 +118,16 @@ fn message(response: &Value) -> &str {
 
 /// Asserts `response` is a well-formed JSON-RPC 2.0 Response object.
 fn assert_response_object(response: &Value) {
-    let object = response
-        .as_object()
-        .unwrap_or_else(|| panic!("response not an object: {response}"));
-    assert!(
-        object
-            .keys()
-            .all(|k| ["jsonrpc", "id", "result", "error"].contains(&k.as_str())),
-        "{response}"
-    );
+    let object = response.as_object().unwrap_or_else(|| panic!("response not an object: {response}"));
+    assert!(object.keys().all(|k| ["jsonrpc", "id", "result", "error"].contains(&k.as_str())), "{response}");
     assert_eq!(object.get("jsonrpc"), Some(&json!("2.0")), "{response}");
-    assert!(
-        matches!(
-            object.get("id"),
-            Some(Value::String(_) | Value::Number(_) | Value::Null)
-        ),
-        "{response}"
-    );
-    assert!(
-        object.contains_key("result") != object.contains_key("error"),
-        "{response}"
-    );
+    assert!(matches!(object.get("id"), Some(Value::String(_) | Value::Number(_) | Value::Null)), "{response}");
+    assert!(object.contains_key("result") != object.contains_key("error"), "{response}");
     if let Some(error) = object.get("error") {
-        let error = error
-            .as_object()
-            .unwrap_or_else(|| panic!("error not an object: {response}"));
-        assert!(
-            error
-                .keys()
-                .all(|k| ["code", "message", "data"].contains(&k.as_str())),
-            "{response}"
-        );
-        assert!(
-            error.get("code").and_then(Value::as_i64).is_some(),
-            "{response}"
-        );
-        assert!(
-            error.get("message").and_then(Value::as_str).is_some(),
-            "{response}"
-        );
+        let error = error.as_object().unwrap_or_else(|| panic!("error not an object: {response}"));
+        assert!(error.keys().all(|k| ["code", "message", "data"].contains(&k.as_str())), "{response}");
+        assert!(error.get("code").and_then(Value::as_i64).is_some(), "{response}");
+        assert!(error.get("message").and_then(Value::as_str).is_some(), "{response}");
     }
 }
 
@@ -217,9 +172,7 @@ impl Backend {
             Backend::Allowing => Fake::allowing(),
             Backend::Failing => Fake::failing(MethodError::internal("NVML is gone")),
             Backend::Panicking => Fake::panicking(),
-            Backend::ReservedCode => {
-                Fake::failing(MethodError::new(PARSE_ERROR, "pretend parse error"))
-            }
+            Backend::ReservedCode => Fake::failing(MethodError::new(PARSE_ERROR, "pretend parse error")),
             Backend::ServerError => Fake::failing(MethodError::server(-32050, "GPU busy")),
         }
     }
@@ -357,86 +310,42 @@ async fn error_messages_use_the_spec_wording() {
     let cases = [
         ("{", MSG_PARSE_ERROR),
         ("1", MSG_INVALID_REQUEST),
-        (
-            r#"{"jsonrpc":"2.0","method":"nope","id":1}"#,
-            MSG_METHOD_NOT_FOUND,
-        ),
-        (
-            r#"{"jsonrpc":"2.0","method":"recoverSystem","id":1}"#,
-            MSG_INVALID_PARAMS,
-        ),
+        (r#"{"jsonrpc":"2.0","method":"nope","id":1}"#, MSG_METHOD_NOT_FOUND),
+        (r#"{"jsonrpc":"2.0","method":"recoverSystem","id":1}"#, MSG_INVALID_PARAMS),
     ];
     for (request, prefix) in cases {
         let response = call(&fake, request).await.unwrap();
         assert!(message(&response).starts_with(prefix), "{response}");
     }
-    let response = call(
-        &Fake::failing(MethodError::internal("x")),
-        r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":1}"#,
-    )
-    .await
-    .unwrap();
-    assert!(
-        message(&response).starts_with(MSG_INTERNAL_ERROR),
-        "{response}"
-    );
-    let response = call(
-        &fake,
-        r#"{"jsonrpc":"2.0","method":"recoverSystem","params":["gpu"],"id":1}"#,
-    )
-    .await
-    .unwrap();
+    let response =
+        call(&Fake::failing(MethodError::internal("x")), r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":1}"#)
+            .await
+            .unwrap();
+    assert!(message(&response).starts_with(MSG_INTERNAL_ERROR), "{response}");
+    let response = call(&fake, r#"{"jsonrpc":"2.0","method":"recoverSystem","params":["gpu"],"id":1}"#).await.unwrap();
     assert_eq!(message(&response), "recoverSystem refused: not authorized");
-    let response = call(
-        &fake,
-        r#"{"jsonrpc":"2.0","method":"recoverSystem","params":{"errorType":"x"},"id":1}"#,
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        message(&response),
-        r#"Invalid params: errorType must be one of "memory", "gpu", "process""#
-    );
+    let response =
+        call(&fake, r#"{"jsonrpc":"2.0","method":"recoverSystem","params":{"errorType":"x"},"id":1}"#).await.unwrap();
+    assert_eq!(message(&response), r#"Invalid params: errorType must be one of "memory", "gpu", "process""#);
 }
 
 #[tokio::test]
 async fn backend_error_data_passes_through_and_reserved_codes_are_masked() {
     let error = MethodError::server(-32042, "GPU 3 is resetting").with_data(json!({ "gpu": 3 }));
-    let response = call(
-        &Fake::failing(error),
-        r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":1}"#,
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        response["error"],
-        json!({ "code": -32042, "message": "GPU 3 is resetting", "data": { "gpu": 3 } })
-    );
+    let response = call(&Fake::failing(error), r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":1}"#).await.unwrap();
+    assert_eq!(response["error"], json!({ "code": -32042, "message": "GPU 3 is resetting", "data": { "gpu": 3 } }));
 
     // An application code outside the reserved range passes through.
     let error = MethodError::new(42, "app error");
-    let response = call(
-        &Fake::failing(error),
-        r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":1}"#,
-    )
-    .await
-    .unwrap();
+    let response = call(&Fake::failing(error), r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":1}"#).await.unwrap();
     assert_eq!(code(&response), 42);
 
     // `server()` keeps to its range.
     assert_eq!(MethodError::server(-31000, "x").code, INTERNAL_ERROR);
-    assert_eq!(
-        MethodError::server(SERVER_ERROR_MIN, "x").code,
-        SERVER_ERROR_MIN
-    );
+    assert_eq!(MethodError::server(SERVER_ERROR_MIN, "x").code, SERVER_ERROR_MIN);
 
     let error = MethodError::new(METHOD_NOT_FOUND, "pretend");
-    let response = call(
-        &Fake::failing(error),
-        r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":1}"#,
-    )
-    .await
-    .unwrap();
+    let response = call(&Fake::failing(error), r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":1}"#).await.unwrap();
     assert_eq!(code(&response), INTERNAL_ERROR);
     assert_eq!(response["error"]["data"]["code"], json!(METHOD_NOT_FOUND));
 }
@@ -451,67 +360,39 @@ async fn spec_section_7_examples() {
     let fake = Fake::default();
 
     // rpc call with positional parameters
-    let response = call(
-        &fake,
-        r#"{"jsonrpc": "2.0", "method": "getSystemHealth", "params": ["full"], "id": 1}"#,
-    )
-    .await;
+    let response = call(&fake, r#"{"jsonrpc": "2.0", "method": "getSystemHealth", "params": ["full"], "id": 1}"#).await;
     assert_eq!(
         response,
-        Some(
-            json!({ "jsonrpc": "2.0", "result": { "status": "healthy", "checkType": "full" }, "id": 1 })
-        )
+        Some(json!({ "jsonrpc": "2.0", "result": { "status": "healthy", "checkType": "full" }, "id": 1 }))
     );
 
     // rpc call with named parameters
-    let response = call(&fake, r#"{"jsonrpc": "2.0", "method": "getSystemHealth", "params": {"checkType": "full"}, "id": 3}"#).await;
+    let response =
+        call(&fake, r#"{"jsonrpc": "2.0", "method": "getSystemHealth", "params": {"checkType": "full"}, "id": 3}"#)
+            .await;
     assert_eq!(
         response,
-        Some(
-            json!({ "jsonrpc": "2.0", "result": { "status": "healthy", "checkType": "full" }, "id": 3 })
-        )
+        Some(json!({ "jsonrpc": "2.0", "result": { "status": "healthy", "checkType": "full" }, "id": 3 }))
     );
 
     // a Notification (run, not answered)
     let before = fake.calls().len();
-    assert_eq!(
-        call(
-            &fake,
-            r#"{"jsonrpc": "2.0", "method": "getSystemHealth", "params": ["quick"]}"#
-        )
-        .await,
-        None
-    );
+    assert_eq!(call(&fake, r#"{"jsonrpc": "2.0", "method": "getSystemHealth", "params": ["quick"]}"#).await, None);
     assert_eq!(fake.calls().len(), before + 1);
-    assert_eq!(
-        call(&fake, r#"{"jsonrpc": "2.0", "method": "foobar"}"#).await,
-        None
-    );
+    assert_eq!(call(&fake, r#"{"jsonrpc": "2.0", "method": "foobar"}"#).await, None);
 
     // rpc call of non-existent method
-    let response = call(
-        &fake,
-        r#"{"jsonrpc": "2.0", "method": "foobar", "id": "1"}"#,
-    )
-    .await
-    .unwrap();
+    let response = call(&fake, r#"{"jsonrpc": "2.0", "method": "foobar", "id": "1"}"#).await.unwrap();
     assert_eq!(response["error"]["code"], json!(-32601));
     assert_eq!(response["error"]["message"], json!("Method not found"));
     assert_eq!(response["id"], json!("1"));
 
     // rpc call with invalid JSON
-    let response = call(
-        &fake,
-        r#"{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]"#,
-    )
-    .await
-    .unwrap();
+    let response = call(&fake, r#"{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]"#).await.unwrap();
     assert_eq!((code(&response), &response["id"]), (-32700, &Value::Null));
 
     // rpc call with invalid Request object
-    let response = call(&fake, r#"{"jsonrpc": "2.0", "method": 1, "params": "bar"}"#)
-        .await
-        .unwrap();
+    let response = call(&fake, r#"{"jsonrpc": "2.0", "method": 1, "params": "bar"}"#).await.unwrap();
     assert_eq!((code(&response), &response["id"]), (-32600, &Value::Null));
 
     // rpc call Batch, invalid JSON
@@ -534,10 +415,7 @@ async fn spec_section_7_examples() {
     let response = call(&fake, "[1]").await.unwrap();
     let responses = response.as_array().unwrap();
     assert_eq!(responses.len(), 1);
-    assert_eq!(
-        (code(&responses[0]), &responses[0]["id"]),
-        (-32600, &Value::Null)
-    );
+    assert_eq!((code(&responses[0]), &responses[0]["id"]), (-32600, &Value::Null));
 
     // rpc call with invalid Batch
     let response = call(&fake, "[1,2,3]").await.unwrap();
@@ -571,18 +449,9 @@ async fn spec_section_7_examples() {
         responses[1],
         json!({ "jsonrpc": "2.0", "result": { "status": "healthy", "checkType": "full" }, "id": "2" })
     );
-    assert_eq!(
-        (code(&responses[2]), &responses[2]["id"]),
-        (-32600, &Value::Null)
-    );
-    assert_eq!(
-        (code(&responses[3]), &responses[3]["id"]),
-        (-32601, &json!("5"))
-    );
-    assert_eq!(
-        responses[4],
-        json!({ "jsonrpc": "2.0", "result": {}, "id": "9" })
-    );
+    assert_eq!((code(&responses[2]), &responses[2]["id"]), (-32600, &Value::Null));
+    assert_eq!((code(&responses[3]), &responses[3]["id"]), (-32601, &json!("5")));
+    assert_eq!(responses[4], json!({ "jsonrpc": "2.0", "result": {}, "id": "9" }));
 
     // rpc call Batch (all notifications): nothing at all
     let response = call(
@@ -609,10 +478,7 @@ async fn batch_elements_are_each_validated() {
     let responses = response.as_array().unwrap();
     assert_eq!(responses.len(), 2);
     for response in responses {
-        assert_eq!(
-            (code(response), &response["id"]),
-            (INVALID_REQUEST, &Value::Null)
-        );
+        assert_eq!((code(response), &response["id"]), (INVALID_REQUEST, &Value::Null));
     }
 }
 
@@ -652,10 +518,7 @@ async fn ids_are_echoed_exactly() {
 
     // `"id": null` is a request (answered), not a notification.
     let response = call(&fake, r#"{"jsonrpc":"2.0","method":"ping","id":null}"#).await;
-    assert_eq!(
-        response,
-        Some(json!({ "jsonrpc": "2.0", "result": {}, "id": null }))
-    );
+    assert_eq!(response, Some(json!({ "jsonrpc": "2.0", "result": {}, "id": null })));
 }
 
 // ---------------------------------------------------------------- limits
@@ -664,48 +527,28 @@ async fn ids_are_echoed_exactly() {
 async fn message_size_limit() {
     let fake = Fake::default();
     let request = r#"{"jsonrpc":"2.0","method":"ping","id":1}"#;
-    let exact = RpcLimits {
-        max_message_bytes: request.len(),
-        ..RpcLimits::default()
-    };
+    let exact = RpcLimits { max_message_bytes: request.len(), ..RpcLimits::default() };
     let response = handle_json_rpc(request, &fake, &exact).await.unwrap();
     assert_eq!(response["result"], json!({}));
 
-    let under = RpcLimits {
-        max_message_bytes: request.len() - 1,
-        ..RpcLimits::default()
-    };
+    let under = RpcLimits { max_message_bytes: request.len() - 1, ..RpcLimits::default() };
     let response = handle_json_rpc(request, &fake, &under).await.unwrap();
-    assert_eq!(
-        (code(&response), &response["id"]),
-        (INVALID_REQUEST, &Value::Null)
-    );
-    assert!(
-        message(&response).contains(&format!("{}-byte limit", request.len() - 1)),
-        "{response}"
-    );
+    assert_eq!((code(&response), &response["id"]), (INVALID_REQUEST, &Value::Null));
+    assert!(message(&response).contains(&format!("{}-byte limit", request.len() - 1)), "{response}");
 
     // The default: 1 MiB.
     assert_eq!(RpcLimits::default().max_message_bytes, 1_048_576);
-    let big = format!(
-        r#"{{"jsonrpc":"2.0","method":"ping","id":"{}"}}"#,
-        "x".repeat(1 << 20)
-    );
+    let big = format!(r#"{{"jsonrpc":"2.0","method":"ping","id":"{}"}}"#, "x".repeat(1 << 20));
     let response = call(&fake, &big).await.unwrap();
     assert_eq!(code(&response), INVALID_REQUEST);
-    assert!(
-        message(&response).contains("1048576-byte limit"),
-        "{response}"
-    );
+    assert!(message(&response).contains("1048576-byte limit"), "{response}");
     // Over the limit even when it is not JSON: the limit comes before parsing.
     let response = call(&fake, &"{".repeat((1 << 20) + 1)).await.unwrap();
     assert_eq!(code(&response), INVALID_REQUEST);
 
     // An already-parsed message is held to the limit by its compact JSON size.
     let value: Value = serde_json::from_str(request).unwrap();
-    let response = handle_json_rpc_value(value.clone(), &fake, &exact)
-        .await
-        .unwrap();
+    let response = handle_json_rpc_value(value.clone(), &fake, &exact).await.unwrap();
     assert_eq!(response["result"], json!({}));
     let response = handle_json_rpc_value(value, &fake, &under).await.unwrap();
     assert_eq!(code(&response), INVALID_REQUEST);
@@ -716,38 +559,21 @@ async fn message_size_limit() {
 async fn batch_size_limit() {
     let fake = Fake::default();
     let batch = |n: usize| {
-        let requests: Vec<Value> = (0..n)
-            .map(|i| json!({ "jsonrpc": "2.0", "method": "ping", "id": i }))
-            .collect();
+        let requests: Vec<Value> = (0..n).map(|i| json!({ "jsonrpc": "2.0", "method": "ping", "id": i })).collect();
         Value::Array(requests).to_string()
     };
     let response = call(&fake, &batch(100)).await.unwrap();
     let responses = response.as_array().unwrap();
     assert_eq!(responses.len(), 100);
     // In request order.
-    assert!(responses
-        .iter()
-        .enumerate()
-        .all(|(i, r)| r["id"] == json!(i)));
+    assert!(responses.iter().enumerate().all(|(i, r)| r["id"] == json!(i)));
 
     let response = call(&fake, &batch(101)).await.unwrap();
-    assert_eq!(
-        (code(&response), &response["id"]),
-        (INVALID_REQUEST, &Value::Null)
-    );
-    assert!(
-        message(&response).contains("100-request limit"),
-        "{response}"
-    );
+    assert_eq!((code(&response), &response["id"]), (INVALID_REQUEST, &Value::Null));
+    assert!(message(&response).contains("100-request limit"), "{response}");
 
-    let small = RpcLimits {
-        max_batch: 2,
-        ..RpcLimits::default()
-    };
-    assert!(handle_json_rpc(&batch(2), &fake, &small)
-        .await
-        .unwrap()
-        .is_array());
+    let small = RpcLimits { max_batch: 2, ..RpcLimits::default() };
+    assert!(handle_json_rpc(&batch(2), &fake, &small).await.unwrap().is_array());
     let response = handle_json_rpc(&batch(3), &fake, &small).await.unwrap();
     assert_eq!(code(&response), INVALID_REQUEST);
     // No element of a rejected batch ran.
@@ -761,111 +587,53 @@ async fn batch_size_limit() {
 #[tokio::test]
 async fn recovery_is_refused_by_default() {
     let backend = DefaultAuth::default();
-    let response = call(
-        &backend,
-        r#"{"jsonrpc":"2.0","method":"recoverSystem","params":{"errorType":"gpu"},"id":1}"#,
-    )
-    .await
-    .unwrap();
+    let response = call(&backend, r#"{"jsonrpc":"2.0","method":"recoverSystem","params":{"errorType":"gpu"},"id":1}"#)
+        .await
+        .unwrap();
     assert_eq!(code(&response), NOT_AUTHORIZED);
     assert_eq!(message(&response), MSG_NOT_AUTHORIZED);
-    assert!(
-        !*backend.recovered.lock().unwrap(),
-        "recover_system ran without authorization"
-    );
+    assert!(!*backend.recovered.lock().unwrap(), "recover_system ran without authorization");
 
     // As a notification it is refused silently, and still not run.
-    assert_eq!(
-        call(
-            &backend,
-            r#"{"jsonrpc":"2.0","method":"recoverSystem","params":["gpu"]}"#
-        )
-        .await,
-        None
-    );
+    assert_eq!(call(&backend, r#"{"jsonrpc":"2.0","method":"recoverSystem","params":["gpu"]}"#).await, None);
     assert!(!*backend.recovered.lock().unwrap());
 }
 
 #[tokio::test]
 async fn recovery_runs_when_authorized_and_authorize_sees_params_by_name() {
     let fake = Fake::allowing();
-    let response = call(
-        &fake,
-        r#"{"jsonrpc":"2.0","method":"recoverSystem","params":["memory"],"id":1}"#,
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        response["result"],
-        json!({ "recovered": true, "errorType": "memory" })
-    );
+    let response =
+        call(&fake, r#"{"jsonrpc":"2.0","method":"recoverSystem","params":["memory"],"id":1}"#).await.unwrap();
+    assert_eq!(response["result"], json!({ "recovered": true, "errorType": "memory" }));
     assert_eq!(
         fake.calls(),
-        vec![
-            r#"authorize:recoverSystem:{"errorType":"memory"}"#.to_string(),
-            "recoverSystem:memory".to_string()
-        ]
+        vec![r#"authorize:recoverSystem:{"errorType":"memory"}"#.to_string(), "recoverSystem:memory".to_string()]
     );
 
     // Refused: authorize is asked, recover_system is not called.
     let fake = Fake::default();
-    call(
-        &fake,
-        r#"{"jsonrpc":"2.0","method":"recoverSystem","params":{"errorType":"process"},"id":1}"#,
-    )
-    .await;
-    assert_eq!(
-        fake.calls(),
-        vec![r#"authorize:recoverSystem:{"errorType":"process"}"#.to_string()]
-    );
+    call(&fake, r#"{"jsonrpc":"2.0","method":"recoverSystem","params":{"errorType":"process"},"id":1}"#).await;
+    assert_eq!(fake.calls(), vec![r#"authorize:recoverSystem:{"errorType":"process"}"#.to_string()]);
 
     // Invalid params are rejected before authorize is asked.
     let fake = Fake::allowing();
-    call(
-        &fake,
-        r#"{"jsonrpc":"2.0","method":"recoverSystem","params":{"errorType":"nope"},"id":1}"#,
-    )
-    .await;
+    call(&fake, r#"{"jsonrpc":"2.0","method":"recoverSystem","params":{"errorType":"nope"},"id":1}"#).await;
     assert!(fake.calls().is_empty());
 
     // Only recoverSystem asks.
     let fake = Fake::default();
-    call(
-        &fake,
-        r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":1}"#,
-    )
-    .await;
-    call(
-        &fake,
-        r#"{"jsonrpc":"2.0","method":"reportAllocatorStats","params":[0,1,2],"id":1}"#,
-    )
-    .await;
-    assert!(
-        fake.calls().iter().all(|c| !c.starts_with("authorize")),
-        "{:?}",
-        fake.calls()
-    );
+    call(&fake, r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":1}"#).await;
+    call(&fake, r#"{"jsonrpc":"2.0","method":"reportAllocatorStats","params":[0,1,2],"id":1}"#).await;
+    assert!(fake.calls().iter().all(|c| !c.starts_with("authorize")), "{:?}", fake.calls());
 }
 
 #[tokio::test]
 async fn params_are_parsed_into_typed_values() {
     let fake = Fake::default();
-    call(
-        &fake,
-        r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":1}"#,
-    )
-    .await;
-    call(
-        &fake,
-        r#"{"jsonrpc":"2.0","method":"getSystemHealth","params":{"checkType":"full"},"id":1}"#,
-    )
-    .await;
+    call(&fake, r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":1}"#).await;
+    call(&fake, r#"{"jsonrpc":"2.0","method":"getSystemHealth","params":{"checkType":"full"},"id":1}"#).await;
     call(&fake, r#"{"jsonrpc":"2.0","method":"reportAllocatorStats","params":{"device":2,"allocated":10,"reserved":20,"pid":7},"id":1}"#).await;
-    call(
-        &fake,
-        r#"{"jsonrpc":"2.0","method":"reportAllocatorStats","params":[3,1e3,4096],"id":1}"#,
-    )
-    .await;
+    call(&fake, r#"{"jsonrpc":"2.0","method":"reportAllocatorStats","params":[3,1e3,4096],"id":1}"#).await;
     assert_eq!(
         fake.calls(),
         vec![
@@ -873,21 +641,11 @@ async fn params_are_parsed_into_typed_values() {
             "getSystemHealth:full".to_string(),
             format!(
                 "reportAllocatorStats:{:?}",
-                AllocatorStatsParams {
-                    device: 2,
-                    allocated: 10,
-                    reserved: 20,
-                    pid: Some(7)
-                }
+                AllocatorStatsParams { device: 2, allocated: 10, reserved: 20, pid: Some(7) }
             ),
             format!(
                 "reportAllocatorStats:{:?}",
-                AllocatorStatsParams {
-                    device: 3,
-                    allocated: 1000,
-                    reserved: 4096,
-                    pid: None
-                }
+                AllocatorStatsParams { device: 3, allocated: 1000, reserved: 4096, pid: None }
             ),
         ]
     );
@@ -911,17 +669,9 @@ fn monitoring_tools_is_the_requirements_object_verbatim() {
     assert!(monitoring_tools().get("reportAllocatorStats").is_none());
 
     let allocator = allocator_tool();
-    assert!(allocator["description"]
-        .as_str()
-        .is_some_and(|d| !d.is_empty()));
-    assert_eq!(
-        allocator["inputSchema"]["required"],
-        json!(["device", "allocated", "reserved"])
-    );
-    assert_eq!(
-        allocator["inputSchema"]["properties"]["pid"]["minimum"],
-        json!(1)
-    );
+    assert!(allocator["description"].as_str().is_some_and(|d| !d.is_empty()));
+    assert_eq!(allocator["inputSchema"]["required"], json!(["device", "allocated", "reserved"]));
+    assert_eq!(allocator["inputSchema"]["properties"]["pid"]["minimum"], json!(1));
     assert_eq!(allocator.as_object().unwrap().len(), 2);
 }
 
@@ -929,15 +679,9 @@ fn monitoring_tools_is_the_requirements_object_verbatim() {
 fn schema_enums_match_the_typed_enums() {
     let tools = monitoring_tools();
     let check: Vec<&str> = CheckType::ALL.iter().map(|c| c.as_str()).collect();
-    assert_eq!(
-        tools["getSystemHealth"]["inputSchema"]["properties"]["checkType"]["enum"],
-        json!(check)
-    );
+    assert_eq!(tools["getSystemHealth"]["inputSchema"]["properties"]["checkType"]["enum"], json!(check));
     let recovery: Vec<&str> = RecoveryType::ALL.iter().map(|r| r.as_str()).collect();
-    assert_eq!(
-        tools["recoverSystem"]["inputSchema"]["properties"]["errorType"]["enum"],
-        json!(recovery)
-    );
+    assert_eq!(tools["recoverSystem"]["inputSchema"]["properties"]["errorType"]["enum"], json!(recovery));
 }
 
 // ---------------------------------------------------------------- MCP
@@ -950,16 +694,11 @@ fn mcp(method: &str, params: Value) -> String {
 async fn mcp_initialize_negotiates_the_version() {
     let fake = Fake::default();
     let limits = RpcLimits {
-        server_info: ServerInfo {
-            name: "hpc-health".into(),
-            version: "9.9.9".into(),
-        },
+        server_info: ServerInfo { name: "hpc-health".into(), version: "9.9.9".into() },
         ..RpcLimits::default()
     };
     let params = |version: &str| json!({ "protocolVersion": version, "capabilities": {}, "clientInfo": { "name": "agent", "version": "1" } });
-    let response = handle_json_rpc(&mcp("initialize", params("2025-06-18")), &fake, &limits)
-        .await
-        .unwrap();
+    let response = handle_json_rpc(&mcp("initialize", params("2025-06-18")), &fake, &limits).await.unwrap();
     assert_eq!(
         response["result"],
         json!({
@@ -969,56 +708,29 @@ async fn mcp_initialize_negotiates_the_version() {
         })
     );
     for version in SUPPORTED_PROTOCOL_VERSIONS {
-        let response = handle_json_rpc(&mcp("initialize", params(version)), &fake, &limits)
-            .await
-            .unwrap();
+        let response = handle_json_rpc(&mcp("initialize", params(version)), &fake, &limits).await.unwrap();
         assert_eq!(response["result"]["protocolVersion"], json!(version));
     }
-    let response = handle_json_rpc(&mcp("initialize", params("2099-01-01")), &fake, &limits)
-        .await
-        .unwrap();
-    assert_eq!(
-        response["result"]["protocolVersion"],
-        json!(PROTOCOL_VERSION)
-    );
+    let response = handle_json_rpc(&mcp("initialize", params("2099-01-01")), &fake, &limits).await.unwrap();
+    assert_eq!(response["result"]["protocolVersion"], json!(PROTOCOL_VERSION));
 
     // The default server info is this crate's.
-    let response = call(&fake, &mcp("initialize", params("2025-06-18")))
-        .await
-        .unwrap();
-    assert_eq!(
-        response["result"]["serverInfo"]["version"],
-        json!(env!("CARGO_PKG_VERSION"))
-    );
+    let response = call(&fake, &mcp("initialize", params("2025-06-18"))).await.unwrap();
+    assert_eq!(response["result"]["serverInfo"]["version"], json!(env!("CARGO_PKG_VERSION")));
 
     // notifications/initialized: no response.
-    assert_eq!(
-        call(
-            &fake,
-            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
-        )
-        .await,
-        None
-    );
+    assert_eq!(call(&fake, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await, None);
     // ping: an empty result.
     let response = call(&fake, r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#).await;
-    assert_eq!(
-        response,
-        Some(json!({ "jsonrpc": "2.0", "id": "p", "result": {} }))
-    );
+    assert_eq!(response, Some(json!({ "jsonrpc": "2.0", "id": "p", "result": {} })));
 }
 
 #[tokio::test]
 async fn mcp_tools_list() {
-    let response = call(&Fake::default(), &mcp("tools/list", json!({})))
-        .await
-        .unwrap();
+    let response = call(&Fake::default(), &mcp("tools/list", json!({}))).await.unwrap();
     let tools = response["result"]["tools"].as_array().unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(
-        names,
-        ["getSystemHealth", "recoverSystem", "reportAllocatorStats"]
-    );
+    assert_eq!(names, ["getSystemHealth", "recoverSystem", "reportAllocatorStats"]);
     let requirements = monitoring_tools();
     for tool in &tools[..2] {
         let name = tool["name"].as_str().unwrap();
@@ -1028,27 +740,17 @@ async fn mcp_tools_list() {
     assert_eq!(tools[2]["inputSchema"], allocator_tool()["inputSchema"]);
     assert!(tools.iter().all(|t| t.as_object().unwrap().len() == 3));
     // Without params, or with a cursor, the same.
-    let response = call(
-        &Fake::default(),
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
-    )
-    .await
-    .unwrap();
+    let response = call(&Fake::default(), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await.unwrap();
     assert_eq!(response["result"]["tools"].as_array().unwrap().len(), 3);
 }
 
 #[tokio::test]
 async fn mcp_tools_call_success() {
     let fake = Fake::default();
-    let response = call(
-        &fake,
-        &mcp(
-            "tools/call",
-            json!({ "name": "getSystemHealth", "arguments": { "checkType": "full" } }),
-        ),
-    )
-    .await
-    .unwrap();
+    let response =
+        call(&fake, &mcp("tools/call", json!({ "name": "getSystemHealth", "arguments": { "checkType": "full" } })))
+            .await
+            .unwrap();
     let result = &response["result"];
     let expected = json!({ "status": "healthy", "checkType": "full" });
     assert_eq!(result["isError"], json!(false));
@@ -1058,140 +760,65 @@ async fn mcp_tools_call_success() {
     assert_eq!(serde_json::from_str::<Value>(text).unwrap(), expected);
 
     // No arguments: the defaults.
-    let response = call(
-        &fake,
-        &mcp("tools/call", json!({ "name": "getSystemHealth" })),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        response["result"]["structuredContent"]["checkType"],
-        json!("quick")
-    );
-    let response = call(
-        &fake,
-        &mcp(
-            "tools/call",
-            json!({ "name": "getSystemHealth", "arguments": null }),
-        ),
-    )
-    .await
-    .unwrap();
+    let response = call(&fake, &mcp("tools/call", json!({ "name": "getSystemHealth" }))).await.unwrap();
+    assert_eq!(response["result"]["structuredContent"]["checkType"], json!("quick"));
+    let response =
+        call(&fake, &mcp("tools/call", json!({ "name": "getSystemHealth", "arguments": null }))).await.unwrap();
     assert_eq!(response["result"]["isError"], json!(false));
 
     // A non-object result is wrapped for structuredContent, and is the text as is.
-    let fake = Fake {
-        allocator_result: Some(json!(true)),
-        ..Fake::default()
-    };
+    let fake = Fake { allocator_result: Some(json!(true)), ..Fake::default() };
     let arguments = json!({ "device": 0, "allocated": 1, "reserved": 2 });
-    let response = call(
-        &fake,
-        &mcp(
-            "tools/call",
-            json!({ "name": "reportAllocatorStats", "arguments": arguments }),
-        ),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        response["result"]["structuredContent"],
-        json!({ "result": true })
-    );
+    let response = call(&fake, &mcp("tools/call", json!({ "name": "reportAllocatorStats", "arguments": arguments })))
+        .await
+        .unwrap();
+    assert_eq!(response["result"]["structuredContent"], json!({ "result": true }));
     assert_eq!(response["result"]["content"][0]["text"], json!("true"));
 
     // recoverSystem through MCP goes through authorize with the same method name and arguments.
     let fake = Fake::allowing();
-    let response = call(
-        &fake,
-        &mcp(
-            "tools/call",
-            json!({ "name": "recoverSystem", "arguments": { "errorType": "gpu" } }),
-        ),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        response["result"]["structuredContent"],
-        json!({ "recovered": true, "errorType": "gpu" })
-    );
-    assert_eq!(
-        fake.calls()[0],
-        r#"authorize:recoverSystem:{"errorType":"gpu"}"#
-    );
+    let response =
+        call(&fake, &mcp("tools/call", json!({ "name": "recoverSystem", "arguments": { "errorType": "gpu" } })))
+            .await
+            .unwrap();
+    assert_eq!(response["result"]["structuredContent"], json!({ "recovered": true, "errorType": "gpu" }));
+    assert_eq!(fake.calls()[0], r#"authorize:recoverSystem:{"errorType":"gpu"}"#);
 }
 
 #[tokio::test]
 async fn mcp_tool_failures_are_results_with_is_error() {
     let request = mcp("tools/call", json!({ "name": "getSystemHealth" }));
-    let response = call(
-        &Fake::failing(MethodError::internal("NVML is gone")),
-        &request,
-    )
-    .await
-    .unwrap();
+    let response = call(&Fake::failing(MethodError::internal("NVML is gone")), &request).await.unwrap();
     let result = &response["result"];
     assert!(response.get("error").is_none(), "{response}");
     assert_eq!(result["isError"], json!(true));
-    assert_eq!(
-        result["content"][0],
-        json!({ "type": "text", "text": "Internal error: NVML is gone" })
-    );
-    assert_eq!(
-        result["structuredContent"]["error"]["code"],
-        json!(INTERNAL_ERROR)
-    );
+    assert_eq!(result["content"][0], json!({ "type": "text", "text": "Internal error: NVML is gone" }));
+    assert_eq!(result["structuredContent"]["error"]["code"], json!(INTERNAL_ERROR));
 
     // A panicking backend too.
     let response = call(&Fake::panicking(), &request).await.unwrap();
     assert_eq!(response["result"]["isError"], json!(true));
 
     // Refused authorization.
-    let request = mcp(
-        "tools/call",
-        json!({ "name": "recoverSystem", "arguments": { "errorType": "memory" } }),
-    );
+    let request = mcp("tools/call", json!({ "name": "recoverSystem", "arguments": { "errorType": "memory" } }));
     let response = call(&Fake::default(), &request).await.unwrap();
     assert_eq!(response["result"]["isError"], json!(true));
-    assert_eq!(
-        response["result"]["content"][0]["text"],
-        json!(MSG_NOT_AUTHORIZED)
-    );
-    assert_eq!(
-        response["result"]["structuredContent"]["error"]["code"],
-        json!(NOT_AUTHORIZED)
-    );
+    assert_eq!(response["result"]["content"][0]["text"], json!(MSG_NOT_AUTHORIZED));
+    assert_eq!(response["result"]["structuredContent"]["error"]["code"], json!(NOT_AUTHORIZED));
 }
 
 #[tokio::test]
 async fn mcp_unknown_tool_and_bad_arguments_are_protocol_errors() {
     let fake = Fake::allowing();
-    let response = call(
-        &fake,
-        &mcp(
-            "tools/call",
-            json!({ "name": "invalid_tool_name", "arguments": {} }),
-        ),
-    )
-    .await
-    .unwrap();
+    let response =
+        call(&fake, &mcp("tools/call", json!({ "name": "invalid_tool_name", "arguments": {} }))).await.unwrap();
     assert_eq!(code(&response), INVALID_PARAMS);
     assert_eq!(message(&response), r#"Unknown tool: "invalid_tool_name""#);
     // MCP protocol methods are not tools.
-    let response = call(&fake, &mcp("tools/call", json!({ "name": "ping" })))
-        .await
-        .unwrap();
+    let response = call(&fake, &mcp("tools/call", json!({ "name": "ping" }))).await.unwrap();
     assert_eq!(code(&response), INVALID_PARAMS);
 
-    let response = call(
-        &fake,
-        &mcp(
-            "tools/call",
-            json!({ "name": "recoverSystem", "arguments": {} }),
-        ),
-    )
-    .await
-    .unwrap();
+    let response = call(&fake, &mcp("tools/call", json!({ "name": "recoverSystem", "arguments": {} }))).await.unwrap();
     assert_eq!(code(&response), INVALID_PARAMS);
     assert!(fake.calls().is_empty(), "{:?}", fake.calls());
 }
@@ -1205,12 +832,19 @@ async fn hostile_input_does_not_panic() {
         "[".repeat(100_000),
         format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
         format!("{}1{}", r#"{"a":"#.repeat(50_000), "}".repeat(50_000)),
-        format!(r#"{{"jsonrpc":"2.0","method":"getSystemHealth","params":{{"checkType":{}"quick"{}}},"id":1}}"#, "[".repeat(120), "]".repeat(120)),
+        format!(
+            r#"{{"jsonrpc":"2.0","method":"getSystemHealth","params":{{"checkType":{}"quick"{}}},"id":1}}"#,
+            "[".repeat(120),
+            "]".repeat(120)
+        ),
         format!("[{}]", r#"{"jsonrpc":"2.0","method":"ping","id":1},"#.repeat(5000) + "1"),
         format!(r#"{{"jsonrpc":"2.0","method":"{}","id":1}}"#, "m".repeat(900_000)),
         format!(r#"{{"jsonrpc":"2.0","method":"tools/call","params":{{"name":"{}"}},"id":1}}"#, "é".repeat(400_000)),
         format!(r#"{{"jsonrpc":"2.0","method":"getSystemHealth","params":{{"{}":1}},"id":1}}"#, "k".repeat(900_000)),
-        format!(r#"{{"jsonrpc":"2.0","method":"getSystemHealth","params":{{"checkType":"{}"}},"id":1}}"#, "q".repeat(900_000)),
+        format!(
+            r#"{{"jsonrpc":"2.0","method":"getSystemHealth","params":{{"checkType":"{}"}},"id":1}}"#,
+            "q".repeat(900_000)
+        ),
         r#"{"jsonrpc":"2.0","method":"reportAllocatorStats","params":[1e308,-1e308,5e-324],"id":1}"#.into(),
         r#"{"jsonrpc":"2.0","method":"reportAllocatorStats","params":[99999999999999999999999,1,2],"id":1}"#.into(),
         r#"{"jsonrpc":"2.0","method":"reportAllocatorStats","params":[-0,-0.0,0.0],"id":-0}"#.into(),
@@ -1223,8 +857,7 @@ async fn hostile_input_does_not_panic() {
     ];
     cases.push(format!(
         "[{}]",
-        vec![r#"{"jsonrpc":"2.0","method":"recoverSystem","params":["gpu"],"id":"r"}"#; 100]
-            .join(",")
+        vec![r#"{"jsonrpc":"2.0","method":"recoverSystem","params":["gpu"],"id":"r"}"#; 100].join(",")
     ));
     for case in &cases {
         let response = call(&fake, case).await;
@@ -1329,39 +962,14 @@ fn random_value(rng: &mut Rng, depth: u32) -> Value {
         1 => json!(rng.below(2) == 0),
         2 => json!(rng.next() as i64),
         3 => json!((rng.next() as f64) / 7.0),
-        4 => json!(*rng.pick(&[
-            "quick",
-            "full",
-            "gpu",
-            "memory",
-            "process",
-            "2.0",
-            "",
-            "getSystemHealth"
-        ])),
+        4 => json!(*rng.pick(&["quick", "full", "gpu", "memory", "process", "2.0", "", "getSystemHealth"])),
         5 => json!(rng.below(4)),
-        6 => Value::Array(
-            (0..rng.below(4))
-                .map(|_| random_value(rng, depth + 1))
-                .collect(),
-        ),
+        6 => Value::Array((0..rng.below(4)).map(|_| random_value(rng, depth + 1)).collect()),
         _ => {
-            let keys = [
-                "jsonrpc",
-                "method",
-                "params",
-                "id",
-                "checkType",
-                "errorType",
-                "device",
-                "name",
-                "arguments",
-                "x",
-            ];
+            let keys =
+                ["jsonrpc", "method", "params", "id", "checkType", "errorType", "device", "name", "arguments", "x"];
             Value::Object(
-                (0..rng.below(4))
-                    .map(|_| (rng.pick(&keys).to_string(), random_value(rng, depth + 1)))
-                    .collect(),
+                (0..rng.below(4)).map(|_| (rng.pick(&keys).to_string(), random_value(rng, depth + 1))).collect(),
             )
         }
     }
@@ -1418,11 +1026,7 @@ fn mutate_text(rng: &mut Rng, text: &str) -> String {
 fn check_against_input(input: &str, response: &Option<Value>, limits: &RpcLimits) {
     let Ok(parsed) = serde_json::from_str::<Value>(input) else {
         let response = response.as_ref().expect("invalid JSON must be answered");
-        assert_eq!(
-            (code(response), &response["id"]),
-            (PARSE_ERROR, &Value::Null),
-            "{input}"
-        );
+        assert_eq!((code(response), &response["id"]), (PARSE_ERROR, &Value::Null), "{input}");
         return;
     };
     match &parsed {
@@ -1434,21 +1038,14 @@ fn check_against_input(input: &str, response: &Option<Value>, limits: &RpcLimits
             if let Some(Value::Array(responses)) = response {
                 assert!(responses.len() <= items.len(), "{input}");
             } else {
-                assert!(
-                    response.is_none(),
-                    "a batch gets an array or nothing: {input} -> {response:?}"
-                );
+                assert!(response.is_none(), "a batch gets an array or nothing: {input} -> {response:?}");
             }
         }
         Value::Object(object) => {
-            let valid_id = matches!(
-                object.get("id"),
-                Some(Value::String(_) | Value::Number(_) | Value::Null)
-            );
+            let valid_id = matches!(object.get("id"), Some(Value::String(_) | Value::Number(_) | Value::Null));
             if valid_id {
-                let response = response
-                    .as_ref()
-                    .unwrap_or_else(|| panic!("a request with an id must be answered: {input}"));
+                let response =
+                    response.as_ref().unwrap_or_else(|| panic!("a request with an id must be answered: {input}"));
                 assert_eq!(response["id"], object["id"], "{input}");
             }
         }
@@ -1458,15 +1055,8 @@ fn check_against_input(input: &str, response: &Option<Value>, limits: &RpcLimits
 
 #[tokio::test]
 async fn fuzz_mutated_messages_never_panic_and_always_answer_json_rpc() {
-    let backends = [
-        Fake::default(),
-        Fake::allowing(),
-        Fake::failing(MethodError::internal("x")),
-    ];
-    let limits = RpcLimits {
-        max_batch: 8,
-        ..RpcLimits::default()
-    };
+    let backends = [Fake::default(), Fake::allowing(), Fake::failing(MethodError::internal("x"))];
+    let limits = RpcLimits { max_batch: 8, ..RpcLimits::default() };
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for round in 0..10_000 {
         let seed = *rng.pick(SEEDS);
@@ -1486,11 +1076,7 @@ async fn fuzz_mutated_messages_never_panic_and_always_answer_json_rpc() {
         // The parsed entry point agrees with the text one.
         if let Ok(value) = serde_json::from_str::<Value>(&input) {
             let again = handle_json_rpc_value(value, backend, &limits).await;
-            assert_eq!(
-                again.as_ref().map(Value::is_array),
-                response.as_ref().map(Value::is_array),
-                "{input}"
-            );
+            assert_eq!(again.as_ref().map(Value::is_array), response.as_ref().map(Value::is_array), "{input}");
         }
     }
 }

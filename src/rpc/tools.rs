@@ -20,11 +20,7 @@ pub enum Tool {
 
 impl Tool {
     /// In `tools/list` order: the two requirement tools, then the allocator one.
-    pub const ALL: [Tool; 3] = [
-        Tool::GetSystemHealth,
-        Tool::RecoverSystem,
-        Tool::ReportAllocatorStats,
-    ];
+    pub const ALL: [Tool; 3] = [Tool::GetSystemHealth, Tool::RecoverSystem, Tool::ReportAllocatorStats];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -154,7 +154,8 @@ fn unescape_mount_field(field: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let value = (bytes[i + 1] - b'0') as u32 * 64 + (bytes[i + 2] - b'0') as u32 * 8 + (bytes[i + 3] - b'0') as u32;
+            let value =
+                (bytes[i + 1] - b'0') as u32 * 64 + (bytes[i + 2] - b'0') as u32 * 8 + (bytes[i + 3] - b'0') as u32;
             if let Ok(byte) = u8::try_from(value) {
                 out.push(byte);
                 i += 4;
@@ -179,9 +180,7 @@ pub fn locate_memory_cgroup(root: &Path) -> Result<Option<CgroupLocation>, Cgrou
         .ok_or_else(|| malformed(&mountinfo_file, "expected mountinfo lines with a ' - ' separator"))?;
 
     if let Some(entry) = entries.iter().find(|e| e.controllers.iter().any(|c| c == "memory")) {
-        let mount = mounts
-            .iter()
-            .find(|m| m.fs_type == "cgroup" && m.super_options.iter().any(|o| o == "memory"));
+        let mount = mounts.iter().find(|m| m.fs_type == "cgroup" && m.super_options.iter().any(|o| o == "memory"));
         return Ok(mount.map(|m| place(root, CgroupVersion::V1, &entry.path, m)));
     }
     if let Some(entry) = entries.iter().find(|e| e.hierarchy_id == 0 && e.controllers.is_empty()) {
@@ -427,10 +426,7 @@ mod tests {
 
     #[test]
     fn v1_hybrid_host_prefers_v1_memory_and_treats_huge_as_unlimited() {
-        let root = FakeRoot::new(
-            "9:name=systemd:/\n4:memory:/process_api/9be9\n1:cpu:/\n0::/\n",
-            V1_MOUNTINFO,
-        );
+        let root = FakeRoot::new("9:name=systemd:/\n4:memory:/process_api/9be9\n1:cpu:/\n0::/\n", V1_MOUNTINFO);
         root.write("sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n");
         root.write("sys/fs/cgroup/memory/process_api/memory.limit_in_bytes", "9223372036854771712\n");
         root.write("sys/fs/cgroup/memory/process_api/9be9/memory.limit_in_bytes", "9223372036854771712\n");

@@ -220,7 +220,8 @@ fn read_signals(nvml: &Nvml, device: &Device, outcome: &mut Outcome) -> DeviceSi
 
 /// `nvmlDeviceGetRemappedRows` (Ampere and newer), which nvml-wrapper does not wrap.
 fn read_remapped_rows(nvml: &Nvml, device: &Device) -> Result<RemappedRows, NvmlError> {
-    let symbol = nvml.lib().nvmlDeviceGetRemappedRows.as_ref().map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
+    let symbol =
+        nvml.lib().nvmlDeviceGetRemappedRows.as_ref().map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
     let (mut correctable, mut uncorrectable, mut pending, mut failure) = (0u32, 0u32, 0u32, 0u32);
     // SAFETY: the handle belongs to the live `Nvml` borrowed here and the out-pointers are
     // valid for the call.

@@ -1,7 +1,10 @@
 //! One memory sample of the whole machine as this process sees it: host RAM, the cgroup
 //! limit that binds it, PSI and every GPU.
 
-use super::cgroup::{locate_memory_cgroup, read_tightest_limit, read_working_set, CgroupError, CgroupLocation, CgroupVersion, TightestLimit};
+use super::cgroup::{
+    locate_memory_cgroup, read_tightest_limit, read_working_set, CgroupError, CgroupLocation, CgroupVersion,
+    TightestLimit,
+};
 use super::gpu::{sample_gpus, GpuDetail, GpuDeviceSample};
 use super::host_memory::{sample_host_memory, HostMemory};
 use super::nvml_session::NvmlSession;
@@ -147,7 +150,10 @@ impl MemorySampler {
 
     /// Reads usage now, limits when the cached ones are older than [`LIMIT_REREAD`].
     #[allow(clippy::type_complexity)]
-    fn read_cgroup<'c>(&self, cache: &'c mut CgroupCache) -> Result<Option<(&'c CgroupLocation, Option<u64>, Option<u64>)>, CgroupError> {
+    fn read_cgroup<'c>(
+        &self,
+        cache: &'c mut CgroupCache,
+    ) -> Result<Option<(&'c CgroupLocation, Option<u64>, Option<u64>)>, CgroupError> {
         if cache.location.is_none() {
             match locate_memory_cgroup(&self.root)? {
                 Some(location) => cache.location = Some(location),
@@ -205,7 +211,11 @@ mod tests {
         write(root, "sys/fs/cgroup/svc/memory.max", "536870912\n");
         write(root, "sys/fs/cgroup/svc/memory.current", "482344960\n");
         write(root, "sys/fs/cgroup/svc/memory.stat", "inactive_file 10485760\n");
-        write(root, "proc/pressure/memory", "some avg10=2.50 avg60=0 avg300=0 total=1\nfull avg10=1.00 avg60=0 avg300=0 total=1\n");
+        write(
+            root,
+            "proc/pressure/memory",
+            "some avg10=2.50 avg60=0 avg300=0 total=1\nfull avg10=1.00 avg60=0 avg300=0 total=1\n",
+        );
         let metrics = sampler_at(root).sample_memory_metrics();
         assert_eq!(metrics.system_total, 512 << 20);
         assert_eq!(metrics.system_used, 450 << 20);

@@ -23,9 +23,9 @@ pub const FAILED_OPEN_RETRY: Duration = Duration::from_secs(5);
 pub fn resolve_nvml_library(option: Option<&str>) -> OsString {
     match option {
         Some(path) => path.into(),
-        None => std::env::var_os(NVML_LIBRARY_ENV)
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| DEFAULT_NVML_LIBRARY.into()),
+        None => {
+            std::env::var_os(NVML_LIBRARY_ENV).filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_NVML_LIBRARY.into())
+        }
     }
 }
 
@@ -85,7 +85,9 @@ pub fn describe_nvml_error(error: &NvmlError) -> String {
         NvmlError::NoPermission => "no permission to talk to the NVIDIA driver".to_owned(),
         NvmlError::NotSupported => "not supported by this device".to_owned(),
         NvmlError::GpuLost => "the GPU has fallen off the bus or is otherwise inaccessible".to_owned(),
-        NvmlError::LibRmVersionMismatch => "NVML library and kernel driver versions differ (reboot or reload the driver)".to_owned(),
+        NvmlError::LibRmVersionMismatch => {
+            "NVML library and kernel driver versions differ (reboot or reload the driver)".to_owned()
+        }
         other => format!("NVML error: {other}"),
     }
 }
@@ -225,9 +227,8 @@ mod tests {
     fn option_wins_over_environment_and_default() {
         assert_eq!(resolve_nvml_library(Some("/x/libnvidia-ml.so")), OsString::from("/x/libnvidia-ml.so"));
         // The environment is process-wide; only read it here, never set it.
-        let expected = std::env::var_os(NVML_LIBRARY_ENV)
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| DEFAULT_NVML_LIBRARY.into());
+        let expected =
+            std::env::var_os(NVML_LIBRARY_ENV).filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_NVML_LIBRARY.into());
         assert_eq!(resolve_nvml_library(None), expected);
     }
 
@@ -244,7 +245,11 @@ mod tests {
     /// How many objects the dynamic loader has loaded into this process so far (glibc's
     /// `dlpi_adds`: it counts every load, a reload of an unloaded library included).
     fn objects_ever_loaded() -> u64 {
-        unsafe extern "C" fn read_adds(info: *mut libc::dl_phdr_info, _size: libc::size_t, out: *mut libc::c_void) -> libc::c_int {
+        unsafe extern "C" fn read_adds(
+            info: *mut libc::dl_phdr_info,
+            _size: libc::size_t,
+            out: *mut libc::c_void,
+        ) -> libc::c_int {
             // SAFETY: the loader passes a valid `info`; `out` is the `u64` handed in below.
             unsafe { *(out as *mut u64) = (*info).dlpi_adds };
             1 // every entry carries the same counter: the first is enough
@@ -284,7 +289,13 @@ mod tests {
         let state = dir.path().join("state.json");
         std::fs::write(&state, r#"{"devices":[{}]}"#).unwrap();
         let child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "sampling::nvml_session::tests::reopen_child", "--ignored", "--test-threads=1", "--nocapture"])
+            .args([
+                "--exact",
+                "sampling::nvml_session::tests::reopen_child",
+                "--ignored",
+                "--test-threads=1",
+                "--nocapture",
+            ])
             .env(REOPEN_CHILD_ENV, &state)
             .output()
             .unwrap();

@@ -15,12 +15,10 @@ pub struct MemoryPsi {
 /// (file missing, or `EOPNOTSUPP` when PSI is compiled in but disabled at boot).
 pub fn read_memory_psi(root: &Path) -> io::Result<Option<MemoryPsi>> {
     match std::fs::read_to_string(root.join("proc/pressure/memory")) {
-        Ok(text) => parse_memory_psi(&text).map(Some).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/pressure/memory")
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-            Ok(None)
-        }
+        Ok(text) => parse_memory_psi(&text)
+            .map(Some)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/pressure/memory")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(None),
         Err(e) => Err(e),
     }
 }

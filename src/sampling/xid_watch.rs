@@ -113,9 +113,8 @@ pub fn shared_xid_watch(session: &Arc<NvmlSession>) -> Arc<XidWatch> {
     });
     let weak = Arc::downgrade(&watch);
     let session = session.clone();
-    let spawned = std::thread::Builder::new()
-        .name("hpc-health-xid".to_owned())
-        .spawn(move || watch_loop(weak, session));
+    let spawned =
+        std::thread::Builder::new().name("hpc-health-xid".to_owned()).spawn(move || watch_loop(weak, session));
     if let Err(error) = spawned {
         watch.set_state(WatchState::Retrying(format!("cannot start the Xid watcher thread: {error}")));
     }
@@ -173,23 +172,31 @@ fn arm(nvml: &Nvml, session: &NvmlSession, set: &EventSet) -> Result<(Vec<u32>, 
     session.remember_device_count(count);
     // nvml-wrapper's `register_events` frees the whole set when one device refuses, so the
     // raw call is used: one lost device must not disarm the others.
-    let register = nvml.lib().nvmlDeviceRegisterEvents.as_ref().map_err(|e| format!("NVML has no nvmlDeviceRegisterEvents: {e}"))?;
+    let register = nvml
+        .lib()
+        .nvmlDeviceRegisterEvents
+        .as_ref()
+        .map_err(|e| format!("NVML has no nvmlDeviceRegisterEvents: {e}"))?;
     let mut armed = Vec::new();
     for index in 0..count {
         let Ok(device) = nvml.device_by_index(index) else { continue };
         // SAFETY: both handles belong to the live `Nvml` borrowed here.
-        let result = unsafe { nvml_try(register(device.handle(), EventTypes::CRITICAL_XID_ERROR.bits(), set.handle())) };
+        let result =
+            unsafe { nvml_try(register(device.handle(), EventTypes::CRITICAL_XID_ERROR.bits(), set.handle())) };
         match result {
             Ok(()) => armed.push(index),
             Err(NvmlError::NotSupported | NvmlError::GpuLost) => {}
-            Err(error) => return Err(format!("cannot watch GPU {index} for Xid events: {}", describe_nvml_error(&error))),
+            Err(error) => {
+                return Err(format!("cannot watch GPU {index} for Xid events: {}", describe_nvml_error(&error)))
+            }
         }
     }
     Ok((armed, count))
 }
 
 fn watch_armed(nvml: &Nvml, weak: &Weak<XidWatch>, session: &NvmlSession) -> Result<Leave, String> {
-    let set = nvml.create_event_set().map_err(|e| format!("cannot create an NVML event set: {}", describe_nvml_error(&e)))?;
+    let set =
+        nvml.create_event_set().map_err(|e| format!("cannot create an NVML event set: {}", describe_nvml_error(&e)))?;
     let (armed, count) = arm(nvml, session, &set)?;
     if armed.is_empty() {
         return Err(if count == 0 { "no GPU to watch".to_owned() } else { "no GPU accepts Xid events".to_owned() });
@@ -299,7 +306,10 @@ mod tests {
         assert_eq!(session.generation(), generation + 1);
         wait_for("re-arming", || watch.armed_generation() == generation + 1);
         assert_eq!(watch.state(), WatchState::Watching(vec![0, 1]));
-        write_state(&state, r#"{"devices":[{},{}],"xid_events":[{"device":1,"xid":48,"id":1},{"device":0,"xid":79,"id":2}]}"#);
+        write_state(
+            &state,
+            r#"{"devices":[{},{}],"xid_events":[{"device":1,"xid":48,"id":1},{"device":0,"xid":79,"id":2}]}"#,
+        );
         wait_for("an event after the re-open", || watch.events_since(0.0).len() == 2);
 
         drop(watch);

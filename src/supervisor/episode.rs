@@ -131,7 +131,8 @@ impl Backoff {
 /// A jitter value in [0, 1) without a random-number crate: the clock's low bits, hashed.
 pub fn jitter() -> f64 {
     use std::hash::{BuildHasher, RandomState};
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     (RandomState::new().hash_one(nanos) >> 11) as f64 / (1u64 << 53) as f64
 }
 

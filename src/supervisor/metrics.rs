@@ -66,31 +66,87 @@ pub fn render(input: &MetricsInput) -> String {
         vec![("index", index.to_string()), ("uuid", input.uuids.get(&index).cloned().unwrap_or_default())]
     };
     let health = input.health;
-    out.family("healthy", "gauge", "1 when the last full check found no failing issue.", &[(vec![], health.map_or(0.0, |h| f64::from(u8::from(h.healthy))))]);
-    out.family("accepting_requests", "gauge", "1 when intake is open.", &[(vec![], f64::from(u8::from(input.accepting_requests)))]);
+    out.family(
+        "healthy",
+        "gauge",
+        "1 when the last full check found no failing issue.",
+        &[(vec![], health.map_or(0.0, |h| f64::from(u8::from(h.healthy))))],
+    );
+    out.family(
+        "accepting_requests",
+        "gauge",
+        "1 when intake is open.",
+        &[(vec![], f64::from(u8::from(input.accepting_requests)))],
+    );
     if let Some((pressure, metrics)) = health.and_then(|h| h.memory.as_ref()) {
-        out.family("system_memory_used_bytes", "gauge", "Memory that cannot be reclaimed (host or cgroup).", &[(vec![], metrics.system_used as f64)]);
+        out.family(
+            "system_memory_used_bytes",
+            "gauge",
+            "Memory that cannot be reclaimed (host or cgroup).",
+            &[(vec![], metrics.system_used as f64)],
+        );
         out.family(
             "system_memory_total_bytes",
             "gauge",
             "The smaller of physical RAM and the cgroup limit.",
             &[(vec![("source", metrics.memory_limit_source.as_str().to_owned())], metrics.system_total as f64)],
         );
-        out.family("system_memory_pressure", "gauge", "1 when system memory is above its threshold.", &[(vec![], f64::from(u8::from(pressure.system_pressure)))]);
+        out.family(
+            "system_memory_pressure",
+            "gauge",
+            "1 when system memory is above its threshold.",
+            &[(vec![], f64::from(u8::from(pressure.system_pressure)))],
+        );
         if let Some(psi) = metrics.psi {
-            out.family("memory_psi_some_avg10", "gauge", "Percent of the last 10 s some tasks stalled on memory.", &[(vec![], psi.some_avg10)]);
-            out.family("memory_psi_full_avg10", "gauge", "Percent of the last 10 s all tasks stalled on memory.", &[(vec![], psi.full_avg10)]);
+            out.family(
+                "memory_psi_some_avg10",
+                "gauge",
+                "Percent of the last 10 s some tasks stalled on memory.",
+                &[(vec![], psi.some_avg10)],
+            );
+            out.family(
+                "memory_psi_full_avg10",
+                "gauge",
+                "Percent of the last 10 s all tasks stalled on memory.",
+                &[(vec![], psi.full_avg10)],
+            );
         }
     }
     if let Some(gpu) = health.and_then(|h| h.gpu.as_ref()) {
-        let per_device = |f: &dyn Fn(&crate::monitors::gpu_health::DeviceHealth) -> Option<f64>| -> Vec<(Vec<(&str, String)>, f64)> {
-            gpu.devices.iter().filter_map(|d| f(d).map(|v| (gpu_label(d.sample.index), v))).collect()
-        };
-        out.family("gpu_memory_used_bytes", "gauge", "GPU memory in use.", &per_device(&|d| (!d.sample.lost).then_some(d.sample.used as f64)));
-        out.family("gpu_memory_total_bytes", "gauge", "GPU memory installed.", &per_device(&|d| (!d.sample.lost).then_some(d.sample.total as f64)));
-        out.family("gpu_temperature_celsius", "gauge", "GPU temperature.", &per_device(&|d| d.sample.signals.as_ref()?.temperature.map(f64::from)));
-        out.family("gpu_power_watts", "gauge", "GPU power draw.", &per_device(&|d| d.sample.signals.as_ref()?.power_watts));
-        out.family("gpu_power_limit_watts", "gauge", "GPU enforced power limit.", &per_device(&|d| d.sample.signals.as_ref()?.power_limit_watts));
+        let per_device =
+            |f: &dyn Fn(&crate::monitors::gpu_health::DeviceHealth) -> Option<f64>| -> Vec<(Vec<(&str, String)>, f64)> {
+                gpu.devices.iter().filter_map(|d| f(d).map(|v| (gpu_label(d.sample.index), v))).collect()
+            };
+        out.family(
+            "gpu_memory_used_bytes",
+            "gauge",
+            "GPU memory in use.",
+            &per_device(&|d| (!d.sample.lost).then_some(d.sample.used as f64)),
+        );
+        out.family(
+            "gpu_memory_total_bytes",
+            "gauge",
+            "GPU memory installed.",
+            &per_device(&|d| (!d.sample.lost).then_some(d.sample.total as f64)),
+        );
+        out.family(
+            "gpu_temperature_celsius",
+            "gauge",
+            "GPU temperature.",
+            &per_device(&|d| d.sample.signals.as_ref()?.temperature.map(f64::from)),
+        );
+        out.family(
+            "gpu_power_watts",
+            "gauge",
+            "GPU power draw.",
+            &per_device(&|d| d.sample.signals.as_ref()?.power_watts),
+        );
+        out.family(
+            "gpu_power_limit_watts",
+            "gauge",
+            "GPU enforced power limit.",
+            &per_device(&|d| d.sample.signals.as_ref()?.power_limit_watts),
+        );
         out.family(
             "gpu_thermal_throttle",
             "gauge",
@@ -100,7 +156,12 @@ pub fn render(input: &MetricsInput) -> String {
                 Some(f64::from(u8::from(reasons & crate::policy::gpu_health::THERMAL_THROTTLE_BITS != 0)))
             }),
         );
-        out.family("gpu_lost", "gauge", "1 when the GPU fell off the bus.", &per_device(&|d| Some(f64::from(u8::from(d.sample.lost)))));
+        out.family(
+            "gpu_lost",
+            "gauge",
+            "1 when the GPU fell off the bus.",
+            &per_device(&|d| Some(f64::from(u8::from(d.sample.lost)))),
+        );
         let status = |s: &str| match s {
             "pass" => 0.0,
             "warn" => 1.0,
@@ -129,10 +190,25 @@ pub fn render(input: &MetricsInput) -> String {
         input.counters.incidents.iter().map(|(kind, n)| (vec![("kind", kind.clone())], *n as f64)).collect();
     out.family("incidents_total", "counter", "Incidents recorded by the supervisor, by kind.", &incidents);
     out.family("checks_total", "counter", "Health checks run by the loop.", &[(vec![], input.counters.checks as f64)]);
-    out.family("check_failures_total", "counter", "Health checks that failed.", &[(vec![], input.counters.check_failures as f64)]);
-    out.family("check_duration_seconds", "gauge", "Duration of the last health check.", &[(vec![], input.counters.last_check_duration_ms / 1000.0)]);
+    out.family(
+        "check_failures_total",
+        "counter",
+        "Health checks that failed.",
+        &[(vec![], input.counters.check_failures as f64)],
+    );
+    out.family(
+        "check_duration_seconds",
+        "gauge",
+        "Duration of the last health check.",
+        &[(vec![], input.counters.last_check_duration_ms / 1000.0)],
+    );
     if let Some(at) = input.counters.last_checkpoint_ms {
-        out.family("last_checkpoint_timestamp_seconds", "gauge", "When the last checkpoint was taken.", &[(vec![], at / 1000.0)]);
+        out.family(
+            "last_checkpoint_timestamp_seconds",
+            "gauge",
+            "When the last checkpoint was taken.",
+            &[(vec![], at / 1000.0)],
+        );
     }
     out.finish()
 }
@@ -158,14 +234,25 @@ mod tests {
         xids.insert((1, 79), 4);
         let mut uuids = BTreeMap::new();
         uuids.insert(1, "GPU-1".to_owned());
-        let text = render(&MetricsInput { health: None, counters: &counters, accepting_requests: true, xid_totals: xids, uuids });
+        let text = render(&MetricsInput {
+            health: None,
+            counters: &counters,
+            accepting_requests: true,
+            xid_totals: xids,
+            uuids,
+        });
         assert!(text.contains("hpc_health_recoveries_total{type=\"memory\",result=\"recovered\"} 2\n"));
         assert!(text.contains("hpc_health_incidents_total{kind=\"memory_pressure\"} 3\n"));
         assert!(text.contains("hpc_health_gpu_xid_errors_total{index=\"1\",uuid=\"GPU-1\",xid=\"79\"} 4\n"));
         assert!(text.contains("hpc_health_healthy 0\n"));
         assert!(text.contains("hpc_health_accepting_requests 1\n"));
         for line in text.lines() {
-            assert!(line.starts_with("# HELP hpc_health_") || line.starts_with("# TYPE hpc_health_") || line.starts_with("hpc_health_"), "{line}");
+            assert!(
+                line.starts_with("# HELP hpc_health_")
+                    || line.starts_with("# TYPE hpc_health_")
+                    || line.starts_with("hpc_health_"),
+                "{line}"
+            );
         }
     }
 }

@@ -236,7 +236,9 @@ impl Supervisor {
         let (memory, gpu) = match tokio::time::timeout(self.options.check_timeout, sample).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => return Err(format!("health check panicked: {join}")),
-            Err(_) => return Err(format!("health check did not finish within {} ms", self.options.check_timeout.as_millis())),
+            Err(_) => {
+                return Err(format!("health check did not finish within {} ms", self.options.check_timeout.as_millis()))
+            }
         };
         let mut issues = Vec::new();
         let memory = memory.map(|(pressure, metrics, found)| {
@@ -260,12 +262,15 @@ impl Supervisor {
 
     async fn incident(&self, kind: &str, severity: IncidentSeverity, message: String, details: Value) {
         *lock(&self.judgement).counters.incidents.entry(kind.to_owned()).or_default() += 1;
-        let mut payload = json!({ "kind": kind, "severity": severity.as_str(), "message": message, "details": details });
+        let mut payload =
+            json!({ "kind": kind, "severity": severity.as_str(), "message": message, "details": details });
         if let Some(sink) = self.parts.incidents.clone() {
             let incident = Incident { kind: kind.to_owned(), severity, message, details };
             match tokio::task::spawn_blocking(move || sink.record(incident)).await {
                 Ok(Ok(seq)) => payload["seq"] = json!(seq),
-                Ok(Err(e)) => self.events.emit("error", json!({ "message": format!("incident log: {e}"), "kind": "incident_log" })),
+                Ok(Err(e)) => self
+                    .events
+                    .emit("error", json!({ "message": format!("incident log: {e}"), "kind": "incident_log" })),
                 Err(e) => self.events.emit("error", json!({ "message": format!("incident log panicked: {e}") })),
             }
         }
@@ -295,7 +300,8 @@ impl Supervisor {
         self.warn(&health).await;
         match change {
             EpisodeChange::Started => {
-                let codes: Vec<&str> = health.issues.iter().filter(|i| i.severity == Severity::Fail).map(|i| i.code.as_str()).collect();
+                let codes: Vec<&str> =
+                    health.issues.iter().filter(|i| i.severity == Severity::Fail).map(|i| i.code.as_str()).collect();
                 self.incident(
                     "health_unhealthy",
                     IncidentSeverity::Error,
@@ -352,14 +358,24 @@ impl Supervisor {
             }
             j.state == SupervisorState::Unknown
         };
-        self.events.emit("error", json!({ "message": error, "kind": "monitoring", "state": if unknown { "unknown" } else { "degraded" } }));
-        self.incident("monitoring_error", IncidentSeverity::Error, format!("health check failed: {error}"), json!({ "unknown": unknown })).await;
+        self.events.emit(
+            "error",
+            json!({ "message": error, "kind": "monitoring", "state": if unknown { "unknown" } else { "degraded" } }),
+        );
+        self.incident(
+            "monitoring_error",
+            IncidentSeverity::Error,
+            format!("health check failed: {error}"),
+            json!({ "unknown": unknown }),
+        )
+        .await;
     }
 
     /// Warnings (`warn` issues, and `fail` issues too) at most once per `warning_interval`
     /// for the same issue on the same device.
     async fn warn(&self, health: &SystemHealth) {
-        let interval = self.parts.memory_monitor.as_ref().map(|m| m.thresholds().warning_interval_ms).unwrap_or(60_000.0);
+        let interval =
+            self.parts.memory_monitor.as_ref().map(|m| m.thresholds().warning_interval_ms).unwrap_or(60_000.0);
         let now = health.timestamp_ms;
         let due: Vec<HealthIssue> = {
             let mut j = lock(&self.judgement);
@@ -384,7 +400,8 @@ impl Supervisor {
                 IssueCode::SystemMemoryPressure | IssueCode::GpuMemoryPressure => "memory_pressure",
                 _ => "gpu_issue",
             };
-            let severity = if issue.severity == Severity::Fail { IncidentSeverity::Error } else { IncidentSeverity::Warn };
+            let severity =
+                if issue.severity == Severity::Fail { IncidentSeverity::Error } else { IncidentSeverity::Warn };
             self.incident(kind, severity, issue.message.clone(), payload).await;
         }
     }
@@ -428,7 +445,8 @@ impl Supervisor {
             return;
         }
         let actions = self.trigger_recovery(health).await;
-        let succeeded = !actions.is_empty() && actions.iter().all(|a| matches!(a.result, "recovered" | "paused" | "skipped"));
+        let succeeded =
+            !actions.is_empty() && actions.iter().all(|a| matches!(a.result, "recovered" | "paused" | "skipped"));
         let mut j = lock(&self.judgement);
         if succeeded {
             j.backoff.succeeded();
@@ -457,9 +475,10 @@ impl Supervisor {
             let in_effect = match plan {
                 "pause_intake" => j.paused_reasons.contains_key("thermal"),
                 "operator" => j.operator_actions.iter().any(|a| a.code == issue.code && a.device == issue.device),
-                "process" => j.restart_requested_at.get(&issue.device).is_some_and(|&at| {
-                    latest_restart_xid_ms(health, issue.device).is_some_and(|latest| latest <= at)
-                }),
+                "process" => j
+                    .restart_requested_at
+                    .get(&issue.device)
+                    .is_some_and(|&at| latest_restart_xid_ms(health, issue.device).is_some_and(|latest| latest <= at)),
                 _ => false,
             };
             if in_effect || (plan != "operator" && plans.iter().any(|(p, _)| *p == plan)) {
@@ -500,7 +519,11 @@ impl Supervisor {
             },
             "device_lost" | "out_of_memory" => match &self.parts.gpu_recovery {
                 Some(recovery) => {
-                    let run = if plan == "device_lost" { recovery.reinitialize_gpu().await } else { recovery.recover_from_oom().await };
+                    let run = if plan == "device_lost" {
+                        recovery.reinitialize_gpu().await
+                    } else {
+                        recovery.recover_from_oom().await
+                    };
                     self.counted(outcome, plan, run)
                 }
                 None => outcome(plan, "skipped", Some("no gpuRecovery attached".to_owned())),
@@ -573,7 +596,13 @@ impl Supervisor {
 
     async fn restart_process(&self, reason: String) -> RecoveryAction {
         let Some(hook) = &self.parts.restart_process else {
-            return RecoveryAction { kind: "process", issue: None, device: None, result: "skipped", detail: Some("no restartProcess hook".to_owned()) };
+            return RecoveryAction {
+                kind: "process",
+                issue: None,
+                device: None,
+                result: "skipped",
+                detail: Some("no restartProcess hook".to_owned()),
+            };
         };
         let mut run = Run::new("process");
         let step = run.hook_step("restart_process", Some(hook), None, self.options.step_timeout).await;
@@ -594,25 +623,43 @@ impl Supervisor {
                         self.record_recovery("memory", run.result.as_str());
                         action_from_run("memory", &run)
                     }
-                    None => RecoveryAction { kind: "memory", issue: None, device: None, result: "skipped", detail: Some("no memoryRecovery attached".into()) },
+                    None => RecoveryAction {
+                        kind: "memory",
+                        issue: None,
+                        device: None,
+                        result: "skipped",
+                        detail: Some("no memoryRecovery attached".into()),
+                    },
                 }
             }
             RecoveryType::Gpu => {
                 let _one = self.recovering.lock().await;
                 let Some(r) = &self.parts.gpu_recovery else {
-                    return RecoveryAction { kind: "gpu", issue: None, device: None, result: "skipped", detail: Some("no gpuRecovery attached".into()) };
+                    return RecoveryAction {
+                        kind: "gpu",
+                        issue: None,
+                        device: None,
+                        result: "skipped",
+                        detail: Some("no gpuRecovery attached".into()),
+                    };
                 };
                 // A lost device needs NVML re-opened; otherwise the allocator is what to clear.
                 let lost = match &self.parts.gpu_monitor {
                     Some(m) => {
                         let m = m.clone();
-                        tokio::task::spawn_blocking(move || m.check_gpu_health_with(GpuDetail::Memory).devices.iter().any(|d| d.sample.lost))
-                            .await
-                            .unwrap_or(false)
+                        tokio::task::spawn_blocking(move || {
+                            m.check_gpu_health_with(GpuDetail::Memory).devices.iter().any(|d| d.sample.lost)
+                        })
+                        .await
+                        .unwrap_or(false)
                     }
                     None => false,
                 };
-                let (kind, run) = if lost { ("device_lost", r.reinitialize_gpu().await) } else { ("out_of_memory", r.recover_from_oom().await) };
+                let (kind, run) = if lost {
+                    ("device_lost", r.reinitialize_gpu().await)
+                } else {
+                    ("out_of_memory", r.recover_from_oom().await)
+                };
                 self.record_recovery(kind, run.result.as_str());
                 action_from_run(kind, &run)
             }
@@ -624,7 +671,10 @@ impl Supervisor {
     }
 
     async fn checkpoint_if_due(&self) {
-        let (Some(interval), Some(checkpointer)) = (self.options.checkpoint_interval, self.parts.checkpointer.clone()) else { return };
+        let (Some(interval), Some(checkpointer)) = (self.options.checkpoint_interval, self.parts.checkpointer.clone())
+        else {
+            return;
+        };
         let due = {
             let j = lock(&self.judgement);
             j.last_checkpoint_at.is_none_or(|at| at.elapsed() >= interval)
@@ -636,8 +686,15 @@ impl Supervisor {
         match checkpointer.checkpoint().await {
             Ok(_) => lock(&self.judgement).counters.last_checkpoint_ms = Some(unix_time_ms()),
             Err(error) => {
-                self.events.emit("error", json!({ "message": format!("checkpoint failed: {error}"), "kind": "checkpoint" }));
-                self.incident("checkpoint_failed", IncidentSeverity::Error, format!("periodic checkpoint failed: {error}"), json!({})).await;
+                self.events
+                    .emit("error", json!({ "message": format!("checkpoint failed: {error}"), "kind": "checkpoint" }));
+                self.incident(
+                    "checkpoint_failed",
+                    IncidentSeverity::Error,
+                    format!("periodic checkpoint failed: {error}"),
+                    json!({}),
+                )
+                .await;
             }
         }
     }
@@ -707,10 +764,9 @@ impl Supervisor {
         let health = self.last_full_health();
         let counters = self.counters();
         let (xid_totals, uuids) = match &self.parts.gpu_monitor {
-            Some(gpu) => (
-                gpu.xid_totals(),
-                gpu.session().known_devices().into_iter().map(|d| (d.index, d.uuid)).collect(),
-            ),
+            Some(gpu) => {
+                (gpu.xid_totals(), gpu.session().known_devices().into_iter().map(|d| (d.index, d.uuid)).collect())
+            }
             None => Default::default(),
         };
         metrics::render(&metrics::MetricsInput {

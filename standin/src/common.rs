@@ -19,8 +19,7 @@ pub const NOT_FOUND: nvmlReturn_t = nvmlReturn_enum_NVML_ERROR_NOT_FOUND;
 pub const INSUFFICIENT_SIZE: nvmlReturn_t = nvmlReturn_enum_NVML_ERROR_INSUFFICIENT_SIZE;
 pub const TIMEOUT: nvmlReturn_t = nvmlReturn_enum_NVML_ERROR_TIMEOUT;
 pub const GPU_IS_LOST: nvmlReturn_t = nvmlReturn_enum_NVML_ERROR_GPU_IS_LOST;
-pub const ARGUMENT_VERSION_MISMATCH: nvmlReturn_t =
-    nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+pub const ARGUMENT_VERSION_MISMATCH: nvmlReturn_t = nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
 pub const UNKNOWN: nvmlReturn_t = nvmlReturn_enum_NVML_ERROR_UNKNOWN;
 
 /// Env var naming an append-only log of init/shutdown calls.
@@ -81,16 +80,8 @@ fn log_line(what: &str, rc: nvmlReturn_t) {
         return;
     };
     let pid = std::process::id();
-    let line = if rc == SUCCESS {
-        format!("{what} {pid}\n")
-    } else {
-        format!("{what} {pid} error={rc}\n")
-    };
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
+    let line = if rc == SUCCESS { format!("{what} {pid}\n") } else { format!("{what} {pid} error={rc}\n") };
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
         let _ = f.write_all(line.as_bytes());
     }
 }

@@ -55,15 +55,7 @@ pub unsafe fn create(out: *mut nvmlEventSet_t) -> nvmlReturn_t {
     let baseline = state::current().max_event_id();
     // The token only provides a unique, stable address.
     let token = Box::into_raw(Box::new(0u64)) as usize;
-    with_sets(|sets| {
-        sets.insert(
-            token,
-            SetData {
-                baseline,
-                ..SetData::default()
-            },
-        )
-    });
+    with_sets(|sets| sets.insert(token, SetData { baseline, ..SetData::default() }));
     out.write(token as nvmlEventSet_t);
     SUCCESS
 }
@@ -74,11 +66,7 @@ pub fn free(set: nvmlEventSet_t) -> nvmlReturn_t {
     let token = set as usize;
     let removed = with_sets(|sets| sets.remove(&token)).is_some();
     if !removed {
-        return if is_initialized() {
-            INVALID_ARGUMENT
-        } else {
-            UNINITIALIZED
-        };
+        return if is_initialized() { INVALID_ARGUMENT } else { UNINITIALIZED };
     }
     // SAFETY: `token` came from Box::into_raw in `create` and was still
     // registered, so this is its one and only release.
@@ -117,11 +105,7 @@ pub fn register(device: nvmlDevice_t, event_types: u64, set: nvmlEventSet_t) -> 
 ///
 /// # Safety
 /// `data` must be null or valid for a write of `nvmlEventData_t`.
-pub unsafe fn wait(
-    set: nvmlEventSet_t,
-    data: *mut nvmlEventData_t,
-    timeout_ms: u32,
-) -> nvmlReturn_t {
+pub unsafe fn wait(set: nvmlEventSet_t, data: *mut nvmlEventData_t, timeout_ms: u32) -> nvmlReturn_t {
     if !is_initialized() {
         return UNINITIALIZED;
     }
@@ -153,10 +137,7 @@ pub unsafe fn wait(
 
 /// One delivery attempt: errors for lost/removed registered devices first,
 /// then the lowest-id pending event.
-fn poll_once(
-    st: &State,
-    set: Option<&mut SetData>,
-) -> Result<Option<nvmlEventData_t>, nvmlReturn_t> {
+fn poll_once(st: &State, set: Option<&mut SetData>) -> Result<Option<nvmlEventData_t>, nvmlReturn_t> {
     let set = set.ok_or(INVALID_ARGUMENT)?;
     let mut indices: Vec<u32> = set.registered.keys().copied().collect();
     indices.sort_unstable();
@@ -169,11 +150,7 @@ fn poll_once(
         .iter()
         .filter(|e| set.baseline.is_none_or(|b| e.id > b))
         .filter(|e| !set.delivered.contains(&e.id))
-        .filter(|e| {
-            set.registered
-                .get(&e.device)
-                .is_some_and(|mask| mask & e.event_type != 0)
-        })
+        .filter(|e| set.registered.get(&e.device).is_some_and(|mask| mask & e.event_type != 0))
         .min_by_key(|e| e.id);
     Ok(next.map(|e| {
         set.delivered.insert(e.id);

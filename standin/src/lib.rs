@@ -51,9 +51,7 @@ pub unsafe extern "C" fn nvmlShutdown() -> nvmlReturn_t {
 /// Same strings as the real library for the codes it knows.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlErrorString(result: nvmlReturn_t) -> *const c_char {
-    std::panic::catch_unwind(|| error_string(result))
-        .unwrap_or(c"Unknown Error")
-        .as_ptr()
+    std::panic::catch_unwind(|| error_string(result)).unwrap_or(c"Unknown Error").as_ptr()
 }
 
 fn error_string(code: nvmlReturn_t) -> &'static CStr {
@@ -96,10 +94,7 @@ fn error_string(code: nvmlReturn_t) -> &'static CStr {
 // System queries
 
 #[no_mangle]
-pub unsafe extern "C" fn nvmlSystemGetDriverVersion(
-    version: *mut c_char,
-    length: c_uint,
-) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlSystemGetDriverVersion(version: *mut c_char, length: c_uint) -> nvmlReturn_t {
     guard(|| match system_query("driver_version") {
         Ok(st) => put_str(version, length, &st.driver_version),
         Err(code) => code,
@@ -107,10 +102,7 @@ pub unsafe extern "C" fn nvmlSystemGetDriverVersion(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn nvmlSystemGetNVMLVersion(
-    version: *mut c_char,
-    length: c_uint,
-) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlSystemGetNVMLVersion(version: *mut c_char, length: c_uint) -> nvmlReturn_t {
     guard(|| match system_query("nvml_version") {
         Ok(st) => put_str(version, length, &st.nvml_version()),
         Err(code) => code,
@@ -118,16 +110,12 @@ pub unsafe extern "C" fn nvmlSystemGetNVMLVersion(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn nvmlSystemGetCudaDriverVersion(
-    cuda_driver_version: *mut c_int,
-) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlSystemGetCudaDriverVersion(cuda_driver_version: *mut c_int) -> nvmlReturn_t {
     nvmlSystemGetCudaDriverVersion_v2(cuda_driver_version)
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn nvmlSystemGetCudaDriverVersion_v2(
-    cuda_driver_version: *mut c_int,
-) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlSystemGetCudaDriverVersion_v2(cuda_driver_version: *mut c_int) -> nvmlReturn_t {
     guard(|| match system_query("cuda_driver_version") {
         Ok(st) => put(cuda_driver_version, st.cuda_driver_version),
         Err(code) => code,
@@ -162,10 +150,7 @@ pub unsafe extern "C" fn nvmlDeviceGetCount(device_count: *mut c_uint) -> nvmlRe
 /// Succeeds for a lost device (like the real library, which only fails when
 /// the device is actually queried).
 #[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex_v2(
-    index: c_uint,
-    device: *mut nvmlDevice_t,
-) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex_v2(index: c_uint, device: *mut nvmlDevice_t) -> nvmlReturn_t {
     guard(|| {
         let st = match system_query("handle") {
             Ok(st) => st,
@@ -185,18 +170,12 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex_v2(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex(
-    index: c_uint,
-    device: *mut nvmlDevice_t,
-) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex(index: c_uint, device: *mut nvmlDevice_t) -> nvmlReturn_t {
     nvmlDeviceGetHandleByIndex_v2(index, device)
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetHandleByUUID(
-    uuid: *const c_char,
-    device: *mut nvmlDevice_t,
-) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlDeviceGetHandleByUUID(uuid: *const c_char, device: *mut nvmlDevice_t) -> nvmlReturn_t {
     guard(|| {
         let st = match system_query("handle") {
             Ok(st) => st,
@@ -218,10 +197,7 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByUUID(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetIndex(
-    device: nvmlDevice_t,
-    index: *mut c_uint,
-) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlDeviceGetIndex(device: nvmlDevice_t, index: *mut c_uint) -> nvmlReturn_t {
     guard(|| rc(device_query(device, "index").map(|(_, i)| put(index, i))))
 }
 
@@ -230,47 +206,23 @@ pub unsafe extern "C" fn nvmlDeviceGetIndex(
 // error, lost), then fill the out-parameters from the state.
 
 #[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetName(
-    device: nvmlDevice_t,
-    name: *mut c_char,
-    length: c_uint,
-) -> nvmlReturn_t {
-    guard(|| {
-        rc(device_query(device, "name")
-            .map(|(st, i)| put_str(name, length, &st.devices[i as usize].name(i))))
-    })
+pub unsafe extern "C" fn nvmlDeviceGetName(device: nvmlDevice_t, name: *mut c_char, length: c_uint) -> nvmlReturn_t {
+    guard(|| rc(device_query(device, "name").map(|(st, i)| put_str(name, length, &st.devices[i as usize].name(i)))))
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetUUID(
-    device: nvmlDevice_t,
-    uuid: *mut c_char,
-    length: c_uint,
-) -> nvmlReturn_t {
-    guard(|| {
-        rc(device_query(device, "uuid")
-            .map(|(st, i)| put_str(uuid, length, &st.devices[i as usize].uuid(i))))
-    })
+pub unsafe extern "C" fn nvmlDeviceGetUUID(device: nvmlDevice_t, uuid: *mut c_char, length: c_uint) -> nvmlReturn_t {
+    guard(|| rc(device_query(device, "uuid").map(|(st, i)| put_str(uuid, length, &st.devices[i as usize].uuid(i)))))
 }
 
 /// v1 layout: `used` includes the reserved memory, as in the real library.
 #[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo(
-    device: nvmlDevice_t,
-    memory: *mut nvmlMemory_t,
-) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo(device: nvmlDevice_t, memory: *mut nvmlMemory_t) -> nvmlReturn_t {
     guard(|| {
         rc(device_query(device, "memory_info").map(|(st, i)| {
             let d = &st.devices[i as usize];
             let used = d.memory_used.saturating_add(d.memory_reserved);
-            put(
-                memory,
-                nvmlMemory_t {
-                    total: d.memory_total,
-                    free: d.memory_total.saturating_sub(used),
-                    used,
-                },
-            )
+            put(memory, nvmlMemory_t { total: d.memory_total, free: d.memory_total.saturating_sub(used), used })
         }))
     })
 }
@@ -298,9 +250,7 @@ pub unsafe extern "C" fn nvmlDeviceGetMemoryInfo_v2(
                     version: MEMORY_V2_VERSION,
                     total: d.memory_total,
                     reserved: d.memory_reserved,
-                    free: d
-                        .memory_total
-                        .saturating_sub(d.memory_used.saturating_add(d.memory_reserved)),
+                    free: d.memory_total.saturating_sub(d.memory_used.saturating_add(d.memory_reserved)),
                     used: d.memory_used,
                 },
             )
@@ -334,34 +284,24 @@ pub unsafe extern "C" fn nvmlDeviceGetTemperatureThreshold(
     temp: *mut c_uint,
 ) -> nvmlReturn_t {
     guard(|| {
-        rc(
-            device_query(device, "temperature_threshold").map(|(st, i)| {
-                let d = &st.devices[i as usize];
-                let value = match threshold_type {
-                    nvmlTemperatureThresholds_enum_NVML_TEMPERATURE_THRESHOLD_SHUTDOWN => {
-                        Some(d.shutdown_temperature)
-                    }
-                    nvmlTemperatureThresholds_enum_NVML_TEMPERATURE_THRESHOLD_SLOWDOWN => {
-                        Some(d.slowdown_temperature)
-                    }
-                    nvmlTemperatureThresholds_enum_NVML_TEMPERATURE_THRESHOLD_GPU_MAX => {
-                        Some(d.gpu_max_temperature.unwrap_or(d.slowdown_temperature))
-                    }
-                    nvmlTemperatureThresholds_enum_NVML_TEMPERATURE_THRESHOLD_MEM_MAX => {
-                        d.mem_max_temperature
-                    }
-                    t if t < nvmlTemperatureThresholds_enum_NVML_TEMPERATURE_THRESHOLD_COUNT => {
-                        None
-                    }
-                    _ => return INVALID_ARGUMENT,
-                };
-                match value {
-                    Some(v) => put(temp, v),
-                    None if temp.is_null() => INVALID_ARGUMENT,
-                    None => NOT_SUPPORTED,
+        rc(device_query(device, "temperature_threshold").map(|(st, i)| {
+            let d = &st.devices[i as usize];
+            let value = match threshold_type {
+                nvmlTemperatureThresholds_enum_NVML_TEMPERATURE_THRESHOLD_SHUTDOWN => Some(d.shutdown_temperature),
+                nvmlTemperatureThresholds_enum_NVML_TEMPERATURE_THRESHOLD_SLOWDOWN => Some(d.slowdown_temperature),
+                nvmlTemperatureThresholds_enum_NVML_TEMPERATURE_THRESHOLD_GPU_MAX => {
+                    Some(d.gpu_max_temperature.unwrap_or(d.slowdown_temperature))
                 }
-            }),
-        )
+                nvmlTemperatureThresholds_enum_NVML_TEMPERATURE_THRESHOLD_MEM_MAX => d.mem_max_temperature,
+                t if t < nvmlTemperatureThresholds_enum_NVML_TEMPERATURE_THRESHOLD_COUNT => None,
+                _ => return INVALID_ARGUMENT,
+            };
+            match value {
+                Some(v) => put(temp, v),
+                None if temp.is_null() => INVALID_ARGUMENT,
+                None => NOT_SUPPORTED,
+            }
+        }))
     })
 }
 
@@ -373,45 +313,24 @@ pub unsafe extern "C" fn nvmlDeviceGetUtilizationRates(
     guard(|| {
         rc(device_query(device, "utilization").map(|(st, i)| {
             let d = &st.devices[i as usize];
-            put(
-                utilization,
-                nvmlUtilization_t {
-                    gpu: d.utilization_gpu,
-                    memory: d.utilization_memory,
-                },
-            )
+            put(utilization, nvmlUtilization_t { gpu: d.utilization_gpu, memory: d.utilization_memory })
         }))
     })
 }
 
 /// Milliwatts.
 #[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetPowerUsage(
-    device: nvmlDevice_t,
-    power: *mut c_uint,
-) -> nvmlReturn_t {
-    guard(|| {
-        rc(device_query(device, "power_usage")
-            .map(|(st, i)| put(power, st.devices[i as usize].power_usage_mw)))
-    })
+pub unsafe extern "C" fn nvmlDeviceGetPowerUsage(device: nvmlDevice_t, power: *mut c_uint) -> nvmlReturn_t {
+    guard(|| rc(device_query(device, "power_usage").map(|(st, i)| put(power, st.devices[i as usize].power_usage_mw))))
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetEnforcedPowerLimit(
-    device: nvmlDevice_t,
-    limit: *mut c_uint,
-) -> nvmlReturn_t {
-    guard(|| {
-        rc(device_query(device, "power_limit")
-            .map(|(st, i)| put(limit, st.devices[i as usize].power_limit_mw)))
-    })
+pub unsafe extern "C" fn nvmlDeviceGetEnforcedPowerLimit(device: nvmlDevice_t, limit: *mut c_uint) -> nvmlReturn_t {
+    guard(|| rc(device_query(device, "power_limit").map(|(st, i)| put(limit, st.devices[i as usize].power_limit_mw))))
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetPowerManagementLimit(
-    device: nvmlDevice_t,
-    limit: *mut c_uint,
-) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlDeviceGetPowerManagementLimit(device: nvmlDevice_t, limit: *mut c_uint) -> nvmlReturn_t {
     nvmlDeviceGetEnforcedPowerLimit(device, limit)
 }
 
@@ -421,12 +340,8 @@ pub unsafe extern "C" fn nvmlDeviceGetCurrentClocksThrottleReasons(
     clocks_throttle_reasons: *mut c_ulonglong,
 ) -> nvmlReturn_t {
     guard(|| {
-        rc(device_query(device, "throttle_reasons").map(|(st, i)| {
-            put(
-                clocks_throttle_reasons,
-                st.devices[i as usize].throttle_reasons,
-            )
-        }))
+        rc(device_query(device, "throttle_reasons")
+            .map(|(st, i)| put(clocks_throttle_reasons, st.devices[i as usize].throttle_reasons)))
     })
 }
 
@@ -532,11 +447,7 @@ pub unsafe extern "C" fn nvmlDeviceGetRemappedRows(
             let Some(rows) = &st.devices[i as usize].remapped_rows else {
                 return NOT_SUPPORTED;
             };
-            if corr_rows.is_null()
-                || unc_rows.is_null()
-                || is_pending.is_null()
-                || failure_occurred.is_null()
-            {
+            if corr_rows.is_null() || unc_rows.is_null() || is_pending.is_null() || failure_occurred.is_null() {
                 return INVALID_ARGUMENT;
             }
             corr_rows.write(rows.correctable);
@@ -557,8 +468,7 @@ pub unsafe extern "C" fn nvmlDeviceGetSupportedEventTypes(
     event_types: *mut c_ulonglong,
 ) -> nvmlReturn_t {
     guard(|| {
-        rc(device_query(device, "events")
-            .map(|(st, i)| put(event_types, st.devices[i as usize].supported_event_types)))
+        rc(device_query(device, "events").map(|(st, i)| put(event_types, st.devices[i as usize].supported_event_types)))
     })
 }
 

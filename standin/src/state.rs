@@ -69,9 +69,7 @@ impl State {
     }
 
     pub fn nvml_version(&self) -> String {
-        self.nvml_version
-            .clone()
-            .unwrap_or_else(|| format!("12.{}", self.driver_version))
+        self.nvml_version.clone().unwrap_or_else(|| format!("12.{}", self.driver_version))
     }
 
     /// Largest event id present (used as the replay baseline of new event sets).
@@ -151,9 +149,7 @@ impl Default for DeviceState {
 
 impl DeviceState {
     pub fn name(&self, index: u32) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("NVIDIA H100 80GB HBM3 (stand-in {index})"))
+        self.name.clone().unwrap_or_else(|| format!("NVIDIA H100 80GB HBM3 (stand-in {index})"))
     }
 
     pub fn uuid(&self, index: u32) -> String {
@@ -192,12 +188,7 @@ pub struct XidEvent {
 
 impl Default for XidEvent {
     fn default() -> Self {
-        XidEvent {
-            device: 0,
-            xid: 0,
-            id: 0,
-            event_type: 0x8,
-        }
+        XidEvent { device: 0, xid: 0, id: 0, event_type: 0x8 }
     }
 }
 
@@ -228,11 +219,7 @@ static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 /// identity changed. Malformed JSON keeps the last good state.
 pub fn current() -> Arc<State> {
     let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    let cache = guard.get_or_insert_with(|| Cache {
-        key: None,
-        bad_key: None,
-        state: Arc::new(State::default()),
-    });
+    let cache = guard.get_or_insert_with(|| Cache { key: None, bad_key: None, state: Arc::new(State::default()) });
 
     let path = match std::env::var_os(STATE_ENV) {
         Some(p) if !p.is_empty() => p,
@@ -264,10 +251,7 @@ pub fn current() -> Arc<State> {
         }
         Err(err) => {
             // Visible in test output, once per bad file version.
-            eprintln!(
-                "nvml_standin: ignoring unreadable state file {}: {err}",
-                std::path::Path::new(&path).display()
-            );
+            eprintln!("nvml_standin: ignoring unreadable state file {}: {err}", std::path::Path::new(&path).display());
             cache.bad_key = Some(key);
         }
     }
@@ -292,10 +276,7 @@ mod tests {
         let st: State = serde_json::from_str("{}").unwrap();
         assert_eq!(st.device_count(), 2);
         assert_eq!(st.driver_version, "550.54.15");
-        assert_eq!(
-            st.devices[1].uuid(1),
-            "GPU-5ca1ab1e-0000-4000-8000-000000000001"
-        );
+        assert_eq!(st.devices[1].uuid(1), "GPU-5ca1ab1e-0000-4000-8000-000000000001");
         assert!(st.devices[0].remapped_rows.is_some());
     }
 
@@ -317,10 +298,7 @@ mod tests {
 
     #[test]
     fn device_count_is_capped() {
-        let st = State {
-            devices: vec![DeviceState::default(); MAX_DEVICES + 5],
-            ..State::default()
-        };
+        let st = State { devices: vec![DeviceState::default(); MAX_DEVICES + 5], ..State::default() };
         assert_eq!(st.device_count(), MAX_DEVICES as u32);
         assert!(st.device(MAX_DEVICES as u32).is_none());
     }

@@ -32,30 +32,17 @@ fn standin_path() -> PathBuf {
         return p.into();
     }
     let mut candidates = Vec::new();
-    if let Some(deps) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
+    if let Some(deps) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
         candidates.push(deps.join("libnvml_standin.so"));
         if let Some(profile_dir) = deps.parent() {
             candidates.push(profile_dir.join("libnvml_standin.so"));
         }
     }
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    let profile_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target")
-        .join(profile);
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target").join(profile);
     candidates.push(profile_dir.join("deps/libnvml_standin.so"));
     candidates.push(profile_dir.join("libnvml_standin.so"));
-    candidates
-        .iter()
-        .find(|p| p.exists())
-        .cloned()
-        .unwrap_or_else(|| candidates.pop().unwrap())
+    candidates.iter().find(|p| p.exists()).cloned().unwrap_or_else(|| candidates.pop().unwrap())
 }
 
 struct Ctx {
@@ -84,16 +71,8 @@ impl Ctx {
 #[test]
 fn standin_behaves_like_nvml() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = Ctx {
-        lib: standin_path(),
-        state: dir.path().join("state.json"),
-        log: dir.path().join("nvml.log"),
-    };
-    assert!(
-        ctx.lib.exists(),
-        "stand-in not built at {}",
-        ctx.lib.display()
-    );
+    let ctx = Ctx { lib: standin_path(), state: dir.path().join("state.json"), log: dir.path().join("nvml.log") };
+    assert!(ctx.lib.exists(), "stand-in not built at {}", ctx.lib.display());
     std::env::set_var(STATE_ENV, &ctx.state);
     std::env::set_var(LOG_ENV, &ctx.log);
 
@@ -129,14 +108,8 @@ fn uninitialized_and_refcount(ctx: &Ctx, raw: &NvmlLib) {
         assert_eq!(raw.nvmlDeviceGetCount_v2(&mut count), 1);
         let s = CStr::from_ptr(raw.nvmlErrorString(3));
         assert_eq!(s.to_str().unwrap(), "Not Supported");
-        assert_eq!(
-            CStr::from_ptr(raw.nvmlErrorString(15)).to_str().unwrap(),
-            "GPU is lost"
-        );
-        assert_eq!(
-            CStr::from_ptr(raw.nvmlErrorString(12345)).to_str().unwrap(),
-            "Unknown Error"
-        );
+        assert_eq!(CStr::from_ptr(raw.nvmlErrorString(15)).to_str().unwrap(), "GPU is lost");
+        assert_eq!(CStr::from_ptr(raw.nvmlErrorString(12345)).to_str().unwrap(), "Unknown Error");
     }
 
     let a = ctx.nvml().unwrap();
@@ -146,11 +119,7 @@ fn uninitialized_and_refcount(ctx: &Ctx, raw: &NvmlLib) {
     b.shutdown().unwrap();
     unsafe {
         let mut count = 0;
-        assert_eq!(
-            raw.nvmlDeviceGetCount_v2(&mut count),
-            1,
-            "all sessions closed"
-        );
+        assert_eq!(raw.nvmlDeviceGetCount_v2(&mut count), 1, "all sessions closed");
         assert_eq!(raw.nvmlShutdown(), 1);
         assert_eq!(raw.nvmlInitWithFlags(0), 0);
         assert_eq!(raw.nvmlDeviceGetCount_v2(&mut count), 0);
@@ -169,10 +138,7 @@ fn defaults_without_state_file(ctx: &Ctx) {
     for i in 0..2u32 {
         let d = nvml.device_by_index(i).unwrap();
         assert_eq!(d.index().unwrap(), i);
-        assert_eq!(
-            d.name().unwrap(),
-            format!("NVIDIA H100 80GB HBM3 (stand-in {i})")
-        );
+        assert_eq!(d.name().unwrap(), format!("NVIDIA H100 80GB HBM3 (stand-in {i})"));
         let uuid = d.uuid().unwrap();
         assert_eq!(uuid, format!("GPU-5ca1ab1e-0000-4000-8000-00000000000{i}"));
         let by_uuid = nvml.device_by_uuid(uuid.as_str()).unwrap();
@@ -185,29 +151,17 @@ fn defaults_without_state_file(ctx: &Ctx) {
         assert_eq!(mem.free, 85_899_345_920 - 1_073_741_824);
         assert_eq!(d.temperature(TemperatureSensor::Gpu).unwrap(), 40);
         assert_eq!(d.power_usage().unwrap(), 70_000);
-        assert_eq!(
-            d.current_throttle_reasons().unwrap(),
-            ThrottleReasons::empty()
-        );
+        assert_eq!(d.current_throttle_reasons().unwrap(), ThrottleReasons::empty());
     }
-    assert!(matches!(
-        nvml.device_by_uuid("GPU-nope"),
-        Err(NvmlError::NotFound)
-    ));
-    assert!(matches!(
-        nvml.device_by_index(2),
-        Err(NvmlError::InvalidArg)
-    ));
+    assert!(matches!(nvml.device_by_uuid("GPU-nope"), Err(NvmlError::NotFound)));
+    assert!(matches!(nvml.device_by_index(2), Err(NvmlError::InvalidArg)));
 }
 
 fn device_counts(ctx: &Ctx) {
     let nvml = ctx.nvml().unwrap();
     ctx.write(&json!({ "devices": [] }));
     assert_eq!(nvml.device_count().unwrap(), 0);
-    assert!(matches!(
-        nvml.device_by_index(0),
-        Err(NvmlError::InvalidArg)
-    ));
+    assert!(matches!(nvml.device_by_index(0), Err(NvmlError::InvalidArg)));
 
     ctx.write(&json!({ "devices": [{}] }));
     assert_eq!(nvml.device_count().unwrap(), 1);
@@ -215,21 +169,12 @@ fn device_counts(ctx: &Ctx) {
     ctx.write(&json!({ "devices": vec![json!({}); 8] }));
     assert_eq!(nvml.device_count().unwrap(), 8);
     let d7 = nvml.device_by_index(7).unwrap();
-    assert_eq!(
-        d7.uuid().unwrap(),
-        "GPU-5ca1ab1e-0000-4000-8000-000000000007"
-    );
-    assert!(matches!(
-        nvml.device_by_index(8),
-        Err(NvmlError::InvalidArg)
-    ));
+    assert_eq!(d7.uuid().unwrap(), "GPU-5ca1ab1e-0000-4000-8000-000000000007");
+    assert!(matches!(nvml.device_by_index(8), Err(NvmlError::InvalidArg)));
 
     // A handle whose index vanished from the state is a lost GPU.
     ctx.write(&json!({ "devices": [{}] }));
-    assert!(matches!(
-        d7.temperature(TemperatureSensor::Gpu),
-        Err(NvmlError::GpuLost)
-    ));
+    assert!(matches!(d7.temperature(TemperatureSensor::Gpu), Err(NvmlError::GpuLost)));
 
     ctx.write(&json!({ "device_count_error": 999 }));
     assert!(matches!(nvml.device_count(), Err(NvmlError::Unknown)));
@@ -259,31 +204,13 @@ fn device_values(ctx: &Ctx) {
     assert_eq!(d.name().unwrap(), "Tesla Stand-in");
 
     let mem = d.memory_info().unwrap();
-    assert_eq!(
-        (mem.total, mem.used, mem.reserved, mem.free),
-        (1000, 300, 100, 600)
-    );
+    assert_eq!((mem.total, mem.used, mem.reserved, mem.free), (1000, 300, 100, 600));
 
     assert_eq!(d.temperature(TemperatureSensor::Gpu).unwrap(), 83);
-    assert_eq!(
-        d.temperature_threshold(TemperatureThreshold::Slowdown)
-            .unwrap(),
-        85
-    );
-    assert_eq!(
-        d.temperature_threshold(TemperatureThreshold::Shutdown)
-            .unwrap(),
-        90
-    );
-    assert_eq!(
-        d.temperature_threshold(TemperatureThreshold::GpuMax)
-            .unwrap(),
-        85
-    );
-    assert!(matches!(
-        d.temperature_threshold(TemperatureThreshold::MemoryMax),
-        Err(NvmlError::NotSupported)
-    ));
+    assert_eq!(d.temperature_threshold(TemperatureThreshold::Slowdown).unwrap(), 85);
+    assert_eq!(d.temperature_threshold(TemperatureThreshold::Shutdown).unwrap(), 90);
+    assert_eq!(d.temperature_threshold(TemperatureThreshold::GpuMax).unwrap(), 85);
+    assert!(matches!(d.temperature_threshold(TemperatureThreshold::MemoryMax), Err(NvmlError::NotSupported)));
 
     let util = d.utilization_rates().unwrap();
     assert_eq!((util.gpu, util.memory), (97, 41));
@@ -294,46 +221,22 @@ fn device_values(ctx: &Ctx) {
     let reasons = d.current_throttle_reasons().unwrap();
     assert_eq!(
         reasons,
-        ThrottleReasons::HW_SLOWDOWN
-            | ThrottleReasons::SW_THERMAL_SLOWDOWN
-            | ThrottleReasons::HW_THERMAL_SLOWDOWN
+        ThrottleReasons::HW_SLOWDOWN | ThrottleReasons::SW_THERMAL_SLOWDOWN | ThrottleReasons::HW_THERMAL_SLOWDOWN
     );
 
-    assert_eq!(
-        d.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile)
-            .unwrap(),
-        3
-    );
-    assert_eq!(
-        d.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Aggregate)
-            .unwrap(),
-        11
-    );
-    assert_eq!(
-        d.total_ecc_errors(MemoryError::Corrected, EccCounter::Volatile)
-            .unwrap(),
-        5
-    );
+    assert_eq!(d.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile).unwrap(), 3);
+    assert_eq!(d.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Aggregate).unwrap(), 11);
+    assert_eq!(d.total_ecc_errors(MemoryError::Corrected, EccCounter::Volatile).unwrap(), 5);
     assert!(d.are_pages_pending_retired().unwrap());
-    assert!(d
-        .retired_pages(RetirementCause::DoubleBitEccError)
-        .unwrap()
-        .is_empty());
-    assert!(!nvml
-        .device_by_index(0)
-        .unwrap()
-        .are_pages_pending_retired()
-        .unwrap());
+    assert!(d.retired_pages(RetirementCause::DoubleBitEccError).unwrap().is_empty());
+    assert!(!nvml.device_by_index(0).unwrap().are_pages_pending_retired().unwrap());
 
     // Not wrapped by nvml-wrapper 0.13: call the symbols directly.
     unsafe {
         let h = d.handle();
         let lib = nvml.lib();
         let (mut c, mut u, mut p, mut f) = (9, 9, 9, 9);
-        assert_eq!(
-            lib.nvmlDeviceGetRemappedRows(h, &mut c, &mut u, &mut p, &mut f),
-            0
-        );
+        assert_eq!(lib.nvmlDeviceGetRemappedRows(h, &mut c, &mut u, &mut p, &mut f), 0);
         assert_eq!((c, u, p, f), (2, 1, 1, 0));
         let mut r = 0u64;
         assert_eq!(lib.nvmlDeviceGetCurrentClocksEventReasons(h, &mut r), 0);
@@ -342,10 +245,7 @@ fn device_values(ctx: &Ctx) {
         assert_eq!(lib.nvmlDeviceGetPowerUsage(h, std::ptr::null_mut()), 2);
         // Garbage handle.
         let mut t = 0;
-        assert_eq!(
-            lib.nvmlDeviceGetTemperature(8 as nvmlDevice_t, 0, &mut t),
-            2
-        );
+        assert_eq!(lib.nvmlDeviceGetTemperature(8 as nvmlDevice_t, 0, &mut t), 2);
         // Too small a buffer.
         let mut buf = [0 as std::ffi::c_char; 4];
         assert_eq!(lib.nvmlDeviceGetName(h, buf.as_mut_ptr(), 4), 7);
@@ -369,19 +269,14 @@ fn forced_errors(ctx: &Ctx) {
     let nvml = ctx.nvml().unwrap();
     let d = nvml.device_by_index(0).unwrap();
     assert!(matches!(d.power_usage(), Err(NvmlError::NotSupported)));
-    assert!(matches!(
-        d.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile),
-        Err(NvmlError::NotSupported)
-    ));
+    assert!(matches!(d.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile), Err(NvmlError::NotSupported)));
     assert!(matches!(d.memory_info(), Err(NvmlError::Unknown)));
     // 0 = not forced; other queries unaffected.
     assert!(d.name().is_ok());
     assert_eq!(d.temperature(TemperatureSensor::Gpu).unwrap(), 40);
     unsafe {
         let (mut c, mut u, mut p, mut f) = (0, 0, 0, 0);
-        let rc = nvml
-            .lib()
-            .nvmlDeviceGetRemappedRows(d.handle(), &mut c, &mut u, &mut p, &mut f);
+        let rc = nvml.lib().nvmlDeviceGetRemappedRows(d.handle(), &mut c, &mut u, &mut p, &mut f);
         assert_eq!(rc, 3);
     }
 
@@ -394,21 +289,13 @@ fn lost_devices(ctx: &Ctx) {
     let nvml = ctx.nvml().unwrap();
     assert_eq!(nvml.device_count().unwrap(), 2);
     let healthy = nvml.device_by_index(0).unwrap();
-    let lost = nvml
-        .device_by_index(1)
-        .expect("handle of a lost GPU still resolves");
+    let lost = nvml.device_by_index(1).expect("handle of a lost GPU still resolves");
     assert!(matches!(lost.memory_info(), Err(NvmlError::GpuLost)));
-    assert!(matches!(
-        lost.temperature(TemperatureSensor::Gpu),
-        Err(NvmlError::GpuLost)
-    ));
+    assert!(matches!(lost.temperature(TemperatureSensor::Gpu), Err(NvmlError::GpuLost)));
     assert!(matches!(lost.uuid(), Err(NvmlError::GpuLost)));
     assert!(matches!(lost.power_usage(), Err(NvmlError::GpuLost)));
     assert!(matches!(lost.index(), Err(NvmlError::GpuLost)));
-    assert!(matches!(
-        nvml.device_by_uuid("GPU-5ca1ab1e-0000-4000-8000-000000000001"),
-        Err(NvmlError::GpuLost)
-    ));
+    assert!(matches!(nvml.device_by_uuid("GPU-5ca1ab1e-0000-4000-8000-000000000001"), Err(NvmlError::GpuLost)));
     assert!(healthy.memory_info().is_ok());
 }
 
@@ -422,11 +309,7 @@ fn live_updates_and_malformed_json(ctx: &Ctx) {
         assert_eq!(d.temperature(TemperatureSensor::Gpu).unwrap(), t);
     }
     // In-place rewrite (not atomic) is seen too.
-    std::fs::write(
-        &ctx.state,
-        br#"{ "devices": [{ "temperature": 61, "memory_used": 5 }] }"#,
-    )
-    .unwrap();
+    std::fs::write(&ctx.state, br#"{ "devices": [{ "temperature": 61, "memory_used": 5 }] }"#).unwrap();
     assert_eq!(d.temperature(TemperatureSensor::Gpu).unwrap(), 61);
 
     // Malformed JSON or wrong types: keep the last good state.
@@ -476,9 +359,7 @@ fn xid_events(ctx: &Ctx) {
     assert!(supported.contains(EventTypes::CRITICAL_XID_ERROR));
 
     let set = nvml.create_event_set().unwrap();
-    let set = d0
-        .register_events(EventTypes::CRITICAL_XID_ERROR, set)
-        .unwrap();
+    let set = d0.register_events(EventTypes::CRITICAL_XID_ERROR, set).unwrap();
 
     // The event that predates the set is not replayed.
     let start = Instant::now();
@@ -508,12 +389,7 @@ fn xid_events(ctx: &Ctx) {
     assert!(matches!(set.wait(50), Err(NvmlError::Timeout)));
 
     // A fresh set does not see old events either.
-    let set2 = d0
-        .register_events(
-            EventTypes::CRITICAL_XID_ERROR,
-            nvml.create_event_set().unwrap(),
-        )
-        .unwrap();
+    let set2 = d0.register_events(EventTypes::CRITICAL_XID_ERROR, nvml.create_event_set().unwrap()).unwrap();
     assert!(matches!(set2.wait(50), Err(NvmlError::Timeout)));
 
     // Events go only to sets that registered the device; oldest id first.
@@ -532,9 +408,7 @@ fn xid_events(ctx: &Ctx) {
         assert!(matches!(s.wait(50), Err(NvmlError::Timeout)));
     }
     let d1 = nvml.device_by_index(1).unwrap();
-    let set = d1
-        .register_events(EventTypes::CRITICAL_XID_ERROR, set)
-        .unwrap();
+    let set = d1.register_events(EventTypes::CRITICAL_XID_ERROR, set).unwrap();
     let ev = set.wait(1_000).unwrap();
     assert_eq!(ev.event_data, Some(XidError::Value(13)));
     assert_eq!(ev.device.index().unwrap(), 1);
@@ -556,10 +430,7 @@ fn xid_events(ctx: &Ctx) {
 
     // Registering on a lost device fails the same way.
     let lost = nvml.device_by_index(1).unwrap();
-    let err = lost.register_events(
-        EventTypes::CRITICAL_XID_ERROR,
-        nvml.create_event_set().unwrap(),
-    );
+    let err = lost.register_events(EventTypes::CRITICAL_XID_ERROR, nvml.create_event_set().unwrap());
     assert!(matches!(err, Err(e) if matches!(e.error, NvmlError::GpuLost)));
 }
 
