@@ -64,9 +64,9 @@ impl GpuRecovery {
         let mut incidents = None;
         if let Some(options) = options {
             incidents = super::durable::read_incident_log(&env, &options)?;
-            hooks.empty_cache = read_hook(&env, &options, "emptyCache", "emptyCache")?;
-            hooks.reset_peak_memory_stats = read_hook(&env, &options, "resetPeakMemoryStats", "resetPeakMemoryStats")?;
-            hooks.reinitialize = read_hook(&env, &options, "reinitialize", "reinitialize")?;
+            hooks.empty_cache = read_hook(&env, &options, "emptyCache")?;
+            hooks.reset_peak_memory_stats = read_hook(&env, &options, "resetPeakMemoryStats")?;
+            hooks.reinitialize = read_hook(&env, &options, "reinitialize")?;
             for (spec, slot) in [
                 (STEP_TIMEOUT_MS, &mut step_timeout),
                 (DEVICE_WAIT_MS, &mut device_wait),

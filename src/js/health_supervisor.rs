@@ -195,7 +195,7 @@ impl HealthSupervisor {
                 .map(|v| read_instance(&env, Some(v), "gpuRecovery", "GPURecovery", |m: &GpuRecovery| m.core.clone()))
                 .transpose()?;
             super::durable::attach_to_supervisor(&env, &o, &mut parts)?;
-            parts.restart_process = read_hook(&env, &o, "restartProcess", "restartProcess")?;
+            parts.restart_process = read_hook(&env, &o, "restartProcess")?;
             if let Some(ms) = read_number(&env, &o, INTERVAL_MS)? {
                 settings.interval = Duration::from_millis(ms as u64);
             }

@@ -35,11 +35,16 @@ pub enum HookReturn {
     Pending(Settlement<()>),
 }
 
+/// Whether a hook's return value is a promise (then it is waited for).
+unsafe fn is_promise(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<bool> {
+    let mut is_promise = false;
+    napi::check_status!(unsafe { napi::sys::napi_is_promise(env, value, &mut is_promise) })?;
+    Ok(is_promise)
+}
+
 impl FromNapiValue for HookReturn {
     unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
-        let mut is_promise = false;
-        napi::check_status!(unsafe { napi::sys::napi_is_promise(env, value, &mut is_promise) })?;
-        if is_promise {
+        if unsafe { is_promise(env, value)? } {
             Ok(HookReturn::Pending(unsafe { settle_later(env, value, |_, _| Ok(()))? }))
         } else {
             Ok(HookReturn::Finished)
@@ -67,19 +72,26 @@ impl Hook for JsHook {
 
 /// Reads an optional hook: `undefined` is none, a function becomes a hook, anything else
 /// is a `TypeError` naming it.
-pub fn read_hook(env: &Env, options: &OptionsObject, key: &str, name: &str) -> Result<Option<Arc<dyn Hook>>> {
+pub fn read_hook(env: &Env, options: &OptionsObject, key: &str) -> Result<Option<Arc<dyn Hook>>> {
+    let Some(value) = read_function(env, options, key)? else { return Ok(None) };
+    let function: Function<'_, HookArg, HookReturn> = unsafe { value.cast()? };
+    let threadsafe =
+        function.build_threadsafe_function::<HookArg>().weak::<true>().callee_handled::<false>().build()?;
+    Ok(Some(Arc::new(JsHook(Arc::new(threadsafe)))))
+}
+
+/// An optional function option: `undefined` is none, anything else but a function is a
+/// `TypeError` naming the option.
+fn read_function<'env>(env: &Env, options: &OptionsObject<'env>, key: &str) -> Result<Option<Unknown<'env>>> {
     let Some(value) = options.raw(key)? else { return Ok(None) };
     if value.get_type()? != ValueType::Function {
         return Err(type_error(
             env,
             "ERR_INVALID_ARG_TYPE",
-            format!("{name} must be a function, got {}", describe(&value)),
+            format!("{key} must be a function, got {}", describe(&value)),
         ));
     }
-    let function: Function<'_, HookArg, HookReturn> = unsafe { value.cast()? };
-    let threadsafe =
-        function.build_threadsafe_function::<HookArg>().weak::<true>().callee_handled::<false>().build()?;
-    Ok(Some(Arc::new(JsHook(Arc::new(threadsafe)))))
+    Ok(Some(value))
 }
 
 /// Reads the required first argument of a recovery constructor, an instance of `T`, and
@@ -131,9 +143,7 @@ pub enum ValueReturn {
 
 impl FromNapiValue for ValueReturn {
     unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
-        let mut is_promise = false;
-        napi::check_status!(unsafe { napi::sys::napi_is_promise(env, value, &mut is_promise) })?;
-        if is_promise {
+        if unsafe { is_promise(env, value)? } {
             let convert =
                 |env, value| unsafe { Json::from_napi_value(env, value) }.map(|json| json.0).map_err(|e| e.reason);
             Ok(ValueReturn::Later(unsafe { settle_later(env, value, convert)? }))
@@ -148,14 +158,7 @@ pub type DataHook = ThreadsafeFunction<serde_json::Value, ValueReturn, serde_jso
 
 /// Reads an optional data hook (see [`read_hook`]).
 pub fn read_data_hook(env: &Env, options: &OptionsObject, key: &str) -> Result<Option<Arc<DataHook>>> {
-    let Some(value) = options.raw(key)? else { return Ok(None) };
-    if value.get_type()? != ValueType::Function {
-        return Err(type_error(
-            env,
-            "ERR_INVALID_ARG_TYPE",
-            format!("{key} must be a function, got {}", describe(&value)),
-        ));
-    }
+    let Some(value) = read_function(env, options, key)? else { return Ok(None) };
     let function: Function<'_, serde_json::Value, ValueReturn> = unsafe { value.cast()? };
     Ok(Some(Arc::new(
         function.build_threadsafe_function::<serde_json::Value>().weak::<true>().callee_handled::<false>().build()?,

@@ -52,9 +52,9 @@ impl MemoryRecovery {
         let mut incidents = None;
         if let Some(options) = options {
             incidents = super::durable::read_incident_log(&env, &options)?;
-            hooks.clear_gpu_cache = read_hook(&env, &options, "clearGPUCache", "clearGPUCache")?;
-            hooks.defragment_memory = read_hook(&env, &options, "defragmentMemory", "defragmentMemory")?;
-            hooks.emergency_cleanup = read_hook(&env, &options, "emergencyCleanup", "emergencyCleanup")?;
+            hooks.clear_gpu_cache = read_hook(&env, &options, "clearGPUCache")?;
+            hooks.defragment_memory = read_hook(&env, &options, "defragmentMemory")?;
+            hooks.emergency_cleanup = read_hook(&env, &options, "emergencyCleanup")?;
             if let Some(ms) = options.number(STEP_TIMEOUT_MS.name)? {
                 step_timeout = STEP_TIMEOUT_MS.check(ms).map_err(|v| range_violation(&env, v))?;
             }
