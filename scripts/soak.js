@@ -163,7 +163,7 @@ async function main() {
   // Samples in preallocated columns (decimated if they would overflow), so that keeping
   // them does not grow the heap being measured.
   const CAPACITY = 8192
-  const columns = { t: new Float64Array(CAPACITY), rss: new Float64Array(CAPACITY), heapUsed: new Float64Array(CAPACITY), heapTotal: new Float64Array(CAPACITY), external: new Float64Array(CAPACITY), fds: new Float64Array(CAPACITY), threads: new Float64Array(CAPACITY) }
+  const columns = { t: new Float64Array(CAPACITY), rss: new Float64Array(CAPACITY), heapUsed: new Float64Array(CAPACITY), heapTotal: new Float64Array(CAPACITY), external: new Float64Array(CAPACITY), rssAnon: new Float64Array(CAPACITY), rssFile: new Float64Array(CAPACITY), fds: new Float64Array(CAPACITY), threads: new Float64Array(CAPACITY) }
   let nSamples = 0
   let sampleStride = 1
   let sampleTick = 0
@@ -179,7 +179,8 @@ async function main() {
     for (const k of Object.keys(columns)) columns[k][nSamples] = s[k] === null ? NaN : s[k]
     nSamples++
   }
-  const samples = () => Array.from({ length: nSamples }, (_, i) => ({ t: columns.t[i], rss: columns.rss[i], heapUsed: columns.heapUsed[i], heapTotal: columns.heapTotal[i], external: columns.external[i], fds: columns.fds[i], threads: Number.isNaN(columns.threads[i]) ? null : columns.threads[i] }))
+  const orNull = (v) => (Number.isNaN(v) ? null : v)
+  const samples = () => Array.from({ length: nSamples }, (_, i) => ({ t: columns.t[i], rss: columns.rss[i], heapUsed: columns.heapUsed[i], heapTotal: columns.heapTotal[i], external: columns.external[i], rssAnon: orNull(columns.rssAnon[i]), rssFile: orNull(columns.rssFile[i]), fds: columns.fds[i], threads: orNull(columns.threads[i]) }))
 
   // Stop conditions.
   let interrupted = null

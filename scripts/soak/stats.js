@@ -10,16 +10,28 @@ function openFds() {
   return fs.readdirSync('/proc/self/fd').length
 }
 
-/** Threads of this process, from /proc/self/status. */
-function threadCount() {
-  const match = /^Threads:\s+(\d+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))
-  return match ? Number(match[1]) : null
+/**
+ * From /proc/self/status: threads, and RSS split into anonymous memory (heaps: V8's, malloc's)
+ * and file-backed pages (the code of node and of the loaded libraries, which the kernel maps
+ * in as code first runs and may drop again; they are not allocations). Null where absent.
+ */
+function readProcStatus() {
+  const text = fs.readFileSync('/proc/self/status', 'utf8')
+  const field = (name, scale) => {
+    const match = new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(text)
+    return match ? Number(match[1]) * scale : null
+  }
+  return { threads: field('Threads', 1), rssAnon: field('RssAnon', 1024), rssFile: field('RssFile', 1024) }
 }
 
-/** One sample: `{ t (ms since epoch), rss, heapUsed, heapTotal, external (bytes), fds, threads }`. */
+/**
+ * One sample: `{ t (ms since epoch), rss, heapUsed, heapTotal, external, rssAnon, rssFile
+ * (bytes), fds, threads }`.
+ */
 function sampleProcess() {
   const memory = process.memoryUsage()
-  return { t: Date.now(), rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, external: memory.external, fds: openFds(), threads: threadCount() }
+  const status = readProcStatus()
+  return { t: Date.now(), rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, external: memory.external, rssAnon: status.rssAnon, rssFile: status.rssFile, fds: openFds(), threads: status.threads }
 }
 
 /** Least-squares fit of `ys` over `xs`: `{ slope, intercept, n }` (slope null under 2 points). */
@@ -77,6 +89,12 @@ function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 *
     // (native memory: this package, Node, libuv). A leak of ours shows in the rest.
     heap_total_slope_mib_per_h: slope(after, (s) => s.heapTotal),
     outside_v8_heap_slope_mib_per_h: slope(after, (s) => s.rss - s.heapTotal),
+    // The rest, split: anonymous memory outside V8's heap (malloc: this package, Node, libuv)
+    // and file-backed pages (code paged in). Null where /proc/self/status lacks the fields.
+    anon_outside_v8_heap_slope_mib_per_h: after.every((s) => s.rssAnon !== null) ? slope(after, (s) => s.rssAnon - s.heapTotal) : null,
+    file_backed_slope_mib_per_h: after.every((s) => s.rssFile !== null) ? slope(after, (s) => s.rssFile) : null,
+    rss_anon_after_warmup_mib: after.length && after[0].rssAnon !== null ? after[0].rssAnon / MiB : null,
+    rss_anon_end_mib: samples[samples.length - 1].rssAnon === null ? null : samples[samples.length - 1].rssAnon / MiB,
     external_end_mib: (samples[samples.length - 1].external || 0) / MiB,
     rss_series: samples.filter((_, i) => i % stride === 0 || i === samples.length - 1).map((s) => [Math.round((s.t - t0) / 1000), Math.round((s.rss / MiB) * 100) / 100]),
     fds: { start: samples[0].fds, end: samples[samples.length - 1].fds, ...spread('fds') },
@@ -113,4 +131,4 @@ function overlaps(intervals) {
   return found
 }
 
-module.exports = { MiB, openFds, threadCount, sampleProcess, linearFit, summarizeSamples, budgetWindows, overlaps }
+module.exports = { MiB, openFds, readProcStatus, sampleProcess, linearFit, summarizeSamples, budgetWindows, overlaps }
