@@ -18,6 +18,7 @@ process.env.HPC_HEALTH_STANDIN_STATE = standin.file
 process.env.HPC_HEALTH_NVML_LIBRARY = STANDIN_LIBRARY
 const { monitoringTools } = require('..')
 const { HPCServiceFactory } = require('../examples/hpc-service/HPCServiceFactory')
+const { startServers, MAX_IN_FLIGHT_PER_CONNECTION } = require('../examples/hpc-service/server')
 
 const TOKEN = 'test-operator-token'
 const stateDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'hpc-service-')), 'var')
@@ -200,4 +201,44 @@ test('in process: the factory delegates to its supervisor, and shutdown releases
   assert.deepEqual(second.jobs.pending().map((j) => [j.id, j.resumed]), [[job.id, true]], 'a job stopped by shutdown is resumed like one killed')
   await second.shutdown()
   assert.match(lines.join('\n'), /jobs: resumed 1 from before the restart/)
+})
+
+test('in process: one connection has at most 16 requests in flight; the rest wait, none is dropped', async () => {
+  standin.write({ devices: [device(0), device(1)] })
+  const service = await new HPCServiceFactory({ stateDir: path.join(path.dirname(stateDir), 'in-flight') }, () => {}).initialize()
+  // The real dispatcher, held at a gate so that the requests pile up.
+  let inFlight = 0
+  let most = 0
+  let open = null
+  const gate = new Promise((resolve) => { open = resolve })
+  const held = {
+    handleJsonRpc: async (text, options) => {
+      most = Math.max(most, ++inFlight)
+      await gate
+      try {
+        return await service.supervisor.handleJsonRpc(text, options)
+      } finally {
+        inFlight--
+      }
+    },
+  }
+  const servers = await startServers({ supervisor: held, jobs: service.jobs })
+  try {
+    const rpc = await connect(servers.wsUrl)
+    const total = 200
+    for (let i = 0; i < total; i++) rpc.socket.send(JSON.stringify(request(i, 'ping')))
+    await waitFor('the first requests reach the dispatcher', () => inFlight === MAX_IN_FLIGHT_PER_CONNECTION, 5000)
+    await sleep(200) // time for more to get through, were the limit not kept
+    assert.equal(most, MAX_IN_FLIGHT_PER_CONNECTION)
+    assert.equal(rpc.received.length, 0)
+    open()
+    await waitFor('every answer', () => rpc.received.length === total, 10000)
+    assert.deepEqual(rpc.received.map((r) => r.id).sort((a, b) => a - b), Array.from({ length: total }, (_, i) => i))
+    assert.ok(rpc.received.every((r) => r.result !== undefined), 'each one answered by the dispatcher')
+    assert.equal(most, MAX_IN_FLIGHT_PER_CONNECTION)
+    rpc.close()
+  } finally {
+    await servers.close()
+    await service.shutdown()
+  }
 })

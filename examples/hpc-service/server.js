@@ -10,6 +10,9 @@ const { WebSocketServer } = require('ws')
 const HOST = '127.0.0.1'
 const MAX_MESSAGE_BYTES = 1024 * 1024 // the dispatcher refuses more anyway; ws closes earlier
 const MAX_JOB_BODY_BYTES = 64 * 1024
+// Requests one connection may have in flight; past it the socket stops being read (TCP
+// pushes back on the client) until answers go out. Nothing is dropped.
+const MAX_IN_FLIGHT_PER_CONNECTION = 16
 
 /** The token the upgrade request presented: `Authorization: Bearer <token>` or `?token=`. */
 function presentedToken(request) {
@@ -50,14 +53,27 @@ function startWebSocket({ supervisor, port, token, log }) {
     const authorized = tokenMatches(token, presentedToken(request))
     const authorize = () => authorized
     socket.on('error', (error) => log(`ws: ${error.message}`)) // e.g. a message over maxPayload; ws closes the socket
-    socket.on('message', async (data) => {
+    let inFlight = 0
+    // Messages ws had already read when the socket was paused; bounded by what one read holds.
+    const waiting = []
+    const answer = async (data) => {
+      inFlight++
       try {
         const response = await supervisor.handleJsonRpc(data.toString('utf8'), { authorize })
         // null: only notifications, which JSON-RPC answers with nothing.
         if (response !== null && socket.readyState === socket.OPEN) socket.send(JSON.stringify(response))
       } catch (error) {
         log(`ws: ${error.message}`)
+      } finally {
+        inFlight--
+        if (waiting.length > 0) answer(waiting.shift())
+        else if (socket.isPaused) socket.resume()
       }
+    }
+    socket.on('message', (data) => {
+      if (inFlight < MAX_IN_FLIGHT_PER_CONNECTION) return answer(data)
+      waiting.push(data)
+      socket.pause()
     })
   })
   return { httpServer, wss, port: listen(httpServer, port) }
@@ -138,4 +154,4 @@ async function startServers({ supervisor, jobs, wsPort = 0, httpPort = 0, token,
   return { wsUrl: `ws://${HOST}:${wsBound.value}`, httpUrl: `http://${HOST}:${httpBound.value}`, close }
 }
 
-module.exports = { startServers }
+module.exports = { startServers, MAX_IN_FLIGHT_PER_CONNECTION }
