@@ -95,6 +95,13 @@ pub struct RecoveryAction {
     pub detail: Option<String>,
 }
 
+impl RecoveryAction {
+    /// A recovery that could not run for want of what it needs (a hook, a recovery attached).
+    fn skipped(kind: &'static str, detail: &str) -> Self {
+        RecoveryAction { kind, issue: None, device: None, result: "skipped", detail: Some(detail.to_owned()) }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SupervisorState {
     Starting,
@@ -596,13 +603,7 @@ impl Supervisor {
 
     async fn restart_process(&self, reason: String) -> RecoveryAction {
         let Some(hook) = &self.parts.restart_process else {
-            return RecoveryAction {
-                kind: "process",
-                issue: None,
-                device: None,
-                result: "skipped",
-                detail: Some("no restartProcess hook".to_owned()),
-            };
+            return RecoveryAction::skipped("process", "no restartProcess hook");
         };
         let mut run = Run::new("process");
         let step = run.hook_step("restart_process", Some(hook), None, self.options.step_timeout).await;
@@ -623,25 +624,13 @@ impl Supervisor {
                         self.record_recovery("memory", run.result.as_str());
                         action_from_run("memory", &run)
                     }
-                    None => RecoveryAction {
-                        kind: "memory",
-                        issue: None,
-                        device: None,
-                        result: "skipped",
-                        detail: Some("no memoryRecovery attached".into()),
-                    },
+                    None => RecoveryAction::skipped("memory", "no memoryRecovery attached"),
                 }
             }
             RecoveryType::Gpu => {
                 let _one = self.recovering.lock().await;
                 let Some(r) = &self.parts.gpu_recovery else {
-                    return RecoveryAction {
-                        kind: "gpu",
-                        issue: None,
-                        device: None,
-                        result: "skipped",
-                        detail: Some("no gpuRecovery attached".into()),
-                    };
+                    return RecoveryAction::skipped("gpu", "no gpuRecovery attached");
                 };
                 // A lost device needs NVML re-opened; otherwise the allocator is what to clear.
                 let lost = match &self.parts.gpu_monitor {
