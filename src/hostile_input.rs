@@ -35,10 +35,7 @@ use crate::durable::{
     ReadFilter, RecordOutcome, RecoveryProblem, Storage, ERR_TOO_LARGE,
 };
 use crate::incident::{Incident, IncidentSeverity};
-use crate::rpc::{
-    handle_json_rpc, handle_json_rpc_value, AllocatorStatsParams, CheckType, MethodError, RecoveryType, RpcBackend,
-    RpcFuture, RpcLimits,
-};
+use crate::rpc::{handle_json_rpc, handle_json_rpc_value, AnsweringBackend, RpcLimits};
 
 /// Cases per property test: about 5 s in all in a debug build on two cores.
 const CHECKPOINT_CASES: usize = 60_000;
@@ -435,7 +432,7 @@ mod verdict {
     /// The answer (with a backend that authorizes), checked to be well formed.
     pub fn json_rpc_response(text: &str) -> Option<Value> {
         let limits = RpcLimits::default();
-        let response = futures::executor::block_on(handle_json_rpc(text, &Trivial { allow: true }, &limits));
+        let response = futures::executor::block_on(handle_json_rpc(text, &AnsweringBackend { allow: true }, &limits));
         check_rpc_response(text, &limits, &response);
         response
     }
@@ -1048,30 +1045,6 @@ fn regression_checkpoint() {
 // ---------------------------------------------------------------------------------------
 // JSON-RPC messages
 
-/// A backend that answers at once; `allow` is what `authorize` says.
-struct Trivial {
-    allow: bool,
-}
-
-impl RpcBackend for Trivial {
-    fn get_system_health(&self, check_type: CheckType) -> RpcFuture<Result<Value, MethodError>> {
-        Box::pin(async move { Ok(json!({ "status": "healthy", "checkType": check_type.as_str() })) })
-    }
-
-    fn recover_system(&self, error_type: RecoveryType) -> RpcFuture<Result<Value, MethodError>> {
-        Box::pin(async move { Ok(json!({ "recovered": true, "errorType": error_type.as_str() })) })
-    }
-
-    fn report_allocator_stats(&self, stats: AllocatorStatsParams) -> Result<Value, MethodError> {
-        Ok(json!({ "accepted": true, "device": stats.device }))
-    }
-
-    fn authorize(&self, _method: &str, _params: &Value) -> RpcFuture<bool> {
-        let allow = self.allow;
-        Box::pin(async move { allow })
-    }
-}
-
 const RPC_CODES: [i64; 6] = [-32700, -32600, -32601, -32602, -32603, -32001];
 
 /// What the dispatcher must answer to one element: `None` for a valid notification, else
@@ -1353,7 +1326,7 @@ fn json_rpc_random_messages() {
     for i in 0..RPC_CASES {
         let text = random_message(&mut rng);
         let limits = if i % 4 == 3 { &small } else { &default };
-        let backend = Trivial { allow: i % 2 == 0 };
+        let backend = AnsweringBackend { allow: i % 2 == 0 };
         case("json_rpc", i, text.as_bytes(), || {
             let response = futures::executor::block_on(handle_json_rpc(&text, &backend, limits));
             check_rpc_response(&text, limits, &response);
@@ -1381,7 +1354,7 @@ fn json_rpc_random_messages() {
 #[test]
 fn json_rpc_size_and_depth_limits() {
     let limits = RpcLimits::default();
-    let backend = Trivial { allow: false };
+    let backend = AnsweringBackend { allow: false };
     let call = |text: &str| futures::executor::block_on(handle_json_rpc(text, &backend, &limits));
     let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
     let pad = |n: usize| format!("{}{}", ping, " ".repeat(n - ping.len()));
