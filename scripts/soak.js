@@ -12,7 +12,8 @@
 //   node scripts/soak.js [--compressed] [--checks N]  intervalMs 1, 1,000,000 checks by default
 //   node scripts/soak.js --hours H [--interval-ms M]  real time, intervalMs 60000 by default
 //   options: --seconds S (bound either mode by wall time), --crash-kills N (default 2000),
-//            --crash-recovery-rounds N (default 5), --json, --keep, --rss-bound-mib-h X,
+//            --crash-recovery-rounds N (default 5), --json, --keep, --samples FILE (every
+//            process sample as CSV), --rss-bound-mib-h X,
 //            --pace-factor F, --no-tmpfs (a full disk as a checkpoint over maxBytes, not a
 //            filled tmpfs; that is also what happens where mounting fails, e.g. not root)
 const fs = require('node:fs')
@@ -25,17 +26,17 @@ const { StandinGpus, requireStandinLibrary } = require('./soak/standin')
 const { Recorder } = require('./soak/recorder')
 const { FaultSchedule } = require('./soak/schedule')
 const { buildService, mountTinyTmpfs, unmount, sleep } = require('./soak/service')
-const { sampleProcess, summarizeSamples, overlaps } = require('./soak/stats')
+const { sampleProcess, samplesCsv, summarizeSamples, overlaps } = require('./soak/stats')
 const { runCrashLoop, runCrashDuringRecovery, unmatchedRecoveries, describeUnmatched } = require('./soak/crash')
 const { table, duration, fmt } = require('./soak/report')
 
 const USAGE = `usage: node scripts/soak.js ([--compressed] [--checks N] | --hours H [--interval-ms M]) [--seconds S]
-       [--crash-kills N] [--crash-recovery-rounds N] [--json] [--keep] [--no-tmpfs] [--rss-bound-mib-h X] [--pace-factor F]`
+       [--crash-kills N] [--crash-recovery-rounds N] [--json] [--keep] [--samples FILE] [--no-tmpfs] [--rss-bound-mib-h X] [--pace-factor F]`
 
 class UsageError extends Error {}
 
 function parseArgs(argv) {
-  const args = { compressed: false, checks: null, hours: null, intervalMs: null, seconds: null, crashKills: 2000, crashRecoveryRounds: 5, json: false, keep: false, rssBoundMibH: 1, paceFactor: null, tmpfs: true }
+  const args = { compressed: false, checks: null, hours: null, intervalMs: null, seconds: null, crashKills: 2000, crashRecoveryRounds: 5, json: false, keep: false, samplesFile: null, rssBoundMibH: 1, paceFactor: null, tmpfs: true }
   const number = (name, value, { integer = false, min = 0 } = {}) => {
     const n = Number(value)
     if (value === undefined || !Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) throw new UsageError(`${name} needs a ${integer ? 'whole ' : ''}number >= ${min}, got ${value}`)
@@ -55,6 +56,7 @@ function parseArgs(argv) {
       case '--crash-recovery-rounds': args.crashRecoveryRounds = number(flag, value(), { integer: true }); break
       case '--json': args.json = true; break
       case '--keep': args.keep = true; break
+      case '--samples': args.samplesFile = value(); if (!args.samplesFile) throw new UsageError('--samples needs a file name'); break
       case '--no-tmpfs': args.tmpfs = false; break
       case '--rss-bound-mib-h': args.rssBoundMibH = number(flag, value()); break
       case '--pace-factor': args.paceFactor = number(flag, value(), { min: 1 }); break
@@ -163,7 +165,7 @@ async function main() {
   // Samples in preallocated columns (decimated if they would overflow), so that keeping
   // them does not grow the heap being measured.
   const CAPACITY = 8192
-  const columns = { t: new Float64Array(CAPACITY), rss: new Float64Array(CAPACITY), heapUsed: new Float64Array(CAPACITY), heapTotal: new Float64Array(CAPACITY), external: new Float64Array(CAPACITY), rssAnon: new Float64Array(CAPACITY), rssFile: new Float64Array(CAPACITY), fds: new Float64Array(CAPACITY), threads: new Float64Array(CAPACITY) }
+  const columns = { t: new Float64Array(CAPACITY), rss: new Float64Array(CAPACITY), heapUsed: new Float64Array(CAPACITY), heapTotal: new Float64Array(CAPACITY), newSpace: new Float64Array(CAPACITY), external: new Float64Array(CAPACITY), rssAnon: new Float64Array(CAPACITY), rssFile: new Float64Array(CAPACITY), fds: new Float64Array(CAPACITY), threads: new Float64Array(CAPACITY) }
   let nSamples = 0
   let sampleStride = 1
   let sampleTick = 0
@@ -180,7 +182,7 @@ async function main() {
     nSamples++
   }
   const orNull = (v) => (Number.isNaN(v) ? null : v)
-  const samples = () => Array.from({ length: nSamples }, (_, i) => ({ t: columns.t[i], rss: columns.rss[i], heapUsed: columns.heapUsed[i], heapTotal: columns.heapTotal[i], external: columns.external[i], rssAnon: orNull(columns.rssAnon[i]), rssFile: orNull(columns.rssFile[i]), fds: columns.fds[i], threads: orNull(columns.threads[i]) }))
+  const samples = () => Array.from({ length: nSamples }, (_, i) => ({ t: columns.t[i], rss: columns.rss[i], heapUsed: columns.heapUsed[i], heapTotal: columns.heapTotal[i], newSpace: orNull(columns.newSpace[i]), external: columns.external[i], rssAnon: orNull(columns.rssAnon[i]), rssFile: orNull(columns.rssFile[i]), fds: columns.fds[i], threads: orNull(columns.threads[i]) }))
 
   // Stop conditions.
   let interrupted = null
@@ -253,6 +255,7 @@ async function main() {
   const achieved = checks / loopS
   const intervalPerS = 1000 / config.intervalMs
   const rec = recorder.figures()
+  if (args.samplesFile) fs.writeFileSync(args.samplesFile, samplesCsv(samples()))
   const sampleSummary = summarizeSamples(samples(), { warmupShare: 0.25, warmupCapMs: config.mode === 'compressed' ? 15 * 60000 : 60 * 60000, warmupUntil: schedule.firstCycleEndedAt })
   const figures = {
     ok: false,

@@ -2,6 +2,7 @@
 // Figures of a soak: process samples (RSS, open descriptors, threads), a least-squares
 // slope, the recovery budget over sliding windows, and overlaps between recovery runs.
 const fs = require('node:fs')
+const v8 = require('node:v8')
 
 const MiB = 1024 * 1024
 
@@ -31,7 +32,16 @@ function readProcStatus() {
 function sampleProcess() {
   const memory = process.memoryUsage()
   const status = readProcStatus()
-  return { t: Date.now(), rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, external: memory.external, rssAnon: status.rssAnon, rssFile: status.rssFile, fds: openFds(), threads: status.threads }
+  // V8 sizes its young generation by the allocation rate it sees: part of heapTotal that is
+  // V8's choice, not data kept.
+  const newSpace = v8.getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')
+  return { t: Date.now(), rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, newSpace: newSpace ? newSpace.space_size : null, external: memory.external, rssAnon: status.rssAnon, rssFile: status.rssFile, fds: openFds(), threads: status.threads }
+}
+
+/** The samples as CSV, one row a sample (bytes and ms since epoch), for plotting. */
+function samplesCsv(samples) {
+  const keys = ['t', 'rss', 'heapUsed', 'heapTotal', 'newSpace', 'external', 'rssAnon', 'rssFile', 'fds', 'threads']
+  return [keys.join(','), ...samples.map((s) => keys.map((k) => (s[k] === null || s[k] === undefined ? '' : s[k])).join(','))].join('\n') + '\n'
 }
 
 /** Least-squares fit of `ys` over `xs`: `{ slope, intercept, n }` (slope null under 2 points). */
@@ -88,6 +98,10 @@ function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 *
     // RSS = V8's heap (its committed size, which V8 grows and shrinks itself) + the rest
     // (native memory: this package, Node, libuv). A leak of ours shows in the rest.
     heap_total_slope_mib_per_h: slope(after, (s) => s.heapTotal),
+    // Of V8's heap size: what live JavaScript objects use after a full collection, and the
+    // young generation's size.
+    heap_used_slope_mib_per_h: slope(after, (s) => s.heapUsed),
+    new_space_slope_mib_per_h: after.every((s) => s.newSpace !== null) ? slope(after, (s) => s.newSpace) : null,
     outside_v8_heap_slope_mib_per_h: slope(after, (s) => s.rss - s.heapTotal),
     // The rest, split: anonymous memory outside V8's heap (malloc: this package, Node, libuv)
     // and file-backed pages (code paged in). Null where /proc/self/status lacks the fields.
@@ -131,4 +145,4 @@ function overlaps(intervals) {
   return found
 }
 
-module.exports = { MiB, openFds, readProcStatus, sampleProcess, linearFit, summarizeSamples, budgetWindows, overlaps }
+module.exports = { MiB, openFds, readProcStatus, sampleProcess, samplesCsv, linearFit, summarizeSamples, budgetWindows, overlaps }
