@@ -407,9 +407,9 @@ export interface HealthIssue {
 /** Options of `new HealthSupervisor(options)` (declared for the typings). */
 export interface HealthSupervisorOptions {
   memoryMonitor?: MemoryMonitor
-  gpuMonitor?: GpuHealthMonitor
+  gpuMonitor?: GPUHealthMonitor
   memoryRecovery?: MemoryRecovery
-  gpuRecovery?: GpuRecovery
+  gpuRecovery?: GPURecovery
   /** Takes the periodic checkpoints (`checkpointIntervalMs`). */
   checkpointManager?: CheckpointManager
   /** Where the supervisor records its incidents. */

@@ -55,6 +55,21 @@ test('the soak helpers: unmatched recoveries, fits, budget windows, overlaps', (
   const summary = summarizeSamples(samples, { warmupShare: 0.25 })
   assert.ok(Math.abs(summary.rss_slope_mib_per_h - 1) < 1e-6, `slope ${summary.rss_slope_mib_per_h}`)
   assert.equal(summary.fds.spread, 0)
+
+  // Memory holding data is anonymous RSS less V8's free heap: RSS that grows only by heap V8
+  // keeps free is not held data; native memory that grows is.
+  const MiB = 1048576
+  const split = (anon, heapTotal, heapUsed) => Array.from({ length: 100 }, (_, i) => ({ t: i * hour / 100, rss: (anon(i) + 40) * MiB, rssAnon: anon(i) * MiB, rssFile: 40 * MiB, heapTotal: heapTotal(i) * MiB, heapUsed: heapUsed(i) * MiB, fds: 20, threads: 10 }))
+  const slack = summarizeSamples(split((i) => 20 + i * 0.02, (i) => 8 + i * 0.02, () => 4), { warmupShare: 0.25 })
+  assert.ok(Math.abs(slack.rss_slope_mib_per_h - 2) < 1e-6, `rss slope ${slack.rss_slope_mib_per_h}`)
+  assert.ok(Math.abs(slack.held_slope_mib_per_h) < 1e-6, `held slope ${slack.held_slope_mib_per_h}`)
+  assert.equal(slack.file_backed_growth_after_warmup_mib, 0)
+  const leak = summarizeSamples(split((i) => 20 + i * 0.03, () => 8, (i) => 4 + i * 0.01), { warmupShare: 0.25 })
+  assert.ok(Math.abs(leak.held_slope_mib_per_h - 4) < 1e-6, `held slope ${leak.held_slope_mib_per_h}`)
+  // Warm-up is a quarter of the run capped at 10 minutes: the first sample after it is the 17th.
+  assert.ok(Math.abs(leak.held_after_warmup_mib - (20 + 17 * 0.03 - (8 - (4 + 17 * 0.01)))) < 1e-6, `${leak.held_after_warmup_mib}`)
+  // Without RssAnon (not Linux) there is no split.
+  assert.equal(summary.held_slope_mib_per_h, null)
 })
 
 test(`soak: ${SECONDS} s time-compressed under the fault schedule, ${KILLS} crash kills, crash during recovery`, { timeout: (SECONDS + 150) * 1000 }, async () => {

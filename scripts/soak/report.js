@@ -40,6 +40,7 @@ function table(f) {
   const s = f.samples
   if (s) {
     row('RSS', `${fmt(s.rss_start_mib, 1)} MiB at start, ${fmt(s.rss_after_warmup_mib, 1)} after warm-up (${fmt(s.warmup_s)} s), ${fmt(s.rss_end_mib, 1)} at end; slope ${fmt(s.rss_slope_mib_per_h, 2)} MiB/h over ${fmt(s.samples_after_warmup)} samples (${duration(s.span_after_warmup_s)}; halves ${fmt(s.rss_slope_first_half_mib_per_h, 2)} then ${fmt(s.rss_slope_second_half_mib_per_h, 2)} MiB/h), ${fmt(s.rss_kib_per_million_checks, 0)} KiB per million checks; of the slope, V8's heap size ${fmt(s.heap_total_slope_mib_per_h, 2)} MiB/h (live objects ${fmt(s.heap_used_slope_mib_per_h, 2)}, young generation ${fmt(s.new_space_slope_mib_per_h, 2)}) and the rest ${fmt(s.outside_v8_heap_slope_mib_per_h, 2)} MiB/h (anonymous ${fmt(s.anon_outside_v8_heap_slope_mib_per_h, 2)}, file-backed ${fmt(s.file_backed_slope_mib_per_h, 2)}); ${s.rss_note}`)
+    row('memory holding data', `anonymous RSS less V8's free heap: ${fmt(s.held_after_warmup_mib, 1)} MiB after warm-up, ${fmt(s.held_end_mib, 1)} at end; slope ${fmt(s.held_slope_mib_per_h, 2)} MiB/h (halves ${fmt(s.held_slope_first_half_mib_per_h, 2)} then ${fmt(s.held_slope_second_half_mib_per_h, 2)}); file-backed pages grew ${fmt(s.file_backed_growth_after_warmup_mib, 2)} MiB after warm-up`)
     row('open file descriptors', `${s.fds.start} at start, ${s.fds.end} at end; after warm-up ${s.fds.min}–${s.fds.max}`)
     row('threads', `${s.threads.start} at start, ${s.threads.end} at end; after warm-up ${s.threads.min}–${s.threads.max}`)
   }

@@ -77,6 +77,8 @@ function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 *
   const fit = { slope: slope(after) }
   // The two halves of what follows warm-up: a slope that falls is growth levelling off.
   const half = Math.floor(after.length / 2)
+  const held = (s) => s.rssAnon - (s.heapTotal - s.heapUsed)
+  const withHeld = after.length > 0 && after.every((s) => s.rssAnon !== null && s.heapTotal !== undefined)
   const stride = Math.max(1, Math.ceil(samples.length / 300))
   const spread = (key) => {
     const values = after.map((s) => s[key]).filter((v) => v !== null)
@@ -107,6 +109,17 @@ function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 *
     // and file-backed pages (code paged in). Null where /proc/self/status lacks the fields.
     anon_outside_v8_heap_slope_mib_per_h: after.every((s) => s.rssAnon !== null) ? slope(after, (s) => s.rssAnon - s.heapTotal) : null,
     file_backed_slope_mib_per_h: after.every((s) => s.rssFile !== null) ? slope(after, (s) => s.rssFile) : null,
+    // Memory that can hold data: anonymous RSS less the free space in V8's heap (heapTotal -
+    // heapUsed, measured right after a full collection, young generation included). What is
+    // left is native allocations and V8's live objects: where a leak accumulates. Left out:
+    // file-backed pages (code paged in as it first runs, bounded by the code loaded) and heap
+    // pages V8 keeps committed for its own sizing.
+    held_slope_mib_per_h: withHeld ? slope(after, held) : null,
+    held_slope_first_half_mib_per_h: withHeld && half >= 2 ? slope(after.slice(0, half), held) : null,
+    held_slope_second_half_mib_per_h: withHeld && half >= 2 ? slope(after.slice(half), held) : null,
+    held_after_warmup_mib: withHeld && after.length ? held(after[0]) / MiB : null,
+    held_end_mib: withHeld && after.length ? held(after[after.length - 1]) / MiB : null,
+    file_backed_growth_after_warmup_mib: after.length && after.every((s) => s.rssFile !== null) ? (Math.max(...after.map((s) => s.rssFile)) - after[0].rssFile) / MiB : null,
     rss_anon_after_warmup_mib: after.length && after[0].rssAnon !== null ? after[0].rssAnon / MiB : null,
     rss_anon_end_mib: samples[samples.length - 1].rssAnon === null ? null : samples[samples.length - 1].rssAnon / MiB,
     external_end_mib: (samples[samples.length - 1].external || 0) / MiB,
