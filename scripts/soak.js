@@ -13,8 +13,8 @@
 //   node scripts/soak.js --hours H [--interval-ms M]  real time, intervalMs 60000 by default
 //   options: --seconds S (bound either mode by wall time), --crash-kills N (default 2000),
 //            --crash-recovery-rounds N (default 5), --json, --keep, --samples FILE (every
-//            process sample as CSV), --rss-bound-mib-h X,
-//            --pace-factor F, --no-tmpfs (a full disk as a checkpoint over maxBytes, not a
+//            process sample as CSV), --rss-bound-mib-h X (the per-hour bound on memory
+//            holding data, default 1), --pace-factor F, --no-tmpfs (a full disk as a checkpoint over maxBytes, not a
 //            filled tmpfs; that is also what happens where mounting fails, e.g. not root)
 const fs = require('node:fs')
 const os = require('node:os')
