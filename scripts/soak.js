@@ -26,7 +26,7 @@ const { StandinGpus, requireStandinLibrary } = require('./soak/standin')
 const { Recorder } = require('./soak/recorder')
 const { FaultSchedule } = require('./soak/schedule')
 const { buildService, mountTinyTmpfs, unmount, sleep } = require('./soak/service')
-const { sampleProcess, samplesCsv, summarizeSamples, overlaps } = require('./soak/stats')
+const { SAMPLE_FIELDS, sampleProcess, samplesCsv, summarizeSamples, overlaps } = require('./soak/stats')
 const { runCrashLoop, runCrashDuringRecovery, unmatchedRecoveries, describeUnmatched } = require('./soak/crash')
 const { table, duration, fmt } = require('./soak/report')
 
@@ -171,7 +171,7 @@ async function main() {
   // Samples in preallocated columns (decimated if they would overflow), so that keeping
   // them does not grow the heap being measured.
   const CAPACITY = 8192
-  const columns = { t: new Float64Array(CAPACITY), rss: new Float64Array(CAPACITY), heapUsed: new Float64Array(CAPACITY), heapTotal: new Float64Array(CAPACITY), newSpace: new Float64Array(CAPACITY), external: new Float64Array(CAPACITY), rssAnon: new Float64Array(CAPACITY), rssFile: new Float64Array(CAPACITY), fds: new Float64Array(CAPACITY), threads: new Float64Array(CAPACITY) }
+  const columns = Object.fromEntries(SAMPLE_FIELDS.map((k) => [k, new Float64Array(CAPACITY)]))
   let nSamples = 0
   let sampleStride = 1
   let sampleTick = 0
@@ -187,8 +187,8 @@ async function main() {
     for (const k of Object.keys(columns)) columns[k][nSamples] = s[k] === null ? NaN : s[k]
     nSamples++
   }
-  const orNull = (v) => (Number.isNaN(v) ? null : v)
-  const samples = () => Array.from({ length: nSamples }, (_, i) => ({ t: columns.t[i], rss: columns.rss[i], heapUsed: columns.heapUsed[i], heapTotal: columns.heapTotal[i], newSpace: orNull(columns.newSpace[i]), external: columns.external[i], rssAnon: orNull(columns.rssAnon[i]), rssFile: orNull(columns.rssFile[i]), fds: columns.fds[i], threads: orNull(columns.threads[i]) }))
+  // NaN is how a column stores null.
+  const samples = () => Array.from({ length: nSamples }, (_, i) => Object.fromEntries(SAMPLE_FIELDS.map((k) => [k, Number.isNaN(columns[k][i]) ? null : columns[k][i]])))
 
   // Stop conditions.
   let interrupted = null
@@ -261,8 +261,9 @@ async function main() {
   const achieved = checks / loopS
   const intervalPerS = 1000 / config.intervalMs
   const rec = recorder.figures()
-  if (args.samplesFile) fs.writeFileSync(args.samplesFile, samplesCsv(samples()))
-  const sampleSummary = summarizeSamples(samples(), { warmupShare: 0.25, warmupCapMs: config.mode === 'compressed' ? 15 * 60000 : 60 * 60000, warmupUntil: schedule.firstCycleEndedAt })
+  const allSamples = samples()
+  if (args.samplesFile) fs.writeFileSync(args.samplesFile, samplesCsv(allSamples))
+  const sampleSummary = summarizeSamples(allSamples, { warmupShare: 0.25, warmupCapMs: config.mode === 'compressed' ? 15 * 60000 : 60 * 60000, warmupUntil: schedule.firstCycleEndedAt })
   const figures = {
     ok: false,
     failures,

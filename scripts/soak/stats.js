@@ -26,9 +26,12 @@ function readProcStatus() {
 }
 
 /**
- * One sample: `{ t (ms since epoch), rss, heapUsed, heapTotal, external, rssAnon, rssFile
- * (bytes), fds, threads }`.
+ * What one sample holds: ms since epoch, bytes, and counts. `newSpace`, `rssAnon`, `rssFile`
+ * and `threads` are null where the process cannot tell.
  */
+const SAMPLE_FIELDS = ['t', 'rss', 'heapUsed', 'heapTotal', 'newSpace', 'external', 'rssAnon', 'rssFile', 'fds', 'threads']
+
+/** One sample (see `SAMPLE_FIELDS`). */
 function sampleProcess() {
   const memory = process.memoryUsage()
   const status = readProcStatus()
@@ -40,8 +43,8 @@ function sampleProcess() {
 
 /** The samples as CSV, one row a sample (bytes and ms since epoch), for plotting. */
 function samplesCsv(samples) {
-  const keys = ['t', 'rss', 'heapUsed', 'heapTotal', 'newSpace', 'external', 'rssAnon', 'rssFile', 'fds', 'threads']
-  return [keys.join(','), ...samples.map((s) => keys.map((k) => (s[k] === null || s[k] === undefined ? '' : s[k])).join(','))].join('\n') + '\n'
+  const row = (s) => SAMPLE_FIELDS.map((k) => (s[k] === null || s[k] === undefined ? '' : s[k])).join(',')
+  return [SAMPLE_FIELDS.join(','), ...samples.map(row)].join('\n') + '\n'
 }
 
 /** Least-squares fit of `ys` over `xs`: `{ slope, intercept, n }` (slope null under 2 points). */
@@ -77,8 +80,11 @@ function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 *
   const fit = { slope: slope(after) }
   // The two halves of what follows warm-up: a slope that falls is growth levelling off.
   const half = Math.floor(after.length / 2)
+  // Fields a sample may lack (null where the process cannot tell, absent in older samples).
+  const known = (...keys) => after.length > 0 && after.every((s) => keys.every((k) => Number.isFinite(s[k])))
+  const slopeIfKnown = (keys, of) => (known(...keys) ? slope(after, of) : null)
   const held = (s) => s.rssAnon - (s.heapTotal - s.heapUsed)
-  const withHeld = after.length > 0 && after.every((s) => s.rssAnon !== null && s.heapTotal !== undefined)
+  const withHeld = known('rssAnon', 'heapTotal', 'heapUsed')
   const stride = Math.max(1, Math.ceil(samples.length / 300))
   const spread = (key) => {
     const values = after.map((s) => s[key]).filter((v) => v !== null)
@@ -103,12 +109,12 @@ function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 *
     // Of V8's heap size: what live JavaScript objects use after a full collection, and the
     // young generation's size.
     heap_used_slope_mib_per_h: slope(after, (s) => s.heapUsed),
-    new_space_slope_mib_per_h: after.every((s) => s.newSpace !== null) ? slope(after, (s) => s.newSpace) : null,
+    new_space_slope_mib_per_h: slopeIfKnown(['newSpace'], (s) => s.newSpace),
     outside_v8_heap_slope_mib_per_h: slope(after, (s) => s.rss - s.heapTotal),
     // The rest, split: anonymous memory outside V8's heap (malloc: this package, Node, libuv)
     // and file-backed pages (code paged in). Null where /proc/self/status lacks the fields.
-    anon_outside_v8_heap_slope_mib_per_h: after.every((s) => s.rssAnon !== null) ? slope(after, (s) => s.rssAnon - s.heapTotal) : null,
-    file_backed_slope_mib_per_h: after.every((s) => s.rssFile !== null) ? slope(after, (s) => s.rssFile) : null,
+    anon_outside_v8_heap_slope_mib_per_h: slopeIfKnown(['rssAnon', 'heapTotal'], (s) => s.rssAnon - s.heapTotal),
+    file_backed_slope_mib_per_h: slopeIfKnown(['rssFile'], (s) => s.rssFile),
     // Memory that can hold data: anonymous RSS less the free space in V8's heap (heapTotal -
     // heapUsed, measured right after a full collection, young generation included). What is
     // left is native allocations and V8's live objects: where a leak accumulates. Left out:
@@ -117,11 +123,9 @@ function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 *
     held_slope_mib_per_h: withHeld ? slope(after, held) : null,
     held_slope_first_half_mib_per_h: withHeld && half >= 2 ? slope(after.slice(0, half), held) : null,
     held_slope_second_half_mib_per_h: withHeld && half >= 2 ? slope(after.slice(half), held) : null,
-    held_after_warmup_mib: withHeld && after.length ? held(after[0]) / MiB : null,
-    held_end_mib: withHeld && after.length ? held(after[after.length - 1]) / MiB : null,
-    file_backed_growth_after_warmup_mib: after.length && after.every((s) => s.rssFile !== null) ? (Math.max(...after.map((s) => s.rssFile)) - after[0].rssFile) / MiB : null,
-    rss_anon_after_warmup_mib: after.length && after[0].rssAnon !== null ? after[0].rssAnon / MiB : null,
-    rss_anon_end_mib: samples[samples.length - 1].rssAnon === null ? null : samples[samples.length - 1].rssAnon / MiB,
+    held_after_warmup_mib: withHeld ? held(after[0]) / MiB : null,
+    held_end_mib: withHeld ? held(after[after.length - 1]) / MiB : null,
+    file_backed_growth_after_warmup_mib: known('rssFile') ? (Math.max(...after.map((s) => s.rssFile)) - after[0].rssFile) / MiB : null,
     external_end_mib: (samples[samples.length - 1].external || 0) / MiB,
     rss_series: samples.filter((_, i) => i % stride === 0 || i === samples.length - 1).map((s) => [Math.round((s.t - t0) / 1000), Math.round((s.rss / MiB) * 100) / 100]),
     fds: { start: samples[0].fds, end: samples[samples.length - 1].fds, ...spread('fds') },
@@ -158,4 +162,4 @@ function overlaps(intervals) {
   return found
 }
 
-module.exports = { MiB, openFds, readProcStatus, sampleProcess, samplesCsv, linearFit, summarizeSamples, budgetWindows, overlaps }
+module.exports = { MiB, SAMPLE_FIELDS, openFds, readProcStatus, sampleProcess, samplesCsv, linearFit, summarizeSamples, budgetWindows, overlaps }
