@@ -26,7 +26,7 @@ const { StandinGpus, requireStandinLibrary } = require('./soak/standin')
 const { Recorder } = require('./soak/recorder')
 const { FaultSchedule } = require('./soak/schedule')
 const { buildService, mountTinyTmpfs, unmount, sleep } = require('./soak/service')
-const { SAMPLE_FIELDS, sampleProcess, samplesCsv, summarizeSamples, overlaps } = require('./soak/stats')
+const { MiB, SAMPLE_FIELDS, openFds, sampleProcess, samplesCsv, summarizeSamples, overlaps } = require('./soak/stats')
 const { runCrashLoop, runCrashDuringRecovery, unmatchedRecoveries, describeUnmatched } = require('./soak/crash')
 const { table, duration, fmt } = require('./soak/report')
 
@@ -214,7 +214,7 @@ async function main() {
     const f = schedule.figures()
     const memory = process.memoryUsage()
     const target = config.targetChecks ? `/${fmt(config.targetChecks)}` : ''
-    log(`[soak ${duration(elapsed)}] checks ${fmt(s.checks)}${target} (${fmt(s.checks / elapsed, 0)}/s) | cycle ${f.cycles} | faults ${f.verified}/${f.injected} verified, ${f.failures.length} failed | incidents ${fmt(Object.values(recorder.incidentsByKind).reduce((a, b) => a + b, 0))} | recoveries ${fmt(recorder.recoveryEvents)} | state ${s.state} | rss ${fmt(memory.rss / 1048576, 1)} MiB | fds ${fs.readdirSync('/proc/self/fd').length}`)
+    log(`[soak ${duration(elapsed)}] checks ${fmt(s.checks)}${target} (${fmt(s.checks / elapsed, 0)}/s) | cycle ${f.cycles} | faults ${f.verified}/${f.injected} verified, ${f.failures.length} failed | incidents ${fmt(Object.values(recorder.incidentsByKind).reduce((a, b) => a + b, 0))} | recoveries ${fmt(recorder.recoveryEvents)} | state ${s.state} | rss ${fmt(memory.rss / MiB, 1)} MiB | fds ${openFds()}`)
   }
 
   // Run.
@@ -307,7 +307,6 @@ async function main() {
   if (sampleSummary) {
     const s = sampleSummary
     const longEnough = s.span_after_warmup_s >= 600 && s.samples_after_warmup >= 30
-    s.rss_growth_after_warmup_mib = (s.rss_slope_mib_per_h || 0) * (s.span_after_warmup_s / 3600)
     // Per check, and what that is at one check a minute (time compressed, an hour of wall
     // time is years of checking).
     const checksAfterWarmup = checks * (s.span_after_warmup_s / loopS)

@@ -66,7 +66,8 @@ function linearFit(xs, ys) {
 
 /**
  * The samples after warm-up (the first `warmupShare` of the run, at most `warmupCapMs`, and
- * at least until `warmupUntil`) and what they say: RSS slope in MiB per hour, and the spread (max - min) of fds and threads.
+ * at least until `warmupUntil`) and what they say: slopes in MiB per hour of RSS, of its parts
+ * and of memory holding data; growth after warm-up; the spread (max - min) of fds and threads.
  */
 function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 * 1000, warmupUntil = null } = {}) {
   if (samples.length === 0) return null
@@ -77,31 +78,38 @@ function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 *
   const warmupMs = Math.min(Math.max(Math.min(warmupCapMs, span * warmupShare), warmupUntil === null ? 0 : warmupUntil - t0), span)
   const after = samples.filter((s) => s.t - t0 >= warmupMs)
   const slope = (list, of = (s) => s.rss) => linearFit(list.map((s) => (s.t - t0) / 3600000), list.map((s) => of(s) / MiB)).slope
-  const fit = { slope: slope(after) }
-  // The two halves of what follows warm-up: a slope that falls is growth levelling off.
+  const rssSlope = slope(after)
+  const spanAfterMs = after.length ? after[after.length - 1].t - after[0].t : 0
+  // The slopes of the two halves of what follows warm-up: a slope that falls is growth
+  // levelling off.
   const half = Math.floor(after.length / 2)
+  const halfSlopes = (of) => (half >= 2 ? [slope(after.slice(0, half), of), slope(after.slice(half), of)] : [null, null])
   // Fields a sample may lack (null where the process cannot tell, absent in older samples).
   const known = (...keys) => after.length > 0 && after.every((s) => keys.every((k) => Number.isFinite(s[k])))
   const slopeIfKnown = (keys, of) => (known(...keys) ? slope(after, of) : null)
   const held = (s) => s.rssAnon - (s.heapTotal - s.heapUsed)
   const withHeld = known('rssAnon', 'heapTotal', 'heapUsed')
+  const [rssFirstHalf, rssSecondHalf] = halfSlopes((s) => s.rss)
+  const [heldFirstHalf, heldSecondHalf] = withHeld ? halfSlopes(held) : [null, null]
   const stride = Math.max(1, Math.ceil(samples.length / 300))
   const spread = (key) => {
-    const values = after.map((s) => s[key]).filter((v) => v !== null)
+    const values = after.map((s) => s[key]).filter(Number.isFinite)
     return values.length ? { min: Math.min(...values), max: Math.max(...values), spread: Math.max(...values) - Math.min(...values) } : null
   }
   return {
     samples: samples.length,
     samples_after_warmup: after.length,
     warmup_s: warmupMs / 1000,
-    span_after_warmup_s: after.length ? (after[after.length - 1].t - after[0].t) / 1000 : 0,
+    span_after_warmup_s: spanAfterMs / 1000,
     rss_start_mib: samples[0].rss / MiB,
     rss_after_warmup_mib: after.length ? after[0].rss / MiB : null,
     rss_end_mib: samples[samples.length - 1].rss / MiB,
     rss_max_mib: Math.max(...samples.map((s) => s.rss)) / MiB,
-    rss_slope_mib_per_h: fit.slope,
-    rss_slope_first_half_mib_per_h: half >= 2 ? slope(after.slice(0, half)) : null,
-    rss_slope_second_half_mib_per_h: half >= 2 ? slope(after.slice(half)) : null,
+    rss_slope_mib_per_h: rssSlope,
+    rss_slope_first_half_mib_per_h: rssFirstHalf,
+    rss_slope_second_half_mib_per_h: rssSecondHalf,
+    // RSS's growth as its fit gives it (RSS's noise, ±1.5 MiB, would dwarf a last-minus-first).
+    rss_growth_after_warmup_mib: (rssSlope || 0) * (spanAfterMs / 3600000),
     heap_end_mib: samples[samples.length - 1].heapUsed / MiB,
     // RSS = V8's heap (its committed size, which V8 grows and shrinks itself) + the rest
     // (native memory: this package, Node, libuv). A leak of ours shows in the rest.
@@ -121,10 +129,11 @@ function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 *
     // file-backed pages (code paged in as it first runs, bounded by the code loaded) and heap
     // pages V8 keeps committed for its own sizing.
     held_slope_mib_per_h: withHeld ? slope(after, held) : null,
-    held_slope_first_half_mib_per_h: withHeld && half >= 2 ? slope(after.slice(0, half), held) : null,
-    held_slope_second_half_mib_per_h: withHeld && half >= 2 ? slope(after.slice(half), held) : null,
+    held_slope_first_half_mib_per_h: heldFirstHalf,
+    held_slope_second_half_mib_per_h: heldSecondHalf,
     held_after_warmup_mib: withHeld ? held(after[0]) / MiB : null,
     held_end_mib: withHeld ? held(after[after.length - 1]) / MiB : null,
+    // The highest seen less the first: pages paged in and dropped again still count.
     file_backed_growth_after_warmup_mib: known('rssFile') ? (Math.max(...after.map((s) => s.rssFile)) - after[0].rssFile) / MiB : null,
     external_end_mib: (samples[samples.length - 1].external || 0) / MiB,
     rss_series: samples.filter((_, i) => i % stride === 0 || i === samples.length - 1).map((s) => [Math.round((s.t - t0) / 1000), Math.round((s.rss / MiB) * 100) / 100]),
@@ -162,4 +171,4 @@ function overlaps(intervals) {
   return found
 }
 
-module.exports = { MiB, SAMPLE_FIELDS, openFds, readProcStatus, sampleProcess, samplesCsv, linearFit, summarizeSamples, budgetWindows, overlaps }
+module.exports = { MiB, SAMPLE_FIELDS, openFds, sampleProcess, samplesCsv, linearFit, summarizeSamples, budgetWindows, overlaps }
