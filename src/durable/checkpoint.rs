@@ -21,11 +21,13 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::defaults::{MAX_JSON_DEPTH, MIN_CHECKPOINT_RETAIN};
+use super::defaults::{MAX_JSON_DEPTH, MAX_SEQUENCE, MIN_CHECKPOINT_RETAIN};
+use super::dir::DirEntry;
 use super::persist::{
-    lock, now_ms, open_state_dir, parse_aside_name, remove_files, remove_temp_files, set_aside, validate_json,
-    write_file_durable, DurableError, Result, StateDir, Storage, ERR_CHECKPOINT_LOCKED, ERR_CORRUPT,
-    ERR_INVALID_ARGUMENT, ERR_INVALID_ID, ERR_INVALID_JSON, ERR_INVALID_RETAIN, ERR_NOT_FOUND, ERR_TOO_LARGE,
+    classify, lock, now_ms, open_state_dir, parse_aside_name, parse_padded_seq, remove_files, remove_temp_files,
+    set_aside, set_aside_foreign, validate_json, write_file_durable, DurableError, ForeignFile, Result, StateDir,
+    Storage, ERR_CHECKPOINT_LOCKED, ERR_CORRUPT, ERR_INVALID_ARGUMENT, ERR_INVALID_ID, ERR_INVALID_JSON,
+    ERR_INVALID_RETAIN, ERR_NOT_FOUND, ERR_TOO_LARGE, SEQ_DIGITS,
 };
 
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"HPCCKPT\x01";
@@ -34,7 +36,6 @@ pub const CHECKPOINT_HEADER_BYTES: usize = 44;
 /// Checkpoint ids are `checkpoint-` and 20 digits; file names add `.ckpt`.
 const ID_PREFIX: &str = "checkpoint-";
 const FILE_SUFFIX: &str = ".ckpt";
-const SEQ_DIGITS: usize = 20;
 
 /// One checkpoint generation as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,8 +89,10 @@ pub struct CheckpointStore {
 
 #[derive(Debug)]
 struct StoreState {
-    /// Highest sequence number seen in any file name, valid or not, set aside or not:
-    /// never reused, so a name always means one content.
+    /// Highest sequence number this store wrote, as vouched for by an intact header in a
+    /// file under that name (valid or not, set aside or not): never reused, so a name
+    /// always means one content. Names alone are not trusted: a planted one could
+    /// otherwise exhaust the numbers.
     highest_seq: u64,
     /// Generations known to be valid (checked on open or written by us).
     known_valid: BTreeSet<u64>,
@@ -108,7 +111,9 @@ enum FileCheck {
 
 impl CheckpointStore {
     /// Opens (creating) `dir`, locks it, removes leftover temp files and checks every
-    /// checkpoint, setting damaged ones aside. `retain` (>= 2) newest valid generations
+    /// checkpoint, setting damaged ones aside, and sets aside (and reports) anything under
+    /// a checkpoint name that this store does not write: a symlink, directory, FIFO or
+    /// device, a malformed name, a sequence number past [`MAX_SEQUENCE`]. `retain` (>= 2) newest valid generations
     /// are kept after each write; `max_bytes` bounds a checkpoint file.
     pub fn open(dir: &Path, retain: usize, max_bytes: u64, storage: Storage) -> Result<(Self, Vec<SkippedFile>)> {
         check_options(retain, max_bytes)?;
@@ -126,6 +131,7 @@ impl CheckpointStore {
     ) -> Result<(Self, Vec<SkippedFile>)> {
         check_options(retain, max_bytes)?;
         remove_temp_files(&storage, &dir, ID_PREFIX)?;
+        let foreign = set_aside_foreign(&storage, &dir, ID_PREFIX, FILE_SUFFIX)?;
         let store = CheckpointStore {
             dir,
             retain,
@@ -133,16 +139,10 @@ impl CheckpointStore {
             storage,
             state: Mutex::new(StoreState { highest_seq: 0, known_valid: BTreeSet::new() }),
         };
-        let mut skipped = Vec::new();
+        let mut skipped: Vec<SkippedFile> = foreign.into_iter().map(SkippedFile::foreign).collect();
         {
             let mut state = lock(&store.state);
-            let names = store.dir.list()?;
-            state.highest_seq = names
-                .iter()
-                .filter_map(|n| parse_aside_name(n).map(|(original, _)| original).or(Some(n.as_str())))
-                .filter_map(parse_file_name)
-                .max()
-                .unwrap_or(0);
+            state.highest_seq = store.highest_vouched_seq()?;
             for seq in store.generations()? {
                 match store.check_file(seq) {
                     FileCheck::Valid(_) => {
@@ -192,10 +192,13 @@ impl CheckpointStore {
             ));
         }
         let mut state = lock(&self.state);
-        let seq = state
-            .highest_seq
-            .checked_add(1)
-            .ok_or_else(|| DurableError::new(ERR_INVALID_ARGUMENT, "checkpoint sequence numbers exhausted"))?;
+        let seq = state.highest_seq + 1;
+        if seq > MAX_SEQUENCE {
+            return Err(DurableError::new(
+                ERR_INVALID_ARGUMENT,
+                format!("checkpoint sequence numbers are exhausted at {MAX_SEQUENCE}"),
+            ));
+        }
         // Taken even if the write fails: a name is never reused for other content.
         state.highest_seq = seq;
         let timestamp_ms = now_ms();
@@ -235,7 +238,7 @@ impl CheckpointStore {
                     id: checkpoint_id(seq),
                     seq,
                     timestamp_ms: 0,
-                    bytes: std::fs::symlink_metadata(self.dir.file(&file_name(seq))).map(|m| m.len()).unwrap_or(0),
+                    bytes: self.dir.file_len(&file_name(seq)).unwrap_or(0),
                     valid: false,
                 },
             };
@@ -264,16 +267,34 @@ impl CheckpointStore {
         }
     }
 
-    /// Sequence numbers of the checkpoint files in the directory, ascending.
+    /// Sequence numbers of the checkpoint files in the directory, ascending: regular files
+    /// under names this store writes, nothing else.
     fn generations(&self) -> Result<Vec<u64>> {
-        let mut seqs: Vec<u64> = self.dir.list()?.iter().filter_map(|n| parse_file_name(n)).collect();
+        let mut seqs: Vec<u64> = self.dir.list()?.iter().filter_map(generation).collect();
         seqs.sort_unstable();
         Ok(seqs)
     }
 
+    /// The highest sequence number of a checkpoint file, live or set aside, whose header
+    /// is intact and names that number; 0 if none.
+    fn highest_vouched_seq(&self) -> Result<u64> {
+        let mut highest = 0;
+        for entry in self.dir.list()? {
+            let Some(seq) = generation(&entry).or_else(|| set_aside_generation(&entry)) else { continue };
+            if seq > highest
+                && self
+                    .storage
+                    .read_head(&self.dir, &entry.name, CHECKPOINT_HEADER_BYTES as u64)
+                    .is_ok_and(|head| intact_header_seq(&head) == Some(seq))
+            {
+                highest = seq;
+            }
+        }
+        Ok(highest)
+    }
+
     fn check_file(&self, seq: u64) -> FileCheck {
-        let path = self.dir.file(&file_name(seq));
-        let bytes = match self.storage.read_bounded(&path, self.max_bytes) {
+        let bytes = match self.storage.read_bounded(&self.dir, &file_name(seq), self.max_bytes) {
             Ok(bytes) => bytes,
             Err(e) if e.code == ERR_NOT_FOUND => return FileCheck::Vanished,
             Err(e) => return FileCheck::Unusable(e),
@@ -350,17 +371,37 @@ fn file_name(seq: u64) -> String {
     format!("{}{FILE_SUFFIX}", checkpoint_id(seq))
 }
 
-/// `checkpoint-` followed by exactly 20 ASCII digits → the sequence number.
+/// `checkpoint-` followed by exactly 20 ASCII digits, 1..=[`MAX_SEQUENCE`] → the
+/// sequence number.
 pub fn parse_checkpoint_id(id: &str) -> Option<u64> {
-    let digits = id.strip_prefix(ID_PREFIX)?;
-    if digits.len() != SEQ_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    id.strip_prefix(ID_PREFIX).and_then(parse_padded_seq)?.ok()
 }
 
-fn parse_file_name(name: &str) -> Option<u64> {
-    parse_checkpoint_id(name.strip_suffix(FILE_SUFFIX)?)
+/// The sequence number of a checkpoint file this store could have written.
+fn generation(entry: &DirEntry) -> Option<u64> {
+    classify(entry, ID_PREFIX, FILE_SUFFIX).ours()
+}
+
+/// The sequence number of a checkpoint file set aside (`corrupt-{name}-{n}`) under a name
+/// this store could have written.
+fn set_aside_generation(entry: &DirEntry) -> Option<u64> {
+    let (original, _) = parse_aside_name(&entry.name)?;
+    generation(&DirEntry { name: original.to_string(), is_file: entry.is_file })
+}
+
+impl SkippedFile {
+    fn foreign(file: ForeignFile) -> Self {
+        let id = file.name.strip_suffix(FILE_SUFFIX).unwrap_or(&file.name).to_string();
+        SkippedFile { id, reason: file.reason, set_aside_as: file.set_aside_as }
+    }
+}
+
+/// The sequence number in a header that is intact (magic and header CRC), if it is one.
+fn intact_header_seq(bytes: &[u8]) -> Option<u64> {
+    let header = bytes.get(..CHECKPOINT_HEADER_BYTES)?;
+    let crc = u32::from_le_bytes(header[40..44].try_into().expect("4 bytes"));
+    (header[..8] == CHECKPOINT_MAGIC && crc32c::crc32c(&header[..40]) == crc)
+        .then(|| u64::from_le_bytes(header[12..20].try_into().expect("8 bytes")))
 }
 
 /// The bytes of a checkpoint file.

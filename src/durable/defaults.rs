@@ -11,6 +11,13 @@ pub const MIN_CHECKPOINT_RETAIN: usize = 2;
 /// Largest checkpoint file (header + payload) written or read back.
 pub const DEFAULT_CHECKPOINT_MAX_BYTES: u64 = 64 * MIB;
 
+/// The largest sequence number any durable file name or record carries (checkpoint
+/// generations, journal files, incident records, aside counters): JavaScript numbers hold
+/// integers exactly only up to 2^53 − 1, and staying far below `u64::MAX` means counting
+/// on from any accepted number cannot overflow. Writers refuse to go past it; a name past
+/// it was not written here and is set aside, never counted on from.
+pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
+
 /// Damaged files renamed aside (`corrupt-…`) are kept for inspection, newest this many
 /// per kind of file (checkpoint / journal).
 pub const CORRUPT_FILES_KEPT: usize = 3;

@@ -26,10 +26,12 @@ use super::defaults::{
     INCIDENT_MAX_BYTES, INCIDENT_MAX_SEGMENTS, INCIDENT_RATE_LIMIT_MAX, INCIDENT_RATE_LIMIT_WINDOW_MS,
     INCIDENT_SEGMENT_BYTES, MAX_INCIDENT_KIND_BYTES, MAX_INCIDENT_RECORD_BYTES, MAX_JSON_DEPTH, MAX_RATE_LIMITED_KINDS,
 };
+use super::dir::DirEntry;
 use super::persist::{
-    json_nesting_exceeds, lock, now_ms, open_state_dir, parse_json, remove_files, remove_temp_files,
-    write_file_durable, write_file_rewrite, AppendFile, DurableError, ProblemKind, RecoveryProblem, Result, StateDir,
-    Storage, ERR_INCIDENT_LOG_LOCKED, ERR_INVALID_ARGUMENT, ERR_INVALID_JSON, ERR_NOT_FOUND, ERR_TOO_LARGE,
+    classify, json_nesting_exceeds, lock, now_ms, open_state_dir, parse_json, remove_files, remove_temp_files,
+    set_aside_foreign, write_file_durable, write_file_rewrite, AppendFile, DurableError, ForeignFile, ProblemKind,
+    RecoveryProblem, Result, StateDir, Storage, ERR_INCIDENT_LOG_LOCKED, ERR_INVALID_ARGUMENT, ERR_INVALID_JSON,
+    ERR_NOT_FOUND, ERR_TOO_LARGE,
 };
 use crate::incident::{Incident, IncidentSeverity, IncidentSink};
 
@@ -300,7 +302,7 @@ impl IncidentLog {
                 }
             }
             let name = segment_name(first_seq);
-            let mut bytes = match self.storage.read_bounded(&self.dir.file(&name), self.segment_read_limit()) {
+            let mut bytes = match self.storage.read_bounded(&self.dir, &name, self.segment_read_limit()) {
                 Ok(bytes) => bytes,
                 Err(e) if e.code == ERR_NOT_FOUND => continue, // removed by retention meanwhile
                 Err(e) => return Err(e),
@@ -481,25 +483,26 @@ impl IncidentLog {
         remove_files(&self.storage, &self.dir, &doomed);
     }
 
-    /// Lists the segments, repairs the newest one's tail and finds the next sequence number.
+    /// Sets aside what this log did not write, lists the segments, repairs the newest
+    /// one's tail and finds the next sequence number.
     fn recover(&self) -> Result<(LogWriter, Vec<RecoveryProblem>)> {
+        let foreign = set_aside_foreign(&self.storage, &self.dir, FILE_PREFIX, FILE_SUFFIX)?;
+        let mut problems: Vec<RecoveryProblem> = foreign.into_iter().map(ForeignFile::into_problem).collect();
         let mut segments = BTreeMap::new();
-        for name in self.dir.list()? {
-            if let Some(first_seq) = parse_segment_name(&name) {
-                let size = std::fs::symlink_metadata(self.dir.file(&name))
-                    .map_err(|e| DurableError::io(format!("stat {name}"), &e))?
-                    .len();
+        for entry in self.dir.list()? {
+            // A segment gone or replaced since the listing is not one to count on.
+            if let (Some(first_seq), Some(size)) = (segment_seq(&entry), self.dir.file_len(&entry.name)) {
                 segments.insert(first_seq, size);
             }
         }
         let mut writer = LogWriter { next_seq: 1, current: None, segments };
         let Some((&first_seq, _)) = writer.segments.last_key_value() else {
-            return Ok((writer, Vec::new()));
+            return Ok((writer, problems));
         };
         let name = segment_name(first_seq);
-        let bytes = self.storage.read_bounded(&self.dir.file(&name), self.segment_read_limit())?;
+        let bytes = self.storage.read_bounded(&self.dir, &name, self.segment_read_limit())?;
         let scan = scan_segment(&bytes);
-        let mut problems = scan.problems(&name);
+        problems.extend(scan.problems(&name));
         writer.next_seq = scan.records.iter().map(|(_, r)| r.seq + 1).max().unwrap_or(0).max(first_seq);
         let mut file = AppendFile::open(&self.storage, &self.dir, &name)?;
         if (scan.valid_len as u64) < file.len() {
@@ -623,17 +626,13 @@ fn segment_name(first_seq: u64) -> String {
     format!("{FILE_PREFIX}{first_seq:020}{FILE_SUFFIX}")
 }
 
-/// The largest sequence number the log hands out or accepts: JavaScript numbers hold
-/// integers exactly only up to 2^53 − 1, and staying far below `u64::MAX` means that
-/// counting on from any accepted number cannot overflow.
-pub const MAX_SEQ: u64 = (1 << 53) - 1;
+/// The largest sequence number the log hands out or accepts (the bound of every durable
+/// sequence number).
+pub const MAX_SEQ: u64 = super::defaults::MAX_SEQUENCE;
 
-fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(FILE_PREFIX)?.strip_suffix(FILE_SUFFIX)?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok().filter(|&seq| seq <= MAX_SEQ)
+/// The first sequence number of a segment this log could have written (a regular file).
+fn segment_seq(entry: &DirEntry) -> Option<u64> {
+    classify(entry, FILE_PREFIX, FILE_SUFFIX).ours()
 }
 
 #[derive(Deserialize)]
@@ -782,7 +781,7 @@ mod tests {
         let mut names: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| parse_segment_name(n).is_some())
+            .filter(|n| n.starts_with(FILE_PREFIX))
             .collect();
         names.sort();
         names
@@ -860,7 +859,7 @@ mod tests {
         assert_eq!(names.len(), 3, "{names:?}");
         let records = all(&log);
         assert_eq!(records.last().unwrap().seq, 20);
-        assert_eq!(records.first().unwrap().seq, parse_segment_name(&names[0]).unwrap());
+        assert_eq!(records.first().unwrap().seq, names[0][FILE_PREFIX.len()..][..20].parse::<u64>().unwrap());
         assert!(records.windows(2).all(|w| w[1].seq == w[0].seq + 1));
         drop(log);
 

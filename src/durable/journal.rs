@@ -23,14 +23,16 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::defaults::MAX_SEQUENCE;
 use super::defaults::{
     JOURNAL_COMPACT_AT_BYTES, MAX_JOURNAL_FILE_BYTES, MAX_JOURNAL_RECORD_BYTES, MAX_JSON_DEPTH, MAX_OPERATION_ID_BYTES,
 };
+use super::dir::DirEntry;
 use super::persist::{
-    json_nesting_exceeds, lock, now_ms, open_state_dir, parse_json, remove_files, remove_temp_files, set_aside,
-    write_file_durable, write_file_rewrite, AppendFile, DurableError, ProblemKind, RecoveryProblem, Result, StateDir,
-    Storage, ERR_CHECKPOINT_LOCKED, ERR_DUPLICATE, ERR_INVALID_ARGUMENT, ERR_INVALID_ID, ERR_INVALID_JSON,
-    ERR_NOT_FOUND, ERR_TOO_LARGE,
+    classify, json_nesting_exceeds, lock, now_ms, open_state_dir, parse_json, remove_files, remove_temp_files,
+    set_aside, set_aside_foreign, write_file_durable, write_file_rewrite, AppendFile, DurableError, ForeignFile,
+    ProblemKind, RecoveryProblem, Result, StateDir, Storage, ERR_CHECKPOINT_LOCKED, ERR_DUPLICATE,
+    ERR_INVALID_ARGUMENT, ERR_INVALID_ID, ERR_INVALID_JSON, ERR_NOT_FOUND, ERR_TOO_LARGE,
 };
 
 const FILE_PREFIX: &str = "journal-";
@@ -346,6 +348,12 @@ impl Journal {
     /// and switches `writer` to it.
     fn write_snapshot(&self, writer: &mut JournalWriter, ops: &ActiveSet, mode: NewFile<'_>) -> Result<()> {
         let number = writer.number + 1;
+        if number > MAX_SEQUENCE {
+            return Err(DurableError::new(
+                ERR_INVALID_ARGUMENT,
+                format!("journal file numbers are exhausted at {MAX_SEQUENCE}"),
+            ));
+        }
         let name = file_name(number);
         let mut bytes = Vec::new();
         for op in ops.values() {
@@ -366,34 +374,33 @@ impl Journal {
     }
 
     fn remove_older_files(&self, current: u64) {
-        let Ok(names) = self.dir.list() else { return };
+        let Ok(entries) = self.dir.list() else { return };
         let older: Vec<String> =
-            names.into_iter().filter(|n| parse_file_name(n).is_some_and(|k| k < current)).collect();
+            entries.into_iter().filter(|e| file_number(e).is_some_and(|k| k < current)).map(|e| e.name).collect();
         remove_files(&self.storage, &self.dir, &older);
     }
 
-    /// Replays the newest journal file and leaves it ready for appending.
+    /// Sets aside what this journal did not write, replays the newest journal file and
+    /// leaves it ready for appending.
     fn recover(&self) -> Result<(ActiveSet, JournalWriter, Vec<RecoveryProblem>)> {
-        let newest = self.dir.list()?.iter().filter_map(|n| parse_file_name(n)).max();
+        let foreign = set_aside_foreign(&self.storage, &self.dir, FILE_PREFIX, FILE_SUFFIX)?;
+        let mut problems: Vec<RecoveryProblem> = foreign.into_iter().map(ForeignFile::into_problem).collect();
+        let newest = self.dir.list()?.iter().filter_map(file_number).max();
         let Some(number) = newest else {
             let mut writer = JournalWriter { number: 0, file: None, compactable: false };
             self.write_snapshot(&mut writer, &ActiveSet::new(), NewFile::WithRetry)?;
-            return Ok((ActiveSet::new(), writer, Vec::new()));
+            return Ok((ActiveSet::new(), writer, problems));
         };
         let name = file_name(number);
-        let bytes = self.storage.read_bounded(&self.dir.file(&name), self.options.max_file_bytes)?;
+        let bytes = self.storage.read_bounded(&self.dir, &name, self.options.max_file_bytes)?;
         let replay = replay(&bytes, self.options.max_record_bytes);
-        let mut problems: Vec<RecoveryProblem> = replay
-            .inconsistencies
-            .into_iter()
-            .map(|(offset, reason)| RecoveryProblem {
-                kind: ProblemKind::InconsistentRecord,
-                file: name.clone(),
-                offset,
-                reason,
-                set_aside_as: None,
-            })
-            .collect();
+        problems.extend(replay.inconsistencies.into_iter().map(|(offset, reason)| RecoveryProblem {
+            kind: ProblemKind::InconsistentRecord,
+            file: name.clone(),
+            offset,
+            reason,
+            set_aside_as: None,
+        }));
         // What replay read may hold ended operations: compact at the first chance.
         let mut writer = JournalWriter { number, file: None, compactable: true };
         match replay.damage {
@@ -494,12 +501,9 @@ fn file_name(number: u64) -> String {
     format!("{FILE_PREFIX}{number:020}{FILE_SUFFIX}")
 }
 
-fn parse_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(FILE_PREFIX)?.strip_suffix(FILE_SUFFIX)?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+/// The number of a journal file this journal could have written (a regular file).
+fn file_number(entry: &DirEntry) -> Option<u64> {
+    classify(entry, FILE_PREFIX, FILE_SUFFIX).ours()
 }
 
 fn frame_crc(len_bytes: &[u8; 4], payload: &[u8]) -> u32 {
@@ -650,7 +654,7 @@ mod tests {
         let mut names: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| parse_file_name(n).is_some())
+            .filter(|n| n.starts_with(FILE_PREFIX))
             .collect();
         names.sort();
         names

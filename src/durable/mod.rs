@@ -3,6 +3,9 @@
 //! - [`persist`]: durable whole-file writes (temp, fsync, rename, directory fsync; rewrite
 //!   once on failure), durable appends, bounded reads, safe locked state directories, the
 //!   error type and codes, and the [`Storage`] I/O layer with fault injection for tests.
+//! - [`dir`]: a directory used only through the handle opened and checked once (`openat`,
+//!   `renameat`, `unlinkat`, `fdopendir`); never follows a symlink or opens what is not a
+//!   regular file.
 //! - [`checkpoint`]: checksummed checkpoint generations; the newest valid one wins.
 //! - [`journal`]: begun-and-not-ended operations, group-committed, replayed on open.
 //! - [`incident_log`]: JSON Lines incidents in segments, group-committed, rate limited;
@@ -13,6 +16,7 @@
 
 pub mod checkpoint;
 pub mod defaults;
+pub(crate) mod dir;
 pub mod incident_log;
 pub mod journal;
 pub mod persist;

@@ -13,15 +13,16 @@
 //!   `ERR_PERSIST_FAILED` and marks the [`Storage`] degraded.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::defaults::CORRUPT_FILES_KEPT;
+use super::defaults::{CORRUPT_FILES_KEPT, MAX_SEQUENCE};
+use super::dir::{DirEntry, DirHandle};
 
 // ---------------------------------------------------------------------------------------
 // Errors
@@ -94,6 +95,10 @@ pub enum ProblemKind {
     /// A record that is intact but contradicts what came before (e.g. `end` of an
     /// operation never begun, a sequence number going backwards). It was ignored.
     InconsistentRecord,
+    /// A file under the family's name that this writer did not produce (a name it never
+    /// writes, a sequence number past the bound, or a symlink, directory, FIFO or device):
+    /// set aside, never opened or counted on from.
+    ForeignFile,
 }
 
 impl ProblemKind {
@@ -102,6 +107,7 @@ impl ProblemKind {
             ProblemKind::TornTail => "torn_tail",
             ProblemKind::MidFileCorruption => "mid_file_corruption",
             ProblemKind::InconsistentRecord => "inconsistent_record",
+            ProblemKind::ForeignFile => "foreign_file",
         }
     }
 }
@@ -329,22 +335,18 @@ impl Storage {
         io::Error::new(err.kind(), format!("{err} (injected at {op:?})"))
     }
 
-    /// Creates a new file, mode 0600, failing if the name exists or is a symlink.
-    pub(crate) fn create_new(&self, path: &Path) -> io::Result<File> {
+    /// Creates file `name` in `dir`, mode 0600, failing if the name exists (as anything,
+    /// a symlink included).
+    pub(crate) fn create_new(&self, dir: &StateDir, name: &str) -> io::Result<File> {
         if let Some(kind) = self.step(IoOp::Create) {
             return Err(Self::injected(IoOp::Create, kind));
         }
-        OpenOptions::new()
-            .write(true)
-            .create_new(true) // O_CREAT | O_EXCL
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
+        dir.handle.open_file(name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)
     }
 
-    /// Opens an existing file for appending (no symlinks).
-    pub(crate) fn open_append(&self, path: &Path) -> io::Result<File> {
-        OpenOptions::new().append(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)
+    /// Opens existing regular file `name` in `dir` for appending.
+    pub(crate) fn open_append(&self, dir: &StateDir, name: &str) -> io::Result<File> {
+        dir.handle.open_file(name, libc::O_WRONLY | libc::O_APPEND, 0)
     }
 
     pub(crate) fn write_all(&self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
@@ -374,16 +376,17 @@ impl Storage {
         }
     }
 
-    pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+    /// Renames `from` to `to` inside `dir`.
+    pub(crate) fn rename(&self, dir: &StateDir, from: &str, to: &str) -> io::Result<()> {
         match self.step(IoOp::Rename) {
-            None => fs::rename(from, to),
+            None => dir.handle.rename(from, to),
             Some(kind) => Err(Self::injected(IoOp::Rename, kind)),
         }
     }
 
-    pub(crate) fn sync_dir(&self, dir: &File) -> io::Result<()> {
+    pub(crate) fn sync_dir(&self, dir: &DirHandle) -> io::Result<()> {
         match self.step(IoOp::SyncDir) {
-            None => dir.sync_all(),
+            None => dir.sync(),
             Some(kind) => Err(Self::injected(IoOp::SyncDir, kind)),
         }
     }
@@ -397,47 +400,49 @@ impl Storage {
         self.sync_all(file)
     }
 
-    /// Reads a whole file, refusing (before reading) one over `max_bytes`.
-    /// `ERR_NOT_FOUND` when it does not exist; symlinks are not followed.
-    pub(crate) fn read_bounded(&self, path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
-        // O_NONBLOCK: a FIFO under our name must not hang the open (no effect on files).
-        let mut file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => {
-                    DurableError::new(ERR_NOT_FOUND, format!("{} does not exist", path.display()))
-                }
-                _ => DurableError::io(format!("opening {}", path.display()), &e),
-            })?;
-        let meta = file.metadata().map_err(|e| DurableError::io(format!("stat {}", path.display()), &e))?;
-        if !meta.is_file() {
-            return Err(DurableError::new(ERR_IO, format!("{} is not a regular file", path.display())));
-        }
-        let size = meta.len();
+    /// Reads the whole of file `name` in `dir`, refusing (before reading) one over
+    /// `max_bytes`. `ERR_NOT_FOUND` when it does not exist; `ERR_IO` for a symlink or
+    /// anything else that is not a regular file (never followed or opened).
+    pub(crate) fn read_bounded(&self, dir: &StateDir, name: &str, max_bytes: u64) -> Result<Vec<u8>> {
+        let file = open_for_reading(dir, name)?;
+        let size = file.metadata().map_err(|e| DurableError::io(format!("stat {name}"), &e))?.len();
         if size > max_bytes {
-            return Err(too_large(path, size, max_bytes));
+            return Err(too_large(name, size, max_bytes));
         }
-        let mut bytes = Vec::with_capacity(size as usize);
-        // `take` keeps the bound even if the file grew after the size check.
-        (&mut file)
-            .take(max_bytes + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| DurableError::io(format!("reading {}", path.display()), &e))?;
+        let bytes = read_at_most(file, name, size.min(max_bytes), max_bytes + 1)?;
         if bytes.len() as u64 > max_bytes {
-            return Err(too_large(path, bytes.len() as u64, max_bytes));
+            return Err(too_large(name, bytes.len() as u64, max_bytes));
         }
         Ok(bytes)
     }
 
-    pub(crate) fn remove_file(&self, path: &Path) -> io::Result<()> {
-        fs::remove_file(path)
+    /// The first (at most) `n` bytes of regular file `name` in `dir`.
+    pub(crate) fn read_head(&self, dir: &StateDir, name: &str, n: u64) -> Result<Vec<u8>> {
+        read_at_most(open_for_reading(dir, name)?, name, n, n)
+    }
+
+    /// Removes `name` from `dir` (a symlink itself, never its target).
+    pub(crate) fn remove_file(&self, dir: &StateDir, name: &str) -> io::Result<()> {
+        dir.handle.remove(name)
     }
 }
 
-fn too_large(path: &Path, size: u64, max_bytes: u64) -> DurableError {
-    DurableError::new(ERR_TOO_LARGE, format!("{} is {size} bytes, more than the limit of {max_bytes}", path.display()))
+fn open_for_reading(dir: &StateDir, name: &str) -> Result<File> {
+    dir.handle.open_file(name, libc::O_RDONLY, 0).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => DurableError::new(ERR_NOT_FOUND, format!("{name} does not exist")),
+        _ => DurableError::io(format!("opening {name} in {}", dir.path.display()), &e),
+    })
+}
+
+/// Reads at most `limit` bytes (`take` keeps the bound even if the file grew meanwhile).
+fn read_at_most(file: File, name: &str, capacity: u64, limit: u64) -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(capacity as usize);
+    file.take(limit).read_to_end(&mut bytes).map_err(|e| DurableError::io(format!("reading {name}"), &e))?;
+    Ok(bytes)
+}
+
+fn too_large(name: &str, size: u64, max_bytes: u64) -> DurableError {
+    DurableError::new(ERR_TOO_LARGE, format!("{name} is {size} bytes, more than the limit of {max_bytes}"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -447,12 +452,15 @@ fn too_large(path: &Path, size: u64, max_bytes: u64) -> DurableError {
 pub const LOCK_FILE_NAME: &str = "LOCK";
 
 /// An open, checked, locked state directory. The lock is held until this is dropped
-/// (and released by the kernel if the process dies).
+/// (and released by the kernel if the process dies). Every file in it is reached through
+/// the handle opened and checked here, never by path again: a directory swapped for a
+/// symlink after open changes nothing, the writes still land in the directory that was
+/// checked and locked.
 #[derive(Debug)]
 pub struct StateDir {
+    /// For messages only.
     path: PathBuf,
-    /// The directory itself, for fsyncing it.
-    handle: File,
+    handle: DirHandle,
     /// Holds the `flock` on `LOCK`.
     _lock: File,
 }
@@ -462,8 +470,9 @@ impl StateDir {
         &self.path
     }
 
+    /// The path of `name` as it was at open, for tests that look at the files.
+    #[cfg(test)]
     pub(crate) fn file(&self, name: &str) -> PathBuf {
-        debug_assert!(!name.contains('/') && !name.is_empty() && name != "." && name != "..");
         self.path.join(name)
     }
 
@@ -471,18 +480,14 @@ impl StateDir {
         storage.sync_dir(&self.handle)
     }
 
-    /// The names of the entries in the directory (non-UTF-8 names are not ours; skipped).
-    pub(crate) fn list(&self) -> Result<Vec<String>> {
-        let entries =
-            fs::read_dir(&self.path).map_err(|e| DurableError::io(format!("listing {}", self.path.display()), &e))?;
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| DurableError::io(format!("listing {}", self.path.display()), &e))?;
-            if let Ok(name) = entry.file_name().into_string() {
-                names.push(name);
-            }
-        }
-        Ok(names)
+    /// The entries of the directory (non-UTF-8 names are not ours; left out).
+    pub(crate) fn list(&self) -> Result<Vec<DirEntry>> {
+        self.handle.list().map_err(|e| DurableError::io(format!("listing {}", self.path.display()), &e))
+    }
+
+    /// The size of `name` if it is a regular file (`None` if it is anything else or gone).
+    pub(crate) fn file_len(&self, name: &str) -> Option<u64> {
+        self.handle.file_len(name).ok().flatten()
     }
 }
 
@@ -492,59 +497,55 @@ impl StateDir {
 /// someone else. A second holder of the lock, in this process or another, gets
 /// `locked_code` (`ERR_CHECKPOINT_LOCKED` or `ERR_INCIDENT_LOG_LOCKED`).
 pub fn open_state_dir(path: &Path, locked_code: &'static str) -> Result<StateDir> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) => check_dir_safety(path, &meta)?,
+    let created = match fs::symlink_metadata(path) {
+        Ok(meta) => {
+            check_dir_safety(path, &meta)?;
+            false
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(path)
                 .map_err(|e| DurableError::io(format!("creating {}", path.display()), &e))?;
-            // The umask may have taken bits away, never added; set exactly 0700.
-            fs::set_permissions(path, fs::Permissions::from_mode(0o700))
-                .map_err(|e| DurableError::io(format!("chmod {}", path.display()), &e))?;
+            true
         }
         Err(e) => return Err(DurableError::io(format!("stat {}", path.display()), &e)),
+    };
+    // Checked again through the handle we keep: it cannot be swapped under us.
+    let handle = DirHandle::open(path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => unsafe_dir(path, "is a symbolic link or not a directory"),
+        _ => DurableError::io(format!("opening {}", path.display()), &e),
+    })?;
+    if created {
+        // The umask may have taken bits away, never added; set exactly 0700.
+        handle.set_mode(0o700).map_err(|e| DurableError::io(format!("chmod {}", path.display()), &e))?;
     }
-    // Check again through the handle we keep: it cannot be swapped under us.
-    let handle = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) | Some(libc::ENOTDIR) => unsafe_dir(path, "is a symbolic link or not a directory"),
-            _ => DurableError::io(format!("opening {}", path.display()), &e),
-        })?;
     let meta = handle.metadata().map_err(|e| DurableError::io(format!("stat {}", path.display()), &e))?;
     check_dir_safety(path, &meta)?;
+    let lock_file = lock_state_dir(path, &handle, locked_code)?;
+    Ok(StateDir { path: path.to_path_buf(), handle, _lock: lock_file })
+}
 
-    let lock_path = path.join(LOCK_FILE_NAME);
-    let lock_file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&lock_path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => unsafe_dir(path, &format!("holds a symbolic link named {LOCK_FILE_NAME}")),
-            _ => DurableError::io(format!("opening {}", lock_path.display()), &e),
-        })?;
+/// Opens (creating) `LOCK` in the directory and takes its `flock`.
+fn lock_state_dir(path: &Path, handle: &DirHandle, locked_code: &'static str) -> Result<File> {
+    let lock_file = handle.open_file(LOCK_FILE_NAME, libc::O_RDWR | libc::O_CREAT, 0o600).map_err(|e| match handle
+        .file_len(LOCK_FILE_NAME)
+    {
+        Ok(None) => unsafe_dir(path, &format!("holds a {LOCK_FILE_NAME} that is not a regular file")),
+        _ => DurableError::io(format!("opening {}", path.join(LOCK_FILE_NAME).display()), &e),
+    })?;
     // flock: per open file description, so a second open in this process conflicts too.
     match lock_file.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            return Err(DurableError::new(
-                locked_code,
-                format!("{} is locked: another open (in this or another process) is using it", path.display()),
-            ))
-        }
+        Ok(()) => Ok(lock_file),
+        Err(fs::TryLockError::WouldBlock) => Err(DurableError::new(
+            locked_code,
+            format!("{} is locked: another open (in this or another process) is using it", path.display()),
+        )),
         Err(fs::TryLockError::Error(e)) => {
-            return Err(DurableError::io(format!("locking {}", lock_path.display()), &e))
+            Err(DurableError::io(format!("locking {}", path.join(LOCK_FILE_NAME).display()), &e))
         }
     }
-    Ok(StateDir { path: path.to_path_buf(), handle, _lock: lock_file })
 }
 
 fn check_dir_safety(path: &Path, meta: &fs::Metadata) -> Result<()> {
@@ -620,34 +621,40 @@ pub(crate) fn write_file_rewrite(
 /// Temp file, write, fsync, rename, fsync directory. On failure removes the temp file
 /// (and the target, if the rename happened) so nothing half-done stays.
 fn write_file_attempt(storage: &Storage, dir: &StateDir, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let (temp_path, file) = create_temp(storage, dir, name)?;
-    let target = dir.file(name);
-    if let Err(e) = write_sync_rename(storage, file, &temp_path, &target, bytes) {
-        let _ = storage.remove_file(&temp_path);
+    let (temp, file) = create_temp(storage, dir, name)?;
+    if let Err(e) = write_sync_rename(storage, dir, file, &temp, name, bytes) {
+        let _ = storage.remove_file(dir, &temp);
         return Err(e);
     }
     if let Err(e) = dir.sync(storage) {
         // Renamed but not known durable: take it back rather than leave a file whose
         // write was reported as failed.
-        let _ = storage.remove_file(&target);
+        let _ = storage.remove_file(dir, name);
         return Err(e);
     }
     Ok(())
 }
 
-fn write_sync_rename(storage: &Storage, mut file: File, temp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
+fn write_sync_rename(
+    storage: &Storage,
+    dir: &StateDir,
+    mut file: File,
+    temp: &str,
+    target: &str,
+    bytes: &[u8],
+) -> io::Result<()> {
     storage.write_all(&mut file, bytes)?;
     storage.sync_all(&file)?;
     drop(file);
-    storage.rename(temp, target)
+    storage.rename(dir, temp, target)
 }
 
-fn create_temp(storage: &Storage, dir: &StateDir, name: &str) -> io::Result<(PathBuf, File)> {
+fn create_temp(storage: &Storage, dir: &StateDir, name: &str) -> io::Result<(String, File)> {
     loop {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.file(&format!("{TEMP_PREFIX}{name}-{}-{n}", std::process::id()));
-        match storage.create_new(&path) {
-            Ok(file) => return Ok((path, file)),
+        let temp = format!("{TEMP_PREFIX}{name}-{}-{n}", std::process::id());
+        match storage.create_new(dir, &temp) {
+            Ok(file) => return Ok((temp, file)),
             // A leftover of an earlier process with the same pid: take the next number.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
@@ -656,14 +663,18 @@ fn create_temp(storage: &Storage, dir: &StateDir, name: &str) -> io::Result<(Pat
 }
 
 /// Removes leftover temp files of `family` (a final-name prefix such as `checkpoint-`):
-/// the remains of writes interrupted by a crash.
+/// the remains of writes interrupted by a crash. Only regular files: anything else under
+/// such a name is not ours (unlinking never follows a symlink, but what it is not is
+/// left alone rather than failing the open).
 pub(crate) fn remove_temp_files(storage: &Storage, dir: &StateDir, family: &str) -> Result<()> {
     let prefix = format!("{TEMP_PREFIX}{family}");
-    for name in dir.list()? {
-        if name.starts_with(&prefix) {
-            storage
-                .remove_file(&dir.file(&name))
-                .map_err(|e| DurableError::io(format!("removing leftover {name}"), &e))?;
+    for entry in dir.list()? {
+        if entry.is_file && entry.name.starts_with(&prefix) {
+            match storage.remove_file(dir, &entry.name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(DurableError::io(format!("removing leftover {}", entry.name), &e)),
+            }
         }
     }
     Ok(())
@@ -676,7 +687,7 @@ pub(crate) fn remove_files(storage: &Storage, dir: &StateDir, names: &[String]) 
         return;
     }
     for name in names {
-        let _ = storage.remove_file(&dir.file(name));
+        let _ = storage.remove_file(dir, name);
     }
     let _ = dir.sync(storage);
 }
@@ -696,8 +707,7 @@ pub(crate) struct AppendFile {
 
 impl AppendFile {
     pub(crate) fn open(storage: &Storage, dir: &StateDir, name: &str) -> Result<Self> {
-        let path = dir.file(name);
-        let file = storage.open_append(&path).map_err(|e| DurableError::io(format!("opening {name}"), &e))?;
+        let file = storage.open_append(dir, name).map_err(|e| DurableError::io(format!("opening {name}"), &e))?;
         let len = file.metadata().map_err(|e| DurableError::io(format!("stat {name}"), &e))?.len();
         Ok(AppendFile { file, name: name.to_owned(), len })
     }
@@ -731,34 +741,140 @@ impl AppendFile {
 pub const CORRUPT_PREFIX: &str = "corrupt-";
 
 /// Renames damaged file `name` aside and keeps only the newest [`CORRUPT_FILES_KEPT`]
-/// aside files of its `family` (e.g. `checkpoint-`). Returns the new name.
+/// aside files of its `family` (e.g. `checkpoint-`). Returns the new name. Works for
+/// whatever `name` is (a symlink is renamed, not followed). Counting only aside names this
+/// writer produces, a planted number past [`MAX_SEQUENCE`] is never taken up; one at it
+/// leaves nothing to count on to, and the file stays in place (`ERR_INVALID_ARGUMENT`).
 pub(crate) fn set_aside(storage: &Storage, dir: &StateDir, name: &str, family: &str) -> Result<String> {
-    let names = dir.list()?;
-    let next = names.iter().filter_map(|n| parse_aside_name(n)).map(|(_, n)| n).max().unwrap_or(0) + 1;
+    let entries = dir.list()?;
+    let asides: Vec<(&str, u64, &str)> =
+        entries.iter().filter_map(|e| parse_aside_name(&e.name).map(|(orig, n)| (orig, n, e.name.as_str()))).collect();
+    let next = asides.iter().map(|&(_, n, _)| n).max().unwrap_or(0) + 1;
+    if next > MAX_SEQUENCE {
+        return Err(DurableError::new(
+            ERR_INVALID_ARGUMENT,
+            format!("cannot set {name} aside: aside numbers are exhausted at {MAX_SEQUENCE}"),
+        ));
+    }
     let aside = format!("{CORRUPT_PREFIX}{name}-{next}");
-    storage
-        .rename(&dir.file(name), &dir.file(&aside))
-        .map_err(|e| DurableError::io(format!("setting {name} aside"), &e))?;
+    storage.rename(dir, name, &aside).map_err(|e| DurableError::io(format!("setting {name} aside"), &e))?;
 
-    let mut family_asides: Vec<(u64, &String)> = names
-        .iter()
-        .filter_map(|n| parse_aside_name(n).filter(|(orig, _)| orig.starts_with(family)).map(|(_, k)| (k, n)))
-        .collect();
+    let mut family_asides: Vec<(u64, &str)> =
+        asides.iter().filter(|(orig, _, _)| orig.starts_with(family)).map(|&(_, n, full)| (n, full)).collect();
     family_asides.sort_unstable_by_key(|&(n, _)| std::cmp::Reverse(n));
     // The new one is the newest; keep it and CORRUPT_FILES_KEPT - 1 of the earlier ones.
     for (_, old) in family_asides.iter().skip(CORRUPT_FILES_KEPT.saturating_sub(1)) {
-        let _ = storage.remove_file(&dir.file(old));
+        let _ = storage.remove_file(dir, old);
     }
     let _ = dir.sync(storage);
     Ok(aside)
 }
 
-/// `corrupt-{original}-{n}` → (original, n).
+/// `corrupt-{original}-{n}` → (original, n), for names [`set_aside`] produces: `n` in
+/// 1..=[`MAX_SEQUENCE`], written without leading zeros or sign.
 pub(crate) fn parse_aside_name(name: &str) -> Option<(&str, u64)> {
     let rest = name.strip_prefix(CORRUPT_PREFIX)?;
     let (original, n) = rest.rsplit_once('-')?;
-    Some((original, n.parse().ok()?))
+    Some((original, parse_counter(n)?))
 }
+
+/// A number as this module writes one (`{n}`): decimal digits, no sign, no leading zero,
+/// 1..=[`MAX_SEQUENCE`].
+pub(crate) fn parse_counter(digits: &str) -> Option<u64> {
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|&n| n <= MAX_SEQUENCE)
+}
+
+/// A sequence number in a file name as this module writes one (`{n:020}`): exactly 20
+/// decimal digits, 1..=[`MAX_SEQUENCE`]. `Err` for the right shape holding a number no
+/// writer here produces (0, or past the bound).
+pub(crate) fn parse_padded_seq(digits: &str) -> Option<std::result::Result<u64, String>> {
+    if digits.len() != SEQ_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(match digits.parse::<u64>() {
+        Ok(n) if (1..=MAX_SEQUENCE).contains(&n) => Ok(n),
+        _ => Err(format!("sequence number {digits} is outside 1..={MAX_SEQUENCE}, which this writer never produces")),
+    })
+}
+
+/// How a directory entry stands to a family of files named `{prefix}{n:020}{suffix}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Member {
+    /// A regular file under a name the writer produces: sequence number `n`.
+    Ours(u64),
+    /// Under the family's prefix, but not something its writer produces (the name, or a
+    /// symlink, directory, FIFO or device): never opened or counted; set aside.
+    Foreign(String),
+    /// Not of this family.
+    Other,
+}
+
+impl Member {
+    /// The sequence number of a file of ours.
+    pub(crate) fn ours(self) -> Option<u64> {
+        match self {
+            Member::Ours(n) => Some(n),
+            Member::Foreign(_) | Member::Other => None,
+        }
+    }
+}
+
+pub(crate) fn classify(entry: &DirEntry, prefix: &str, suffix: &str) -> Member {
+    let Some(rest) = entry.name.strip_prefix(prefix) else { return Member::Other };
+    match rest.strip_suffix(suffix).and_then(parse_padded_seq) {
+        None => Member::Foreign(format!("{} is not a name this writer produces", entry.name)),
+        Some(Err(reason)) => Member::Foreign(reason),
+        Some(Ok(_)) if !entry.is_file => Member::Foreign(format!("{} is not a regular file", entry.name)),
+        Some(Ok(n)) => Member::Ours(n),
+    }
+}
+
+/// A file under a family's name that its writer did not produce, found on open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ForeignFile {
+    pub name: String,
+    pub reason: String,
+    /// Where it was renamed to; `None` if that failed (the reason then says why).
+    pub set_aside_as: Option<String>,
+}
+
+impl ForeignFile {
+    pub(crate) fn into_problem(self) -> RecoveryProblem {
+        RecoveryProblem {
+            kind: ProblemKind::ForeignFile,
+            file: self.name,
+            offset: 0,
+            reason: self.reason,
+            set_aside_as: self.set_aside_as,
+        }
+    }
+}
+
+/// Sets aside every entry under `prefix` that is not a regular file under a name this
+/// family's writer produces, so nothing later opens it or counts on from its number.
+pub(crate) fn set_aside_foreign(
+    storage: &Storage,
+    dir: &StateDir,
+    prefix: &str,
+    suffix: &str,
+) -> Result<Vec<ForeignFile>> {
+    let mut found = Vec::new();
+    for entry in dir.list()? {
+        let Member::Foreign(reason) = classify(&entry, prefix, suffix) else { continue };
+        let (set_aside_as, reason) = match set_aside(storage, dir, &entry.name, prefix) {
+            Ok(aside) => (Some(aside), reason),
+            Err(e) => (None, format!("{reason} (could not set it aside: {e})")),
+        };
+        found.push(ForeignFile { name: entry.name, reason, set_aside_as });
+    }
+    Ok(found)
+}
+
+/// Digits of the sequence numbers in file names.
+pub(crate) const SEQ_DIGITS: usize = 20;
 
 // ---------------------------------------------------------------------------------------
 // JSON read back
@@ -825,7 +941,7 @@ pub(crate) fn op_counts(storage: &Storage) -> std::collections::HashMap<IoOp, u6
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     /// Adds a fault at the nth step of some kind to a plan.
     pub(crate) type AddFault = fn(FaultPlan, u64) -> FaultPlan;
@@ -980,15 +1096,15 @@ pub(crate) mod tests {
         let dir = state_dir(&root);
         fs::write(dir.file("big"), vec![b'x'; 100]).unwrap();
         let storage = Storage::new();
-        assert_eq!(storage.read_bounded(&dir.file("big"), 99).unwrap_err().code, ERR_TOO_LARGE);
-        assert_eq!(storage.read_bounded(&dir.file("big"), 100).unwrap().len(), 100);
-        assert_eq!(storage.read_bounded(&dir.file("none"), 100).unwrap_err().code, ERR_NOT_FOUND);
+        assert_eq!(storage.read_bounded(&dir, "big", 99).unwrap_err().code, ERR_TOO_LARGE);
+        assert_eq!(storage.read_bounded(&dir, "big", 100).unwrap().len(), 100);
+        assert_eq!(storage.read_bounded(&dir, "none", 100).unwrap_err().code, ERR_NOT_FOUND);
         symlink(dir.file("big"), dir.file("link")).unwrap();
-        assert_eq!(storage.read_bounded(&dir.file("link"), 100).unwrap_err().code, ERR_IO);
+        assert_eq!(storage.read_bounded(&dir, "link", 100).unwrap_err().code, ERR_IO);
         let fifo = std::ffi::CString::new(dir.file("fifo").into_os_string().into_encoded_bytes()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
-        assert_eq!(storage.read_bounded(&dir.file("fifo"), 100).unwrap_err().code, ERR_IO, "no hang on a FIFO");
+        assert_eq!(storage.read_bounded(&dir, "fifo", 100).unwrap_err().code, ERR_IO, "no hang on a FIFO");
     }
 
     #[test]
@@ -1024,7 +1140,8 @@ pub(crate) mod tests {
         let journal_aside = set_aside(&storage, &dir, "journal-1", "journal-").unwrap();
         assert_eq!(asides[0], "corrupt-checkpoint-0-1");
         assert_eq!(journal_aside, "corrupt-journal-1-6");
-        let mut left: Vec<String> = dir.list().unwrap().into_iter().filter(|n| n.starts_with(CORRUPT_PREFIX)).collect();
+        let mut left: Vec<String> =
+            dir.list().unwrap().into_iter().map(|e| e.name).filter(|n| n.starts_with(CORRUPT_PREFIX)).collect();
         left.sort();
         assert_eq!(
             left,
