@@ -464,7 +464,7 @@ pub fn decode_checkpoint(bytes: &[u8], expected_seq: u64) -> std::result::Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::durable::persist::tests::FAULT_STEPS;
+    use crate::durable::persist::tests::{mkfifo, names_in, swap_for_symlink, FAULT_STEPS};
     use crate::durable::persist::{FaultPlan, ERR_PERSIST_FAILED, ERR_UNSAFE_DIRECTORY, TEMP_PREFIX};
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
@@ -673,6 +673,101 @@ mod tests {
         let link = root.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
         assert_eq!(CheckpointStore::open(&link, 3, MAX, Storage::new()).unwrap_err().code, ERR_UNSAFE_DIRECTORY);
+    }
+
+    /// A directory replaced by a symlink after open: new generations, pruning and setting
+    /// aside still happen in the directory that was checked and locked; the symlink's
+    /// target gets nothing and loses nothing.
+    #[test]
+    fn writes_land_in_the_directory_checked_at_open() {
+        let (_root, dir) = new_dir();
+        let (store, _) = CheckpointStore::open(&dir, 2, MAX, Storage::new()).unwrap();
+        store.write(b"1").unwrap();
+        let (moved, elsewhere) = swap_for_symlink(&dir);
+        fs::write(elsewhere.join(file_name(1)), b"theirs").unwrap();
+
+        store.write(b"2").unwrap();
+        store.write(b"3").unwrap(); // prunes generation 1
+        assert_eq!(names_in(&elsewhere), [file_name(1)], "nothing written or removed through the symlink");
+        assert_eq!(fs::read(elsewhere.join(file_name(1))).unwrap(), b"theirs");
+        assert_eq!(names(&moved), ["LOCK".to_string(), file_name(2), file_name(3)]);
+        assert_eq!(store.latest_valid().unwrap().checkpoint.unwrap().payload, b"3");
+
+        // Damage found after the swap is set aside in the real directory too.
+        fs::write(moved.join(file_name(3)), b"damaged").unwrap();
+        let latest = store.latest_valid().unwrap();
+        assert_eq!(latest.checkpoint.unwrap().payload, b"2");
+        let aside = latest.skipped[0].set_aside_as.clone().unwrap();
+        assert!(moved.join(&aside).exists());
+        assert_eq!(names_in(&elsewhere), [file_name(1)]);
+    }
+
+    /// Names this store never writes are set aside and reported, and their numbers are
+    /// never counted on from: none of them can exhaust the sequence.
+    #[test]
+    fn planted_names_do_not_exhaust_the_sequence() {
+        let (_root, dir) = new_dir();
+        drop(open(&dir));
+        let planted_aside = [
+            "corrupt-checkpoint-18446744073709551615.ckpt-1", // the number past the bound
+            "corrupt-checkpoint-00009007199254740991.ckpt-2", // in bound, no header naming it
+            "corrupt-checkpoint-00000000000000000050.ckpt-03", // a counter with a leading zero
+        ];
+        let planted = [
+            "checkpoint-18446744073709551615.ckpt", // parses, but past the bound
+            "checkpoint-99999999999999999999.ckpt", // does not even fit in 64 bits
+            "checkpoint-00000000000000000000.ckpt", // 0: never written
+            "checkpoint-1.ckpt",                    // not 20 digits
+            "checkpoint-00000000000000000001.ckpt.bak",
+        ];
+        for name in planted_aside.iter().chain(&planted) {
+            fs::write(dir.join(name), b"planted").unwrap();
+        }
+        // In bound, well formed, but its header does not name it: set aside as damaged and
+        // not counted on from either.
+        fs::write(dir.join(file_name(MAX_SEQUENCE)), b"planted").unwrap();
+
+        let (store, skipped) = open(&dir);
+        let mut reported: Vec<&str> = skipped.iter().map(|s| s.id.as_str()).collect();
+        reported.sort();
+        let mut expected: Vec<&str> = planted.iter().map(|n| n.strip_suffix(".ckpt").unwrap_or(n)).collect();
+        expected.push("checkpoint-00009007199254740991");
+        expected.sort();
+        assert_eq!(reported, expected, "{skipped:?}");
+        assert!(skipped.iter().all(|s| s.set_aside_as.is_some()), "{skipped:?}");
+        assert_eq!(store.write(b"1").unwrap().seq, 1);
+        assert_eq!(store.write(b"2").unwrap().seq, 2);
+        drop(store);
+        let (store, skipped) = open(&dir);
+        assert!(skipped.is_empty(), "set aside once: {skipped:?}");
+        assert_eq!(store.write(b"3").unwrap().seq, 3);
+        assert_eq!(store.load("checkpoint-18446744073709551615").unwrap_err().code, ERR_INVALID_ID);
+    }
+
+    /// A symlink, FIFO or directory under a checkpoint name is never followed, opened or
+    /// counted: set aside and reported.
+    #[test]
+    fn non_regular_files_under_checkpoint_names_are_set_aside() {
+        let (root, dir) = new_dir();
+        let (store, _) = open(&dir);
+        store.write(b"1").unwrap();
+        drop(store);
+        let outside = root.path().join("outside");
+        fs::write(&outside, encode_checkpoint(5, 1, b"\"outside\"")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join(file_name(5))).unwrap();
+        mkfifo(&dir.join(file_name(6)));
+        fs::create_dir(dir.join(file_name(7))).unwrap();
+        fs::create_dir(dir.join(format!("{TEMP_PREFIX}{}-1-1", file_name(8)))).unwrap();
+
+        let (store, skipped) = open(&dir);
+        let mut reported: Vec<(&str, bool)> =
+            skipped.iter().map(|s| (s.id.as_str(), s.set_aside_as.is_some())).collect();
+        reported.sort();
+        assert_eq!(reported, [(&*checkpoint_id(5), true), (&*checkpoint_id(6), true), (&*checkpoint_id(7), true)]);
+        assert!(skipped.iter().all(|s| s.reason.contains("not a regular file")), "{skipped:?}");
+        assert_eq!(store.write(b"2").unwrap().seq, 2, "their numbers are not counted on from");
+        assert_eq!(store.latest_valid().unwrap().checkpoint.unwrap().payload, b"2");
+        assert_eq!(fs::read(&outside).unwrap(), encode_checkpoint(5, 1, b"\"outside\""), "target untouched");
     }
 
     /// A fault at each step of writing a checkpoint: one failure is absorbed by the

@@ -724,6 +724,7 @@ fn scan_segment(bytes: &[u8]) -> SegmentScan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::durable::persist::tests::{mkfifo, names_in, swap_for_symlink};
     use crate::durable::persist::{FaultPlan, IoOp, ERR_PERSIST_FAILED, TEMP_PREFIX};
     use std::fs;
     use std::io::Write;
@@ -1076,6 +1077,64 @@ mod tests {
         let (log, problems) = open(&dir, Default::default());
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(all(&log).iter().map(|r| r.message.as_str()).collect::<Vec<_>>(), ["one", "two", "three"]);
+    }
+
+    /// A directory replaced by a symlink after open: new segments and retention stay in the
+    /// directory that was checked and locked, and reads come from it.
+    #[test]
+    fn segments_land_in_the_directory_checked_at_open() {
+        let (_root, dir) = new_dir();
+        let options = IncidentLogOptions { segment_bytes: 300, max_segments: 2, ..Default::default() };
+        let (log, _) = open(&dir, options);
+        log.record(incident("k", "before")).unwrap();
+        let (moved, elsewhere) = swap_for_symlink(&dir);
+        fs::write(elsewhere.join(segment_name(1)), b"theirs").unwrap();
+
+        for i in 2..=12 {
+            assert_eq!(seq_of(log.record(incident("k", &format!("after {i}"))).unwrap()), i);
+        }
+        assert_eq!(names_in(&elsewhere), [segment_name(1)], "nothing written or removed through the symlink");
+        assert_eq!(fs::read(elsewhere.join(segment_name(1))).unwrap(), b"theirs");
+        let kept = segments(&moved);
+        assert_eq!(kept.len(), 2, "retention ran in the real directory: {kept:?}");
+        assert!(!kept.contains(&segment_name(1)));
+        assert_eq!(all(&log).last().unwrap().message, "after 12");
+    }
+
+    /// What sits under a segment name without being a segment this log wrote (a symlink,
+    /// FIFO, directory, a number past the bound or 0, a malformed name) no longer fails the
+    /// open: it is set aside and reported, and the log carries on counting.
+    #[test]
+    fn foreign_files_under_segment_names_are_set_aside() {
+        let (root, dir) = new_dir();
+        let (log, _) = open(&dir, Default::default());
+        for _ in 0..3 {
+            log.record(incident("k", "m")).unwrap();
+        }
+        drop(log);
+        let outside = root.path().join("outside");
+        let line = r#"{"seq":100,"timestamp":1,"kind":"k","severity":"info","message":"outside","details":null}"#;
+        fs::write(&outside, format!("{line}\n")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join(segment_name(100))).unwrap();
+        mkfifo(&dir.join(segment_name(200)));
+        fs::create_dir(dir.join(segment_name(300))).unwrap();
+        let planted =
+            ["incidents-18446744073709551615.jsonl", "incidents-00000000000000000000.jsonl", "incidents-7.jsonl"];
+        for name in planted {
+            fs::write(dir.join(name), format!("{line}\n")).unwrap();
+        }
+
+        let (log, problems) = open(&dir, Default::default());
+        let mut reported: Vec<&str> = problems.iter().map(|p| p.file.as_str()).collect();
+        reported.sort();
+        let mut expected: Vec<String> = planted.iter().map(|n| n.to_string()).collect();
+        expected.extend([segment_name(100), segment_name(200), segment_name(300)]);
+        expected.sort();
+        assert_eq!(reported, expected, "{problems:?}");
+        assert!(problems.iter().all(|p| p.kind == ProblemKind::ForeignFile && p.set_aside_as.is_some()));
+        assert_eq!(seq_of(log.record(incident("k", "m")).unwrap()), 4);
+        assert_eq!(all(&log).len(), 4);
+        assert_eq!(fs::read_to_string(&outside).unwrap(), format!("{line}\n"), "target untouched");
     }
 
     #[test]

@@ -627,7 +627,7 @@ fn replay(bytes: &[u8], max_record_bytes: usize) -> Replay {
 mod tests {
     use super::*;
     use crate::durable::checkpoint::CheckpointStore;
-    use crate::durable::persist::tests::{AddFault, FAULT_STEPS};
+    use crate::durable::persist::tests::{mkfifo, names_in, swap_for_symlink, AddFault, FAULT_STEPS};
     use crate::durable::persist::{FaultPlan, IoOp, ERR_PERSIST_FAILED, TEMP_PREFIX};
     use serde_json::json;
     use std::fs;
@@ -1012,6 +1012,67 @@ mod tests {
         assert_eq!(leader.join().unwrap().unwrap_err().code, ERR_PERSIST_FAILED);
         assert_eq!(follower.unwrap_err().code, ERR_NOT_FOUND);
         assert!(journal.active_operations().is_empty());
+    }
+
+    /// A directory replaced by a symlink after open: appends, new files (compaction) and
+    /// the removal of older ones stay in the directory that was checked and locked.
+    #[test]
+    fn new_files_land_in_the_directory_checked_at_open() {
+        let (_root, dir) = new_dir();
+        let (journal, _) = open(&dir);
+        journal.begin_operation("a", json!(1)).unwrap();
+        let (moved, elsewhere) = swap_for_symlink(&dir);
+        fs::write(elsewhere.join(file_name(1)), b"theirs").unwrap();
+
+        journal.begin_operation("b", json!(2)).unwrap();
+        journal.end_operation("a", json!(null)).unwrap();
+        journal.compact().unwrap(); // writes journal 2, removes journal 1
+        journal.begin_operation("c", json!(3)).unwrap();
+        assert_eq!(names_in(&elsewhere), [file_name(1)], "nothing written or removed through the symlink");
+        assert_eq!(fs::read(elsewhere.join(file_name(1))).unwrap(), b"theirs");
+        assert_eq!(journal_files(&moved), [file_name(2)]);
+        drop(journal);
+        let (journal, problems) = open(&moved);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(active_ids(&journal), ["b", "c"]);
+    }
+
+    /// What sits under a journal name without being a journal file this writer wrote (a
+    /// symlink, FIFO, directory, a number past the bound or 0, a malformed name) no longer
+    /// fails the open: it is set aside and reported, and the journal carries on.
+    #[test]
+    fn foreign_files_under_journal_names_are_set_aside() {
+        let (root, dir) = new_dir();
+        let (journal, _) = open(&dir);
+        journal.begin_operation("a", json!(1)).unwrap();
+        drop(journal);
+        let outside = root.path().join("outside");
+        fs::write(&outside, b"not ours").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join(file_name(9))).unwrap();
+        mkfifo(&dir.join(file_name(8)));
+        fs::create_dir(dir.join(file_name(7))).unwrap();
+        let planted = ["journal-18446744073709551615.log", "journal-00000000000000000000.log", "journal-3.log"];
+        for name in planted {
+            fs::write(dir.join(name), b"").unwrap();
+        }
+
+        let (journal, problems) = open(&dir);
+        let mut reported: Vec<&str> = problems.iter().map(|p| p.file.as_str()).collect();
+        reported.sort();
+        let mut expected: Vec<String> = planted.iter().map(|n| n.to_string()).collect();
+        expected.extend([file_name(7), file_name(8), file_name(9)]);
+        expected.sort();
+        assert_eq!(reported, expected, "{problems:?}");
+        assert!(problems.iter().all(|p| p.kind == ProblemKind::ForeignFile && p.set_aside_as.is_some()));
+        assert_eq!(active_ids(&journal), ["a"]);
+        journal.begin_operation("b", json!(2)).unwrap();
+        journal.compact().unwrap();
+        assert_eq!(journal_files(&dir), [file_name(2)]);
+        assert_eq!(fs::read(&outside).unwrap(), b"not ours", "target untouched");
+        drop(journal);
+        let (journal, problems) = open(&dir);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(active_ids(&journal), ["a", "b"]);
     }
 
     #[test]

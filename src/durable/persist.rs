@@ -963,6 +963,33 @@ pub(crate) mod tests {
             .collect()
     }
 
+    pub(crate) fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
+    }
+
+    /// Replaces state directory `dir` (open elsewhere) by a symlink to a new, empty, safe
+    /// directory, as someone with access to its parent could. Returns (where the real
+    /// directory went, the symlink's target).
+    pub(crate) fn swap_for_symlink(dir: &Path) -> (PathBuf, PathBuf) {
+        let moved = dir.with_extension("moved");
+        let elsewhere = dir.with_extension("elsewhere");
+        fs::rename(dir, &moved).unwrap();
+        fs::create_dir(&elsewhere).unwrap();
+        fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o700)).unwrap();
+        symlink(&elsewhere, dir).unwrap();
+        (moved, elsewhere)
+    }
+
+    /// The names in a directory, sorted.
+    pub(crate) fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    }
+
     fn state_dir(root: &tempfile::TempDir) -> StateDir {
         open_state_dir(&root.path().join("state"), ERR_CHECKPOINT_LOCKED).unwrap()
     }
@@ -1101,9 +1128,7 @@ pub(crate) mod tests {
         assert_eq!(storage.read_bounded(&dir, "none", 100).unwrap_err().code, ERR_NOT_FOUND);
         symlink(dir.file("big"), dir.file("link")).unwrap();
         assert_eq!(storage.read_bounded(&dir, "link", 100).unwrap_err().code, ERR_IO);
-        let fifo = std::ffi::CString::new(dir.file("fifo").into_os_string().into_encoded_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        mkfifo(&dir.file("fifo"));
         assert_eq!(storage.read_bounded(&dir, "fifo", 100).unwrap_err().code, ERR_IO, "no hang on a FIFO");
     }
 
@@ -1147,6 +1172,60 @@ pub(crate) mod tests {
             left,
             vec!["corrupt-checkpoint-2-3", "corrupt-checkpoint-3-4", "corrupt-checkpoint-4-5", "corrupt-journal-1-6"]
         );
+    }
+
+    /// Whole-file writes, setting aside and removal all go to the directory that was checked
+    /// and locked at open, even once its path names another directory.
+    #[test]
+    fn files_are_reached_through_the_handle_not_the_path() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = state_dir(&root);
+        let storage = Storage::new();
+        write_file_durable(&storage, &dir, "f-1", b"one").unwrap();
+        let (moved, elsewhere) = swap_for_symlink(dir.path());
+        fs::write(elsewhere.join("f-1"), b"theirs").unwrap();
+
+        write_file_durable(&storage, &dir, "f-2", b"two").unwrap();
+        let aside = set_aside(&storage, &dir, "f-2", "f-").unwrap();
+        remove_files(&storage, &dir, &["f-1".to_string()]);
+        let mut appended = AppendFile::open(&storage, &dir, &aside).unwrap();
+        appended.append(&storage, b"+").unwrap();
+
+        assert_eq!(names_in(&elsewhere), ["f-1"], "nothing created, renamed or removed there");
+        assert_eq!(fs::read(elsewhere.join("f-1")).unwrap(), b"theirs");
+        assert_eq!(names_in(&moved), [LOCK_FILE_NAME.to_string(), aside.clone()]);
+        assert_eq!(fs::read(moved.join(&aside)).unwrap(), b"two+");
+        assert_eq!(storage.read_bounded(&dir, &aside, 10).unwrap(), b"two+");
+    }
+
+    /// The aside counter counts on only from numbers set_aside writes: a planted
+    /// `corrupt-…-18446744073709551615` (or `-007`, `-+9`) is not one of them.
+    #[test]
+    fn set_aside_ignores_counters_it_did_not_write() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = state_dir(&root);
+        let storage = Storage::new();
+        for planted in ["corrupt-a-18446744073709551615", "corrupt-b-007", "corrupt-c-+9", "corrupt-d-9007199254740992"]
+        {
+            fs::write(dir.file(planted), b"x").unwrap();
+        }
+        fs::write(dir.file("f-1"), b"bad").unwrap();
+        assert_eq!(set_aside(&storage, &dir, "f-1", "f-").unwrap(), "corrupt-f-1-1");
+        // At the bound there is no number left to count on to: refused, the file stays.
+        fs::write(dir.file("corrupt-e-9007199254740991"), b"x").unwrap();
+        fs::write(dir.file("f-2"), b"bad").unwrap();
+        assert_eq!(set_aside(&storage, &dir, "f-2", "f-").unwrap_err().code, ERR_INVALID_ARGUMENT);
+        assert!(dir.file("f-2").exists());
+    }
+
+    #[test]
+    fn a_lock_that_is_not_a_regular_file_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("state");
+        fs::create_dir(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+        mkfifo(&path.join(LOCK_FILE_NAME));
+        assert_eq!(open_state_dir(&path, ERR_CHECKPOINT_LOCKED).unwrap_err().code, ERR_UNSAFE_DIRECTORY);
     }
 
     #[test]
