@@ -702,6 +702,18 @@ mod tests {
         assert_eq!(names_in(&elsewhere), [file_name(1)]);
     }
 
+    /// The reproduction: one planted aside name made every later write fail with
+    /// "sequence numbers exhausted".
+    #[test]
+    fn a_planted_aside_name_does_not_exhaust_the_sequence() {
+        let (_root, dir) = new_dir();
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::write(dir.join("corrupt-checkpoint-18446744073709551615.ckpt-1"), b"planted").unwrap();
+        let (store, _) = open(&dir);
+        assert_eq!(store.write(b"1").unwrap().seq, 1);
+    }
+
     /// Names this store never writes are set aside and reported, and their numbers are
     /// never counted on from: none of them can exhaust the sequence.
     #[test]

@@ -1101,6 +1101,22 @@ mod tests {
         assert_eq!(all(&log).last().unwrap().message, "after 12");
     }
 
+    /// The reproduction: a symlink named like the newest segment made the open
+    /// fail with ERR_IO.
+    #[test]
+    fn a_symlink_named_like_the_newest_segment_does_not_fail_the_open() {
+        let (root, dir) = new_dir();
+        let (log, _) = open(&dir, Default::default());
+        log.record(incident("k", "m")).unwrap();
+        drop(log);
+        fs::write(root.path().join("outside"), b"").unwrap();
+        std::os::unix::fs::symlink(root.path().join("outside"), dir.join(segment_name(2))).unwrap();
+        let (log, problems) = open(&dir, Default::default());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!((problems[0].kind, problems[0].file.as_str()), (ProblemKind::ForeignFile, &*segment_name(2)));
+        assert_eq!(seq_of(log.record(incident("k", "m")).unwrap()), 2);
+    }
+
     /// What sits under a segment name without being a segment this log wrote (a symlink,
     /// FIFO, directory, a number past the bound or 0, a malformed name) no longer fails the
     /// open: it is set aside and reported, and the log carries on counting.

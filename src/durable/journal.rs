@@ -1037,6 +1037,22 @@ mod tests {
         assert_eq!(active_ids(&journal), ["b", "c"]);
     }
 
+    /// The reproduction: a symlink named like the newest journal file made the
+    /// open fail with ERR_IO.
+    #[test]
+    fn a_symlink_named_like_the_newest_journal_file_does_not_fail_the_open() {
+        let (root, dir) = new_dir();
+        let (journal, _) = open(&dir);
+        journal.begin_operation("a", json!(1)).unwrap();
+        drop(journal);
+        fs::write(root.path().join("outside"), b"").unwrap();
+        std::os::unix::fs::symlink(root.path().join("outside"), dir.join(file_name(2))).unwrap();
+        let (journal, problems) = open(&dir);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!((problems[0].kind, problems[0].file.as_str()), (ProblemKind::ForeignFile, &*file_name(2)));
+        assert_eq!(active_ids(&journal), ["a"]);
+    }
+
     /// What sits under a journal name without being a journal file this writer wrote (a
     /// symlink, FIFO, directory, a number past the bound or 0, a malformed name) no longer
     /// fails the open: it is set aside and reported, and the journal carries on.
