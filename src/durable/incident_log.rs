@@ -305,6 +305,13 @@ impl IncidentLog {
             let mut bytes = match self.storage.read_bounded(&self.dir, &name, self.segment_read_limit()) {
                 Ok(bytes) => bytes,
                 Err(e) if e.code == ERR_NOT_FOUND => continue, // removed by retention meanwhile
+                // Replaced since (by a symlink, a FIFO…): not ours any more; the rest is.
+                Err(e) if self.dir.file_len(&name).is_none() => {
+                    let reason = format!("{} (not read)", e.message);
+                    let foreign = ForeignFile { name: name.clone(), reason, set_aside_as: None };
+                    result.problems.push(foreign.into_problem());
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             if next_first.is_none() {
@@ -1115,6 +1122,28 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!((problems[0].kind, problems[0].file.as_str()), (ProblemKind::ForeignFile, &*segment_name(2)));
         assert_eq!(seq_of(log.record(incident("k", "m")).unwrap()), 2);
+    }
+
+    /// A segment replaced by a symlink while the log is open is not followed, and the rest
+    /// of the log still reads.
+    #[test]
+    fn a_segment_replaced_by_a_symlink_is_skipped_by_reads() {
+        let (root, dir) = new_dir();
+        let (log, _) = open(&dir, IncidentLogOptions { segment_bytes: 300, ..Default::default() });
+        for i in 1..=5 {
+            log.record(incident("k", &format!("m{i}"))).unwrap();
+        }
+        assert_eq!(segments(&dir), [segment_name(1), segment_name(4)]);
+        let outside = root.path().join("outside");
+        let line = r#"{"seq":1,"timestamp":1,"kind":"k","severity":"info","message":"outside","details":null}"#;
+        fs::write(&outside, format!("{line}\n")).unwrap();
+        fs::remove_file(dir.join(segment_name(1))).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join(segment_name(1))).unwrap();
+
+        let result = log.read(&ReadFilter::default()).unwrap();
+        assert_eq!(result.records.iter().map(|r| r.message.as_str()).collect::<Vec<_>>(), ["m4", "m5"]);
+        assert_eq!(result.problems.len(), 1, "{:?}", result.problems);
+        assert_eq!((result.problems[0].kind, &result.problems[0].file), (ProblemKind::ForeignFile, &segment_name(1)));
     }
 
     /// What sits under a segment name without being a segment this log wrote (a symlink,
