@@ -11,6 +11,12 @@
 //!   have dropped the dirty pages and a second fsync would report success for data that is
 //!   gone. The content is rewritten from memory into a new file, once; a second failure is
 //!   `ERR_PERSIST_FAILED` and marks the [`Storage`] degraded.
+//! - A state directory is opened and checked once; every file in it is then reached
+//!   through that handle ([`super::dir`]), never by path: swapping the path for a symlink
+//!   afterwards redirects nothing. No symlink is followed and only regular files are opened.
+//! - Only names a writer here produces, on regular files, count for sequencing; numbers
+//!   stay within [`MAX_SEQUENCE`]. Anything else under a family's name is set aside on open
+//!   and reported ([`set_aside_foreign`]), so no planted file can stop the writer.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -529,12 +535,9 @@ pub fn open_state_dir(path: &Path, locked_code: &'static str) -> Result<StateDir
 
 /// Opens (creating) `LOCK` in the directory and takes its `flock`.
 fn lock_state_dir(path: &Path, handle: &DirHandle, locked_code: &'static str) -> Result<File> {
-    let lock_file = handle.open_file(LOCK_FILE_NAME, libc::O_RDWR | libc::O_CREAT, 0o600).map_err(|e| match handle
-        .file_len(LOCK_FILE_NAME)
-    {
-        Ok(None) => unsafe_dir(path, &format!("holds a {LOCK_FILE_NAME} that is not a regular file")),
-        _ => DurableError::io(format!("opening {}", path.join(LOCK_FILE_NAME).display()), &e),
-    })?;
+    let lock_file = handle
+        .open_file(LOCK_FILE_NAME, libc::O_RDWR | libc::O_CREAT, 0o600)
+        .map_err(|e| lock_open_error(path, handle, &e))?;
     // flock: per open file description, so a second open in this process conflicts too.
     match lock_file.try_lock() {
         Ok(()) => Ok(lock_file),
@@ -545,6 +548,13 @@ fn lock_state_dir(path: &Path, handle: &DirHandle, locked_code: &'static str) ->
         Err(fs::TryLockError::Error(e)) => {
             Err(DurableError::io(format!("locking {}", path.join(LOCK_FILE_NAME).display()), &e))
         }
+    }
+}
+
+fn lock_open_error(path: &Path, handle: &DirHandle, err: &io::Error) -> DurableError {
+    match handle.file_len(LOCK_FILE_NAME) {
+        Ok(None) => unsafe_dir(path, &format!("holds a {LOCK_FILE_NAME} that is not a regular file")),
+        _ => DurableError::io(format!("opening {}", path.join(LOCK_FILE_NAME).display()), err),
     }
 }
 
@@ -663,9 +673,9 @@ fn create_temp(storage: &Storage, dir: &StateDir, name: &str) -> io::Result<(Str
 }
 
 /// Removes leftover temp files of `family` (a final-name prefix such as `checkpoint-`):
-/// the remains of writes interrupted by a crash. Only regular files: anything else under
-/// such a name is not ours (unlinking never follows a symlink, but what it is not is
-/// left alone rather than failing the open).
+/// the remains of writes interrupted by a crash. Only regular files: a symlink, FIFO or
+/// directory under such a name was not written here and is left alone rather than
+/// failing the open.
 pub(crate) fn remove_temp_files(storage: &Storage, dir: &StateDir, family: &str) -> Result<()> {
     let prefix = format!("{TEMP_PREFIX}{family}");
     for entry in dir.list()? {
