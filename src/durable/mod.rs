@@ -3,7 +3,7 @@
 //! - [`persist`]: durable whole-file writes (temp, fsync, rename, directory fsync; rewrite
 //!   once on failure), durable appends, bounded reads, safe locked state directories, the
 //!   error type and codes, and the [`Storage`] I/O layer with fault injection for tests.
-//! - [`dir`]: a directory used only through the handle opened and checked once (`openat`,
+//! - `dir`: a directory used only through the handle opened and checked once (`openat`,
 //!   `renameat`, `unlinkat`, `fdopendir`); never follows a symlink or opens what is not a
 //!   regular file.
 //! - [`checkpoint`]: checksummed checkpoint generations; the newest valid one wins.

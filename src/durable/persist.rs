@@ -12,11 +12,11 @@
 //!   gone. The content is rewritten from memory into a new file, once; a second failure is
 //!   `ERR_PERSIST_FAILED` and marks the [`Storage`] degraded.
 //! - A state directory is opened and checked once; every file in it is then reached
-//!   through that handle ([`super::dir`]), never by path: swapping the path for a symlink
+//!   through that handle (`durable::dir`), never by path: swapping the path for a symlink
 //!   afterwards redirects nothing. No symlink is followed and only regular files are opened.
 //! - Only names a writer here produces, on regular files, count for sequencing; numbers
 //!   stay within [`MAX_SEQUENCE`]. Anything else under a family's name is set aside on open
-//!   and reported ([`set_aside_foreign`]), so no planted file can stop the writer.
+//!   and reported (`set_aside_foreign`), so no planted file can stop the writer.
 
 use std::fmt;
 use std::fs::{self, File};
