@@ -714,6 +714,21 @@ mod tests {
         assert_eq!(store.write(b"1").unwrap().seq, 1);
     }
 
+    /// The writer keeps to the bound it enforces on open: past it, a name would be set
+    /// aside as not ours on the next open, so it refuses instead.
+    #[test]
+    fn the_writer_refuses_past_the_bound() {
+        let (_root, dir) = new_dir();
+        drop(open(&dir));
+        fs::write(dir.join(file_name(MAX_SEQUENCE)), encode_checkpoint(MAX_SEQUENCE, 1, b"1")).unwrap();
+        let (store, skipped) = open(&dir);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let err = store.write(b"2").unwrap_err();
+        assert_eq!(err.code, ERR_INVALID_ARGUMENT);
+        assert!(err.message.contains("exhausted"), "{err}");
+        assert_eq!(store.latest_valid().unwrap().checkpoint.unwrap().meta.seq, MAX_SEQUENCE);
+    }
+
     /// Names this store never writes are set aside and reported, and their numbers are
     /// never counted on from: none of them can exhaust the sequence.
     #[test]

@@ -1053,6 +1053,26 @@ mod tests {
         assert_eq!(active_ids(&journal), ["a"]);
     }
 
+    /// The writer keeps to the bound it enforces on open: a journal file numbered past it
+    /// would be set aside as not ours on the next open, so it is never started.
+    #[test]
+    fn the_writer_refuses_a_file_number_past_the_bound() {
+        let (_root, dir) = new_dir();
+        drop(open(&dir));
+        fs::remove_file(dir.join(file_name(1))).unwrap();
+        fs::write(dir.join(file_name(MAX_SEQUENCE)), b"").unwrap();
+        let (journal, problems) = open(&dir);
+        assert!(problems.is_empty(), "{problems:?}");
+        journal.begin_operation("a", json!(1)).unwrap();
+        journal.end_operation("a", json!(null)).unwrap();
+        assert_eq!(journal.compact().unwrap_err().code, ERR_INVALID_ARGUMENT);
+        assert_eq!(journal_files(&dir), [file_name(MAX_SEQUENCE)]);
+        journal.begin_operation("b", json!(2)).unwrap();
+        drop(journal);
+        let (journal, _) = open(&dir);
+        assert_eq!(active_ids(&journal), ["b"], "still appending to the file at the bound");
+    }
+
     /// What sits under a journal name without being a journal file this writer wrote (a
     /// symlink, FIFO, directory, a number past the bound or 0, a malformed name) no longer
     /// fails the open: it is set aside and reported, and the journal carries on.
