@@ -29,9 +29,9 @@ use super::defaults::{
 use super::dir::DirEntry;
 use super::persist::{
     classify, json_nesting_exceeds, lock, now_ms, open_state_dir, parse_json, remove_files, remove_temp_files,
-    set_aside_foreign, write_file_durable, write_file_rewrite, AppendFile, DurableError, ForeignFile, ProblemKind,
-    RecoveryProblem, Result, StateDir, Storage, ERR_INCIDENT_LOG_LOCKED, ERR_INVALID_ARGUMENT, ERR_INVALID_JSON,
-    ERR_NOT_FOUND, ERR_TOO_LARGE,
+    set_aside, set_aside_foreign, write_file_durable, write_file_rewrite, AppendFile, DurableError, ForeignFile,
+    ProblemKind, RecoveryProblem, Result, StateDir, Storage, ERR_INCIDENT_LOG_LOCKED, ERR_INVALID_ARGUMENT,
+    ERR_INVALID_JSON, ERR_NOT_FOUND, ERR_TOO_LARGE,
 };
 use crate::incident::{Incident, IncidentSeverity, IncidentSink};
 
@@ -503,12 +503,10 @@ impl IncidentLog {
             }
         }
         let mut writer = LogWriter { next_seq: 1, current: None, segments };
-        let Some((&first_seq, _)) = writer.segments.last_key_value() else {
+        let Some((first_seq, scan)) = self.newest_vouched_segment(&mut writer.segments, &mut problems)? else {
             return Ok((writer, problems));
         };
         let name = segment_name(first_seq);
-        let bytes = self.storage.read_bounded(&self.dir, &name, self.segment_read_limit())?;
-        let scan = scan_segment(&bytes);
         problems.extend(scan.problems(&name));
         writer.next_seq = scan.records.iter().map(|(_, r)| r.seq + 1).max().unwrap_or(0).max(first_seq);
         let mut file = AppendFile::open(&self.storage, &self.dir, &name)?;
@@ -536,6 +534,35 @@ impl IncidentLog {
             writer.segments.insert(first_seq, scan.valid_len as u64);
         }
         Ok((writer, problems))
+    }
+}
+
+impl IncidentLog {
+    /// The newest segment and its scan, setting aside (from `segments` and the directory)
+    /// newer ones that hold no intact record: this log writes a segment's first batch
+    /// whole, so each of its segments starts with a record. An empty or garbage file under
+    /// a segment name (`incidents-00009007199254740991.jsonl`) is not counted on from.
+    fn newest_vouched_segment(
+        &self,
+        segments: &mut BTreeMap<u64, u64>,
+        problems: &mut Vec<RecoveryProblem>,
+    ) -> Result<Option<(u64, SegmentScan)>> {
+        while let Some((&first_seq, _)) = segments.last_key_value() {
+            let name = segment_name(first_seq);
+            let scan = scan_segment(&self.storage.read_bounded(&self.dir, &name, self.segment_read_limit())?);
+            // A lone first segment counts on from 1 whatever it holds: nothing is skipped.
+            if !scan.records.is_empty() || (first_seq == 1 && segments.len() == 1) {
+                return Ok(Some((first_seq, scan)));
+            }
+            segments.remove(&first_seq);
+            let reason = format!("{name} holds no intact record, so this log did not write it; not counted on from");
+            let (set_aside_as, reason) = match set_aside(&self.storage, &self.dir, &name, FILE_PREFIX) {
+                Ok(aside) => (Some(aside), reason),
+                Err(e) => (None, format!("{reason} (could not set it aside: {e})")),
+            };
+            problems.push(ForeignFile { name, reason, set_aside_as }.into_problem());
+        }
+        Ok(None)
     }
 }
 
@@ -1144,6 +1171,40 @@ mod tests {
         assert_eq!(result.records.iter().map(|r| r.message.as_str()).collect::<Vec<_>>(), ["m4", "m5"]);
         assert_eq!(result.problems.len(), 1, "{:?}", result.problems);
         assert_eq!((result.problems[0].kind, &result.problems[0].file), (ProblemKind::ForeignFile, &segment_name(1)));
+    }
+
+    /// A regular file under an in-bound segment name that holds no intact record (empty or
+    /// garbage) was not written by this log: set aside, never counted on from, so it
+    /// cannot use up the sequence numbers.
+    #[test]
+    fn segments_without_a_record_are_not_counted_on_from() {
+        let (_root, dir) = new_dir();
+        let (log, _) = open(&dir, Default::default());
+        for _ in 0..3 {
+            log.record(incident("k", "m")).unwrap();
+        }
+        drop(log);
+        fs::write(dir.join(segment_name(MAX_SEQ)), b"").unwrap();
+        fs::write(dir.join(segment_name(500)), b"garbage\n").unwrap();
+        let (log, problems) = open(&dir, Default::default());
+        let mut reported: Vec<(&str, ProblemKind, bool)> =
+            problems.iter().map(|p| (p.file.as_str(), p.kind, p.set_aside_as.is_some())).collect();
+        reported.sort_by_key(|r| r.0);
+        let expected = [
+            (&*segment_name(500), ProblemKind::ForeignFile, true),
+            (&*segment_name(MAX_SEQ), ProblemKind::ForeignFile, true),
+        ];
+        assert_eq!(reported, expected);
+        assert_eq!(seq_of(log.record(incident("k", "m")).unwrap()), 4);
+        drop(log);
+
+        // Alone in a new directory too.
+        let (_root, dir) = new_dir();
+        drop(open(&dir, Default::default()));
+        fs::write(dir.join(segment_name(MAX_SEQ)), b"").unwrap();
+        let (log, problems) = open(&dir, Default::default());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(seq_of(log.record(incident("k", "m")).unwrap()), 1);
     }
 
     /// What sits under a segment name without being a segment this log wrote (a symlink,
