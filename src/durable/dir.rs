@@ -126,7 +126,11 @@ impl DirHandle {
         // fdopendir takes it over, and its read position is its own.
         // SAFETY: a valid descriptor and a NUL-terminated name.
         let fd = check(unsafe {
-            libc::openat(self.fd(), c".".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            libc::openat(
+                self.fd(),
+                c".".as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
         })?;
         let stream = DirStream::new(fd)?;
         let mut entries = Vec::new();
