@@ -111,10 +111,10 @@ enum FileCheck {
 
 impl CheckpointStore {
     /// Opens (creating) `dir`, locks it, removes leftover temp files and checks every
-    /// checkpoint, setting damaged ones aside, and sets aside (and reports) anything under
-    /// a checkpoint name that this store does not write: a symlink, directory, FIFO or
-    /// device, a malformed name, a sequence number past [`MAX_SEQUENCE`]. `retain` (>= 2) newest valid generations
-    /// are kept after each write; `max_bytes` bounds a checkpoint file.
+    /// checkpoint, setting damaged ones aside; sets aside (and reports) anything under a
+    /// checkpoint name that this store does not write: a symlink, directory, FIFO or
+    /// device, a malformed name, a sequence number past [`MAX_SEQUENCE`]. `retain` (>= 2)
+    /// newest valid generations are kept after each write; `max_bytes` bounds a file.
     pub fn open(dir: &Path, retain: usize, max_bytes: u64, storage: Storage) -> Result<(Self, Vec<SkippedFile>)> {
         check_options(retain, max_bytes)?;
         let state_dir = Arc::new(open_state_dir(dir, ERR_CHECKPOINT_LOCKED)?);
@@ -396,12 +396,22 @@ impl SkippedFile {
     }
 }
 
+/// Magic and header CRC of a `CHECKPOINT_HEADER_BYTES`-byte header.
+fn check_header_integrity(header: &[u8]) -> std::result::Result<(), String> {
+    if header[..8] != CHECKPOINT_MAGIC {
+        return Err("bad magic: not a checkpoint file".into());
+    }
+    if crc32c::crc32c(&header[..40]) != u32::from_le_bytes(header[40..44].try_into().expect("4 bytes")) {
+        return Err("header CRC mismatch".into());
+    }
+    Ok(())
+}
+
 /// The sequence number in a header that is intact (magic and header CRC), if it is one.
 fn intact_header_seq(bytes: &[u8]) -> Option<u64> {
     let header = bytes.get(..CHECKPOINT_HEADER_BYTES)?;
-    let crc = u32::from_le_bytes(header[40..44].try_into().expect("4 bytes"));
-    (header[..8] == CHECKPOINT_MAGIC && crc32c::crc32c(&header[..40]) == crc)
-        .then(|| u64::from_le_bytes(header[12..20].try_into().expect("8 bytes")))
+    check_header_integrity(header).ok()?;
+    Some(u64::from_le_bytes(header[12..20].try_into().expect("8 bytes")))
 }
 
 /// The bytes of a checkpoint file.
@@ -432,12 +442,7 @@ pub fn decode_checkpoint(bytes: &[u8], expected_seq: u64) -> std::result::Result
     let u16_at = |at: usize| u16::from_le_bytes(header[at..at + 2].try_into().expect("2 bytes"));
     let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
     let u64_at = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
-    if header[..8] != CHECKPOINT_MAGIC {
-        return Err("bad magic: not a checkpoint file".into());
-    }
-    if crc32c::crc32c(&header[..40]) != u32_at(40) {
-        return Err("header CRC mismatch".into());
-    }
+    check_header_integrity(header)?;
     let version = u16_at(8);
     if version != CHECKPOINT_FORMAT_VERSION {
         return Err(format!("unsupported format version {version}"));
