@@ -29,9 +29,9 @@ use super::defaults::{
 use super::dir::DirEntry;
 use super::persist::{
     classify, json_nesting_exceeds, lock, now_ms, open_state_dir, parse_json, remove_files, remove_temp_files,
-    set_aside, set_aside_foreign, write_file_durable, write_file_rewrite, AppendFile, DurableError, ForeignFile,
-    ProblemKind, RecoveryProblem, Result, StateDir, Storage, ERR_INCIDENT_LOG_LOCKED, ERR_INVALID_ARGUMENT,
-    ERR_INVALID_JSON, ERR_NOT_FOUND, ERR_TOO_LARGE,
+    set_aside_foreign, set_aside_foreign_file, write_file_durable, write_file_rewrite, AppendFile, DurableError,
+    ForeignFile, ProblemKind, RecoveryProblem, Result, StateDir, Storage, ERR_INCIDENT_LOG_LOCKED,
+    ERR_INVALID_ARGUMENT, ERR_INVALID_JSON, ERR_NOT_FOUND, ERR_TOO_LARGE,
 };
 use crate::incident::{Incident, IncidentSeverity, IncidentSink};
 
@@ -556,11 +556,7 @@ impl IncidentLog {
             }
             segments.remove(&first_seq);
             let reason = format!("{name} holds no intact record, so this log did not write it; not counted on from");
-            let (set_aside_as, reason) = match set_aside(&self.storage, &self.dir, &name, FILE_PREFIX) {
-                Ok(aside) => (Some(aside), reason),
-                Err(e) => (None, format!("{reason} (could not set it aside: {e})")),
-            };
-            problems.push(ForeignFile { name, reason, set_aside_as }.into_problem());
+            problems.push(set_aside_foreign_file(&self.storage, &self.dir, name, FILE_PREFIX, reason).into_problem());
         }
         Ok(None)
     }

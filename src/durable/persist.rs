@@ -874,13 +874,23 @@ pub(crate) fn set_aside_foreign(
     let mut found = Vec::new();
     for entry in dir.list()? {
         let Member::Foreign(reason) = classify(&entry, prefix, suffix) else { continue };
-        let (set_aside_as, reason) = match set_aside(storage, dir, &entry.name, prefix) {
-            Ok(aside) => (Some(aside), reason),
-            Err(e) => (None, format!("{reason} (could not set it aside: {e})")),
-        };
-        found.push(ForeignFile { name: entry.name, reason, set_aside_as });
+        found.push(set_aside_foreign_file(storage, dir, entry.name, prefix, reason));
     }
     Ok(found)
+}
+
+/// Sets `name` (of `family`, not written by its writer for `reason`) aside, saying so.
+pub(crate) fn set_aside_foreign_file(
+    storage: &Storage,
+    dir: &StateDir,
+    name: String,
+    family: &str,
+    reason: String,
+) -> ForeignFile {
+    match set_aside(storage, dir, &name, family) {
+        Ok(aside) => ForeignFile { name, reason, set_aside_as: Some(aside) },
+        Err(e) => ForeignFile { name, reason: format!("{reason} (could not set it aside: {e})"), set_aside_as: None },
+    }
 }
 
 /// Digits of the sequence numbers in file names.
