@@ -38,10 +38,12 @@ const CONTROL_METHODS = Object.freeze({
 /**
  * The request target as a URL, or null unless it is origin-form (`/path?query`, RFC 9112 3.2.1):
  * the only form a client of this origin server sends. Absolute-form, authority-form (CONNECT),
- * `*` and anything unparsable are refused with 400 by the callers.
+ * `*`, anything unparsable, and a request with more than one Host (RFC 9112 3.2) are refused
+ * with 400 by the callers.
  */
 function requestTarget(request) {
   if (typeof request.url !== 'string' || !request.url.startsWith('/')) return null
+  if ((request.headersDistinct.host?.length ?? 0) > 1) return null
   try {
     return new URL(`http://${HOST}${request.url}`)
   } catch {
@@ -257,4 +259,4 @@ async function startServers({ supervisor, jobs, wsPort = 0, httpPort = 0, rpcTok
   return { wsUrl: `ws://${HOST}:${wsBound.value}`, httpUrl: `http://${HOST}:${httpBound.value}`, close }
 }
 
-module.exports = { startServers, LIMITS, CONTROL_METHODS, MAX_IN_FLIGHT_PER_CONNECTION }
+module.exports = { startServers, LIMITS, MAX_IN_FLIGHT_PER_CONNECTION }
