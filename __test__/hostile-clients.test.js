@@ -92,11 +92,12 @@ for (const { name, args } of SERVICES) {
       assert.doesNotMatch(service?.stderr ?? '', /uncaught|unhandled|ERR_INVALID_URL|^\s+at /im, 'no exception reached stderr')
     })
 
-    test('malformed requests get a 4xx (or a closed connection) on both ports, and the service keeps serving', async () => {
+    test('malformed requests get a 400 (431 for an oversized header) and a closed connection on both ports; the service keeps serving', async () => {
       for (const [port, url] of [['http', service.httpUrl], ['ws', service.wsUrl]]) {
         for (const entry of MALFORMED.filter((e) => (e.port ?? port) === port)) {
-          const { statusLine } = await rawRequest(portOf(url), entry.bytes)
+          const { statusLine, closed } = await rawRequest(portOf(url), entry.bytes)
           assert.equal(statusLine.split(' ')[1], String(entry.status ?? 400), `${entry.name} on the ${port} port: got ${JSON.stringify(statusLine)}`)
+          assert.ok(closed, `${entry.name} on the ${port} port: the connection is closed`)
           await assertServing(service, `${entry.name} on the ${port} port`)
         }
       }
@@ -126,13 +127,13 @@ for (const { name, args } of SERVICES) {
       const anonymous = await connect(service.wsUrl)
       const forged = await anonymous.call(request(1, 'reportAllocatorStats', { device: 0, allocated: 0, reserved: 79e9 }))
       assert.equal(forged.error?.code, -32001, JSON.stringify(forged))
-      assert.match(forged.error.message, /reportAllocatorStats refused: not authorized/)
+      assert.match(forged.error.message, /reportAllocatorStats/, 'the refusal names the method')
       anonymous.close()
       const checks = () => (service.output.match(/ check /g) || []).length
       const seen = checks()
       await waitFor('three more health checks', () => checks() >= seen + 3, 5000)
       assert.equal((await http(`${service.httpUrl}/readyz`)).status, 200)
-      assert.doesNotMatch(service.output, /recovery \S+ FRAGMENTATION/, 'no recovery started')
+      assert.doesNotMatch(service.output, /FRAGMENTATION_HIGH/, 'the report was not taken: no issue, no recovery')
     })
 
     test('the worker token may report allocator stats but not recover; the operator token may do both', async () => {

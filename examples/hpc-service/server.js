@@ -20,12 +20,14 @@ const LIMITS = Object.freeze({
   maxMessageBytes: 1024 * 1024, // the dispatcher refuses more anyway; ws closes earlier (1009)
   maxJobBodyBytes: 64 * 1024,
   maxInFlightPerConnection: 16,
-  maxBufferedBytesPerConnection: 1024 * 1024,
+  // A soft bound: checked before reading more, so one answer larger than it still goes out.
+  maxBufferedBytesPerConnection: 256 * 1024,
   drainTimeoutMs: 30000,
   // After the 1008 close frame (queued behind the unread answers), the socket is destroyed.
   closeGraceMs: 1000,
-  // Per listener; past it new connections are refused by the kernel backlog, not held in memory.
-  maxConnections: 2048,
+  // Per listener; past it a new connection is closed as soon as it is accepted. With the
+  // bounds above, all WebSocket connections together hold at most about 256 MiB of answers.
+  maxConnections: 1024,
 })
 const MAX_IN_FLIGHT_PER_CONNECTION = LIMITS.maxInFlightPerConnection
 
@@ -34,6 +36,9 @@ const CONTROL_METHODS = Object.freeze({
   recoverSystem: ['operator'],
   reportAllocatorStats: ['operator', 'worker'],
 })
+
+/** The status a malformed request gets where it is not 400 (as Node itself would answer). */
+const CLIENT_ERROR_STATUS = Object.freeze({ HPE_HEADER_OVERFLOW: 431, ERR_HTTP_REQUEST_TIMEOUT: 408 })
 
 /**
  * The request target as a URL, or null unless it is origin-form (`/path?query`, RFC 9112 3.2.1):
@@ -74,7 +79,7 @@ function roleOf(presented, { rpcToken, workerToken }) {
 }
 
 /** `authorize` for handleJsonRpc: whether `role` may call the control method `method`. */
-const mayCall = (role, method) => role !== null && Object.hasOwn(CONTROL_METHODS, method) && CONTROL_METHODS[method].includes(role)
+const mayCall = (role, method) => Object.hasOwn(CONTROL_METHODS, method) && CONTROL_METHODS[method].includes(role)
 
 /** Answers a raw socket (no HTTP response object: a client error, CONNECT or a refused upgrade) and closes it. */
 function refuseSocket(socket, status = 400) {
@@ -84,11 +89,11 @@ function refuseSocket(socket, status = 400) {
   socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy())
 }
 
-/** What both listeners do with requests they cannot parse, with CONNECT, and with their own errors. */
+/** What both listeners do with requests they cannot parse, and with CONNECT; and their connection limit. */
 function guard(server) {
   server.maxConnections = LIMITS.maxConnections
   // Malformed requests (bad method, bad header, headers over the size limit, ...): 400 and close.
-  server.on('clientError', (error, socket) => refuseSocket(socket, error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400))
+  server.on('clientError', (error, socket) => refuseSocket(socket, CLIENT_ERROR_STATUS[error.code] ?? 400))
   server.on('connect', (request, socket) => refuseSocket(socket)) // this is not a proxy
   return server
 }
@@ -139,11 +144,16 @@ function serveConnection({ socket, request, role, supervisor, limits, log }) {
     setTimeout(() => socket.terminate(), limits.closeGraceMs).unref()
   }
 
-  // Called whenever a bound may have changed: a message or ping came, an answer went out, the socket drained.
+  // Called whenever a bound may have changed: a message came, an answer went out, the socket drained.
   function readMore() {
+    if (socket.readyState !== socket.OPEN) return void waiting.splice(0) // no answer can go out now
     while (waiting.length > 0 && !busy()) answer(waiting.shift())
-    if (overBytes()) drainTimer ??= setTimeout(notDraining, limits.drainTimeoutMs).unref()
-    else if (drainTimer) drainTimer = void clearTimeout(drainTimer)
+    if (overBytes()) {
+      drainTimer ??= setTimeout(notDraining, limits.drainTimeoutMs).unref()
+    } else {
+      clearTimeout(drainTimer)
+      drainTimer = null
+    }
     if (busy()) socket.pause()
     else socket.resume()
   }
@@ -153,7 +163,6 @@ function serveConnection({ socket, request, role, supervisor, limits, log }) {
     waiting.push(data)
     readMore()
   })
-  socket.on('ping', readMore) // ws answers each with a pong: bytes for a client that may not read
   request.socket.on('drain', readMore) // ws and this socket share it; 'drain': everything written went out
   socket.on('close', () => clearTimeout(drainTimer))
 }
@@ -166,6 +175,7 @@ function startWebSocket({ supervisor, port, tokens, limits, log }) {
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: limits.maxMessageBytes,
+    // Pings are bounded by ws itself: a peer with 60 pongs unsent is terminated (maxPendingAutoPongs).
     // The MCP SDK's WebSocket transport asks for the "mcp" subprotocol; plain JSON-RPC clients ask for none.
     handleProtocols: (protocols) => (protocols.has('mcp') ? 'mcp' : false),
   })
