@@ -16,8 +16,9 @@ const { MAIN, CLI, RAW, startService, stopAll, connect, http, rawRequest, floodW
 const OPERATOR_TOKEN = 'hostile-test-operator-token'
 const WORKER_TOKEN = 'hostile-test-worker-token'
 const MiB = 1024 * 1024
-// Long enough for today's unbounded queue to pass the bound several times over (it grew by
-// about 8 MiB/s); a bounded connection stops costing memory within its first MiB of answers.
+// Long enough for an unbounded queue of answers to pass the bound twice over (without the byte
+// bound the service grew by 70 to 80 MiB in 5 s here); a bounded connection stops costing
+// memory once 256 KiB of answers wait, and what remains is the heap warming up (about 10 MiB).
 const FLOOD_MS = 4000
 const RSS_GROWTH_BOUND = 24 * MiB
 
