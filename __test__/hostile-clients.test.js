@@ -19,7 +19,7 @@ const MiB = 1024 * 1024
 // Long enough for an unbounded queue of answers to pass the bound twice over (without the byte
 // bound the service grew by 70 to 80 MiB in 5 s here); a bounded connection stops costing
 // memory once 256 KiB of answers wait, and what remains is the heap warming up (about 10 MiB).
-const FLOOD_MS = 4000
+const FLOOD_MS = 5000
 const RSS_GROWTH_BOUND = 24 * MiB
 
 const standin = new StandinState({ devices: [device(0), device(1)] })
