@@ -10,7 +10,7 @@ const path = require('node:path')
 const parsePrometheus = require('parse-prometheus-text-format')
 const { Client } = require('@modelcontextprotocol/sdk/client/index.js')
 const { STANDIN_LIBRARY, StandinState, device } = require('./helpers/standin')
-const { startService, stopAll, connect, WsTransport, http, postJob, waitFor, sleep } = require('./helpers/service')
+const { startService, stopAll, connect, WsTransport, http, postJob, floodWithoutReading, waitFor, sleep } = require('./helpers/service')
 
 const standin = new StandinState({ devices: [device(0), device(1)] })
 // The in-process test sees the same stand-in as the children.
@@ -240,5 +240,86 @@ test('in process: one connection has at most 16 requests in flight; the rest wai
   } finally {
     await servers.close()
     await service.shutdown()
+  }
+})
+
+test('in process: a connection whose answers are not read stops being read past its byte bound, and is served again once it reads', { timeout: 30000 }, async () => {
+  standin.write({ devices: [device(0), device(1)] })
+  const service = await new HPCServiceFactory({ stateDir: path.join(path.dirname(stateDir), 'buffered') }, () => {}).initialize()
+  let dispatched = 0
+  const counting = { handleJsonRpc: (text, options) => { dispatched++; return service.supervisor.handleJsonRpc(text, options) } }
+  const servers = await startServers({ supervisor: counting, jobs: service.jobs, limits: { maxBufferedBytesPerConnection: 64 * 1024 } })
+  try {
+    const rpc = await connect(servers.wsUrl)
+    rpc.socket.pause() // the client reads nothing for now
+    // About 110 kB of answers each: 11 MB in all, more than the kernel's socket buffers hold.
+    const total = 100
+    for (let i = 0; i < total; i++) rpc.socket.send(JSON.stringify(Array.from({ length: 50 }, (_, j) => request(`${i}.${j}`, 'getSystemHealth', { checkType: 'quick' }))))
+    let seen = -1
+    await waitFor('the server to stop reading', async () => {
+      const settled = dispatched === seen
+      seen = dispatched
+      await sleep(300)
+      return settled
+    }, 20000)
+    assert.ok(dispatched < total, `the server stopped reading after ${dispatched} of ${total} messages`)
+    rpc.socket.resume()
+    await waitFor('every answer', () => rpc.received.length === total, 20000)
+    assert.equal(dispatched, total)
+    assert.ok(rpc.received.every((batch) => batch.length === 50 && batch.every((r) => r.result?.check_type === 'quick')), 'nothing dropped')
+    rpc.close()
+  } finally {
+    await servers.close()
+    await service.shutdown()
+  }
+})
+
+test('in process: a connection that does not drain its answers within drainTimeoutMs is closed (1008) and logged', { timeout: 30000 }, async () => {
+  standin.write({ devices: [device(0), device(1)] })
+  const service = await new HPCServiceFactory({ stateDir: path.join(path.dirname(stateDir), 'drain-timeout') }, () => {}).initialize()
+  const lines = []
+  const limits = { maxBufferedBytesPerConnection: 64 * 1024, drainTimeoutMs: 500, closeGraceMs: 100 }
+  const servers = await startServers({ supervisor: service.supervisor, jobs: service.jobs, limits, log: (line) => lines.push(line) })
+  try {
+    const flood = await floodWithoutReading(Number(new URL(servers.wsUrl).port), 10000)
+    flood.socket.destroy()
+    assert.equal(flood.closedByServer, true, 'the server closed the connection')
+    assert.deepEqual(lines.filter((line) => /unread/.test(line)).map((line) => line.replace(/\d+ bytes/, 'N bytes')),
+      ['ws: closing a connection that left N bytes of answers unread for 500 ms (1008)'])
+    const other = await connect(servers.wsUrl)
+    assert.deepEqual((await other.call(request('other', 'ping'))).result, {}, 'the server still answers others')
+    other.close()
+  } finally {
+    await servers.close()
+    await service.shutdown()
+  }
+})
+
+test('in process: authorize decides per method from the token: operator every control method, worker reportAllocatorStats, none neither', async () => {
+  // The dispatcher stand-in answers what the server's authorize says (the real one asks it only for control methods).
+  const echo = {
+    handleJsonRpc: async (text, { authorize }) => {
+      const { id, method } = JSON.parse(text)
+      return { jsonrpc: '2.0', id, result: await authorize({ method, params: {} }) }
+    },
+  }
+  const servers = await startServers({ supervisor: echo, jobs: null, rpcToken: 'operator-secret', workerToken: 'worker-secret' })
+  const methods = ['recoverSystem', 'reportAllocatorStats', 'getSystemHealth', 'toString', '__proto__']
+  const allowed = async (url, options) => {
+    const rpc = await connect(url, options)
+    const verdicts = {}
+    for (const method of methods) verdicts[method] = (await rpc.call({ jsonrpc: '2.0', id: method, method })).result
+    rpc.close()
+    return Object.keys(verdicts).filter((m) => verdicts[m] === true)
+  }
+  try {
+    assert.deepEqual(await allowed(servers.wsUrl, { headers: { authorization: 'Bearer operator-secret' } }), ['recoverSystem', 'reportAllocatorStats'])
+    assert.deepEqual(await allowed(`${servers.wsUrl}/?token=operator-secret`), ['recoverSystem', 'reportAllocatorStats'])
+    assert.deepEqual(await allowed(servers.wsUrl, { headers: { authorization: 'Bearer worker-secret' } }), ['reportAllocatorStats'])
+    assert.deepEqual(await allowed(`${servers.wsUrl}/?token=worker-secret`), ['reportAllocatorStats'])
+    assert.deepEqual(await allowed(servers.wsUrl), [])
+    assert.deepEqual(await allowed(servers.wsUrl, { headers: { authorization: 'Bearer worker-secretX' } }), [])
+  } finally {
+    await servers.close()
   }
 })

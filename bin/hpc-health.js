@@ -24,7 +24,10 @@ const USAGE = `usage: hpc-health <command> [options]
       damaged or there is none, 2 on error.
 
 Environment: HPC_HEALTH_NVML_LIBRARY (the NVML library), HPC_HEALTH_EXPECTED_GPUS,
-HPC_HEALTH_STATE_DIR, HPC_HEALTH_RPC_TOKEN (serve: the token recoverSystem needs), NO_COLOR.
+HPC_HEALTH_STATE_DIR, NO_COLOR, and for serve: HPC_HEALTH_RPC_TOKEN (the operator token: every
+control method, recoverSystem and reportAllocatorStats), HPC_HEALTH_WORKER_TOKEN (the worker
+token: reportAllocatorStats only). Send one in the WebSocket upgrade as Authorization: Bearer
+<token> or ?token=<token>; without a token a connection may call only read-only methods.
 `
 
 /** Bad usage or a failure to explain in one line: exit 2. */

@@ -25,6 +25,7 @@ function optionsFromEnv(env = process.env) {
     wsPort: number('HPC_WS_PORT'),
     httpPort: number('HPC_HTTP_PORT'),
     rpcToken: env.HPC_HEALTH_RPC_TOKEN,
+    workerToken: env.HPC_HEALTH_WORKER_TOKEN,
     expectedGpus: number('HPC_HEALTH_EXPECTED_GPUS'),
     syntheticJobsMs: number('HPC_SYNTHETIC_JOBS_MS'),
     jobDurationMs: number('HPC_JOB_DURATION_MS'),
@@ -92,7 +93,8 @@ class HPCServiceFactory {
       jobs: this.jobs,
       wsPort: this.options.wsPort,
       httpPort: this.options.httpPort,
-      token: this.options.rpcToken,
+      rpcToken: this.options.rpcToken,
+      workerToken: this.options.workerToken,
       log: this.log,
     })
     this.startHealthCheck()

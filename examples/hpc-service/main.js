@@ -6,7 +6,12 @@
 //   HPC_HEALTH_CHECKS           stop after this many checks (for scripted runs)
 //   HPC_HEALTH_STATE_DIR        checkpoints and incidents go here (default ./var)
 //   HPC_WS_PORT, HPC_HTTP_PORT  listen on 127.0.0.1 at these ports (default 0: any free port)
-//   HPC_HEALTH_RPC_TOKEN        the token recoverSystem needs (none: recoverSystem is always refused)
+//   HPC_HEALTH_RPC_TOKEN        the operator token: allows every control method over JSON-RPC/MCP
+//                               (recoverSystem, reportAllocatorStats); none: nobody may call them
+//   HPC_HEALTH_WORKER_TOKEN     the worker token: allows reportAllocatorStats only (for the CUDA
+//                               worker's allocator reports). Either token goes in the WebSocket
+//                               upgrade as `Authorization: Bearer <token>` or `?token=<token>`;
+//                               without one a connection may call only the read-only methods
 //   HPC_HEALTH_EXPECTED_GPUS    fewer visible GPUs is unhealthy (GPU_MISSING)
 //   HPC_SYNTHETIC_JOBS_MS       submit a synthetic job this often
 //   HPC_JOB_DURATION_MS         how long a job runs unless it says otherwise (default 2000)
@@ -42,9 +47,15 @@ async function run({ maxChecks = Infinity, ...options }) {
 
   async function stop(why) {
     console.log(`hpc-service: shutting down (${why})`)
-    await service.shutdown()
-    console.log('hpc-service: stopped')
-    // Nothing is left to keep the process alive: it exits on its own.
+    try {
+      await service.shutdown()
+      console.log('hpc-service: stopped')
+      // Nothing is left to keep the process alive: it exits on its own.
+    } catch (error) {
+      // Called from signal and event handlers: a rejection here would be unhandled.
+      console.error(`hpc-service: shutdown failed: ${error.code ? `${error.code}: ` : ''}${error.message}`)
+      process.exitCode = 1
+    }
   }
   process.once('SIGINT', () => stop('SIGINT'))
   process.once('SIGTERM', () => stop('SIGTERM'))

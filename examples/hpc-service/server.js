@@ -1,27 +1,69 @@
 'use strict'
 // The service's two listeners, both on 127.0.0.1 only:
-// - a WebSocket JSON-RPC 2.0 / MCP endpoint answered by supervisor.handleJsonRpc, where
-//   recoverSystem needs the operator token;
+// - a WebSocket JSON-RPC 2.0 / MCP endpoint answered by supervisor.handleJsonRpc, where the
+//   control methods need a token (CONTROL_METHODS) and each connection is bounded (LIMITS);
 // - plain HTTP for the orchestrator and Prometheus: /metrics, /healthz, /readyz, /jobs.
 const http = require('node:http')
 const { timingSafeEqual } = require('node:crypto')
 const { WebSocketServer } = require('ws')
 
 const HOST = '127.0.0.1'
-const MAX_MESSAGE_BYTES = 1024 * 1024 // the dispatcher refuses more anyway; ws closes earlier
-const MAX_JOB_BODY_BYTES = 64 * 1024
-// Requests one connection may have in flight; past it the socket stops being read (TCP
-// pushes back on the client) until answers go out. Nothing is dropped.
-const MAX_IN_FLIGHT_PER_CONNECTION = 16
 
-/** The token the upgrade request presented: `Authorization: Bearer <token>` or `?token=`. */
-function presentedToken(request) {
-  const header = /^Bearer (.+)$/i.exec(request.headers.authorization || '')
-  if (header) return header[1].trim()
-  return new URL(request.url, `http://${HOST}`).searchParams.get('token')
+/**
+ * What one peer may cost the service. A WebSocket connection is read only while it has fewer
+ * than `maxInFlightPerConnection` requests being answered AND fewer than
+ * `maxBufferedBytesPerConnection` bytes of answers waiting to be sent; past either, its socket
+ * is not read (TCP pushes back on the client) until answers go out. One whose answers stay over
+ * the byte bound for `drainTimeoutMs` does not read them: it is closed with 1008 and logged.
+ */
+const LIMITS = Object.freeze({
+  maxMessageBytes: 1024 * 1024, // the dispatcher refuses more anyway; ws closes earlier (1009)
+  maxJobBodyBytes: 64 * 1024,
+  maxInFlightPerConnection: 16,
+  // A soft bound: checked before reading more, so one answer larger than it still goes out.
+  maxBufferedBytesPerConnection: 256 * 1024,
+  drainTimeoutMs: 30000,
+  // After the 1008 close frame (queued behind the unread answers), the socket is destroyed.
+  closeGraceMs: 1000,
+  // Per listener; past it a new connection is closed as soon as it is accepted. With the
+  // bounds above, all WebSocket connections together hold at most about 256 MiB of answers.
+  maxConnections: 1024,
+})
+const MAX_IN_FLIGHT_PER_CONNECTION = LIMITS.maxInFlightPerConnection
+
+/** Which tokens may call each control method. Every other method is read-only: no token needed. */
+const CONTROL_METHODS = Object.freeze({
+  recoverSystem: ['operator'],
+  reportAllocatorStats: ['operator', 'worker'],
+})
+
+/** The status a malformed request gets where it is not 400 (as Node itself would answer). */
+const CLIENT_ERROR_STATUS = Object.freeze({ HPE_HEADER_OVERFLOW: 431, ERR_HTTP_REQUEST_TIMEOUT: 408 })
+
+/**
+ * The request target as a URL, or null unless it is origin-form (`/path?query`, RFC 9112 3.2.1):
+ * the only form a client of this origin server sends. Absolute-form, authority-form (CONNECT),
+ * `*`, anything unparsable, and a request with more than one Host (RFC 9112 3.2) are refused
+ * with 400 by the callers.
+ */
+function requestTarget(request) {
+  if (typeof request.url !== 'string' || !request.url.startsWith('/')) return null
+  if ((request.headersDistinct.host?.length ?? 0) > 1) return null
+  try {
+    return new URL(`http://${HOST}${request.url}`)
+  } catch {
+    return null
+  }
 }
 
-/** Constant-time comparison; no configured token means nobody may recover. */
+/** The token the upgrade request presented: `Authorization: Bearer <token>` or `?token=`. */
+function presentedToken(request, target) {
+  const header = /^Bearer (.+)$/i.exec(request.headers.authorization || '')
+  if (header) return header[1].trim()
+  return target.searchParams.get('token')
+}
+
+/** Constant-time comparison; a token that is not configured matches nothing. */
 function tokenMatches(expected, presented) {
   if (!expected || !presented) return false
   const a = Buffer.from(expected)
@@ -29,54 +71,122 @@ function tokenMatches(expected, presented) {
   return a.length === b.length && timingSafeEqual(a, b)
 }
 
-function listen(server, port) {
+/** 'operator', 'worker' or null (read-only), from the token presented. */
+function roleOf(presented, { rpcToken, workerToken }) {
+  if (tokenMatches(rpcToken, presented)) return 'operator'
+  if (tokenMatches(workerToken, presented)) return 'worker'
+  return null
+}
+
+/** `authorize` for handleJsonRpc: whether `role` may call the control method `method`. */
+const mayCall = (role, method) => Object.hasOwn(CONTROL_METHODS, method) && CONTROL_METHODS[method].includes(role)
+
+/** Answers a raw socket (no HTTP response object: a client error, CONNECT or a refused upgrade) and closes it. */
+function refuseSocket(socket, status = 400) {
+  socket.on('error', () => {}) // the peer may be gone already; nothing to tell it
+  // bytesWritten > 0: a response is under way on this socket; a status line now would corrupt it.
+  if (!socket.writable || socket.bytesWritten > 0) return socket.destroy()
+  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy())
+}
+
+/** What both listeners do with requests they cannot parse, and with CONNECT; and their connection limit. */
+function guard(server) {
+  server.maxConnections = LIMITS.maxConnections
+  // Malformed requests (bad method, bad header, headers over the size limit, ...): 400 and close.
+  server.on('clientError', (error, socket) => refuseSocket(socket, CLIENT_ERROR_STATUS[error.code] ?? 400))
+  server.on('connect', (request, socket) => refuseSocket(socket)) // this is not a proxy
+  return server
+}
+
+function listen(server, port, log) {
   return new Promise((resolve, reject) => {
     server.once('error', reject)
     server.listen(port, HOST, () => {
       server.off('error', reject)
+      server.on('error', (error) => log(`listener on ${port}: ${error.message}`)) // e.g. EMFILE on accept
       resolve(server.address().port)
     })
   })
 }
 
-function startWebSocket({ supervisor, port, token, log }) {
-  const httpServer = http.createServer((req, res) => {
-    res.writeHead(426, { 'content-type': 'text/plain' }).end('WebSocket only\n')
+/**
+ * Answers one connection's messages through `supervisor`, reading more only while both per-
+ * connection bounds hold (see LIMITS).
+ */
+function serveConnection({ socket, request, role, supervisor, limits, log }) {
+  const authorize = ({ method }) => mayCall(role, method)
+  let inFlight = 0
+  // Messages ws had already read when the socket was paused; bounded by what one read holds.
+  const waiting = []
+  let drainTimer = null
+  const overBytes = () => socket.bufferedAmount > limits.maxBufferedBytesPerConnection
+  const busy = () => inFlight >= limits.maxInFlightPerConnection || overBytes()
+
+  const answer = async (data) => {
+    inFlight++
+    try {
+      const response = await supervisor.handleJsonRpc(data.toString('utf8'), { authorize })
+      // null: only notifications, which JSON-RPC answers with nothing.
+      if (response !== null && socket.readyState === socket.OPEN) socket.send(JSON.stringify(response))
+    } catch (error) {
+      log(`ws: ${error.message}`)
+    } finally {
+      inFlight--
+      readMore()
+    }
+  }
+
+  const notDraining = () => {
+    drainTimer = null
+    if (!overBytes() || socket.readyState !== socket.OPEN) return
+    log(`ws: closing a connection that left ${socket.bufferedAmount} bytes of answers unread for ${limits.drainTimeoutMs} ms (1008)`)
+    socket.close(1008, 'answers not read')
+    setTimeout(() => socket.terminate(), limits.closeGraceMs).unref()
+  }
+
+  // Called whenever a bound may have changed: a message came, an answer went out, the socket drained.
+  function readMore() {
+    if (socket.readyState !== socket.OPEN) return void waiting.splice(0) // no answer can go out now
+    while (waiting.length > 0 && !busy()) answer(waiting.shift())
+    if (overBytes()) {
+      drainTimer ??= setTimeout(notDraining, limits.drainTimeoutMs).unref()
+    } else {
+      clearTimeout(drainTimer)
+      drainTimer = null
+    }
+    if (busy()) socket.pause()
+    else socket.resume()
+  }
+
+  socket.on('error', (error) => log(`ws: ${error.message}`)) // e.g. a message over maxPayload; ws closes the socket
+  socket.on('message', (data) => {
+    waiting.push(data)
+    readMore()
   })
+  request.socket.on('drain', readMore) // ws and this socket share it; 'drain': everything written went out
+  socket.on('close', () => clearTimeout(drainTimer))
+}
+
+function startWebSocket({ supervisor, port, tokens, limits, log }) {
+  const httpServer = guard(http.createServer((req, res) => {
+    const status = requestTarget(req) === null ? 400 : 426
+    res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' }).end(status === 426 ? 'WebSocket only\n' : 'bad request target\n')
+  }))
   const wss = new WebSocketServer({
-    server: httpServer,
-    maxPayload: MAX_MESSAGE_BYTES,
+    noServer: true,
+    maxPayload: limits.maxMessageBytes,
+    // Pings are bounded by ws itself: a peer with 60 pongs unsent is terminated (maxPendingAutoPongs).
     // The MCP SDK's WebSocket transport asks for the "mcp" subprotocol; plain JSON-RPC clients ask for none.
     handleProtocols: (protocols) => (protocols.has('mcp') ? 'mcp' : false),
   })
-  wss.on('connection', (socket, request) => {
-    const authorized = tokenMatches(token, presentedToken(request))
-    const authorize = () => authorized
-    socket.on('error', (error) => log(`ws: ${error.message}`)) // e.g. a message over maxPayload; ws closes the socket
-    let inFlight = 0
-    // Messages ws had already read when the socket was paused; bounded by what one read holds.
-    const waiting = []
-    const answer = async (data) => {
-      inFlight++
-      try {
-        const response = await supervisor.handleJsonRpc(data.toString('utf8'), { authorize })
-        // null: only notifications, which JSON-RPC answers with nothing.
-        if (response !== null && socket.readyState === socket.OPEN) socket.send(JSON.stringify(response))
-      } catch (error) {
-        log(`ws: ${error.message}`)
-      } finally {
-        inFlight--
-        if (waiting.length > 0) answer(waiting.shift())
-        else if (socket.isPaused) socket.resume()
-      }
-    }
-    socket.on('message', (data) => {
-      if (inFlight < MAX_IN_FLIGHT_PER_CONNECTION) return answer(data)
-      waiting.push(data)
-      socket.pause()
-    })
+  httpServer.on('upgrade', (request, socket, head) => {
+    const target = requestTarget(request)
+    if (target === null) return refuseSocket(socket)
+    const role = roleOf(presentedToken(request, target), tokens)
+    // ws answers a bad handshake (Sec-WebSocket-Key, version, ...) with 400 itself.
+    wss.handleUpgrade(request, socket, head, (ws) => serveConnection({ socket: ws, request, role, supervisor, limits, log }))
   })
-  return { httpServer, wss, port: listen(httpServer, port) }
+  return { httpServer, wss, port: listen(httpServer, port, log) }
 }
 
 function sendJson(res, status, body, headers = {}) {
@@ -88,7 +198,7 @@ async function readJson(req) {
   const chunks = []
   for await (const chunk of req) {
     size += chunk.length
-    if (size > MAX_JOB_BODY_BYTES) throw Object.assign(new Error(`body over ${MAX_JOB_BODY_BYTES} bytes`), { status: 413 })
+    if (size > LIMITS.maxJobBodyBytes) throw Object.assign(new Error(`body over ${LIMITS.maxJobBodyBytes} bytes`), { status: 413 })
     chunks.push(chunk)
   }
   const text = Buffer.concat(chunks).toString('utf8')
@@ -119,25 +229,30 @@ function startHttp({ supervisor, jobs, port, log }) {
       sendJson(res, 202, submitted.job)
     },
   }
-  const server = http.createServer(async (req, res) => {
-    const route = routes[`${req.method} ${new URL(req.url, `http://${HOST}`).pathname}`]
-    if (!route) return sendJson(res, 404, { error: `no route ${req.method} ${req.url}` })
+  const server = guard(http.createServer(async (req, res) => {
+    const target = requestTarget(req)
+    if (target === null) return sendJson(res, 400, { error: 'bad request target' }, { connection: 'close' })
+    const route = routes[`${req.method} ${target.pathname}`]
+    if (!route) return sendJson(res, 404, { error: `no route ${req.method} ${target.pathname}` })
     try {
       await route(req, res)
     } catch (error) {
       const status = error.status || (error instanceof RangeError ? 400 : 500)
-      if (status === 500) log(`http: ${req.method} ${req.url}: ${error.stack}`)
+      if (status === 500) log(`http: ${req.method} ${target.pathname}: ${error.stack}`)
       if (!res.headersSent) sendJson(res, status, { error: error.message })
+      else res.destroy() // half a response: the client must not take it for a whole one
     }
-  })
-  return { server, port: listen(server, port) }
+  }))
+  return { server, port: listen(server, port, log) }
 }
 
 /**
  * Starts both listeners; resolves `{ wsUrl, httpUrl, close }`. Port 0 picks a free port.
+ * `rpcToken` (operator) may call every control method, `workerToken` only reportAllocatorStats
+ * (see CONTROL_METHODS). `limits` overrides some of LIMITS (tests use short timeouts).
  */
-async function startServers({ supervisor, jobs, wsPort = 0, httpPort = 0, token, log = () => {} }) {
-  const ws = startWebSocket({ supervisor, port: wsPort, token, log })
+async function startServers({ supervisor, jobs, wsPort = 0, httpPort = 0, rpcToken, workerToken, limits = {}, log = () => {} }) {
+  const ws = startWebSocket({ supervisor, port: wsPort, tokens: { rpcToken, workerToken }, limits: { ...LIMITS, ...limits }, log })
   const web = startHttp({ supervisor, jobs, port: httpPort, log })
   async function close() {
     for (const client of ws.wss.clients) client.terminate()
@@ -154,4 +269,4 @@ async function startServers({ supervisor, jobs, wsPort = 0, httpPort = 0, token,
   return { wsUrl: `ws://${HOST}:${wsBound.value}`, httpUrl: `http://${HOST}:${httpBound.value}`, close }
 }
 
-module.exports = { startServers, MAX_IN_FLIGHT_PER_CONNECTION }
+module.exports = { startServers, LIMITS, MAX_IN_FLIGHT_PER_CONNECTION }
