@@ -181,3 +181,18 @@ test('stop() during a device-lost recovery abandons the wait and records the rec
   await incidentLog.close()
   standin.write({ devices: [device(0), device(1)] })
 })
+
+test('stop() during a health check hung in the driver does not wait out checkTimeoutMs', async () => {
+  const hangMs = 8000
+  standin.write({ devices: [device(0)], delay_ms: { memory_info: hangMs } })
+  const { supervisor } = setup({ supervisor: { checkTimeoutMs: 60000 } })
+  const events = []
+  supervisor.on('health', (payload) => events.push(payload))
+  supervisor.start()
+  await sleep(200) // the first check is now waiting on the driver
+  await within(hangMs / 2, supervisor.stop(), `stop() (the driver answers after ${hangMs} ms)`)
+  assert.equal(supervisor.status().running, false)
+  assert.equal(supervisor.status().checks, 0, 'the abandoned check is not counted')
+  assert.deepEqual(events, [])
+  standin.write({ devices: [device(0), device(1)] })
+})

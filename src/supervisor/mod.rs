@@ -292,7 +292,24 @@ impl Supervisor {
 
     /// One turn of the loop: check, judge, recover, checkpoint. Never fails.
     pub async fn tick(&self) {
-        let result = self.check_system_health(CheckType::Full).await;
+        self.tick_unless_stopped(&mut watch::channel(false).1).await;
+    }
+
+    /// `tick`, abandoned (without a word) if `stopped` turns true while health is being
+    /// checked: a check hung in the driver would otherwise hold `stop` for `check_timeout`.
+    /// Once judged, the turn runs to its end (a recovery in it is interrupted by `stop`).
+    async fn tick_unless_stopped(&self, stopped: &mut watch::Receiver<bool>) {
+        let stop_requested = async {
+            // An error means no one can stop this turn any more.
+            if stopped.wait_for(|stopped| *stopped).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            biased;
+            result = self.check_system_health(CheckType::Full) => result,
+            () = stop_requested => return,
+        };
         let health = match result {
             Ok(health) => health,
             Err(error) => return self.monitoring_failed(error).await,
@@ -713,8 +730,8 @@ impl Supervisor {
         let done = spawn(Box::pin(async move {
             loop {
                 // The next check is timed from the end of this one: checks never overlap. A
-                // turn under way (a recovery, say) finishes before the loop stops.
-                this.tick().await;
+                // turn under way finishes before the loop stops (its recovery interrupted).
+                this.tick_unless_stopped(&mut stopped).await;
                 if *stopped.borrow() {
                     return;
                 }
