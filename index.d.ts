@@ -154,7 +154,12 @@ export declare class HealthSupervisor {
   constructor(options?: HealthSupervisorOptions)
   /** Starts the loop (idempotent). It never keeps the process alive. */
   start(): void
-  /** Stops the loop; resolves once no more events will come from it. Idempotent. */
+  /**
+   * Stops the loop; resolves once no more events will come from it. Idempotent. A health
+   * check under way is abandoned, and a recovery under way (the loop's or `recoverSystem`'s)
+   * is interrupted: it stops waiting (for a hook, for a lost device) and is recorded with
+   * result `'interrupted'`.
+   */
   stop(): Promise<void>
   /** `'quick'` (default): memory pressure and GPU temperatures; `'full'`: every signal. */
   checkSystemHealth(checkType?: 'quick' | 'full'): Promise<SystemHealthReport>
