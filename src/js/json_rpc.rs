@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::args::{describe, range_violation, type_error, OptionsObject};
 use super::health_supervisor::{HealthSupervisor, SystemHealthReport};
+use super::promise::{settle_later, Settlement};
 use crate::monitors::gpu_health::{AllocatorReport, GpuHealthMonitor};
 use crate::policy::thresholds::AUTHORIZE_TIMEOUT_MS;
 use crate::rpc::{self, AllocatorStatsParams, CheckType, MethodError, RecoveryType, RpcBackend, RpcFuture, RpcLimits};
@@ -20,23 +21,34 @@ use crate::supervisor::{action_json, Supervisor};
 /// refuses.
 pub enum Verdict {
     Now(bool),
-    Later(Promise<bool>),
+    /// Awaited without napi's `Promise<T>`, which leaves native memory behind per promise
+    /// (see `promise.rs`): an async `authorize` runs once per control request.
+    Later(Settlement<bool>),
+}
+
+/// Only the boolean `true` allows.
+unsafe fn is_true(env: napi::sys::napi_env, value: napi::sys::napi_value) -> bool {
+    let mut kind = 0;
+    let status = unsafe { napi::sys::napi_typeof(env, value, &mut kind) };
+    status == napi::sys::Status::napi_ok
+        && kind == napi::sys::ValueType::napi_boolean
+        && unsafe { bool::from_napi_value(env, value) }.unwrap_or(false)
 }
 
 impl FromNapiValue for Verdict {
     unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
         let mut kind = 0;
         napi::check_status!(unsafe { napi::sys::napi_typeof(env, value, &mut kind) })?;
-        if kind == napi::sys::ValueType::napi_boolean {
-            return Ok(Verdict::Now(unsafe { bool::from_napi_value(env, value)? }));
-        }
         if kind != napi::sys::ValueType::napi_object && kind != napi::sys::ValueType::napi_function {
-            return Ok(Verdict::Now(false));
+            return Ok(Verdict::Now(unsafe { is_true(env, value) }));
         }
         // A promise, or any object that may be a thenable: `Promise.resolve` adopts it as
         // `await` would (a `then` getter that throws rejects it), so both are awaited alike.
         match unsafe { promise_resolve(env, value) } {
-            Some(promise) => Ok(Verdict::Later(unsafe { Promise::from_napi_value(env, promise)? })),
+            Some(promise) => {
+                let convert = |env, value| Ok(unsafe { is_true(env, value) });
+                Ok(Verdict::Later(unsafe { settle_later(env, promise, convert)? }))
+            }
             None => Ok(Verdict::Now(false)),
         }
     }
@@ -111,7 +123,8 @@ impl RpcBackend for SupervisorRpc {
         Box::pin(async move {
             match authorize.call_async_catch(request).await {
                 Ok(Verdict::Now(allowed)) => allowed,
-                Ok(Verdict::Later(promise)) => promise.await.unwrap_or(false),
+                // A rejection refuses.
+                Ok(Verdict::Later(settlement)) => settlement.await.unwrap_or(false),
                 // A callback that throws refuses.
                 Err(_) => false,
             }
