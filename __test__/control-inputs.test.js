@@ -2,19 +2,21 @@
 // Control inputs over JSON-RPC/MCP with the real supervisor and the stand-in GPU:
 // reportAllocatorStats behind authorize, its validation errors as -32602, authorize bounded
 // by a timeout (promises and thenables alike), a recovery whose issue stays is not_recovered,
-// and stop() abandoning a device-lost recovery's wait.
+// and stop() (and the example service's SIGTERM) abandoning a device-lost recovery's wait.
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { STANDIN_LIBRARY, StandinState, device, GiB } = require('./helpers/standin')
+const { startService, stopAll, waitFor } = require('./helpers/service')
 
 const standin = new StandinState({ devices: [device(0), device(1)] })
 process.env.HPC_HEALTH_STANDIN_STATE = standin.file
 process.env.HPC_HEALTH_STANDIN_LOG = standin.log
 const h = require('..')
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+test.after(() => stopAll())
 
 function setup({ gpu = {}, supervisor = {} } = {}) {
   const gpuMonitor = new h.GPUHealthMonitor({ nvmlLibraryPath: STANDIN_LIBRARY, watchXid: false })
@@ -195,4 +197,29 @@ test('stop() during a health check hung in the driver does not wait out checkTim
   assert.equal(supervisor.status().checks, 0, 'the abandoned check is not counted')
   assert.deepEqual(events, [])
   standin.write({ devices: [device(0), device(1)] })
+})
+
+test('the example service: SIGTERM during a device-lost recovery exits without waiting out deviceWaitMs', async () => {
+  standin.write({ devices: [device(0), device(1)] })
+  const stateDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'hpc-service-sigterm-')), 'var')
+  const service = await startService(standin.env({
+    HPC_HEALTH_NVML_LIBRARY: STANDIN_LIBRARY, HPC_HEALTH_STATE_DIR: stateDir, HPC_HEALTH_INTERVAL_MS: '100',
+  }))
+  await waitFor('a healthy check (NVML has shown both devices)', () => / check healthy /.test(service.output))
+  const inits = () => standin.logLines().filter((l) => l.startsWith('init')).length
+  const initsBefore = inits()
+  standin.write({ devices: [device(0), device(1, { lost: true })] })
+  // The recovery re-opens NVML (an init in the stand-in's log), then waits for device 1
+  // for the default deviceWaitMs, 30 s.
+  await waitFor('the device-lost recovery', () => inits() > initsBefore)
+  await sleep(200)
+  service.child.kill('SIGTERM')
+  const { code } = await within(15000, service.exited, 'the service to exit after SIGTERM')
+  assert.equal(code, 0, service.output)
+  const log = new h.IncidentLog({ directory: path.join(stateDir, 'incidents') })
+  const finished = (await log.read({ kinds: ['recovery_finished'] })).at(-1)
+  assert.deepEqual([finished.details.type, finished.details.result], ['device_lost', 'interrupted'])
+  await log.close()
+  standin.write({ devices: [device(0), device(1)] })
+  fs.rmSync(path.dirname(stateDir), { recursive: true, force: true })
 })
