@@ -154,7 +154,12 @@ export declare class HealthSupervisor {
   constructor(options?: HealthSupervisorOptions)
   /** Starts the loop (idempotent). It never keeps the process alive. */
   start(): void
-  /** Stops the loop; resolves once no more events will come from it. Idempotent. */
+  /**
+   * Stops the loop; resolves once no more events will come from it. Idempotent. A health
+   * check under way is abandoned, and a recovery under way (the loop's or `recoverSystem`'s)
+   * is interrupted: it stops waiting (for a hook, for a lost device) and is recorded with
+   * result `'interrupted'`.
+   */
   stop(): Promise<void>
   /** `'quick'` (default): memory pressure and GPU temperatures; `'full'`: every signal. */
   checkSystemHealth(checkType?: 'quick' | 'full'): Promise<SystemHealthReport>
@@ -176,10 +181,12 @@ export declare class HealthSupervisor {
   /**
    * Answers one JSON-RPC 2.0 message (a string, or one already parsed): the tools by
    * name and MCP's `initialize`, `tools/list` and `tools/call`. Resolves the response
-   * object (or array, for a batch), or `null` for notifications. `recoverSystem` runs
-   * only when `authorize({ method, params })` returns (or resolves) `true`.
+   * object (or array, for a batch), or `null` for notifications. The control methods
+   * (`recoverSystem`, `reportAllocatorStats`) run only when `authorize({ method, params })`
+   * returns (or resolves, promise or thenable) `true` within `authorizeTimeoutMs` (default
+   * 10000); otherwise they are refused with -32001.
    */
-  handleJsonRpc(message: string | object, options?: { authorize?: (request: { method: string, params: unknown }) => boolean | Promise<boolean> }): Promise<object | null>
+  handleJsonRpc(message: string | object, options?: { authorize?: (request: { method: string, params: unknown }) => boolean | PromiseLike<boolean>, authorizeTimeoutMs?: number }): Promise<object | null>
 }
 
 /**
@@ -521,7 +528,7 @@ export interface RecoveryOutcome {
   type: 'memory' | 'out_of_memory' | 'device_lost'
   started_at: number
   finished_at: number
-  result: 'recovered' | 'not_recovered' | 'failed'
+  result: 'recovered' | 'not_recovered' | 'failed' | 'interrupted'
   steps: Array<RecoveryStep>
   /** Memory runs: the pressure check before the first step. */
   pressure_before: { gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined | null
@@ -538,7 +545,7 @@ export interface RecoveryOutcome {
 /** One step of a recovery run. */
 export interface RecoveryStep {
   name: string
-  status: 'ok' | 'skipped' | 'failed' | 'timed_out'
+  status: 'ok' | 'skipped' | 'failed' | 'timed_out' | 'interrupted'
   duration_ms: number
   error: string | null
   /** What the step found or did, e.g. `{ released_bytes }` or a pressure check. */

@@ -246,7 +246,10 @@ impl HealthSupervisor {
         self.core.start(napi::bindgen_prelude::spawn);
     }
 
-    /// Stops the loop; resolves once no more events will come from it. Idempotent.
+    /// Stops the loop; resolves once no more events will come from it. Idempotent. A health
+    /// check under way is abandoned, and a recovery under way (the loop's or `recoverSystem`'s)
+    /// is interrupted: it stops waiting (for a hook, for a lost device) and is recorded with
+    /// result `'interrupted'`.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn stop<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
         let core = self.core.clone();

@@ -7,30 +7,78 @@ use napi::{Env, Unknown, ValueType};
 use napi_derive::napi;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::args::{describe, type_error, OptionsObject};
+use super::args::{describe, range_violation, type_error, OptionsObject};
 use super::health_supervisor::{HealthSupervisor, SystemHealthReport};
+use super::promise::{settle_later, Settlement};
 use crate::monitors::gpu_health::{AllocatorReport, GpuHealthMonitor};
+use crate::policy::thresholds::AUTHORIZE_TIMEOUT_MS;
 use crate::rpc::{self, AllocatorStatsParams, CheckType, MethodError, RecoveryType, RpcBackend, RpcFuture, RpcLimits};
 use crate::supervisor::{action_json, Supervisor};
 
-/// What `authorize` returned: `true` (or a promise of it) allows; anything else refuses.
+/// What `authorize` returned: `true` (or a promise or thenable of it) allows; anything else
+/// refuses.
 pub enum Verdict {
     Now(bool),
-    Later(Promise<bool>),
+    /// Awaited without napi's `Promise<T>`, which leaves native memory behind per promise
+    /// (see `promise.rs`): an async `authorize` runs once per control request.
+    Later(Settlement<bool>),
+}
+
+/// Only the boolean `true` allows.
+unsafe fn is_true(env: napi::sys::napi_env, value: napi::sys::napi_value) -> bool {
+    let mut kind = 0;
+    let status = unsafe { napi::sys::napi_typeof(env, value, &mut kind) };
+    status == napi::sys::Status::napi_ok
+        && kind == napi::sys::ValueType::napi_boolean
+        && unsafe { bool::from_napi_value(env, value) }.unwrap_or(false)
 }
 
 impl FromNapiValue for Verdict {
     unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
-        let mut is_promise = false;
-        napi::check_status!(unsafe { napi::sys::napi_is_promise(env, value, &mut is_promise) })?;
-        if is_promise {
-            return Ok(Verdict::Later(unsafe { Promise::from_napi_value(env, value)? }));
-        }
         let mut kind = 0;
         napi::check_status!(unsafe { napi::sys::napi_typeof(env, value, &mut kind) })?;
-        Ok(Verdict::Now(kind == napi::sys::ValueType::napi_boolean && unsafe { bool::from_napi_value(env, value)? }))
+        if kind != napi::sys::ValueType::napi_object && kind != napi::sys::ValueType::napi_function {
+            return Ok(Verdict::Now(unsafe { is_true(env, value) }));
+        }
+        // A promise, or any object that may be a thenable: `Promise.resolve` adopts it as
+        // `await` would (a `then` getter that throws rejects it), so both are awaited alike.
+        match unsafe { promise_resolve(env, value) } {
+            Some(promise) => {
+                let convert = |env, value| Ok(unsafe { is_true(env, value) });
+                Ok(Verdict::Later(unsafe { settle_later(env, promise, convert)? }))
+            }
+            None => Ok(Verdict::Now(false)),
+        }
     }
+}
+
+/// `Promise.resolve(value)`, or `None` (with no exception left pending) if it threw.
+unsafe fn promise_resolve(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Option<napi::sys::napi_value> {
+    use napi::sys;
+    let step = |status: sys::napi_status| (status == sys::Status::napi_ok).then_some(());
+    let resolved = (|| unsafe {
+        let mut global = std::ptr::null_mut();
+        step(sys::napi_get_global(env, &mut global))?;
+        let mut promise = std::ptr::null_mut();
+        step(sys::napi_get_named_property(env, global, c"Promise".as_ptr(), &mut promise))?;
+        let mut resolve = std::ptr::null_mut();
+        step(sys::napi_get_named_property(env, promise, c"resolve".as_ptr(), &mut resolve))?;
+        let mut result = std::ptr::null_mut();
+        step(sys::napi_call_function(env, promise, resolve, 1, &value, &mut result))?;
+        let mut is_promise = false;
+        step(sys::napi_is_promise(env, result, &mut is_promise))?;
+        is_promise.then_some(result)
+    })();
+    if resolved.is_none() {
+        let mut pending = false;
+        if unsafe { sys::napi_is_exception_pending(env, &mut pending) } == sys::Status::napi_ok && pending {
+            let mut exception = std::ptr::null_mut();
+            unsafe { sys::napi_get_and_clear_last_exception(env, &mut exception) };
+        }
+    }
+    resolved
 }
 
 type Authorize = ThreadsafeFunction<Value, Verdict, Value, Status, false, true>;
@@ -66,9 +114,7 @@ impl RpcBackend for SupervisorRpc {
             reserved: stats.reserved,
             pid: stats.pid.unwrap_or(0),
         };
-        gpu.report_allocator_stats(report)
-            .map(|()| json!({ "accepted": true }))
-            .map_err(|e| MethodError::new(rpc::error::INVALID_PARAMS, format!("Invalid params: {e}")))
+        gpu.report_allocator_stats(report).map(|()| json!({ "accepted": true })).map_err(MethodError::invalid_params)
     }
 
     fn authorize(&self, method: &str, params: &Value) -> RpcFuture<bool> {
@@ -77,7 +123,8 @@ impl RpcBackend for SupervisorRpc {
         Box::pin(async move {
             match authorize.call_async_catch(request).await {
                 Ok(Verdict::Now(allowed)) => allowed,
-                Ok(Verdict::Later(promise)) => promise.await.unwrap_or(false),
+                // A rejection refuses.
+                Ok(Verdict::Later(settlement)) => settlement.await.unwrap_or(false),
                 // A callback that throws refuses.
                 Err(_) => false,
             }
@@ -89,10 +136,12 @@ impl RpcBackend for SupervisorRpc {
 impl HealthSupervisor {
     /// Answers one JSON-RPC 2.0 message (a string, or one already parsed): the tools by
     /// name and MCP's `initialize`, `tools/list` and `tools/call`. Resolves the response
-    /// object (or array, for a batch), or `null` for notifications. `recoverSystem` runs
-    /// only when `authorize({ method, params })` returns (or resolves) `true`.
+    /// object (or array, for a batch), or `null` for notifications. The control methods
+    /// (`recoverSystem`, `reportAllocatorStats`) run only when `authorize({ method, params })`
+    /// returns (or resolves, promise or thenable) `true` within `authorizeTimeoutMs` (default
+    /// 10000); otherwise they are refused with -32001.
     #[napi(
-        ts_args_type = "message: string | object, options?: { authorize?: (request: { method: string, params: unknown }) => boolean | Promise<boolean> }",
+        ts_args_type = "message: string | object, options?: { authorize?: (request: { method: string, params: unknown }) => boolean | PromiseLike<boolean>, authorizeTimeoutMs?: number }",
         ts_return_type = "Promise<object | null>"
     )]
     pub fn handle_json_rpc<'env>(
@@ -101,7 +150,12 @@ impl HealthSupervisor {
         message: Unknown,
         options: Option<Unknown>,
     ) -> Result<PromiseRaw<'env, Value>> {
-        let options = OptionsObject::read(env, options, "options", &["authorize"])?;
+        let options = OptionsObject::read(env, options, "options", &["authorize", AUTHORIZE_TIMEOUT_MS.name])?;
+        let mut limits = RpcLimits::default();
+        if let Some(ms) = options.as_ref().map(|o| o.number(AUTHORIZE_TIMEOUT_MS.name)).transpose()?.flatten() {
+            let ms = AUTHORIZE_TIMEOUT_MS.check(ms).map_err(|v| range_violation(env, v))?;
+            limits.authorize_timeout = Duration::from_millis(ms as u64);
+        }
         let authorize = match options.as_ref().map(|o| o.raw("authorize")).transpose()?.flatten() {
             None => None,
             Some(f) if f.get_type()? == ValueType::Function => {
@@ -136,7 +190,6 @@ impl HealthSupervisor {
         let backend =
             SupervisorRpc { supervisor: self.core.clone(), gpu: self.core.parts().gpu_monitor.clone(), authorize };
         env.spawn_future(async move {
-            let limits = RpcLimits::default();
             let response = match message {
                 Message::Text(text) => rpc::handle_json_rpc(&text, &backend, &limits).await,
                 Message::Parsed(value) => rpc::handle_json_rpc_value(value, &backend, &limits).await,

@@ -13,7 +13,7 @@ use crate::recovery::engine::{outcome_json, RecoveryOutcome, RunResult};
 #[napi(object, use_nullable = true)]
 pub struct RecoveryStep {
     pub name: String,
-    #[napi(ts_type = "'ok' | 'skipped' | 'failed' | 'timed_out'")]
+    #[napi(ts_type = "'ok' | 'skipped' | 'failed' | 'timed_out' | 'interrupted'")]
     pub status: String,
     #[napi(js_name = "duration_ms")]
     pub duration_ms: f64,
@@ -34,7 +34,7 @@ pub struct RecoveryOutcomeShape {
     pub started_at: f64,
     #[napi(js_name = "finished_at")]
     pub finished_at: f64,
-    #[napi(ts_type = "'recovered' | 'not_recovered' | 'failed'")]
+    #[napi(ts_type = "'recovered' | 'not_recovered' | 'failed' | 'interrupted'")]
     pub result: String,
     pub steps: Vec<RecoveryStep>,
     /// Memory runs: the pressure check before the first step.
@@ -72,7 +72,8 @@ pub fn outcome_value(outcome: Option<Arc<RecoveryOutcome>>) -> serde_json::Value
 pub fn settle(env: &Env, outcome: Arc<RecoveryOutcome>) -> Result<bool> {
     match outcome.result {
         RunResult::Recovered => Ok(true),
-        RunResult::NotRecovered => Ok(false),
+        // Interrupted (the supervisor stopped): not recovered; `lastOutcome` says which.
+        RunResult::NotRecovered | RunResult::Interrupted => Ok(false),
         RunResult::Failed => {
             let (code, step, message) = match &outcome.error {
                 Some(e) => (e.code, e.step.clone(), e.message.clone()),

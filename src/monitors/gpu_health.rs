@@ -3,7 +3,7 @@
 
 use crate::policy::gpu_health::{evaluate_gpu_health, fragmentation, AllocatorUse, DeviceVerdict};
 use crate::policy::issues::HealthIssue;
-use crate::policy::thresholds::GpuHealthPolicy;
+use crate::policy::thresholds::{GpuHealthPolicy, MAX_ALLOCATOR_REPORTS};
 use crate::sampling::gpu::{sample_gpus, GpuDetail, GpuDeviceSample};
 use crate::sampling::nvml_session::NvmlSession;
 use crate::sampling::unix_time_ms;
@@ -57,11 +57,45 @@ pub struct GpuHealthReport {
     pub xid_watch: Option<WatchState>,
 }
 
+/// The latest report per (device, pid), with when it came, bounded by `MAX_ALLOCATOR_REPORTS`:
+/// a new key in a full table evicts the least recently reported key. Expired reports are
+/// always the least recent, so they go first; a peer reporting for ever new pids only ever
+/// displaces its own older reports once the live ones are the newest.
+#[derive(Default)]
+struct ReportTable {
+    latest: BTreeMap<(u32, u32), (AllocatorReport, f64, u64)>,
+    /// Keys by the sequence number of their latest report; the first is the least recent.
+    order: BTreeMap<u64, (u32, u32)>,
+    next_seq: u64,
+}
+
+impl ReportTable {
+    fn insert(&mut self, report: AllocatorReport, at_ms: f64) {
+        let key = (report.device, report.pid);
+        if let Some((_, _, seq)) = self.latest.get(&key) {
+            self.order.remove(seq);
+        } else if self.latest.len() >= MAX_ALLOCATOR_REPORTS {
+            if let Some((_, least_recent)) = self.order.pop_first() {
+                self.latest.remove(&least_recent);
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.order.insert(seq, key);
+        self.latest.insert(key, (report, at_ms, seq));
+    }
+
+    fn drop_older_than(&mut self, cutoff_ms: f64) {
+        self.latest.retain(|_, (_, at, _)| *at >= cutoff_ms);
+        let latest = &self.latest;
+        self.order.retain(|_, key| latest.contains_key(key));
+    }
+}
+
 pub struct GpuHealthMonitor {
     session: Arc<NvmlSession>,
     policy: RwLock<GpuHealthPolicy>,
-    /// Latest report per (device, pid), with when it came.
-    reports: Mutex<BTreeMap<(u32, u32), (AllocatorReport, f64)>>,
+    reports: Mutex<ReportTable>,
     xid_watch: Option<Arc<XidWatch>>,
 }
 
@@ -90,7 +124,8 @@ impl GpuHealthMonitor {
     }
 
     /// Accepts a report for a device NVML showed last time it was asked (or that
-    /// `expectedGpus` promises).
+    /// `expectedGpus` promises). A report replaces the same (device, pid)'s; the table keeps
+    /// at most `MAX_ALLOCATOR_REPORTS` (see `ReportTable`).
     pub fn report_allocator_stats(&self, report: AllocatorReport) -> Result<(), ReportRejected> {
         let limit = self.session.device_count().max(self.policy().expected_gpus.unwrap_or(0));
         if report.device >= limit {
@@ -106,17 +141,21 @@ impl GpuHealthMonitor {
                 report.allocated, report.reserved
             )));
         }
-        let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
-        reports.insert((report.device, report.pid), (report, unix_time_ms()));
+        self.reports.lock().unwrap_or_else(|p| p.into_inner()).insert(report, unix_time_ms());
         Ok(())
+    }
+
+    /// How many reports the table holds now (at most `MAX_ALLOCATOR_REPORTS`).
+    pub fn allocator_report_count(&self) -> usize {
+        self.reports.lock().unwrap_or_else(|p| p.into_inner()).latest.len()
     }
 
     /// Fresh reports summed per device; stale ones are dropped.
     fn allocator_use(&self, now_ms: f64, max_age_ms: f64) -> BTreeMap<u32, AllocatorUse> {
         let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
-        reports.retain(|_, (_, at)| now_ms - *at <= max_age_ms);
+        reports.drop_older_than(now_ms - max_age_ms);
         let mut per_device: BTreeMap<u32, AllocatorUse> = BTreeMap::new();
-        for (report, at) in reports.values() {
+        for (report, at, _) in reports.latest.values() {
             let entry = per_device.entry(report.device).or_insert(AllocatorUse {
                 allocated: 0,
                 reserved: 0,
@@ -169,5 +208,63 @@ impl GpuHealthMonitor {
             issues: verdict.issues,
             xid_watch: self.xid_watch.as_ref().map(|w| w.state()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampling::nvml_session::shared_session;
+    use std::ffi::OsStr;
+
+    /// A monitor without NVML that takes reports for device 0 (`expectedGpus: 1`).
+    fn monitor() -> GpuHealthMonitor {
+        let policy = GpuHealthPolicy { expected_gpus: Some(1), ..GpuHealthPolicy::default() };
+        GpuHealthMonitor::new(shared_session(OsStr::new("/nonexistent/libnvidia-ml.so.1")), policy, false)
+    }
+
+    fn report(pid: u32) -> AllocatorReport {
+        AllocatorReport { device: 0, allocated: 1, reserved: 2, pid }
+    }
+
+    fn pids(monitor: &GpuHealthMonitor) -> Vec<u32> {
+        monitor.reports.lock().unwrap().latest.keys().map(|&(_, pid)| pid).collect()
+    }
+
+    #[test]
+    fn the_report_table_is_bounded_and_evicts_the_least_recent() {
+        let monitor = monitor();
+        let extra = 10;
+        for pid in 1..=(MAX_ALLOCATOR_REPORTS as u32 + extra) {
+            monitor.report_allocator_stats(report(pid)).unwrap();
+        }
+        assert_eq!(monitor.allocator_report_count(), MAX_ALLOCATOR_REPORTS);
+        let kept = pids(&monitor);
+        assert_eq!(kept.first(), Some(&(extra + 1)), "the first {extra} reported are the ones evicted");
+        assert_eq!(kept.last(), Some(&(MAX_ALLOCATOR_REPORTS as u32 + extra)));
+        let table = monitor.reports.lock().unwrap();
+        assert_eq!(table.order.len(), MAX_ALLOCATOR_REPORTS, "the order index is bounded too");
+    }
+
+    #[test]
+    fn a_full_table_keeps_the_keys_reported_again_and_evicts_expired_reports_first() {
+        let monitor = monitor();
+        for pid in 1..=MAX_ALLOCATOR_REPORTS as u32 {
+            monitor.report_allocator_stats(report(pid)).unwrap();
+        }
+        // Re-reporting a known key does not evict anything, and makes it the most recent.
+        monitor.report_allocator_stats(report(1)).unwrap();
+        assert_eq!(monitor.allocator_report_count(), MAX_ALLOCATOR_REPORTS);
+        monitor.report_allocator_stats(report(100_000)).unwrap();
+        let kept = pids(&monitor);
+        assert!(kept.contains(&1) && !kept.contains(&2), "pid 2 was the least recent, not pid 1");
+        // A report that has expired goes before any live one.
+        monitor.reports.lock().unwrap().latest.get_mut(&(0, 500)).unwrap().1 = 0.0;
+        monitor.allocator_use(unix_time_ms(), 60_000.0);
+        assert!(!pids(&monitor).contains(&500));
+        assert_eq!(monitor.allocator_report_count(), MAX_ALLOCATOR_REPORTS - 1);
+        monitor.report_allocator_stats(report(100_001)).unwrap();
+        assert_eq!(monitor.allocator_report_count(), MAX_ALLOCATOR_REPORTS, "room was made by the expired one");
+        assert!(pids(&monitor).contains(&3), "no live report was evicted");
     }
 }

@@ -175,6 +175,10 @@ pub const ALLOCATOR_REPORT_MAX_AGE_MS: ThresholdSpec = ThresholdSpec {
     integer: true,
 };
 
+/// Most allocator reports kept at once, one per (device, pid): a peer that reports for ever
+/// new pids cannot grow the table past it. Expired reports go first, then the oldest.
+pub const MAX_ALLOCATOR_REPORTS: usize = 1024;
+
 /// The largest integer a JavaScript number holds exactly.
 pub const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
@@ -221,6 +225,18 @@ pub const DEVICE_WAIT_MS: ThresholdSpec = ThresholdSpec {
 /// A device's memory use must be below this after an out-of-memory recovery.
 pub const RECOVERY_MEMORY_THRESHOLD: ThresholdSpec =
     ThresholdSpec { name: "memoryThreshold", default: 0.85, min: 0.0, min_inclusive: false, max: 1.0, integer: false };
+
+/// Longest `handleJsonRpc`'s `authorize` callback may take before the call is refused: long
+/// enough for a token check against a remote service, short enough that a hung callback
+/// frees the request well within a client's patience.
+pub const AUTHORIZE_TIMEOUT_MS: ThresholdSpec = ThresholdSpec {
+    name: "authorizeTimeoutMs",
+    default: 10_000.0,
+    min: 1.0,
+    min_inclusive: true,
+    max: MAX_INTERVAL_MS,
+    integer: true,
+};
 
 /// How often the supervisor checks health (the requirements check every minute).
 pub const INTERVAL_MS: ThresholdSpec = ThresholdSpec {

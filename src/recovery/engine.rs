@@ -25,6 +25,60 @@ pub struct StepError {
 
 pub const ERR_STEP_FAILED: &str = "ERR_STEP_FAILED";
 pub const ERR_STEP_TIMEOUT: &str = "ERR_STEP_TIMEOUT";
+/// The step was abandoned because the run was interrupted (`Interrupter::interrupt`).
+pub const ERR_INTERRUPTED: &str = "ERR_INTERRUPTED";
+
+impl StepError {
+    /// The result of a run that stopped on this error.
+    pub fn run_result(&self) -> RunResult {
+        if self.code == ERR_INTERRUPTED {
+            RunResult::Interrupted
+        } else {
+            RunResult::Failed
+        }
+    }
+
+    /// How a step that failed with this error is recorded.
+    pub fn status(&self) -> StepStatus {
+        match self.code {
+            ERR_STEP_TIMEOUT => StepStatus::TimedOut,
+            ERR_INTERRUPTED => StepStatus::Interrupted,
+            _ => StepStatus::Failed,
+        }
+    }
+
+    pub fn interrupted(step: &str) -> Self {
+        StepError {
+            step: step.to_owned(),
+            code: ERR_INTERRUPTED,
+            message: format!("step {step} abandoned: the recovery was interrupted (the supervisor is stopping)"),
+        }
+    }
+}
+
+/// Interrupts the runs under way, e.g. when the service shuts down: each abandons the wait
+/// it is in (a hook, blocking work, polling for devices) at once and ends `interrupted`.
+/// A run started after the call is not affected.
+pub struct Interrupter {
+    generation: watch::Sender<u64>,
+}
+
+impl Default for Interrupter {
+    fn default() -> Self {
+        Interrupter { generation: watch::channel(0).0 }
+    }
+}
+
+impl Interrupter {
+    pub fn interrupt(&self) {
+        self.generation.send_modify(|generation| *generation += 1);
+    }
+
+    /// A run that `interrupt` can abandon.
+    pub fn new_run(&self, kind: &'static str) -> Run {
+        Run { interrupt: Some(self.generation.subscribe()), ..Run::new(kind) }
+    }
+}
 
 pub type HookFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
@@ -49,6 +103,8 @@ pub enum StepStatus {
     Skipped,
     Failed,
     TimedOut,
+    /// Abandoned when the run was interrupted.
+    Interrupted,
 }
 
 impl StepStatus {
@@ -58,6 +114,7 @@ impl StepStatus {
             StepStatus::Skipped => "skipped",
             StepStatus::Failed => "failed",
             StepStatus::TimedOut => "timed_out",
+            StepStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -80,6 +137,8 @@ pub enum RunResult {
     NotRecovered,
     /// A step failed or timed out.
     Failed,
+    /// Abandoned midway by `Interrupter::interrupt` (the service is stopping).
+    Interrupted,
 }
 
 impl RunResult {
@@ -88,6 +147,7 @@ impl RunResult {
             RunResult::Recovered => "recovered",
             RunResult::NotRecovered => "not_recovered",
             RunResult::Failed => "failed",
+            RunResult::Interrupted => "interrupted",
         }
     }
 }
@@ -124,11 +184,54 @@ pub struct Run {
     pub steps: Vec<StepRecord>,
     pub before: Option<Value>,
     pub after: Option<Value>,
+    /// Signals `Interrupter::interrupt` (`None`: the run cannot be interrupted).
+    interrupt: Option<watch::Receiver<u64>>,
+    interrupted: bool,
 }
 
 impl Run {
+    /// A run that cannot be interrupted; see `Interrupter::new_run`.
     pub fn new(kind: &'static str) -> Self {
-        Run { id: new_run_id(kind), kind, started_at_ms: unix_time_ms(), steps: Vec::new(), before: None, after: None }
+        Run {
+            id: new_run_id(kind),
+            kind,
+            started_at_ms: unix_time_ms(),
+            steps: Vec::new(),
+            before: None,
+            after: None,
+            interrupt: None,
+            interrupted: false,
+        }
+    }
+
+    /// Whether the run has been interrupted.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted
+    }
+
+    /// Awaits `work`, or gives `None` once the run is interrupted (at once if it already was).
+    pub async fn unless_interrupted<T>(&mut self, work: impl Future<Output = T>) -> Option<T> {
+        if self.interrupted {
+            return None;
+        }
+        let signal = async {
+            // An error means the interrupter is gone: nothing can interrupt any more.
+            let signalled = match &mut self.interrupt {
+                Some(receiver) => receiver.changed().await.is_ok(),
+                None => false,
+            };
+            if !signalled {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = signal => {
+                self.interrupted = true;
+                None
+            }
+            value = work => Some(value),
+        }
     }
 
     /// Calls `hook` under `timeout` and records the step. `None` hook: recorded as skipped.
@@ -146,13 +249,14 @@ impl Run {
         let started = Instant::now();
         // A hook may panic (a Rust test hook) or never settle (a JS promise left pending).
         let call = AssertUnwindSafe(hook.invoke(cause)).catch_unwind();
-        let outcome = match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(message))) => Err(StepError { step: name.to_owned(), code: ERR_STEP_FAILED, message }),
-            Ok(Err(_panic)) => {
+        let outcome = match self.unless_interrupted(tokio::time::timeout(timeout, call)).await {
+            None => Err(StepError::interrupted(name)),
+            Some(Ok(Ok(Ok(())))) => Ok(()),
+            Some(Ok(Ok(Err(message)))) => Err(StepError { step: name.to_owned(), code: ERR_STEP_FAILED, message }),
+            Some(Ok(Err(_panic))) => {
                 Err(StepError { step: name.to_owned(), code: ERR_STEP_FAILED, message: "the hook panicked".to_owned() })
             }
-            Err(_) => Err(StepError {
+            Some(Err(_)) => Err(StepError {
                 step: name.to_owned(),
                 code: ERR_STEP_TIMEOUT,
                 message: format!("step {name} did not finish within {} ms", timeout.as_millis()),
@@ -161,10 +265,7 @@ impl Run {
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         match &outcome {
             Ok(()) => self.record(name, StepStatus::Ok, elapsed, None, None),
-            Err(e) if e.code == ERR_STEP_TIMEOUT => {
-                self.record(name, StepStatus::TimedOut, elapsed, Some(e.message.clone()), None)
-            }
-            Err(e) => self.record(name, StepStatus::Failed, elapsed, Some(e.message.clone()), None),
+            Err(e) => self.record(name, e.status(), elapsed, Some(e.message.clone()), None),
         }
         outcome
     }
@@ -178,21 +279,23 @@ impl Run {
         work: impl FnOnce() -> Result<(T, Option<Value>), String> + Send + 'static,
     ) -> Result<T, StepError> {
         let started = Instant::now();
-        let outcome = match tokio::time::timeout(timeout, tokio::task::spawn_blocking(work)).await {
-            Ok(Ok(result)) => {
-                result.map_err(|message| StepError { step: name.to_owned(), code: ERR_STEP_FAILED, message })
-            }
-            Ok(Err(join)) => Err(StepError {
-                step: name.to_owned(),
-                code: ERR_STEP_FAILED,
-                message: format!("step panicked: {join}"),
-            }),
-            Err(_) => Err(StepError {
-                step: name.to_owned(),
-                code: ERR_STEP_TIMEOUT,
-                message: format!("step {name} did not finish within {} ms", timeout.as_millis()),
-            }),
-        };
+        let outcome =
+            match self.unless_interrupted(tokio::time::timeout(timeout, tokio::task::spawn_blocking(work))).await {
+                None => Err(StepError::interrupted(name)),
+                Some(Ok(Ok(result))) => {
+                    result.map_err(|message| StepError { step: name.to_owned(), code: ERR_STEP_FAILED, message })
+                }
+                Some(Ok(Err(join))) => Err(StepError {
+                    step: name.to_owned(),
+                    code: ERR_STEP_FAILED,
+                    message: format!("step panicked: {join}"),
+                }),
+                Some(Err(_)) => Err(StepError {
+                    step: name.to_owned(),
+                    code: ERR_STEP_TIMEOUT,
+                    message: format!("step {name} did not finish within {} ms", timeout.as_millis()),
+                }),
+            };
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         match outcome {
             Ok((value, detail)) => {
@@ -200,8 +303,7 @@ impl Run {
                 Ok(value)
             }
             Err(e) => {
-                let status = if e.code == ERR_STEP_TIMEOUT { StepStatus::TimedOut } else { StepStatus::Failed };
-                self.record(name, status, elapsed, Some(e.message.clone()), None);
+                self.record(name, e.status(), elapsed, Some(e.message.clone()), None);
                 Err(e)
             }
         }
@@ -242,15 +344,32 @@ pub struct RecoveryCore {
     flight: Mutex<Option<InFlight>>,
     last: Mutex<Option<Arc<RecoveryOutcome>>>,
     sink: RwLock<Option<Arc<dyn IncidentSink>>>,
+    interrupter: Interrupter,
 }
 
 impl Default for RecoveryCore {
     fn default() -> Self {
-        RecoveryCore { flight: Mutex::new(None), last: Mutex::new(None), sink: RwLock::new(None) }
+        RecoveryCore {
+            flight: Mutex::new(None),
+            last: Mutex::new(None),
+            sink: RwLock::new(None),
+            interrupter: Interrupter::default(),
+        }
     }
 }
 
 impl RecoveryCore {
+    /// A run of this recovery object, which `interrupt` can abandon.
+    pub fn new_run(&self, kind: &'static str) -> Run {
+        self.interrupter.new_run(kind)
+    }
+
+    /// Abandons the run under way, if any (see `Interrupter`): it ends `interrupted` and
+    /// leaves its record and `recovery_finished` incident as any run does.
+    pub fn interrupt(&self) {
+        self.interrupter.interrupt();
+    }
+
     pub fn last_outcome(&self) -> Option<Arc<RecoveryOutcome>> {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -340,7 +459,7 @@ impl RecoveryCore {
     pub async fn write_finished(&self, outcome: &RecoveryOutcome) -> Option<String> {
         let severity = match outcome.result {
             RunResult::Recovered => IncidentSeverity::Info,
-            RunResult::NotRecovered => IncidentSeverity::Warn,
+            RunResult::NotRecovered | RunResult::Interrupted => IncidentSeverity::Warn,
             RunResult::Failed => IncidentSeverity::Error,
         };
         self.incident(Incident {
@@ -528,5 +647,60 @@ mod tests {
         assert_eq!(core.write_finished(&outcome).await, None);
         assert_eq!(*sink.0.lock().unwrap(), ["recovery_started", "recovery_finished"]);
         assert_eq!(outcome_json(&outcome)["result"], "recovered");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_interrupt_abandons_the_wait_and_later_steps_and_spares_later_runs() {
+        let core = Arc::new(RecoveryCore::default());
+        let hangs = hook(|| Box::pin(futures::future::pending()));
+        let long = Duration::from_secs(3600);
+        let interrupter = {
+            let core = core.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                core.interrupt();
+            })
+        };
+        let mut run = core.new_run("memory");
+        let error = run.hook_step("hangs", Some(&hangs), None, long).await.unwrap_err();
+        interrupter.await.unwrap();
+        assert_eq!((error.code, error.step.as_str()), (ERR_INTERRUPTED, "hangs"));
+        assert_eq!(error.run_result(), RunResult::Interrupted);
+        assert!(run.interrupted());
+        // The rest of the run does not wait either.
+        let blocking = run.blocking_step("blocking", long, || Ok(((), None))).await.unwrap_err();
+        assert_eq!(blocking.code, ERR_INTERRUPTED);
+        let statuses: Vec<_> = run.steps.iter().map(|s| (s.name.as_str(), s.status.as_str())).collect();
+        assert_eq!(statuses, [("hangs", "interrupted"), ("blocking", "interrupted")]);
+        let outcome = run.finish(error.run_result(), Some(error), None);
+        assert_eq!(outcome_json(&outcome)["result"], "interrupted");
+
+        // A run started after the interrupt runs normally; an uninterruptible one ignores it.
+        let mut later = core.new_run("memory");
+        let ok = hook(|| Box::pin(async { Ok(()) }));
+        assert!(later.hook_step("ok", Some(&ok), None, long).await.is_ok());
+        let mut plain = Run::new("memory");
+        core.interrupt();
+        assert!(plain.hook_step("ok", Some(&ok), None, long).await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_interrupt_abandons_blocking_work() {
+        let core = Arc::new(RecoveryCore::default());
+        let mut run = core.new_run("device_lost");
+        let interrupter = {
+            let core = core.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                core.interrupt();
+            })
+        };
+        let slow = run.blocking_step("slow", Duration::from_secs(3600), || {
+            std::thread::sleep(Duration::from_millis(1500));
+            Ok(((), None))
+        });
+        let error = tokio::time::timeout(Duration::from_millis(1000), slow).await.expect("abandoned").unwrap_err();
+        interrupter.await.unwrap();
+        assert_eq!(error.code, ERR_INTERRUPTED);
     }
 }

@@ -4,6 +4,7 @@
 
 use super::engine::{Hook, RecoveryCore, RecoveryOutcome, Run, RunResult, StepError, StepStatus};
 use crate::monitors::gpu_health::GpuHealthMonitor;
+use crate::policy::issues::{Action, Severity};
 use crate::sampling::gpu::{sample_gpus, GpuDetail, GpuSample};
 use crate::sampling::nvml_session::{describe_nvml_error, NvmlSession};
 use serde_json::{json, Value};
@@ -39,6 +40,40 @@ fn memory_json(sample: &GpuSample) -> Value {
             "index": d.index, "uuid": d.uuid, "used": d.used, "total": d.total, "lost": d.lost,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// What an out-of-memory recovery verifies: every device's memory below the threshold, and
+/// none of the issues clearing the cache is for (`Action::ClearCache`, e.g.
+/// `FRAGMENTATION_HIGH`) still there: a recovery after which its issue stays is not one.
+struct OomCheck {
+    problems: Vec<String>,
+    /// Per-device memory and the problems, as the run's `after` keeps them.
+    json: Value,
+}
+
+fn check_after_oom(monitor: &GpuHealthMonitor, memory_threshold: f64) -> OomCheck {
+    let health = monitor.check_gpu_health_with(GpuDetail::Memory);
+    let sample = GpuSample {
+        available: health.gpu_available,
+        error: health.gpu_error.clone(),
+        devices: health.devices.iter().map(|d| d.sample.clone()).collect(),
+    };
+    let mut problems: Vec<String> = sample
+        .devices
+        .iter()
+        .filter(|d| d.lost || d.total == 0 || d.used as f64 / d.total as f64 >= memory_threshold)
+        .map(|d| format!("GPU {}: {} of {} bytes in use", d.index, d.used, d.total))
+        .collect();
+    problems.extend(
+        health
+            .issues
+            .iter()
+            .filter(|i| i.severity == Severity::Fail && i.action == Action::ClearCache)
+            .map(|i| format!("{} still present: {}", i.code.as_str(), i.message)),
+    );
+    let mut json = memory_json(&sample);
+    json["problems"] = json!(problems);
+    OomCheck { problems, json }
 }
 
 /// The verdict of `verify_gpu_state`, with the reason when it fails.
@@ -136,37 +171,37 @@ impl GpuRecovery {
     }
 
     async fn run_oom(&self) -> RecoveryOutcome {
-        let mut run = Run::new("out_of_memory");
+        let mut run = self.core.new_run("out_of_memory");
         if let Ok(before) = self.sample_memory(&mut run, "measure").await {
             run.before = Some(memory_json(&before));
         }
         let sink_error = self.core.write_ahead(&run).await;
         let outcome = match self.oom_steps(&mut run).await {
             Ok(after) => {
-                run.after = Some(memory_json(&after));
-                let full: Vec<u32> = after
-                    .devices
-                    .iter()
-                    .filter(|d| d.lost || d.total == 0 || d.used as f64 / d.total as f64 >= self.memory_threshold)
-                    .map(|d| d.index)
-                    .collect();
-                let result = if full.is_empty() { RunResult::Recovered } else { RunResult::NotRecovered };
+                let result = if after.problems.is_empty() { RunResult::Recovered } else { RunResult::NotRecovered };
+                run.after = Some(after.json);
                 run.finish(result, None, None)
             }
-            Err(error) => run.finish(RunResult::Failed, Some(error), None),
+            Err(error) => run.finish(error.run_result(), Some(error), None),
         };
         self.core.finish_with_incident(outcome, sink_error).await
     }
 
-    async fn oom_steps(&self, run: &mut Run) -> Result<GpuSample, StepError> {
+    async fn oom_steps(&self, run: &mut Run) -> Result<OomCheck, StepError> {
         run.hook_step("empty_cache", self.hooks.empty_cache.as_ref(), None, self.step_timeout).await?;
         run.hook_step("reset_peak_memory_stats", self.hooks.reset_peak_memory_stats.as_ref(), None, self.step_timeout)
             .await?;
-        self.sample_memory(run, "verify_memory").await
+        let (monitor, threshold) = (self.monitor.clone(), self.memory_threshold);
+        run.blocking_step("verify_memory", self.step_timeout, move || {
+            let check = check_after_oom(&monitor, threshold);
+            let detail = check.json.clone();
+            Ok((check, Some(detail)))
+        })
+        .await
     }
 
     async fn run_reinitialize(&self) -> RecoveryOutcome {
-        let mut run = Run::new("device_lost");
+        let mut run = self.core.new_run("device_lost");
         let session = self.monitor.session().clone();
         let known: Vec<String> = session.known_devices().into_iter().map(|d| d.uuid).collect();
         run.before = Some(json!({ "known_devices": known }));
@@ -178,7 +213,7 @@ impl GpuRecovery {
             }
             // The devices did not come back within deviceWaitMs.
             Ok(None) => run.finish(RunResult::NotRecovered, None, None),
-            Err(error) => run.finish(RunResult::Failed, Some(error), None),
+            Err(error) => run.finish(error.run_result(), Some(error), None),
         };
         self.core.finish_with_incident(outcome, sink_error).await
     }
@@ -195,35 +230,54 @@ impl GpuRecovery {
             reopen.reopen().map(|()| ((), Some(json!({ "generation": reopen.generation() }))))
         })
         .await?;
-        if !self.wait_for_devices(run, session, known).await {
+        if !self.wait_for_devices(run, session, known).await? {
             return Ok(None);
         }
         run.hook_step("reinitialize", self.hooks.reinitialize.as_ref(), None, self.step_timeout).await?;
         self.verify_state_step(run).await.map(Some)
     }
 
-    /// Polls with backoff until every known UUID answers or `device_wait` passes.
-    async fn wait_for_devices(&self, run: &mut Run, session: &Arc<NvmlSession>, known: &[String]) -> bool {
+    /// Polls with backoff until every known UUID answers (`true`) or `device_wait` passes
+    /// (`false`); an interrupt abandons the wait at once.
+    async fn wait_for_devices(
+        &self,
+        run: &mut Run,
+        session: &Arc<NvmlSession>,
+        known: &[String],
+    ) -> Result<bool, StepError> {
+        const STEP: &str = "wait_for_devices";
         let started = Instant::now();
         let mut pause = DEVICE_POLL_FIRST;
         loop {
             let (probe, uuids) = (session.clone(), known.to_vec());
-            let missing = tokio::task::spawn_blocking(move || missing_devices(&probe, &uuids))
-                .await
-                .unwrap_or_else(|e| vec![format!("probe panicked: {e}")]);
+            let probe = tokio::task::spawn_blocking(move || missing_devices(&probe, &uuids));
+            let Some(missing) = run.unless_interrupted(probe).await else {
+                return Err(self.interrupted_wait(run, started));
+            };
+            let missing = missing.unwrap_or_else(|e| vec![format!("probe panicked: {e}")]);
             let elapsed = started.elapsed();
             if missing.is_empty() {
                 let detail = json!({ "devices": known, "waited_ms": elapsed.as_millis() as u64 });
-                run.record("wait_for_devices", StepStatus::Ok, elapsed.as_secs_f64() * 1000.0, None, Some(detail));
-                return true;
+                run.record(STEP, StepStatus::Ok, elapsed.as_secs_f64() * 1000.0, None, Some(detail));
+                return Ok(true);
             }
             if elapsed >= self.device_wait {
                 let error = format!("not back within {} ms: {}", self.device_wait.as_millis(), missing.join("; "));
-                run.record("wait_for_devices", StepStatus::TimedOut, elapsed.as_secs_f64() * 1000.0, Some(error), None);
-                return false;
+                run.record(STEP, StepStatus::TimedOut, elapsed.as_secs_f64() * 1000.0, Some(error), None);
+                return Ok(false);
             }
-            tokio::time::sleep(pause.min(self.device_wait.saturating_sub(elapsed))).await;
+            let nap = tokio::time::sleep(pause.min(self.device_wait.saturating_sub(elapsed)));
+            if run.unless_interrupted(nap).await.is_none() {
+                return Err(self.interrupted_wait(run, started));
+            }
             pause = (pause * 2).min(DEVICE_POLL_MAX);
         }
+    }
+
+    fn interrupted_wait(&self, run: &mut Run, started: Instant) -> StepError {
+        let error = StepError::interrupted("wait_for_devices");
+        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+        run.record(&error.step, error.status(), elapsed, Some(error.message.clone()), None);
+        error
     }
 }

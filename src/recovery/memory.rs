@@ -85,7 +85,7 @@ impl MemoryRecovery {
     async fn run(&self) -> RecoveryOutcome {
         // 1. Stop accepting new requests, before anything else acts.
         self.pause_incoming.store(true, Ordering::SeqCst);
-        let mut run = Run::new("memory");
+        let mut run = self.core.new_run("memory");
         run.record("pause_intake", super::engine::StepStatus::Ok, 0.0, None, None);
         if let Ok(before) = self.check_pressure(&mut run, "measure").await {
             run.before = Some(pressure_json(&before));
@@ -102,6 +102,8 @@ impl MemoryRecovery {
                     run.finish(RunResult::Recovered, None, None)
                 }
             }
+            // Interrupted (the service is stopping): nothing more is started, not even cleanup.
+            Err(error) if run.interrupted() => run.finish(error.run_result(), Some(error), None),
             Err(error) => {
                 let cleanup = run
                     .hook_step(
@@ -233,5 +235,40 @@ mod tests {
         assert!(recovery.pause_incoming(), "a failed recovery leaves intake paused");
         let statuses: Vec<_> = outcome.steps.iter().map(|s| (s.name.as_str(), s.status.as_str())).collect();
         assert_eq!(statuses[2..], [("clear_gpu_cache", "timed_out"), ("emergency_cleanup", "failed")]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_interrupted_run_ends_interrupted_without_cleanup_and_keeps_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let cleaned = Arc::new(Mutex::new(false));
+        let flag = cleaned.clone();
+        let hooks = MemoryHooks {
+            clear_gpu_cache: Some(Arc::new(|_: Option<&StepError>| {
+                Box::pin(futures::future::pending()) as super::super::engine::HookFuture
+            })),
+            defragment_memory: None,
+            emergency_cleanup: Some(Arc::new(move |_: Option<&StepError>| {
+                *flag.lock().unwrap() = true;
+                Box::pin(async { Ok(()) }) as super::super::engine::HookFuture
+            })),
+        };
+        let recovery = Arc::new(MemoryRecovery::new(monitor(dir.path(), 100), hooks, Duration::from_secs(3600)));
+        let running = tokio::spawn({
+            let recovery = recovery.clone();
+            async move { recovery.recover_from_pressure().await }
+        });
+        while !recovery.core().busy() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        recovery.core().interrupt();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), running).await.expect("abandoned").unwrap();
+        assert_eq!(outcome.result, RunResult::Interrupted);
+        assert_eq!(
+            outcome.error.as_ref().map(|e| (e.code, e.step.as_str())),
+            Some(("ERR_INTERRUPTED", "clear_gpu_cache"))
+        );
+        assert!(!*cleaned.lock().unwrap(), "nothing new starts once interrupted");
+        assert_eq!(recovery.core().last_outcome().unwrap().result, RunResult::Interrupted);
     }
 }

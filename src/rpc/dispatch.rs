@@ -6,12 +6,13 @@
 
 use super::error::MethodError;
 use super::tools::Tool;
-use super::{mcp, params, RpcBackend, RpcFuture, RpcLimits};
+use super::{mcp, params, AllocatorStatsParams, CheckType, RecoveryType, RpcBackend, RpcFuture, RpcLimits};
 use futures::future::join_all;
 use futures::FutureExt;
 use serde_json::{json, Value};
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
 
 /// Handles one message of JSON text: a request, a notification or a batch.
 ///
@@ -119,14 +120,14 @@ async fn route(
     limits: &RpcLimits,
 ) -> Result<Value, MethodError> {
     if let Some(tool) = Tool::from_name(method) {
-        return call_tool(tool, params, backend).await.map_err(CallError::into_error);
+        return call_tool(tool, params, backend, limits).await.map_err(CallError::into_error);
     }
     match method {
         mcp::INITIALIZE => mcp::initialize(params, &limits.server_info),
         // A notification by MCP; answered with `{}` should a client send it with an id.
         mcp::INITIALIZED | mcp::PING => Ok(json!({})),
         mcp::TOOLS_LIST => Ok(mcp::tools_list()),
-        mcp::TOOLS_CALL => mcp::tools_call(params, backend).await,
+        mcp::TOOLS_CALL => mcp::tools_call(params, backend, limits).await,
         _ => Err(MethodError::method_not_found()),
     }
 }
@@ -134,9 +135,9 @@ async fn route(
 /// Why a tool call failed. MCP needs the difference: invalid arguments are a protocol error,
 /// while a failure of the tool itself is a result with `isError: true`.
 pub(crate) enum CallError {
-    /// -32602: the params did not validate.
+    /// -32602: the params did not validate (here, or in the backend's own checks).
     InvalidParams(MethodError),
-    /// The backend failed or panicked, or authorization was refused.
+    /// The backend failed or panicked, or authorization was refused or timed out.
     Failed(MethodError),
 }
 
@@ -148,40 +149,92 @@ impl CallError {
     }
 }
 
-/// Validates the params, then runs the tool on the backend (recoverSystem only once `authorize`
-/// said yes).
+/// Validates the params, then runs the tool on the backend (a control tool only once
+/// `authorize` said yes within `limits.authorize_timeout`).
 pub(crate) async fn call_tool(
     tool: Tool,
     params: Option<&Value>,
     backend: &dyn RpcBackend,
+    limits: &RpcLimits,
 ) -> Result<Value, CallError> {
     let name = tool.name();
-    match tool {
-        Tool::GetSystemHealth => {
-            let check_type = params::check_type(name, params).map_err(CallError::InvalidParams)?;
-            guarded(|| backend.get_system_health(check_type)).await
-        }
-        Tool::RecoverSystem => {
-            let error_type = params::recovery_type(name, params).map_err(CallError::InvalidParams)?;
-            // authorize sees the arguments by name whichever way they came.
-            let normalized = json!({ "errorType": error_type.as_str() });
-            let allowed = match catch_unwind(AssertUnwindSafe(|| backend.authorize(name, &normalized))) {
-                Ok(future) => AssertUnwindSafe(future).catch_unwind().await.ok(),
-                Err(_) => None,
-            };
-            match allowed {
-                Some(true) => guarded(|| backend.recover_system(error_type)).await,
-                Some(false) => Err(CallError::Failed(MethodError::not_authorized())),
-                None => Err(CallError::Failed(MethodError::internal("the authorize callback panicked"))),
-            }
-        }
+    // Params are checked first: authorize sees them by name, whichever way they came.
+    let call = match tool {
+        Tool::GetSystemHealth => Call::Health(params::check_type(name, params).map_err(CallError::InvalidParams)?),
+        Tool::RecoverSystem => Call::Recover(params::recovery_type(name, params).map_err(CallError::InvalidParams)?),
         Tool::ReportAllocatorStats => {
-            let stats = params::allocator_stats(name, params).map_err(CallError::InvalidParams)?;
-            match catch_unwind(AssertUnwindSafe(|| backend.report_allocator_stats(stats))) {
-                Ok(result) => result.map_err(|error| CallError::Failed(error.sanitized())),
-                Err(_) => Err(CallError::Failed(panicked())),
+            Call::Allocator(params::allocator_stats(name, params).map_err(CallError::InvalidParams)?)
+        }
+    };
+    if tool.is_control() {
+        authorized(name, &call.params_by_name(), backend, limits.authorize_timeout).await?;
+    }
+    match call {
+        Call::Health(check_type) => guarded(|| backend.get_system_health(check_type)).await,
+        Call::Recover(error_type) => guarded(|| backend.recover_system(error_type)).await,
+        Call::Allocator(stats) => match catch_unwind(AssertUnwindSafe(|| backend.report_allocator_stats(stats))) {
+            Ok(result) => result.map_err(backend_error),
+            Err(_) => Err(CallError::Failed(panicked())),
+        },
+    }
+}
+
+/// A tool's validated params.
+enum Call {
+    Health(CheckType),
+    Recover(RecoveryType),
+    Allocator(AllocatorStatsParams),
+}
+
+impl Call {
+    /// The params by name, as `authorize` sees them.
+    fn params_by_name(&self) -> Value {
+        match self {
+            Call::Health(check_type) => json!({ "checkType": check_type.as_str() }),
+            Call::Recover(error_type) => json!({ "errorType": error_type.as_str() }),
+            Call::Allocator(stats) => {
+                let mut params =
+                    json!({ "device": stats.device, "allocated": stats.allocated, "reserved": stats.reserved });
+                if let Some(pid) = stats.pid {
+                    params["pid"] = json!(pid);
+                }
+                params
             }
         }
+    }
+}
+
+/// Asks `authorize`; a refusal, a panic or no answer within `timeout` refuses the call.
+async fn authorized(
+    method: &str,
+    params: &Value,
+    backend: &dyn RpcBackend,
+    timeout: Duration,
+) -> Result<(), CallError> {
+    let verdict = match catch_unwind(AssertUnwindSafe(|| backend.authorize(method, params))) {
+        // The timer is Tokio's, which the binding always runs on; a caller that polls the
+        // dispatcher on another executor (the fuzz target's block_on) has no timer, and its
+        // backend answers at once.
+        Ok(future) if tokio::runtime::Handle::try_current().is_ok() => {
+            tokio::time::timeout(timeout, AssertUnwindSafe(future).catch_unwind()).await
+        }
+        Ok(future) => Ok(AssertUnwindSafe(future).catch_unwind().await),
+        Err(panic) => Ok(Err(panic)),
+    };
+    match verdict {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(CallError::Failed(MethodError::not_authorized(method))),
+        Ok(Err(_panic)) => Err(CallError::Failed(MethodError::internal("the authorize callback panicked"))),
+        Err(_elapsed) => Err(CallError::Failed(MethodError::authorize_timed_out(method, timeout))),
+    }
+}
+
+/// A backend's error as the caller sees it: invalid params stay a protocol error (-32602,
+/// and so an MCP protocol error too), other codes are sanitized.
+fn backend_error(error: MethodError) -> CallError {
+    match error.sanitized() {
+        error if error.code == super::error::INVALID_PARAMS => CallError::InvalidParams(error),
+        error => CallError::Failed(error),
     }
 }
 
@@ -191,7 +244,7 @@ async fn guarded(call: impl FnOnce() -> RpcFuture<Result<Value, MethodError>>) -
         Ok(future) => AssertUnwindSafe(future).catch_unwind().await.unwrap_or_else(|_| Err(panicked())),
         Err(_) => Err(panicked()),
     };
-    outcome.map_err(|error| CallError::Failed(error.sanitized()))
+    outcome.map_err(backend_error)
 }
 
 fn panicked() -> MethodError {

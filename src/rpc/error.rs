@@ -30,7 +30,8 @@ pub const RESERVED_MAX: i64 = -32000;
 
 // ---- hpc-health server errors (inside SERVER_ERROR_MIN..=SERVER_ERROR_MAX) ----
 
-/// recoverSystem refused because `RpcBackend::authorize` said no.
+/// A control method (`tools::CONTROL_TOOLS`) refused because `RpcBackend::authorize` said no,
+/// or did not answer within `RpcLimits::authorize_timeout`.
 pub const NOT_AUTHORIZED: i64 = -32001;
 
 // ---- messages ----
@@ -40,7 +41,10 @@ pub const MSG_INVALID_REQUEST: &str = "Invalid Request";
 pub const MSG_METHOD_NOT_FOUND: &str = "Method not found";
 pub const MSG_INVALID_PARAMS: &str = "Invalid params";
 pub const MSG_INTERNAL_ERROR: &str = "Internal error";
-pub const MSG_NOT_AUTHORIZED: &str = "recoverSystem refused: not authorized";
+/// Follows the method's name: "recoverSystem refused: not authorized".
+pub const MSG_NOT_AUTHORIZED: &str = "refused: not authorized";
+/// Follows the method's name when `authorize` did not settle in time.
+pub const MSG_AUTHORIZE_TIMED_OUT: &str = "refused: authorize did not answer within";
 /// Detail for a backend that panicked instead of returning an error.
 pub const MSG_BACKEND_PANICKED: &str = "Internal error: the health backend panicked";
 /// Detail for a backend error whose code the spec reserves for the protocol itself.
@@ -52,7 +56,7 @@ pub const MAX_ECHOED_CHARS: usize = 64;
 
 /// A failed call: what the JSON-RPC `error` member carries.
 ///
-/// The backend returns it with `INTERNAL_ERROR` or a code in `SERVER_ERROR_MIN..=SERVER_ERROR_MAX`
+/// The backend returns it with `INTERNAL_ERROR`, `INVALID_PARAMS` or a code in `SERVER_ERROR_MIN..=SERVER_ERROR_MAX`
 /// (application codes outside the reserved range pass through too); any other reserved code is
 /// turned into `INTERNAL_ERROR` so a backend cannot pose as a protocol error such as Parse error.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,9 +87,14 @@ impl MethodError {
         Self::new(code, message)
     }
 
-    /// -32001 "recoverSystem refused: not authorized".
-    pub fn not_authorized() -> Self {
-        Self::new(NOT_AUTHORIZED, MSG_NOT_AUTHORIZED)
+    /// -32001 "<method> refused: not authorized".
+    pub fn not_authorized(method: &str) -> Self {
+        Self::new(NOT_AUTHORIZED, format!("{method} {MSG_NOT_AUTHORIZED}"))
+    }
+
+    /// -32001 "<method> refused: authorize did not answer within <ms> ms".
+    pub fn authorize_timed_out(method: &str, timeout: std::time::Duration) -> Self {
+        Self::new(NOT_AUTHORIZED, format!("{method} {MSG_AUTHORIZE_TIMED_OUT} {} ms", timeout.as_millis()))
     }
 
     pub(crate) fn parse_error(detail: impl fmt::Display) -> Self {
@@ -101,7 +110,9 @@ impl MethodError {
         Self::new(METHOD_NOT_FOUND, MSG_METHOD_NOT_FOUND)
     }
 
-    pub(crate) fn invalid_params(detail: impl fmt::Display) -> Self {
+    /// -32602 "Invalid params: <detail>"; also what a backend returns when it refuses the
+    /// (schema-valid) params, e.g. an allocator report for a device it does not know.
+    pub fn invalid_params(detail: impl fmt::Display) -> Self {
         Self::new(INVALID_PARAMS, format!("{MSG_INVALID_PARAMS}: {detail}"))
     }
 
@@ -110,9 +121,12 @@ impl MethodError {
     }
 
     /// Keeps the backend's error unless its code is one the spec reserves for the protocol.
+    /// Invalid params is a method's own error (the spec: "Invalid method parameter(s)"), so a
+    /// backend may use it for params that pass the schema but not its checks.
     pub(crate) fn sanitized(self) -> Self {
         let reserved = (RESERVED_MIN..=RESERVED_MAX).contains(&self.code);
-        let allowed = self.code == INTERNAL_ERROR || (SERVER_ERROR_MIN..=SERVER_ERROR_MAX).contains(&self.code);
+        let allowed = matches!(self.code, INTERNAL_ERROR | INVALID_PARAMS)
+            || (SERVER_ERROR_MIN..=SERVER_ERROR_MAX).contains(&self.code);
         if reserved && !allowed {
             let mut error = Self::internal(MSG_RESERVED_CODE);
             error.data = Some(json!({ "code": self.code, "message": self.message, "data": self.data }));

@@ -6,7 +6,7 @@
 use super::dispatch::{call_tool, CallError};
 use super::error::MethodError;
 use super::tools::{tool_list, Tool};
-use super::{RpcBackend, ServerInfo};
+use super::{RpcBackend, RpcLimits, ServerInfo};
 use serde_json::{json, Map, Value};
 
 pub const INITIALIZE: &str = "initialize";
@@ -45,7 +45,11 @@ pub(crate) fn tools_list() -> Value {
 }
 
 /// `tools/call` with `{ name, arguments? }`; `arguments` absent or null means `{}`.
-pub(crate) async fn tools_call(params: Option<&Value>, backend: &dyn RpcBackend) -> Result<Value, MethodError> {
+pub(crate) async fn tools_call(
+    params: Option<&Value>,
+    backend: &dyn RpcBackend,
+    limits: &RpcLimits,
+) -> Result<Value, MethodError> {
     let Some(Value::Object(params)) = params else {
         return Err(MethodError::invalid_params("tools/call needs params { name, arguments }"));
     };
@@ -59,7 +63,7 @@ pub(crate) async fn tools_call(params: Option<&Value>, backend: &dyn RpcBackend)
         Some(arguments @ Value::Object(_)) => Some(arguments),
         Some(_) => return Err(MethodError::invalid_params("tool arguments must be an object")),
     };
-    match call_tool(tool, arguments, backend).await {
+    match call_tool(tool, arguments, backend, limits).await {
         Ok(result) => Ok(tool_result(result)),
         Err(CallError::InvalidParams(error)) => Err(error),
         Err(CallError::Failed(error)) => Ok(tool_error_result(&error)),

@@ -27,10 +27,13 @@ pub use answering_backend::AnsweringBackend;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
+
+use crate::policy::thresholds::AUTHORIZE_TIMEOUT_MS;
 
 pub use dispatch::{handle_json_rpc, handle_json_rpc_value};
 pub use error::MethodError;
-pub use tools::{allocator_tool, monitoring_tools, Tool};
+pub use tools::{allocator_tool, monitoring_tools, Tool, CONTROL_TOOLS};
 
 /// A boxed, sendable future: what `RpcBackend` methods return (no async-trait in this crate).
 /// It is `'static`, so a backend clones what it needs (an `Arc` of its state) into it.
@@ -42,15 +45,19 @@ pub trait RpcBackend: Send + Sync {
     /// `getSystemHealth`: the health report as a JSON object.
     fn get_system_health(&self, check_type: CheckType) -> RpcFuture<Result<Value, MethodError>>;
 
-    /// `recoverSystem`: runs only after `authorize` said yes.
+    /// `recoverSystem`: runs only after `authorize` said yes (a control tool).
     fn recover_system(&self, error_type: RecoveryType) -> RpcFuture<Result<Value, MethodError>>;
 
     /// `reportAllocatorStats` from the CUDA worker: records the numbers, so it is synchronous.
+    /// Runs only after `authorize` said yes (a control tool). A report the backend refuses
+    /// (e.g. an unknown device) is `MethodError::invalid_params`.
     fn report_allocator_stats(&self, stats: AllocatorStatsParams) -> Result<Value, MethodError>;
 
-    /// Whether this caller may run recoverSystem (the JS `authorize` callback in the binding);
-    /// default: refused. `method` is the tool name ("recoverSystem", also when reached through
-    /// MCP `tools/call`) and `params` its validated arguments by name, e.g. `{"errorType":"gpu"}`.
+    /// Whether this caller may run a control tool (`tools::CONTROL_TOOLS`; the JS `authorize`
+    /// callback in the binding); default: refused. `method` is the tool name ("recoverSystem",
+    /// "reportAllocatorStats", also when reached through MCP `tools/call`) and `params` its
+    /// validated arguments by name, e.g. `{"errorType":"gpu"}`. A future that does not settle
+    /// within `RpcLimits::authorize_timeout` refuses.
     fn authorize(&self, method: &str, params: &Value) -> RpcFuture<bool> {
         let _ = (method, params);
         Box::pin(async { false })
@@ -141,6 +148,9 @@ pub struct RpcLimits {
     pub max_batch: usize,
     /// MCP `serverInfo`.
     pub server_info: ServerInfo,
+    /// Longest `RpcBackend::authorize` may take (default `AUTHORIZE_TIMEOUT_MS`, 10 s); past it
+    /// the call is refused with -32001, so a callback that never settles cannot hold a request.
+    pub authorize_timeout: Duration,
 }
 
 /// Default `RpcLimits::max_message_bytes`: 1 MiB.
@@ -154,6 +164,7 @@ impl Default for RpcLimits {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_batch: DEFAULT_MAX_BATCH,
             server_info: ServerInfo::default(),
+            authorize_timeout: Duration::from_millis(AUTHORIZE_TIMEOUT_MS.default as u64),
         }
     }
 }

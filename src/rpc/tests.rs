@@ -19,6 +19,8 @@ struct Fake {
     panic: bool,
     /// What `reportAllocatorStats` returns on success (default: an object).
     allocator_result: Option<Value>,
+    /// `authorize` never settles.
+    authorize_hangs: bool,
     calls: Arc<Mutex<Vec<String>>>,
 }
 
@@ -78,6 +80,9 @@ impl RpcBackend for Fake {
 
     fn authorize(&self, method: &str, params: &Value) -> RpcFuture<bool> {
         self.record(format!("authorize:{method}:{params}"));
+        if self.authorize_hangs {
+            return Box::pin(futures::future::pending());
+        }
         let allow = self.allow;
         Box::pin(async move { allow })
     }
@@ -591,7 +596,7 @@ async fn recovery_is_refused_by_default() {
         .await
         .unwrap();
     assert_eq!(code(&response), NOT_AUTHORIZED);
-    assert_eq!(message(&response), MSG_NOT_AUTHORIZED);
+    assert_eq!(message(&response), format!("recoverSystem {MSG_NOT_AUTHORIZED}"));
     assert!(!*backend.recovered.lock().unwrap(), "recover_system ran without authorization");
 
     // As a notification it is refused silently, and still not run.
@@ -620,16 +625,99 @@ async fn recovery_runs_when_authorized_and_authorize_sees_params_by_name() {
     call(&fake, r#"{"jsonrpc":"2.0","method":"recoverSystem","params":{"errorType":"nope"},"id":1}"#).await;
     assert!(fake.calls().is_empty());
 
-    // Only recoverSystem asks.
+    // Reading health does not ask.
     let fake = Fake::default();
     call(&fake, r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":1}"#).await;
-    call(&fake, r#"{"jsonrpc":"2.0","method":"reportAllocatorStats","params":[0,1,2],"id":1}"#).await;
     assert!(fake.calls().iter().all(|c| !c.starts_with("authorize")), "{:?}", fake.calls());
+}
+
+#[test]
+fn the_control_tools_are_the_ones_that_change_the_service() {
+    let control: Vec<&str> = Tool::ALL.into_iter().filter(|t| t.is_control()).map(Tool::name).collect();
+    assert_eq!(control, ["recoverSystem", "reportAllocatorStats"]);
+    assert!(!Tool::GetSystemHealth.is_control());
+}
+
+#[tokio::test]
+async fn allocator_reports_need_authorization() {
+    // Refused: -32001 naming the method, and the report is never recorded.
+    let fake = Fake::default();
+    let request = r#"{"jsonrpc":"2.0","method":"reportAllocatorStats","params":{"device":0,"allocated":0,"reserved":79000000000},"id":1}"#;
+    let response = call(&fake, request).await.unwrap();
+    assert_eq!(code(&response), NOT_AUTHORIZED);
+    assert_eq!(message(&response), "reportAllocatorStats refused: not authorized");
+    assert_eq!(fake.calls(), [r#"authorize:reportAllocatorStats:{"allocated":0,"device":0,"reserved":79000000000}"#]);
+
+    // Through MCP too: a tool result with isError, the report not recorded.
+    let fake = Fake::default();
+    let arguments = json!({ "device": 0, "allocated": 0, "reserved": 79_000_000_000u64, "pid": 7 });
+    let response = call(&fake, &mcp("tools/call", json!({ "name": "reportAllocatorStats", "arguments": arguments })))
+        .await
+        .unwrap();
+    assert_eq!(response["result"]["isError"], json!(true));
+    assert_eq!(response["result"]["structuredContent"]["error"]["code"], json!(NOT_AUTHORIZED));
+    assert_eq!(fake.calls().len(), 1, "{:?}", fake.calls());
+    assert!(fake.calls()[0].contains(r#""pid":7"#), "authorize sees the pid: {:?}", fake.calls());
+
+    // Allowed: authorize, then the report.
+    let fake = Fake::allowing();
+    let response = call(&fake, request).await.unwrap();
+    assert_eq!(response["result"]["accepted"], json!(true));
+    assert_eq!(fake.calls().len(), 2);
+    assert!(fake.calls()[1].starts_with("reportAllocatorStats:"));
+
+    // Invalid params are answered -32602 before authorize is asked.
+    let fake = Fake::default();
+    let response =
+        call(&fake, r#"{"jsonrpc":"2.0","method":"reportAllocatorStats","params":[0,1],"id":1}"#).await.unwrap();
+    assert_eq!(code(&response), INVALID_PARAMS);
+    assert!(fake.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_backend_that_refuses_the_params_answers_invalid_params() {
+    // e.g. an allocator report for a device the monitor does not know, or allocated > reserved.
+    let refusal = MethodError::invalid_params("device must be an integer in [0, 1], got 7");
+    let fake = Fake::failing(refusal.clone());
+    let response =
+        call(&fake, r#"{"jsonrpc":"2.0","method":"reportAllocatorStats","params":[7,1,2],"id":1}"#).await.unwrap();
+    assert_eq!(response["error"], refusal.to_json(), "not -32603 'reserved code'");
+    // The async tools alike.
+    for request in [
+        r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":1}"#,
+        r#"{"jsonrpc":"2.0","method":"recoverSystem","params":["gpu"],"id":1}"#,
+    ] {
+        let response = call(&fake, request).await.unwrap();
+        assert_eq!(code(&response), INVALID_PARAMS, "{request}");
+    }
+    // Over MCP invalid arguments are a protocol error, not a tool result.
+    let arguments = json!({ "device": 7, "allocated": 1, "reserved": 2 });
+    let response = call(&fake, &mcp("tools/call", json!({ "name": "reportAllocatorStats", "arguments": arguments })))
+        .await
+        .unwrap();
+    assert_eq!(code(&response), INVALID_PARAMS);
+    assert!(response.get("result").is_none(), "{response}");
+}
+
+#[tokio::test]
+async fn an_authorize_that_never_settles_is_refused_after_the_timeout() {
+    let limits = RpcLimits { authorize_timeout: std::time::Duration::from_millis(50), ..RpcLimits::default() };
+    for (method, params) in [("recoverSystem", json!(["gpu"])), ("reportAllocatorStats", json!([0, 1, 2]))] {
+        let fake = Fake { authorize_hangs: true, allow: true, ..Fake::default() };
+        let request = json!({ "jsonrpc": "2.0", "method": method, "params": params, "id": 1 }).to_string();
+        let answered =
+            tokio::time::timeout(std::time::Duration::from_secs(10), handle_json_rpc(&request, &fake, &limits));
+        let response = answered.await.expect("the call settles").unwrap();
+        assert_eq!(code(&response), NOT_AUTHORIZED);
+        assert_eq!(message(&response), format!("{method} refused: authorize did not answer within 50 ms"));
+        assert_eq!(fake.calls().len(), 1, "only authorize was called: {:?}", fake.calls());
+    }
+    assert_eq!(RpcLimits::default().authorize_timeout, std::time::Duration::from_secs(10));
 }
 
 #[tokio::test]
 async fn params_are_parsed_into_typed_values() {
-    let fake = Fake::default();
+    let fake = Fake::allowing();
     call(&fake, r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":1}"#).await;
     call(&fake, r#"{"jsonrpc":"2.0","method":"getSystemHealth","params":{"checkType":"full"},"id":1}"#).await;
     call(&fake, r#"{"jsonrpc":"2.0","method":"reportAllocatorStats","params":{"device":2,"allocated":10,"reserved":20,"pid":7},"id":1}"#).await;
@@ -639,10 +727,12 @@ async fn params_are_parsed_into_typed_values() {
         vec![
             "getSystemHealth:quick".to_string(),
             "getSystemHealth:full".to_string(),
+            r#"authorize:reportAllocatorStats:{"allocated":10,"device":2,"pid":7,"reserved":20}"#.to_string(),
             format!(
                 "reportAllocatorStats:{:?}",
                 AllocatorStatsParams { device: 2, allocated: 10, reserved: 20, pid: Some(7) }
             ),
+            r#"authorize:reportAllocatorStats:{"allocated":1000,"device":3,"reserved":4096}"#.to_string(),
             format!(
                 "reportAllocatorStats:{:?}",
                 AllocatorStatsParams { device: 3, allocated: 1000, reserved: 4096, pid: None }
@@ -767,7 +857,7 @@ async fn mcp_tools_call_success() {
     assert_eq!(response["result"]["isError"], json!(false));
 
     // A non-object result is wrapped for structuredContent, and is the text as is.
-    let fake = Fake { allocator_result: Some(json!(true)), ..Fake::default() };
+    let fake = Fake { allocator_result: Some(json!(true)), ..Fake::allowing() };
     let arguments = json!({ "device": 0, "allocated": 1, "reserved": 2 });
     let response = call(&fake, &mcp("tools/call", json!({ "name": "reportAllocatorStats", "arguments": arguments })))
         .await
@@ -803,7 +893,7 @@ async fn mcp_tool_failures_are_results_with_is_error() {
     let request = mcp("tools/call", json!({ "name": "recoverSystem", "arguments": { "errorType": "memory" } }));
     let response = call(&Fake::default(), &request).await.unwrap();
     assert_eq!(response["result"]["isError"], json!(true));
-    assert_eq!(response["result"]["content"][0]["text"], json!(MSG_NOT_AUTHORIZED));
+    assert_eq!(response["result"]["content"][0]["text"], json!("recoverSystem refused: not authorized"));
     assert_eq!(response["result"]["structuredContent"]["error"]["code"], json!(NOT_AUTHORIZED));
 }
 

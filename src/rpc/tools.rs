@@ -10,6 +10,11 @@ pub const GET_SYSTEM_HEALTH: &str = "getSystemHealth";
 pub const RECOVER_SYSTEM: &str = "recoverSystem";
 pub const REPORT_ALLOCATOR_STATS: &str = "reportAllocatorStats";
 
+/// The tools that change what the service does, and so run only once `RpcBackend::authorize`
+/// says yes: `recoverSystem` acts on the machine, and `reportAllocatorStats` feeds the health
+/// verdict (a forged report starts recoveries and pauses intake). `getSystemHealth` only reads.
+pub const CONTROL_TOOLS: [Tool; 2] = [Tool::RecoverSystem, Tool::ReportAllocatorStats];
+
 /// A tool callable both as a JSON-RPC method of the same name and through MCP `tools/call`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tool {
@@ -32,6 +37,11 @@ impl Tool {
 
     pub fn from_name(name: &str) -> Option<Tool> {
         Self::ALL.into_iter().find(|tool| tool.name() == name)
+    }
+
+    /// Whether the tool is a control input (see `CONTROL_TOOLS`).
+    pub fn is_control(self) -> bool {
+        CONTROL_TOOLS.contains(&self)
     }
 
     /// `{ description, inputSchema }`.

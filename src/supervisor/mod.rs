@@ -12,7 +12,7 @@ use crate::monitors::memory::MemoryMonitor;
 use crate::policy::issues::{Action, HealthIssue, IssueCode, Severity};
 use crate::policy::pressure::{pressure_issues, MemoryPressure};
 use crate::policy::thresholds::FAILURES_FOR_UNKNOWN;
-use crate::recovery::engine::{Hook, RecoveryOutcome, Run, RunResult};
+use crate::recovery::engine::{Hook, Interrupter, RecoveryOutcome, RunResult};
 use crate::recovery::gpu::GpuRecovery;
 use crate::recovery::memory::MemoryRecovery;
 use crate::sampling::gpu::GpuDetail;
@@ -29,6 +29,9 @@ use tokio::sync::watch;
 
 // The kinds of check and recovery operators ask for are the RPC layer's words.
 pub use crate::rpc::{CheckType, RecoveryType};
+
+/// While `stop` waits for the loop, how often it interrupts recoveries again.
+const STOP_INTERRUPT_REPEAT: Duration = Duration::from_millis(50);
 
 /// One health check of the whole system.
 #[derive(Debug, Clone)]
@@ -90,7 +93,7 @@ pub struct RecoveryAction {
     pub kind: &'static str,
     pub issue: Option<IssueCode>,
     pub device: Option<u32>,
-    /// `recovered`, `not_recovered`, `failed`, `paused`, `skipped`.
+    /// `recovered`, `not_recovered`, `failed`, `interrupted`, `paused`, `skipped`.
     pub result: &'static str,
     pub detail: Option<String>,
 }
@@ -181,6 +184,8 @@ pub struct Supervisor {
     running: Mutex<Option<Running>>,
     /// Serialises recoveries started by the loop and by operators.
     recovering: tokio::sync::Mutex<()>,
+    /// Interrupts the supervisor's own runs (`restartProcess`) when it stops.
+    interrupter: Interrupter,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -212,6 +217,7 @@ impl Supervisor {
             events,
             running: Mutex::new(None),
             recovering: tokio::sync::Mutex::new(()),
+            interrupter: Interrupter::default(),
         }
     }
 
@@ -286,7 +292,24 @@ impl Supervisor {
 
     /// One turn of the loop: check, judge, recover, checkpoint. Never fails.
     pub async fn tick(&self) {
-        let result = self.check_system_health(CheckType::Full).await;
+        self.tick_unless_stopped(&mut watch::channel(false).1).await;
+    }
+
+    /// `tick`, abandoned (without a word) if `stopped` turns true while health is being
+    /// checked: a check hung in the driver would otherwise hold `stop` for `check_timeout`.
+    /// Once judged, the turn runs to its end (a recovery in it is interrupted by `stop`).
+    async fn tick_unless_stopped(&self, stopped: &mut watch::Receiver<bool>) {
+        let stop_requested = async {
+            // An error means no one can stop this turn any more.
+            if stopped.wait_for(|stopped| *stopped).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            biased;
+            result = self.check_system_health(CheckType::Full) => result,
+            () = stop_requested => return,
+        };
         let health = match result {
             Ok(health) => health,
             Err(error) => return self.monitoring_failed(error).await,
@@ -605,9 +628,12 @@ impl Supervisor {
         let Some(hook) = &self.parts.restart_process else {
             return RecoveryAction::skipped("process", "no restartProcess hook");
         };
-        let mut run = Run::new("process");
+        let mut run = self.interrupter.new_run("process");
         let step = run.hook_step("restart_process", Some(hook), None, self.options.step_timeout).await;
-        let result = if step.is_ok() { RunResult::Recovered } else { RunResult::Failed };
+        let result = match &step {
+            Ok(()) => RunResult::Recovered,
+            Err(error) => error.run_result(),
+        };
         self.record_recovery("process", result.as_str());
         let detail = step.err().map(|e| format!("{}: {}", e.code, e.message)).unwrap_or(reason);
         RecoveryAction { kind: "process", issue: None, device: None, result: result.as_str(), detail: Some(detail) }
@@ -704,8 +730,8 @@ impl Supervisor {
         let done = spawn(Box::pin(async move {
             loop {
                 // The next check is timed from the end of this one: checks never overlap. A
-                // turn under way (a recovery, say) finishes before the loop stops.
-                this.tick().await;
+                // turn under way finishes before the loop stops (its recovery interrupted).
+                this.tick_unless_stopped(&mut stopped).await;
                 if *stopped.borrow() {
                     return;
                 }
@@ -719,11 +745,37 @@ impl Supervisor {
     }
 
     /// Stops the loop; resolves once no more events will come from it. Idempotent.
+    ///
+    /// A recovery under way (the loop's or an operator's) is interrupted: it abandons the
+    /// wait it is in (for a hook, for a lost device to return) and is recorded `interrupted`,
+    /// so stopping takes no longer than the turn's bookkeeping, never `deviceWaitMs` or a
+    /// hook's `stepTimeoutMs`.
     pub async fn stop(&self) {
         let running = lock(&self.running).take();
-        if let Some(running) = running {
-            let _ = running.stop.send(true);
-            let _ = running.done.await;
+        let Some(Running { stop, mut done }) = running else {
+            // No loop; an operator's recovery may still be under way.
+            return self.interrupt_recoveries();
+        };
+        let _ = stop.send(true);
+        // Interrupted again until the loop ends: a recovery the turn starts after one
+        // interrupt (it was checking health then) is caught by the next.
+        loop {
+            self.interrupt_recoveries();
+            tokio::select! {
+                _ = &mut done => return,
+                _ = tokio::time::sleep(STOP_INTERRUPT_REPEAT) => {}
+            }
+        }
+    }
+
+    /// Interrupts every recovery run under way (see `Interrupter`).
+    pub fn interrupt_recoveries(&self) {
+        self.interrupter.interrupt();
+        if let Some(recovery) = &self.parts.memory_recovery {
+            recovery.core().interrupt();
+        }
+        if let Some(recovery) = &self.parts.gpu_recovery {
+            recovery.core().interrupt();
         }
     }
 
