@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::args::{describe, type_error, OptionsObject};
 use super::health_supervisor::{HealthSupervisor, SystemHealthReport};
+use super::json::JsonOut;
 use crate::monitors::gpu_health::{AllocatorReport, GpuHealthMonitor};
 use crate::rpc::{self, AllocatorStatsParams, CheckType, MethodError, RecoveryType, RpcBackend, RpcFuture, RpcLimits};
 use crate::supervisor::{action_json, Supervisor};
@@ -33,7 +34,7 @@ impl FromNapiValue for Verdict {
     }
 }
 
-type Authorize = ThreadsafeFunction<Value, Verdict, Value, Status, false, true>;
+type Authorize = ThreadsafeFunction<JsonOut, Verdict, JsonOut, Status, false, true>;
 
 struct SupervisorRpc {
     supervisor: Arc<Supervisor>,
@@ -75,7 +76,7 @@ impl RpcBackend for SupervisorRpc {
         let Some(authorize) = self.authorize.clone() else { return Box::pin(async { false }) };
         let request = json!({ "method": method, "params": params });
         Box::pin(async move {
-            match authorize.call_async_catch(request).await {
+            match authorize.call_async_catch(JsonOut(request)).await {
                 Ok(Verdict::Now(allowed)) => allowed,
                 Ok(Verdict::Later(promise)) => promise.await.unwrap_or(false),
                 // A callback that throws refuses.
@@ -100,58 +101,61 @@ impl HealthSupervisor {
         env: &'env Env,
         message: Unknown,
         options: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, Value>> {
-        let options = OptionsObject::read(env, options, "options", &["authorize"])?;
-        let authorize = match options.as_ref().map(|o| o.raw("authorize")).transpose()?.flatten() {
-            None => None,
-            Some(f) if f.get_type()? == ValueType::Function => {
-                let function: Function<'_, Value, Verdict> = unsafe { f.cast()? };
-                Some(Arc::new(
-                    function.build_threadsafe_function::<Value>().weak::<true>().callee_handled::<false>().build()?,
-                ))
-            }
-            Some(other) => {
-                return Err(type_error(
-                    env,
-                    "ERR_INVALID_ARG_TYPE",
-                    format!("authorize must be a function, got {}", describe(&other)),
-                ))
-            }
-        };
-        enum Message {
-            Text(String),
-            Parsed(Value),
-        }
-        let message = match message.get_type()? {
-            ValueType::String => Message::Text(unsafe { message.cast()? }),
-            ValueType::Object => Message::Parsed(super::json_value(env, message, "message")?),
-            _ => {
-                return Err(type_error(
-                    env,
-                    "ERR_INVALID_ARG_TYPE",
-                    format!("message must be a string or an object, got {}", describe(&message)),
-                ))
-            }
-        };
-        let backend =
-            SupervisorRpc { supervisor: self.core.clone(), gpu: self.core.parts().gpu_monitor.clone(), authorize };
-        env.spawn_future(async move {
-            let limits = RpcLimits::default();
-            let response = match message {
-                Message::Text(text) => rpc::handle_json_rpc(&text, &backend, &limits).await,
-                Message::Parsed(value) => rpc::handle_json_rpc_value(value, &backend, &limits).await,
+    ) -> Result<PromiseRaw<'env, JsonOut>> {
+        super::task::guarded(env, "HealthSupervisor.handleJsonRpc", || {
+            let options = OptionsObject::read(env, options, "options", &["authorize"])?;
+            let authorize = match options.as_ref().map(|o| o.raw("authorize")).transpose()?.flatten() {
+                None => None,
+                Some(f) if f.get_type()? == ValueType::Function => {
+                    let function: Function<'_, JsonOut, Verdict> = unsafe { f.cast()? };
+                    Some(Arc::new(
+                        function
+                            .build_threadsafe_function::<JsonOut>()
+                            .weak::<true>()
+                            .callee_handled::<false>()
+                            .build()?,
+                    ))
+                }
+                Some(other) => {
+                    return Err(type_error(
+                        env,
+                        "ERR_INVALID_ARG_TYPE",
+                        format!("authorize must be a function, got {}", describe(&other)),
+                    ))
+                }
             };
-            Ok(response.unwrap_or(Value::Null))
+            enum Message {
+                Text(String),
+                Parsed(Value),
+            }
+            let message = match message.get_type()? {
+                ValueType::String => Message::Text(unsafe { message.cast()? }),
+                ValueType::Object => Message::Parsed(super::json_value(env, message, "message")?),
+                _ => {
+                    return Err(type_error(
+                        env,
+                        "ERR_INVALID_ARG_TYPE",
+                        format!("message must be a string or an object, got {}", describe(&message)),
+                    ))
+                }
+            };
+            let backend =
+                SupervisorRpc { supervisor: self.core.clone(), gpu: self.core.parts().gpu_monitor.clone(), authorize };
+            env.spawn_future(async move {
+                let limits = RpcLimits::default();
+                let response = match message {
+                    Message::Text(text) => rpc::handle_json_rpc(&text, &backend, &limits).await,
+                    Message::Parsed(value) => rpc::handle_json_rpc_value(value, &backend, &limits).await,
+                };
+                Ok(JsonOut(response.unwrap_or(Value::Null)))
+            })
         })
     }
 }
 
-/// Puts the requirements' `monitoringTools` on the module, verbatim in shape (`{
-/// getSystemHealth: { description, inputSchema }, recoverSystem: { description, inputSchema }
-/// }`), frozen. Its type is in `typings-header.d.ts`.
-#[cfg_attr(test, allow(dead_code))]
-#[napi(module_exports)]
-pub fn export_monitoring_tools(mut exports: Object, env: Env) -> Result<()> {
-    let tools = super::args::frozen(&env, rpc::monitoring_tools())?;
-    exports.set_named_property("monitoringTools", tools)
+/// The requirements' `monitoringTools`, verbatim in shape (`{ getSystemHealth: { description,
+/// inputSchema }, recoverSystem: { description, inputSchema } }`), frozen. Its type is in
+/// `typings-header.d.ts`.
+pub fn monitoring_tools(env: &Env) -> Result<Object<'_>> {
+    super::args::frozen(env, rpc::monitoring_tools())
 }

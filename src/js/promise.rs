@@ -13,6 +13,7 @@ use napi::bindgen_prelude::{FromNapiValue, Unknown};
 use napi::sys;
 
 use super::args::describe;
+use super::json::take_exception;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -86,16 +87,16 @@ pub unsafe fn settle_later<T: Send + 'static>(
         napi::check_status!(sys::napi_create_double(env, id as f64, &mut id_value))?;
         let on_fulfilled = bind(env, settle, id_value, true)?;
         let on_rejected = bind(env, settle, id_value, false)?;
-        let then = named_property(env, promise, c"then")?;
+        // A promise whose own `then` was replaced may throw from it: that fails this wait.
+        let mut then = ptr::null_mut();
         let mut ignored = ptr::null_mut();
-        napi::check_status!(sys::napi_call_function(
-            env,
-            promise,
-            then,
-            2,
-            [on_fulfilled, on_rejected].as_ptr(),
-            &mut ignored
-        ))?;
+        let called = sys::napi_get_named_property(env, promise, c"then".as_ptr(), &mut then) == sys::Status::napi_ok
+            && sys::napi_call_function(env, promise, then, 2, [on_fulfilled, on_rejected].as_ptr(), &mut ignored)
+                == sys::Status::napi_ok;
+        if !called {
+            let message = take_exception(env).unwrap_or_else(|| "then could not be called".to_owned());
+            return Err(napi::Error::new(napi::Status::GenericFailure, message));
+        }
     }
     Ok(settlement)
 }
@@ -196,5 +197,7 @@ unsafe extern "C" fn settle(env: sys::napi_env, info: sys::napi_callback_info) -
     if let Some(settler) = settler {
         settler(env, fulfilled, argv[2]);
     }
+    // Nothing a conversion raised may escape into the promise chain as an unhandled rejection.
+    let _ = unsafe { take_exception(env) };
     ptr::null_mut()
 }
