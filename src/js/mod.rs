@@ -27,7 +27,12 @@ use napi_derive::napi;
 /// module and guards every class member against a foreign `this`.
 #[cfg_attr(test, allow(dead_code))]
 #[napi(module_exports)]
-pub fn init_module(mut exports: Object, env: Env) -> Result<()> {
+pub fn init_module(exports: Object, env: Env) -> Result<()> {
+    task::catch_panic(|| init_exports(exports, env))
+        .unwrap_or_else(|message| Err(napi::Error::new(napi::Status::GenericFailure, message)))
+}
+
+fn init_exports(mut exports: Object, env: Env) -> Result<()> {
     exports.set_named_property("monitoringTools", json_rpc::monitoring_tools(&env)?)?;
     receiver::guard_members::<memory_monitor::MemoryMonitor>(&env, &exports, "MemoryMonitor")?;
     receiver::guard_members::<gpu_health_monitor::GpuHealthMonitor>(&env, &exports, "GPUHealthMonitor")?;

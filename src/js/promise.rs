@@ -195,7 +195,8 @@ unsafe extern "C" fn settle(env: sys::napi_env, info: sys::napi_callback_info) -
     // Taken out before it runs: the settler may run JavaScript (JSON conversion).
     let settler = pending().remove(&(id as u64));
     if let Some(settler) = settler {
-        settler(env, fulfilled, argv[2]);
+        // A panic must not unwind out of this callback: the wait then fails as abandoned.
+        let _ = super::task::catch_panic(|| settler(env, fulfilled, argv[2]));
     }
     // Nothing a conversion raised may escape into the promise chain as an unhandled rejection.
     let _ = unsafe { take_exception(env) };

@@ -53,7 +53,9 @@ fn panic_for_test(entry: &str) -> bool {
 }
 
 /// Runs the body of the synchronous entry point `entry` (`Class.member`): a panic throws an
-/// `Error` with code `ERR_INTERNAL` instead of aborting the process.
+/// `Error` with code `ERR_INTERNAL` instead of aborting the process, and so does a failed napi
+/// call (napi would throw it with its own status, `InvalidArg` and the like, as the code). What
+/// the body threw itself (a pending exception, an error made from a JS value) passes as it is.
 pub fn guarded<T>(env: &Env, entry: &str, body: impl FnOnce() -> Result<T>) -> Result<T> {
     let run = || {
         if panic_for_test(entry) {
@@ -61,11 +63,17 @@ pub fn guarded<T>(env: &Env, entry: &str, body: impl FnOnce() -> Result<T>) -> R
         }
         body()
     };
-    catch_panic(run).unwrap_or_else(|message| {
-        // Whatever the body left pending gives way to the internal error.
-        let _ = unsafe { super::json::take_exception(env.raw()) };
-        Err(coded_error(env, "ERR_INTERNAL", &message))
-    })
+    match catch_panic(run) {
+        Ok(Err(e)) if !matches!(e.status, Status::PendingException | Status::GenericFailure) => {
+            Err(coded_error(env, "ERR_INTERNAL", &format!("internal error in hpc-health: {entry}: {}", e.reason)))
+        }
+        Ok(result) => result,
+        Err(message) => {
+            // Whatever the body left pending gives way to the internal error.
+            let _ = unsafe { super::json::take_exception(env.raw()) };
+            Err(coded_error(env, "ERR_INTERNAL", &message))
+        }
+    }
 }
 
 /// An `Error` whose `code` is one of the package's stable codes.
