@@ -8,7 +8,8 @@ use napi::{Env, JsValue, Unknown, ValueType};
 use std::sync::Arc;
 
 use super::args::{describe, type_error, OptionsObject};
-use super::json::{from_js, take_exception, JsonOut};
+use super::engine::{call, global, take_exception};
+use super::json::{from_js, JsonOut};
 use super::promise::{settle_later, Settlement};
 use crate::recovery::engine::{Hook, HookFuture, StepError};
 
@@ -70,17 +71,10 @@ pub unsafe fn as_promise(
         if !thenable {
             return Ok(None);
         }
-        let (mut global, mut promise_class, mut resolve, mut promise) =
-            (ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
-        napi::check_status!(sys::napi_get_global(env, &mut global))?;
-        napi::check_status!(sys::napi_get_named_property(env, global, c"Promise".as_ptr(), &mut promise_class))?;
-        napi::check_status!(sys::napi_get_named_property(env, promise_class, c"resolve".as_ptr(), &mut resolve))?;
-        if sys::napi_call_function(env, promise_class, resolve, 1, [value].as_ptr(), &mut promise)
-            != sys::Status::napi_ok
-        {
-            let message = take_exception(env).unwrap_or_default();
-            return Err(Error::new(Status::GenericFailure, message));
-        }
+        let promise_class = global(env, &[c"Promise"])?;
+        let resolve = global(env, &[c"Promise", c"resolve"])?;
+        let promise = call(env, Some(promise_class), resolve, &[value])
+            .map_err(|message| Error::new(Status::GenericFailure, message))?;
         Ok(Some(promise))
     }
 }

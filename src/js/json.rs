@@ -12,7 +12,8 @@ use napi::sys;
 use serde_json::Value;
 use std::ptr;
 
-use super::args::{describe, type_error};
+use super::args::type_error;
+use super::engine::{call, global, take_exception};
 
 /// JSON data for JavaScript: every value of this package that holds user data or JSON-shaped
 /// results is handed over as this.
@@ -45,7 +46,7 @@ impl ToNapiValue for JsonOut {
 /// exception left pending.
 unsafe fn parse(env: sys::napi_env, text: &str) -> Result<sys::napi_value> {
     unsafe {
-        let parse = json_function(env, c"parse")?;
+        let parse = global(env, &[c"JSON", c"parse"])?;
         let mut string = ptr::null_mut();
         let status = sys::napi_create_string_utf8(env, text.as_ptr().cast(), text.len() as isize, &mut string);
         if status != sys::Status::napi_ok {
@@ -55,70 +56,8 @@ unsafe fn parse(env: sys::napi_env, text: &str) -> Result<sys::napi_value> {
                 format!("a JSON value of {} bytes is too large for a JavaScript string", text.len()),
             ));
         }
-        call(env, parse, &[string]).map_err(|message| Error::new(Status::GenericFailure, message))
+        call(env, None, parse, &[string]).map_err(|message| Error::new(Status::GenericFailure, message))
     }
-}
-
-/// `JSON[name]`, read from the global object.
-unsafe fn json_function(env: sys::napi_env, name: &std::ffi::CStr) -> Result<sys::napi_value> {
-    unsafe {
-        let (mut global, mut json, mut function) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
-        napi::check_status!(sys::napi_get_global(env, &mut global))?;
-        napi::check_status!(sys::napi_get_named_property(env, global, c"JSON".as_ptr(), &mut json))?;
-        napi::check_status!(sys::napi_get_named_property(env, json, name.as_ptr(), &mut function))?;
-        Ok(function)
-    }
-}
-
-/// Calls `function` with `JSON` as `this`; what it threw becomes the error's message.
-unsafe fn call(
-    env: sys::napi_env,
-    function: sys::napi_value,
-    args: &[sys::napi_value],
-) -> std::result::Result<sys::napi_value, String> {
-    unsafe {
-        let mut this = ptr::null_mut();
-        sys::napi_get_undefined(env, &mut this);
-        let mut result = ptr::null_mut();
-        match sys::napi_call_function(env, this, function, args.len(), args.as_ptr(), &mut result) {
-            sys::Status::napi_ok => Ok(result),
-            status => Err(take_exception(env).unwrap_or_else(|| format!("napi status {status}"))),
-        }
-    }
-}
-
-/// Clears the pending exception, if any, and gives its message (read without running
-/// getters or `toString`).
-///
-/// # Safety
-/// `env` must be the current JS thread's environment.
-pub unsafe fn take_exception(env: sys::napi_env) -> Option<String> {
-    let mut pending = false;
-    unsafe { sys::napi_is_exception_pending(env, &mut pending) };
-    if !pending {
-        return None;
-    }
-    let mut exception = ptr::null_mut();
-    unsafe { sys::napi_get_and_clear_last_exception(env, &mut exception) };
-    let message = match unsafe { Unknown::from_napi_value(env, exception) } {
-        Ok(value) => {
-            let message = Error::from_unknown_without_coercion(value).reason.clone();
-            if message.is_empty() {
-                format!("threw {}", describe(&value))
-            } else {
-                message
-            }
-        }
-        Err(e) => e.reason,
-    };
-    // Reading the message must not leave a second exception behind (a hostile proxy).
-    let mut again = false;
-    unsafe { sys::napi_is_exception_pending(env, &mut again) };
-    if again {
-        let mut ignored = ptr::null_mut();
-        unsafe { sys::napi_get_and_clear_last_exception(env, &mut ignored) };
-    }
-    Some(message)
 }
 
 /// The replacer given to `JSON.stringify`: functions and symbols are no data, and would be
@@ -153,7 +92,7 @@ unsafe extern "C" fn refuse_non_data(env: sys::napi_env, info: sys::napi_callbac
 /// `env` and `value` must be valid handles of the current JS thread's scope.
 pub unsafe fn stringify(env: sys::napi_env, value: sys::napi_value) -> std::result::Result<Option<String>, String> {
     unsafe {
-        let function = json_function(env, c"stringify").map_err(|e| e.reason)?;
+        let function = global(env, &[c"JSON", c"stringify"]).map_err(|e| e.reason)?;
         let mut replacer = ptr::null_mut();
         let status = sys::napi_create_function(
             env,
@@ -166,7 +105,7 @@ pub unsafe fn stringify(env: sys::napi_env, value: sys::napi_value) -> std::resu
         if status != sys::Status::napi_ok {
             return Err(take_exception(env).unwrap_or_else(|| format!("napi status {status}")));
         }
-        let text = call(env, function, &[value, replacer])?;
+        let text = call(env, None, function, &[value, replacer])?;
         let mut kind = 0;
         sys::napi_typeof(env, text, &mut kind);
         if kind != sys::ValueType::napi_string {

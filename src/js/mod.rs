@@ -4,6 +4,7 @@
 mod args;
 mod checkpoint_manager;
 mod durable;
+mod engine;
 mod gpu_health_monitor;
 mod gpu_recovery;
 mod health_supervisor;

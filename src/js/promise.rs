@@ -13,7 +13,7 @@ use napi::bindgen_prelude::{FromNapiValue, Unknown};
 use napi::sys;
 
 use super::args::describe;
-use super::json::take_exception;
+use super::engine::{call, message_of, take_exception};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -88,15 +88,10 @@ pub unsafe fn settle_later<T: Send + 'static>(
         let on_fulfilled = bind(env, settle, id_value, true)?;
         let on_rejected = bind(env, settle, id_value, false)?;
         // A promise whose own `then` was replaced may throw from it: that fails this wait.
-        let mut then = ptr::null_mut();
-        let mut ignored = ptr::null_mut();
-        let called = sys::napi_get_named_property(env, promise, c"then".as_ptr(), &mut then) == sys::Status::napi_ok
-            && sys::napi_call_function(env, promise, then, 2, [on_fulfilled, on_rejected].as_ptr(), &mut ignored)
-                == sys::Status::napi_ok;
-        if !called {
-            let message = take_exception(env).unwrap_or_else(|| "then could not be called".to_owned());
-            return Err(napi::Error::new(napi::Status::GenericFailure, message));
-        }
+        let failed = |message| napi::Error::new(napi::Status::GenericFailure, message);
+        let then =
+            named_property(env, promise, c"then").map_err(|e| failed(take_exception(env).unwrap_or(e.reason)))?;
+        call(env, Some(promise), then, &[on_fulfilled, on_rejected]).map_err(failed)?;
     }
     Ok(settlement)
 }
@@ -105,14 +100,7 @@ pub unsafe fn settle_later<T: Send + 'static>(
 /// a reason without one is named by its type (`rejected with undefined`).
 unsafe fn rejection_message(env: sys::napi_env, reason: sys::napi_value) -> String {
     match unsafe { Unknown::from_napi_value(env, reason) } {
-        Ok(value) => {
-            let message = napi::Error::from_unknown_without_coercion(value).reason.clone();
-            if message.is_empty() {
-                format!("rejected with {}", describe(&value))
-            } else {
-                message
-            }
-        }
+        Ok(value) => message_of(&value).unwrap_or_else(|| format!("rejected with {}", describe(&value))),
         Err(error) => error.reason,
     }
 }

@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::ptr;
 
 use super::args::{describe, type_error};
-use super::json::take_exception;
+use super::engine::{call, global, take_exception};
 
 /// What a wrapper needs: the class's type tag, names for the message, the original member.
 struct Member {
@@ -68,25 +68,9 @@ unsafe extern "C" fn checked_member(env: sys::napi_env, info: sys::napi_callback
     std::panic::catch_unwind(run).unwrap_or(ptr::null_mut())
 }
 
-/// `global.Object[name]`.
-unsafe fn object_function(env: sys::napi_env, name: &std::ffi::CStr) -> Result<sys::napi_value> {
-    unsafe {
-        let (mut global, mut object, mut function) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
-        napi::check_status!(sys::napi_get_global(env, &mut global))?;
-        napi::check_status!(sys::napi_get_named_property(env, global, c"Object".as_ptr(), &mut object))?;
-        napi::check_status!(sys::napi_get_named_property(env, object, name.as_ptr(), &mut function))?;
-        Ok(function)
-    }
-}
-
-unsafe fn call(env: sys::napi_env, function: sys::napi_value, args: &[sys::napi_value]) -> Result<sys::napi_value> {
-    let mut undefined = ptr::null_mut();
-    let mut result = ptr::null_mut();
-    unsafe {
-        napi::check_status!(sys::napi_get_undefined(env, &mut undefined))?;
-        napi::check_status!(sys::napi_call_function(env, undefined, function, args.len(), args.as_ptr(), &mut result))?;
-    }
-    Ok(result)
+unsafe extern "C" fn free_member(env: sys::napi_env, data: *mut std::ffi::c_void, _hint: *mut std::ffi::c_void) {
+    let member = unsafe { Box::from_raw(data as *mut Member) };
+    unsafe { sys::napi_delete_reference(env, member.original) };
 }
 
 /// A wrapper of `original` (a function) for the member `name` of `class`.
@@ -100,17 +84,30 @@ unsafe fn wrapper(
     unsafe {
         let mut reference = ptr::null_mut();
         napi::check_status!(sys::napi_create_reference(env, original, 1, &mut reference))?;
-        // Lives as long as the class: one per member, made once per load of the addon.
         let member = Box::into_raw(Box::new(Member { tag, class, name: name.to_owned(), original: reference }));
         let mut function = ptr::null_mut();
-        napi::check_status!(sys::napi_create_function(
+        let created = sys::napi_create_function(
             env,
             name.as_ptr().cast(),
             name.len() as isize,
             Some(checked_member),
             member.cast(),
-            &mut function
-        ))?;
+            &mut function,
+        );
+        // Freed with the wrapper (an environment that ends, a worker that exits).
+        if created != sys::Status::napi_ok
+            || sys::napi_add_finalizer(
+                env,
+                function,
+                member.cast(),
+                Some(free_member),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            ) != sys::Status::napi_ok
+        {
+            free_member(env, member.cast(), ptr::null_mut());
+            return Err(Error::new(Status::GenericFailure, format!("could not guard {class}.{name}")));
+        }
         Ok(function)
     }
 }
@@ -130,16 +127,19 @@ pub fn guard_members<T: TypeTag>(env: &Env, exports: &Object, class: &'static st
     )?;
     let raw = env.raw();
     unsafe {
-        let describe_property = object_function(raw, c"getOwnPropertyDescriptor")?;
-        let define_property = object_function(raw, c"defineProperty")?;
+        let describe_property = global(raw, &[c"Object", c"getOwnPropertyDescriptor"])?;
+        let define_property = global(raw, &[c"Object", c"defineProperty"])?;
+        let failed = |message| Error::new(Status::GenericFailure, message);
         for i in 0..names.get_array_length()? {
             let name: String = names.get_element(i)?;
             if name == "constructor" {
                 continue;
             }
             let key = env.create_string(&name)?.raw();
-            let descriptor: Object =
-                Object::from_napi_value(raw, call(raw, describe_property, &[prototype.raw(), key])?)?;
+            let descriptor: Object = Object::from_napi_value(
+                raw,
+                call(raw, None, describe_property, &[prototype.raw(), key]).map_err(failed)?,
+            )?;
             let mut replacement = Object::new(env)?;
             for field in ["value", "get", "set"] {
                 let value: Unknown = descriptor.get_named_property(field)?;
@@ -150,7 +150,7 @@ pub fn guard_members<T: TypeTag>(env: &Env, exports: &Object, class: &'static st
                     )?;
                 }
             }
-            call(raw, define_property, &[prototype.raw(), key, replacement.raw()])?;
+            call(raw, None, define_property, &[prototype.raw(), key, replacement.raw()]).map_err(failed)?;
         }
     }
     Ok(())

@@ -70,7 +70,7 @@ pub fn guarded<T>(env: &Env, entry: &str, body: impl FnOnce() -> Result<T>) -> R
         Ok(result) => result,
         Err(message) => {
             // Whatever the body left pending gives way to the internal error.
-            let _ = unsafe { super::json::take_exception(env.raw()) };
+            let _ = unsafe { super::engine::take_exception(env.raw()) };
             Err(coded_error(env, "ERR_INTERNAL", &message))
         }
     }
