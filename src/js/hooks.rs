@@ -41,6 +41,9 @@ pub enum HookReturn {
 /// thenable (an object or function with a callable `then`) through `Promise.resolve`, which
 /// adopts it as `await` would; `None` for a value that is no thenable (the hook finished).
 /// A `then` getter that throws makes a rejected promise; no exception is left pending.
+///
+/// # Safety
+/// `env` and `value` must be valid handles of the current JS thread's scope.
 pub unsafe fn as_promise(
     env: napi::sys::napi_env,
     value: napi::sys::napi_value,
