@@ -437,7 +437,7 @@ export interface HealthSupervisorOptions {
   checkTimeoutMs?: number
 }
 
-/** An incident as `read` returns it. */
+/** An incident as `read` returns it (declared for the typings; handed over as JSON). */
 export interface IncidentRecord {
   seq: number
   timestamp: number

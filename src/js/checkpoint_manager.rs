@@ -12,6 +12,7 @@ use super::args::{describe, range_error, range_violation, type_error, OptionsObj
 use super::gpu_health_monitor::{GpuHealth, GpuHealthMonitor};
 use super::hooks::{call_data_hook, read_data_hook, read_instance, DataHook};
 use super::incident_log::{problem_json, IncidentLog};
+use super::json::JsonOut;
 use super::memory_monitor::{MemoryMetrics, MemoryMonitor};
 use super::task::coded_error;
 use crate::durable::defaults::{DEFAULT_CHECKPOINT_MAX_BYTES, DEFAULT_CHECKPOINT_RETAIN, MAX_OPERATION_ID_BYTES};
@@ -311,74 +312,90 @@ fn spawn_settled<'env, T: ToNapiValue + Send + 'static>(
     })
 }
 
+/// Like [`spawn_settled`], for work that resolves JSON data.
+fn spawn_json<'env>(
+    env: &'env Env,
+    work: impl std::future::Future<Output = std::result::Result<Value, Failure>> + Send + 'static,
+) -> Result<PromiseRaw<'env, JsonOut>> {
+    spawn_settled(env, async move { work.await.map(JsonOut) })
+}
+
 #[napi]
 impl CheckpointManager {
     /// Opens (creating it 0700) the directory, removes leftover temporary files, replays the
     /// journal; synchronously, once. Throws `ERR_CHECKPOINT_LOCKED` when another process
     /// owns it and `ERR_UNSAFE_DIRECTORY` when it is a symlink, not ours, or open to others.
     #[napi(constructor, ts_args_type = "options: CheckpointManagerOptions")]
-    pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
-        let o = OptionsObject::required(&env, options, "options", OPTION_NAMES)?;
-        let directory = o.string("directory")?.ok_or_else(|| {
-            type_error(&env, "ERR_INVALID_ARG_TYPE", "directory must be a string, got undefined".into())
-        })?;
-        let retain = o.number("retain")?.map(|v| RETAIN.check(v).map_err(|e| range_violation(&env, e))).transpose()?;
-        let max_bytes =
-            o.number("maxBytes")?.map(|v| MAX_BYTES.check(v).map_err(|e| range_violation(&env, e))).transpose()?;
-        let step_timeout = o
-            .number(STEP_TIMEOUT_MS.name)?
-            .map(|v| STEP_TIMEOUT_MS.check(v).map_err(|e| range_violation(&env, e)))
-            .transpose()?;
-        let memory = o
-            .raw("memoryMonitor")?
-            .map(|v| read_instance(&env, Some(v), "memoryMonitor", "MemoryMonitor", |m: &MemoryMonitor| m.core.clone()))
-            .transpose()?;
-        let gpu = o
-            .raw("gpuMonitor")?
-            .map(|v| {
-                read_instance(&env, Some(v), "gpuMonitor", "GPUHealthMonitor", |m: &GpuHealthMonitor| m.core.clone())
-            })
-            .transpose()?;
-        let incidents = o
-            .raw("incidentLog")?
-            .map(|v| read_instance(&env, Some(v), "incidentLog", "IncidentLog", |l: &IncidentLog| l.core.clone()))
-            .transpose()?;
-        let capture_state = read_data_hook(&env, &o, "captureState")?;
-        let clean_current_state = read_data_hook(&env, &o, "cleanCurrentState")?;
-        let restore_memory_state = read_data_hook(&env, &o, "restoreMemoryState")?;
-        let restore_operations = read_data_hook(&env, &o, "restoreOperations")?;
+    pub fn new(env: Env, this: This<Unknown>, options: Option<Unknown>) -> Result<Self> {
+        super::task::guarded(&env, "CheckpointManager.constructor", || {
+            super::receiver::require_new::<Self>(&env, &this, "CheckpointManager")?;
+            let o = OptionsObject::required(&env, options, "options", OPTION_NAMES)?;
+            let directory = o.string("directory")?.ok_or_else(|| {
+                type_error(&env, "ERR_INVALID_ARG_TYPE", "directory must be a string, got undefined".into())
+            })?;
+            let retain =
+                o.number("retain")?.map(|v| RETAIN.check(v).map_err(|e| range_violation(&env, e))).transpose()?;
+            let max_bytes =
+                o.number("maxBytes")?.map(|v| MAX_BYTES.check(v).map_err(|e| range_violation(&env, e))).transpose()?;
+            let step_timeout = o
+                .number(STEP_TIMEOUT_MS.name)?
+                .map(|v| STEP_TIMEOUT_MS.check(v).map_err(|e| range_violation(&env, e)))
+                .transpose()?;
+            let memory = o
+                .raw("memoryMonitor")?
+                .map(|v| {
+                    read_instance(&env, Some(v), "memoryMonitor", "MemoryMonitor", |m: &MemoryMonitor| m.core.clone())
+                })
+                .transpose()?;
+            let gpu = o
+                .raw("gpuMonitor")?
+                .map(|v| {
+                    read_instance(&env, Some(v), "gpuMonitor", "GPUHealthMonitor", |m: &GpuHealthMonitor| {
+                        m.core.clone()
+                    })
+                })
+                .transpose()?;
+            let incidents = o
+                .raw("incidentLog")?
+                .map(|v| read_instance(&env, Some(v), "incidentLog", "IncidentLog", |l: &IncidentLog| l.core.clone()))
+                .transpose()?;
+            let capture_state = read_data_hook(&env, &o, "captureState")?;
+            let clean_current_state = read_data_hook(&env, &o, "cleanCurrentState")?;
+            let restore_memory_state = read_data_hook(&env, &o, "restoreMemoryState")?;
+            let restore_operations = read_data_hook(&env, &o, "restoreOperations")?;
 
-        let max_bytes = max_bytes.map_or(DEFAULT_CHECKPOINT_MAX_BYTES, |v| v as u64);
-        let open = || -> std::result::Result<_, DurableError> {
-            let dir = Arc::new(open_state_dir(&PathBuf::from(&directory), ERR_CHECKPOINT_LOCKED)?);
-            let retain = retain.map_or(DEFAULT_CHECKPOINT_RETAIN, |v| v as usize);
-            let (store, skipped) = CheckpointStore::open_in(dir.clone(), retain, max_bytes, Storage::new())?;
-            let (journal, problems) = Journal::open_in(dir, JournalOptions::default(), Storage::new())?;
-            Ok((store, skipped, journal, problems))
-        };
-        let (store, skipped, journal, problems) = open().map_err(|e| coded_error(&env, e.code, &e.message))?;
-        let core = ManagerCore {
-            files: RwLock::new(Some(Files { store, journal })),
-            memory,
-            gpu,
-            capture_state,
-            clean_current_state,
-            restore_memory_state,
-            restore_operations,
-            incidents,
-            step_timeout: Duration::from_millis(step_timeout.unwrap_or(STEP_TIMEOUT_MS.default) as u64),
-        };
-        core.report_skipped(&skipped);
-        for problem in &problems {
-            core.incident(
-                "journal_repaired",
-                IncidentSeverity::Warn,
-                format!("journal {}: {}", problem.file, problem.reason),
-                problem_json(problem),
-            );
-        }
-        let opened = json!({ "skipped": skipped_json(&skipped), "journal_problems": problems.iter().map(problem_json).collect::<Vec<_>>() });
-        Ok(CheckpointManager { core: Arc::new(core), opened })
+            let max_bytes = max_bytes.map_or(DEFAULT_CHECKPOINT_MAX_BYTES, |v| v as u64);
+            let open = || -> std::result::Result<_, DurableError> {
+                let dir = Arc::new(open_state_dir(&PathBuf::from(&directory), ERR_CHECKPOINT_LOCKED)?);
+                let retain = retain.map_or(DEFAULT_CHECKPOINT_RETAIN, |v| v as usize);
+                let (store, skipped) = CheckpointStore::open_in(dir.clone(), retain, max_bytes, Storage::new())?;
+                let (journal, problems) = Journal::open_in(dir, JournalOptions::default(), Storage::new())?;
+                Ok((store, skipped, journal, problems))
+            };
+            let (store, skipped, journal, problems) = open().map_err(|e| coded_error(&env, e.code, &e.message))?;
+            let core = ManagerCore {
+                files: RwLock::new(Some(Files { store, journal })),
+                memory,
+                gpu,
+                capture_state,
+                clean_current_state,
+                restore_memory_state,
+                restore_operations,
+                incidents,
+                step_timeout: Duration::from_millis(step_timeout.unwrap_or(STEP_TIMEOUT_MS.default) as u64),
+            };
+            core.report_skipped(&skipped);
+            for problem in &problems {
+                core.incident(
+                    "journal_repaired",
+                    IncidentSeverity::Warn,
+                    format!("journal {}: {}", problem.file, problem.reason),
+                    problem_json(problem),
+                );
+            }
+            let opened = json!({ "skipped": skipped_json(&skipped), "journal_problems": problems.iter().map(problem_json).collect::<Vec<_>>() });
+            Ok(CheckpointManager { core: Arc::new(core), opened })
+        })
     }
 
     /// What opening found: checkpoints skipped as torn or corrupt, and journal repairs.
@@ -386,15 +403,17 @@ impl CheckpointManager {
         getter,
         ts_return_type = "{ skipped: Array<{ id: string, reason: string, set_aside_as: string | null }>, journal_problems: Array<{ kind: string, file: string, offset: number, reason: string, set_aside_as: string | null }> }"
     )]
-    pub fn get_opened(&self) -> Value {
-        self.opened.clone()
+    pub fn get_opened(&self, env: Env) -> Result<JsonOut> {
+        super::task::guarded(&env, "CheckpointManager.opened", || Ok(JsonOut(self.opened.clone())))
     }
 
     /// Whether a checkpoint or journal write failed even after its rewrite and no write of
     /// that kind has succeeded since (it clears once the disk takes writes again).
     #[napi(getter)]
-    pub fn get_degraded(&self) -> bool {
-        self.core.files().is_ok_and(|f| f.store.is_degraded() || f.journal.is_degraded())
+    pub fn get_degraded(&self, env: Env) -> Result<bool> {
+        super::task::guarded(&env, "CheckpointManager.degraded", || {
+            Ok(self.core.files().is_ok_and(|f| f.store.is_degraded() || f.journal.is_degraded()))
+        })
     }
 
     /// Records that operation `id` started; resolves once that is on disk.
@@ -405,18 +424,20 @@ impl CheckpointManager {
         id: Unknown,
         details: Option<Unknown>,
     ) -> Result<PromiseRaw<'env, ()>> {
-        let id = read_id(env, &id, "id")?;
-        let details = details
-            .filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined)))
-            .map(|d| super::json_value(env, d, "details"))
-            .transpose()?;
-        let core = self.core.clone();
-        spawn_settled(
-            env,
-            blocking(move || {
-                core.files()?.journal.begin_operation(&id, details.unwrap_or(Value::Null)).map_err(failed)
-            }),
-        )
+        super::task::guarded(env, "CheckpointManager.beginOperation", || {
+            let id = read_id(env, &id, "id")?;
+            let details = details
+                .filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined)))
+                .map(|d| super::json_value(env, d, "details"))
+                .transpose()?;
+            let core = self.core.clone();
+            spawn_settled(
+                env,
+                blocking(move || {
+                    core.files()?.journal.begin_operation(&id, details.unwrap_or(Value::Null)).map_err(failed)
+                }),
+            )
+        })
     }
 
     /// Records that operation `id` ended; resolves once that is on disk. `ERR_NOT_FOUND`
@@ -428,44 +449,52 @@ impl CheckpointManager {
         id: Unknown,
         result: Option<Unknown>,
     ) -> Result<PromiseRaw<'env, ()>> {
-        let id = read_id(env, &id, "id")?;
-        let result = result
-            .filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined)))
-            .map(|d| super::json_value(env, d, "result"))
-            .transpose()?;
-        let core = self.core.clone();
-        spawn_settled(
-            env,
-            blocking(move || core.files()?.journal.end_operation(&id, result.unwrap_or(Value::Null)).map_err(failed)),
-        )
+        super::task::guarded(env, "CheckpointManager.endOperation", || {
+            let id = read_id(env, &id, "id")?;
+            let result = result
+                .filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined)))
+                .map(|d| super::json_value(env, d, "result"))
+                .transpose()?;
+            let core = self.core.clone();
+            spawn_settled(
+                env,
+                blocking(move || {
+                    core.files()?.journal.end_operation(&id, result.unwrap_or(Value::Null)).map_err(failed)
+                }),
+            )
+        })
     }
 
     /// The operations begun and not ended, oldest first: `[{ id, started_at, details }]`.
     #[napi(ts_return_type = "Array<{ id: string, started_at: number, details: unknown }>")]
-    pub fn get_active_operations(&self, env: Env) -> Result<Value> {
-        let files = self.core.files().map_err(|(code, message)| coded_error(&env, code, &message))?;
-        Ok(operations_json(&files.journal))
+    pub fn get_active_operations(&self, env: Env) -> Result<JsonOut> {
+        super::task::guarded(&env, "CheckpointManager.getActiveOperations", || {
+            let files = self.core.files().map_err(|(code, message)| coded_error(&env, code, &message))?;
+            Ok(JsonOut(operations_json(&files.journal)))
+        })
     }
 
     /// Waits for operations in flight and releases the directory for another process;
     /// later calls reject with `ERR_CLOSED`. Idempotent.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
-        let core = self.core.clone();
-        spawn_settled(
-            env,
-            blocking(move || {
-                core.close();
-                Ok(())
-            }),
-        )
+        super::task::guarded(env, "CheckpointManager.close", || {
+            let core = self.core.clone();
+            spawn_settled(
+                env,
+                blocking(move || {
+                    core.close();
+                    Ok(())
+                }),
+            )
+        })
     }
 
     /// Captures `memory_state`, `gpu_state`, `active_operations` and `state` (from
     /// `captureState`) and writes them; resolves once the checkpoint is durable.
     #[napi(ts_return_type = "Promise<Checkpoint>")]
-    pub fn create_checkpoint<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Value>> {
-        spawn_settled(env, self.core.clone().create())
+    pub fn create_checkpoint<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, JsonOut>> {
+        super::task::guarded(env, "CheckpointManager.createCheckpoint", || spawn_json(env, self.core.clone().create()))
     }
 
     /// Runs `cleanCurrentState()`, `restoreMemoryState(memory_state)` and
@@ -480,48 +509,54 @@ impl CheckpointManager {
         &self,
         env: &'env Env,
         checkpoint: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, Value>> {
-        let id = match checkpoint.filter(|c| !matches!(c.get_type(), Ok(ValueType::Undefined | ValueType::Null))) {
-            None => None,
-            Some(value) if value.get_type()? == ValueType::String => Some(read_id(env, &value, "checkpointOrId")?),
-            Some(value) if value.get_type()? == ValueType::Object => {
-                let object: Object = unsafe { value.cast()? };
-                let id: Unknown = object.get_named_property("id")?;
-                Some(read_id(env, &id, "checkpointOrId.id")?)
-            }
-            Some(other) => {
-                return Err(type_error(
-                    env,
-                    "ERR_INVALID_ARG_TYPE",
-                    format!("checkpointOrId must be a string or a checkpoint, got {}", describe(&other)),
-                ))
-            }
-        };
-        spawn_settled(env, self.core.clone().restore(id))
+    ) -> Result<PromiseRaw<'env, JsonOut>> {
+        super::task::guarded(env, "CheckpointManager.restoreFromCheckpoint", || {
+            let id = match checkpoint.filter(|c| !matches!(c.get_type(), Ok(ValueType::Undefined | ValueType::Null))) {
+                None => None,
+                Some(value) if value.get_type()? == ValueType::String => Some(read_id(env, &value, "checkpointOrId")?),
+                Some(value) if value.get_type()? == ValueType::Object => {
+                    let object: Object = unsafe { value.cast()? };
+                    let id: Unknown = object.get_named_property("id")?;
+                    Some(read_id(env, &id, "checkpointOrId.id")?)
+                }
+                Some(other) => {
+                    return Err(type_error(
+                        env,
+                        "ERR_INVALID_ARG_TYPE",
+                        format!("checkpointOrId must be a string or a checkpoint, got {}", describe(&other)),
+                    ))
+                }
+            };
+            spawn_json(env, self.core.clone().restore(id))
+        })
     }
 
     /// The newest valid checkpoint, or `null`.
     #[napi(ts_return_type = "Promise<Checkpoint | null>")]
-    pub fn latest_checkpoint<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Value>> {
-        let core = self.core.clone();
-        spawn_settled(env, blocking(move || core.load(None).map(|(c, _)| c.unwrap_or(Value::Null))))
+    pub fn latest_checkpoint<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, JsonOut>> {
+        super::task::guarded(env, "CheckpointManager.latestCheckpoint", || {
+            let core = self.core.clone();
+            spawn_json(env, blocking(move || core.load(None).map(|(c, _)| c.unwrap_or(Value::Null))))
+        })
     }
 
     /// Every checkpoint file, oldest first: `[{ id, seq, timestamp, bytes, valid }]`.
     #[napi(
         ts_return_type = "Promise<Array<{ id: string, seq: number, timestamp: number, bytes: number, valid: boolean }>>"
     )]
-    pub fn list_checkpoints<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Value>> {
-        let core = self.core.clone();
-        spawn_settled(
-            env,
-            blocking(move || {
-                let list = core.files()?.store.list().map_err(failed)?;
-                Ok(Value::Array(
-                    list.iter().map(|m| json!({ "id": m.id, "seq": m.seq, "timestamp": m.timestamp_ms, "bytes": m.bytes, "valid": m.valid })).collect(),
-                ))
-            }),
-        )
+    pub fn list_checkpoints<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, JsonOut>> {
+        super::task::guarded(env, "CheckpointManager.listCheckpoints", || {
+            let core = self.core.clone();
+            spawn_json(
+                env,
+                blocking(move || {
+                    let list = core.files()?.store.list().map_err(failed)?;
+                    Ok(Value::Array(
+                        list.iter().map(|m| json!({ "id": m.id, "seq": m.seq, "timestamp": m.timestamp_ms, "bytes": m.bytes, "valid": m.valid })).collect(),
+                    ))
+                }),
+            )
+        })
     }
 }
 

@@ -294,79 +294,92 @@ pub struct GpuHealthMonitor {
 #[napi]
 impl GpuHealthMonitor {
     #[napi(constructor, ts_args_type = "options?: GpuHealthMonitorOptions")]
-    pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
-        let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
-        let mut policy = GpuHealthPolicy::default();
-        let mut library = None;
-        let mut watch_xid = true;
-        if let Some(options) = options {
-            if let Some(given) = options.object("thresholds", &threshold_names())? {
-                policy = read_thresholds(&env, &given, policy)?;
+    pub fn new(env: Env, this: This<Unknown>, options: Option<Unknown>) -> Result<Self> {
+        super::task::guarded(&env, "GPUHealthMonitor.constructor", || {
+            super::receiver::require_new::<Self>(&env, &this, "GPUHealthMonitor")?;
+            let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
+            let mut policy = GpuHealthPolicy::default();
+            let mut library = None;
+            let mut watch_xid = true;
+            if let Some(options) = options {
+                if let Some(given) = options.object("thresholds", &threshold_names())? {
+                    policy = read_thresholds(&env, &given, policy)?;
+                }
+                if let Some(expected) = options.optional_number(EXPECTED_GPUS.name)? {
+                    policy.expected_gpus = Some(checked(&env, EXPECTED_GPUS, expected)? as u32);
+                }
+                if let Some(window) = options.number(XID_WINDOW_MS.name)? {
+                    policy.xid_window_ms = checked(&env, XID_WINDOW_MS, window)?;
+                }
+                if let Some(age) = options.number(ALLOCATOR_REPORT_MAX_AGE_MS.name)? {
+                    policy.allocator_report_max_age_ms = checked(&env, ALLOCATOR_REPORT_MAX_AGE_MS, age)?;
+                }
+                watch_xid = options.boolean("watchXid")?.unwrap_or(true);
+                library = options.string("nvmlLibraryPath")?;
             }
-            if let Some(expected) = options.optional_number(EXPECTED_GPUS.name)? {
-                policy.expected_gpus = Some(checked(&env, EXPECTED_GPUS, expected)? as u32);
-            }
-            if let Some(window) = options.number(XID_WINDOW_MS.name)? {
-                policy.xid_window_ms = checked(&env, XID_WINDOW_MS, window)?;
-            }
-            if let Some(age) = options.number(ALLOCATOR_REPORT_MAX_AGE_MS.name)? {
-                policy.allocator_report_max_age_ms = checked(&env, ALLOCATOR_REPORT_MAX_AGE_MS, age)?;
-            }
-            watch_xid = options.boolean("watchXid")?.unwrap_or(true);
-            library = options.string("nvmlLibraryPath")?;
-        }
-        let session = shared_session(&resolve_nvml_library(library.as_deref()));
-        Ok(GpuHealthMonitor { core: Arc::new(Core::new(session, policy, watch_xid)) })
+            let session = shared_session(&resolve_nvml_library(library.as_deref()));
+            Ok(GpuHealthMonitor { core: Arc::new(Core::new(session, policy, watch_xid)) })
+        })
     }
 
     /// The current thresholds, as a frozen copy: assign a new object to change them.
     #[napi(getter, ts_return_type = "GpuThresholds")]
     pub fn get_thresholds<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
-        let policy = self.core.policy();
-        frozen(
-            env,
-            GpuThresholds { temperature: policy.temperature, memory_fragmentation: policy.memory_fragmentation },
-        )
+        super::task::guarded(env, "GPUHealthMonitor.thresholds", || {
+            let policy = self.core.policy();
+            frozen(
+                env,
+                GpuThresholds { temperature: policy.temperature, memory_fragmentation: policy.memory_fragmentation },
+            )
+        })
     }
 
     /// Replaces the thresholds given; those left out keep their current values.
     #[napi(setter, js_name = "thresholds", ts_args_type = "value: GpuThresholdsInput")]
     pub fn set_thresholds(&self, env: Env, value: Unknown) -> Result<()> {
-        let given = OptionsObject::required(&env, Some(value), "thresholds", &threshold_names())?;
-        let policy = read_thresholds(&env, &given, self.core.policy())?;
-        self.core.set_policy(policy);
-        Ok(())
+        super::task::guarded(&env, "GPUHealthMonitor.thresholds", || {
+            let given = OptionsObject::required(&env, Some(value), "thresholds", &threshold_names())?;
+            let policy = read_thresholds(&env, &given, self.core.policy())?;
+            self.core.set_policy(policy);
+            Ok(())
+        })
     }
 
     /// Every signal of every device, judged; see the README for each issue code.
     #[napi(ts_return_type = "Promise<GpuHealth>")]
-    pub fn check_gpu_health(&self) -> AsyncTask<Job<CheckGpuHealth>> {
-        AsyncTask::new(Job(CheckGpuHealth(self.core.clone())))
+    pub fn check_gpu_health(&self, env: Env) -> Result<AsyncTask<Job<CheckGpuHealth>>> {
+        super::task::guarded(&env, "GPUHealthMonitor.checkGpuHealth", || {
+            Ok(AsyncTask::new(Job(CheckGpuHealth(self.core.clone()))))
+        })
     }
 
     /// `true` when no device has a `fail` issue (every device below the temperature
     /// threshold, fragmentation below its threshold, nothing lost or missing).
     #[napi(ts_return_type = "Promise<boolean>")]
-    pub fn is_gpu_healthy(&self) -> AsyncTask<Job<IsGpuHealthy>> {
-        AsyncTask::new(Job(IsGpuHealthy(self.core.clone())))
+    pub fn is_gpu_healthy(&self, env: Env) -> Result<AsyncTask<Job<IsGpuHealthy>>> {
+        super::task::guarded(&env, "GPUHealthMonitor.isGpuHealthy", || {
+            Ok(AsyncTask::new(Job(IsGpuHealthy(self.core.clone()))))
+        })
     }
 
     /// Records what the worker's caching allocator holds and uses on a device; NVML cannot
     /// see inside an allocator.
     #[napi(ts_args_type = "stats: AllocatorStats")]
     pub fn report_allocator_stats(&self, env: Env, stats: Unknown) -> Result<()> {
-        let stats = OptionsObject::required(&env, Some(stats), "stats", STATS_NAMES)?;
-        let device = checked(&env, REPORT_DEVICE, stats.required_number("device")?)?;
-        let allocated = checked(&env, REPORT_ALLOCATED, stats.required_number("allocated")?)?;
-        let reserved = checked(&env, REPORT_RESERVED, stats.required_number("reserved")?)?;
-        let pid = stats.number("pid")?.map(|p| checked(&env, REPORT_PID, p)).transpose()?;
-        let report = AllocatorReport {
-            device: device as u32,
-            allocated: allocated as u64,
-            reserved: reserved as u64,
-            pid: pid.unwrap_or(0.0) as u32,
-        };
-        self.core.report_allocator_stats(report).map_err(|e| range_error(&env, format!("stats.{e}")))
+        super::task::guarded(&env, "GPUHealthMonitor.reportAllocatorStats", || {
+            let stats = OptionsObject::required(&env, Some(stats), "stats", STATS_NAMES)?;
+            let device = checked(&env, REPORT_DEVICE, stats.required_number("device")?)?;
+            let allocated = checked(&env, REPORT_ALLOCATED, stats.required_number("allocated")?)?;
+            let reserved = checked(&env, REPORT_RESERVED, stats.required_number("reserved")?)?;
+            let pid = stats.number("pid")?.map(|p| checked(&env, REPORT_PID, p)).transpose()?;
+            let report = AllocatorReport {
+                device: device as u32,
+                allocated: allocated as u64,
+                reserved: reserved as u64,
+                pid: pid.unwrap_or(0.0) as u32,
+            };
+            self.core.report_allocator_stats(report).map_err(|e| range_error(&env, format!("stats.{e}")))
+        })
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::args::{describe, range_violation, type_error, OptionsObject};
 use super::gpu_health_monitor::GpuHealthMonitor;
 use super::hooks::{read_hook, read_instance};
+use super::json::JsonOut;
 use super::recovery_outcome::{outcome_value, settle};
 use crate::policy::thresholds::{DEVICE_WAIT_MS, RECOVERY_MEMORY_THRESHOLD, STEP_TIMEOUT_MS};
 use crate::recovery::gpu::{GpuHooks, GpuRecovery as Core};
@@ -55,89 +56,105 @@ pub struct GpuRecovery {
 #[napi]
 impl GpuRecovery {
     #[napi(constructor, ts_args_type = "gpu: GPUHealthMonitor, options?: GpuRecoveryOptions")]
-    pub fn new(env: Env, gpu: Option<Unknown>, options: Option<Unknown>) -> Result<Self> {
-        let gpu = read_instance(&env, gpu, "gpu", "GPUHealthMonitor", |g: &GpuHealthMonitor| g.core.clone())?;
-        let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
-        let mut hooks = GpuHooks::default();
-        let (mut step_timeout, mut device_wait, mut threshold) =
-            (STEP_TIMEOUT_MS.default, DEVICE_WAIT_MS.default, RECOVERY_MEMORY_THRESHOLD.default);
-        let mut incidents = None;
-        if let Some(options) = options {
-            incidents = super::durable::read_incident_log(&env, &options)?;
-            hooks.empty_cache = read_hook(&env, &options, "emptyCache")?;
-            hooks.reset_peak_memory_stats = read_hook(&env, &options, "resetPeakMemoryStats")?;
-            hooks.reinitialize = read_hook(&env, &options, "reinitialize")?;
-            for (spec, slot) in [
-                (STEP_TIMEOUT_MS, &mut step_timeout),
-                (DEVICE_WAIT_MS, &mut device_wait),
-                (RECOVERY_MEMORY_THRESHOLD, &mut threshold),
-            ] {
-                if let Some(value) = options.number(spec.name)? {
-                    *slot = spec.check(value).map_err(|v| range_violation(&env, v))?;
+    pub fn new(env: Env, this: This<Unknown>, gpu: Option<Unknown>, options: Option<Unknown>) -> Result<Self> {
+        super::task::guarded(&env, "GPURecovery.constructor", || {
+            super::receiver::require_new::<Self>(&env, &this, "GPURecovery")?;
+            let gpu = read_instance(&env, gpu, "gpu", "GPUHealthMonitor", |g: &GpuHealthMonitor| g.core.clone())?;
+            let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
+            let mut hooks = GpuHooks::default();
+            let (mut step_timeout, mut device_wait, mut threshold) =
+                (STEP_TIMEOUT_MS.default, DEVICE_WAIT_MS.default, RECOVERY_MEMORY_THRESHOLD.default);
+            let mut incidents = None;
+            if let Some(options) = options {
+                incidents = super::durable::read_incident_log(&env, &options)?;
+                hooks.empty_cache = read_hook(&env, &options, "emptyCache")?;
+                hooks.reset_peak_memory_stats = read_hook(&env, &options, "resetPeakMemoryStats")?;
+                hooks.reinitialize = read_hook(&env, &options, "reinitialize")?;
+                for (spec, slot) in [
+                    (STEP_TIMEOUT_MS, &mut step_timeout),
+                    (DEVICE_WAIT_MS, &mut device_wait),
+                    (RECOVERY_MEMORY_THRESHOLD, &mut threshold),
+                ] {
+                    if let Some(value) = options.number(spec.name)? {
+                        *slot = spec.check(value).map_err(|v| range_violation(&env, v))?;
+                    }
                 }
             }
-        }
-        let core = Core::new(
-            gpu,
-            hooks,
-            Duration::from_millis(step_timeout as u64),
-            Duration::from_millis(device_wait as u64),
-            threshold,
-        );
-        core.core().set_incident_sink(incidents);
-        Ok(GpuRecovery { core: Arc::new(core) })
+            let core = Core::new(
+                gpu,
+                hooks,
+                Duration::from_millis(step_timeout as u64),
+                Duration::from_millis(device_wait as u64),
+                threshold,
+            );
+            core.core().set_incident_sink(incidents);
+            Ok(GpuRecovery { core: Arc::new(core) })
+        })
     }
 
     /// `'out_of_memory'` runs `recoverFromOom`, `'device_lost'` runs `reinitializeGpu`; any
     /// other string resolves `false`.
     #[napi(ts_args_type = "errorType: 'out_of_memory' | 'device_lost' | string", ts_return_type = "Promise<boolean>")]
     pub fn handle_gpu_error<'env>(&self, env: &'env Env, error_type: Unknown) -> Result<PromiseRaw<'env, bool>> {
-        if error_type.get_type()? != ValueType::String {
-            return Err(type_error(
-                env,
-                "ERR_INVALID_ARG_TYPE",
-                format!("errorType must be a string, got {}", describe(&error_type)),
-            ));
-        }
-        let kind: String = unsafe { error_type.cast()? };
-        let core = self.core.clone();
-        env.spawn_future_with_callback(async move { Ok(core.handle_gpu_error(&kind).await) }, |env, outcome| {
-            match outcome {
-                Some(outcome) => settle(env, outcome),
-                None => Ok(false),
+        super::task::guarded(env, "GPURecovery.handleGpuError", || {
+            if error_type.get_type()? != ValueType::String {
+                return Err(type_error(
+                    env,
+                    "ERR_INVALID_ARG_TYPE",
+                    format!("errorType must be a string, got {}", describe(&error_type)),
+                ));
             }
+            let kind: String = unsafe { error_type.cast()? };
+            let core = self.core.clone();
+            env.spawn_future_with_callback(async move { Ok(core.handle_gpu_error(&kind).await) }, |env, outcome| {
+                match outcome {
+                    Some(outcome) => settle(env, outcome),
+                    None => Ok(false),
+                }
+            })
         })
     }
 
     /// `emptyCache`, `resetPeakMemoryStats`, then every device's memory below `memoryThreshold`.
     #[napi(ts_return_type = "Promise<boolean>")]
     pub fn recover_from_oom<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
-        let core = self.core.clone();
-        env.spawn_future_with_callback(async move { Ok(core.recover_from_oom().await) }, settle)
+        super::task::guarded(env, "GPURecovery.recoverFromOom", || {
+            let core = self.core.clone();
+            env.spawn_future_with_callback(async move { Ok(core.recover_from_oom().await) }, settle)
+        })
     }
 
     /// Re-opens NVML, waits up to `deviceWaitMs` for every known device (by UUID), runs
     /// `reinitialize`, verifies. `false` when a device does not come back.
     #[napi(ts_return_type = "Promise<boolean>")]
     pub fn reinitialize_gpu<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
-        let core = self.core.clone();
-        env.spawn_future_with_callback(async move { Ok(core.reinitialize_gpu().await) }, settle)
+        super::task::guarded(env, "GPURecovery.reinitializeGpu", || {
+            let core = self.core.clone();
+            env.spawn_future_with_callback(async move { Ok(core.reinitialize_gpu().await) }, settle)
+        })
     }
 
     /// Every device known before answers, none is lost, GPU health has no `fail` issue.
     #[napi(ts_return_type = "Promise<boolean>")]
     pub fn verify_gpu_state<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
-        let core = self.core.clone();
-        env.spawn_future(async move {
-            tokio::task::spawn_blocking(move || core.verify_gpu_state().ok)
-                .await
-                .map_err(|e| Error::new(Status::GenericFailure, format!("internal error in hpc-health: {e}")))
+        super::task::guarded(env, "GPURecovery.verifyGpuState", || {
+            let core = self.core.clone();
+            env.spawn_future_with_callback(
+                async move { Ok(tokio::task::spawn_blocking(move || core.verify_gpu_state().ok).await) },
+                |env, verified| {
+                    verified.map_err(|e| {
+                        super::task::coded_error(env, "ERR_INTERNAL", &format!("internal error in hpc-health: {e}"))
+                    })
+                },
+            )
         })
     }
 
     /// The record of the last run, or `null` before the first.
     #[napi(getter, ts_return_type = "RecoveryOutcome | null")]
-    pub fn last_outcome(&self) -> serde_json::Value {
-        outcome_value(self.core.core().last_outcome())
+    pub fn last_outcome(&self, env: Env) -> Result<JsonOut> {
+        super::task::guarded(&env, "GPURecovery.lastOutcome", || {
+            Ok(JsonOut(outcome_value(self.core.core().last_outcome())))
+        })
     }
 }

@@ -12,6 +12,7 @@ use super::args::{describe, range_error, range_violation, type_error, OptionsObj
 use super::gpu_health_monitor::{GpuHealth, GpuHealthMonitor, HealthIssue};
 use super::gpu_recovery::GpuRecovery;
 use super::hooks::{read_hook, read_instance};
+use super::json::JsonOut;
 use super::memory_monitor::{pressure_report, MemoryMonitor, MemoryPressureReport};
 use super::memory_recovery::MemoryRecovery;
 use crate::policy::issues::{Action, HealthIssue as CoreIssue, IssueCode, Severity};
@@ -105,7 +106,7 @@ pub struct HealthSupervisorOptions {
     pub check_timeout_ms: Option<f64>,
 }
 
-type Listener = ThreadsafeFunction<serde_json::Value, UnknownReturnValue, serde_json::Value, Status, false, true>;
+type Listener = ThreadsafeFunction<JsonOut, UnknownReturnValue, JsonOut, Status, false, true>;
 
 /// Listeners by event, called on the JS thread; a listener that throws is reported on
 /// stderr and never stops the supervisor.
@@ -123,7 +124,7 @@ impl EventSink for Listeners {
         };
         for listener in targets {
             listener.call_with_return_value(
-                payload.clone(),
+                JsonOut(payload.clone()),
                 ThreadsafeFunctionCallMode::NonBlocking,
                 move |result, _env| {
                     if let Err(error) = result {
@@ -147,103 +148,113 @@ pub struct HealthSupervisor {
     pub(crate) core: Arc<Supervisor>,
     listeners: Arc<Listeners>,
     /// The JS functions behind each listener id, for `off` (kept on the JS thread).
-    listener_refs: Vec<(String, u64, FunctionRef<serde_json::Value, UnknownReturnValue>)>,
+    listener_refs: Vec<(String, u64, FunctionRef<JsonOut, UnknownReturnValue>)>,
 }
 
 #[napi]
 impl HealthSupervisor {
     #[napi(constructor, ts_args_type = "options?: HealthSupervisorOptions")]
-    pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
-        let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
-        let mut parts = SupervisorParts::default();
-        let mut settings = SupervisorOptions {
-            interval: Duration::from_millis(INTERVAL_MS.default as u64),
-            auto_recover: true,
-            budget_max: BUDGET_MAX.default as u32,
-            budget_window_ms: BUDGET_WINDOW_MS.default,
-            checkpoint_interval: None,
-            unhealthy_after: UNHEALTHY_AFTER.default as u32,
-            healthy_after: HEALTHY_AFTER.default as u32,
-            check_timeout: Duration::from_millis(STEP_TIMEOUT_MS.default as u64),
-            step_timeout: Duration::from_millis(STEP_TIMEOUT_MS.default as u64),
-        };
-        if let Some(o) = options {
-            parts.memory_monitor = o
-                .raw("memoryMonitor")?
-                .map(|v| {
-                    read_instance(&env, Some(v), "memoryMonitor", "MemoryMonitor", |m: &MemoryMonitor| m.core.clone())
-                })
-                .transpose()?;
-            parts.gpu_monitor = o
-                .raw("gpuMonitor")?
-                .map(|v| {
-                    read_instance(&env, Some(v), "gpuMonitor", "GPUHealthMonitor", |m: &GpuHealthMonitor| {
-                        m.core.clone()
+    pub fn new(env: Env, this: This<Unknown>, options: Option<Unknown>) -> Result<Self> {
+        super::task::guarded(&env, "HealthSupervisor.constructor", || {
+            super::receiver::require_new::<Self>(&env, &this, "HealthSupervisor")?;
+            let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
+            let mut parts = SupervisorParts::default();
+            let mut settings = SupervisorOptions {
+                interval: Duration::from_millis(INTERVAL_MS.default as u64),
+                auto_recover: true,
+                budget_max: BUDGET_MAX.default as u32,
+                budget_window_ms: BUDGET_WINDOW_MS.default,
+                checkpoint_interval: None,
+                unhealthy_after: UNHEALTHY_AFTER.default as u32,
+                healthy_after: HEALTHY_AFTER.default as u32,
+                check_timeout: Duration::from_millis(STEP_TIMEOUT_MS.default as u64),
+                step_timeout: Duration::from_millis(STEP_TIMEOUT_MS.default as u64),
+            };
+            if let Some(o) = options {
+                parts.memory_monitor = o
+                    .raw("memoryMonitor")?
+                    .map(|v| {
+                        read_instance(&env, Some(v), "memoryMonitor", "MemoryMonitor", |m: &MemoryMonitor| {
+                            m.core.clone()
+                        })
                     })
-                })
-                .transpose()?;
-            parts.memory_recovery = o
-                .raw("memoryRecovery")?
-                .map(|v| {
-                    read_instance(&env, Some(v), "memoryRecovery", "MemoryRecovery", |m: &MemoryRecovery| {
-                        m.core.clone()
+                    .transpose()?;
+                parts.gpu_monitor = o
+                    .raw("gpuMonitor")?
+                    .map(|v| {
+                        read_instance(&env, Some(v), "gpuMonitor", "GPUHealthMonitor", |m: &GpuHealthMonitor| {
+                            m.core.clone()
+                        })
                     })
-                })
-                .transpose()?;
-            parts.gpu_recovery = o
-                .raw("gpuRecovery")?
-                .map(|v| read_instance(&env, Some(v), "gpuRecovery", "GPURecovery", |m: &GpuRecovery| m.core.clone()))
-                .transpose()?;
-            super::durable::attach_to_supervisor(&env, &o, &mut parts)?;
-            parts.restart_process = read_hook(&env, &o, "restartProcess")?;
-            if let Some(ms) = read_number(&env, &o, INTERVAL_MS)? {
-                settings.interval = Duration::from_millis(ms as u64);
-            }
-            if let Some(ms) = o.number("checkTimeoutMs")? {
-                let ms = STEP_TIMEOUT_MS.check(ms).map_err(|mut v| {
-                    v.parameter = "checkTimeoutMs".to_owned();
-                    range_violation(&env, v)
-                })?;
-                settings.check_timeout = Duration::from_millis(ms as u64);
-            }
-            settings.auto_recover = o.boolean("autoRecover")?.unwrap_or(true);
-            if let Some(budget) = o.object("recoveryBudget", &[BUDGET_MAX.key(), BUDGET_WINDOW_MS.key()])? {
-                if let Some(max) = read_number(&env, &budget, BUDGET_MAX)? {
-                    settings.budget_max = max as u32;
+                    .transpose()?;
+                parts.memory_recovery = o
+                    .raw("memoryRecovery")?
+                    .map(|v| {
+                        read_instance(&env, Some(v), "memoryRecovery", "MemoryRecovery", |m: &MemoryRecovery| {
+                            m.core.clone()
+                        })
+                    })
+                    .transpose()?;
+                parts.gpu_recovery = o
+                    .raw("gpuRecovery")?
+                    .map(|v| {
+                        read_instance(&env, Some(v), "gpuRecovery", "GPURecovery", |m: &GpuRecovery| m.core.clone())
+                    })
+                    .transpose()?;
+                super::durable::attach_to_supervisor(&env, &o, &mut parts)?;
+                parts.restart_process = read_hook(&env, &o, "restartProcess")?;
+                if let Some(ms) = read_number(&env, &o, INTERVAL_MS)? {
+                    settings.interval = Duration::from_millis(ms as u64);
                 }
-                if let Some(window) = read_number(&env, &budget, BUDGET_WINDOW_MS)? {
-                    settings.budget_window_ms = window;
+                if let Some(ms) = o.number("checkTimeoutMs")? {
+                    let ms = STEP_TIMEOUT_MS.check(ms).map_err(|mut v| {
+                        v.parameter = "checkTimeoutMs".to_owned();
+                        range_violation(&env, v)
+                    })?;
+                    settings.check_timeout = Duration::from_millis(ms as u64);
+                }
+                settings.auto_recover = o.boolean("autoRecover")?.unwrap_or(true);
+                if let Some(budget) = o.object("recoveryBudget", &[BUDGET_MAX.key(), BUDGET_WINDOW_MS.key()])? {
+                    if let Some(max) = read_number(&env, &budget, BUDGET_MAX)? {
+                        settings.budget_max = max as u32;
+                    }
+                    if let Some(window) = read_number(&env, &budget, BUDGET_WINDOW_MS)? {
+                        settings.budget_window_ms = window;
+                    }
+                }
+                if let Some(h) = o.object("hysteresis", &[UNHEALTHY_AFTER.key(), HEALTHY_AFTER.key()])? {
+                    if let Some(n) = read_number(&env, &h, UNHEALTHY_AFTER)? {
+                        settings.unhealthy_after = n as u32;
+                    }
+                    if let Some(n) = read_number(&env, &h, HEALTHY_AFTER)? {
+                        settings.healthy_after = n as u32;
+                    }
+                }
+                if let Some(ms) = o.optional_number(CHECKPOINT_INTERVAL_MS.name)? {
+                    let ms = CHECKPOINT_INTERVAL_MS.check(ms).map_err(|v| range_violation(&env, v))?;
+                    if parts.checkpointer.is_none() {
+                        return Err(type_error(
+                            &env,
+                            "ERR_INVALID_ARG_VALUE",
+                            "checkpointIntervalMs needs a checkpointManager to take the checkpoints".to_owned(),
+                        ));
+                    }
+                    settings.checkpoint_interval = Some(Duration::from_millis(ms as u64));
                 }
             }
-            if let Some(h) = o.object("hysteresis", &[UNHEALTHY_AFTER.key(), HEALTHY_AFTER.key()])? {
-                if let Some(n) = read_number(&env, &h, UNHEALTHY_AFTER)? {
-                    settings.unhealthy_after = n as u32;
-                }
-                if let Some(n) = read_number(&env, &h, HEALTHY_AFTER)? {
-                    settings.healthy_after = n as u32;
-                }
-            }
-            if let Some(ms) = o.optional_number(CHECKPOINT_INTERVAL_MS.name)? {
-                let ms = CHECKPOINT_INTERVAL_MS.check(ms).map_err(|v| range_violation(&env, v))?;
-                if parts.checkpointer.is_none() {
-                    return Err(type_error(
-                        &env,
-                        "ERR_INVALID_ARG_VALUE",
-                        "checkpointIntervalMs needs a checkpointManager to take the checkpoints".to_owned(),
-                    ));
-                }
-                settings.checkpoint_interval = Some(Duration::from_millis(ms as u64));
-            }
-        }
-        let listeners = Arc::new(Listeners::default());
-        let core = Supervisor::new(parts, settings, listeners.clone());
-        Ok(HealthSupervisor { core: Arc::new(core), listeners, listener_refs: Vec::new() })
+            let listeners = Arc::new(Listeners::default());
+            let core = Supervisor::new(parts, settings, listeners.clone());
+            Ok(HealthSupervisor { core: Arc::new(core), listeners, listener_refs: Vec::new() })
+        })
     }
 
     /// Starts the loop (idempotent). It never keeps the process alive.
     #[napi]
-    pub fn start(&self) {
-        self.core.start(napi::bindgen_prelude::spawn);
+    pub fn start(&self, env: Env) -> Result<()> {
+        super::task::guarded(&env, "HealthSupervisor.start", || {
+            self.core.start(napi::bindgen_prelude::spawn);
+            Ok(())
+        })
     }
 
     /// Stops the loop; resolves once no more events will come from it. Idempotent. A health
@@ -252,10 +263,12 @@ impl HealthSupervisor {
     /// result `'interrupted'`.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn stop<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
-        let core = self.core.clone();
-        env.spawn_future(async move {
-            core.stop().await;
-            Ok(())
+        super::task::guarded(env, "HealthSupervisor.stop", || {
+            let core = self.core.clone();
+            env.spawn_future(async move {
+                core.stop().await;
+                Ok(())
+            })
         })
     }
 
@@ -266,56 +279,54 @@ impl HealthSupervisor {
         env: &'env Env,
         check_type: Option<Unknown>,
     ) -> Result<PromiseRaw<'env, SystemHealthReport>> {
-        let check_type = read_check_type(env, check_type)?;
-        let core = self.core.clone();
-        env.spawn_future_with_callback(
-            async move {
-                let health = core.check_system_health(check_type).await;
-                if let Ok(h) = &health {
-                    core.remember(h);
-                }
-                Ok(health)
-            },
-            |env, health| health.map(Into::into).map_err(|e| super::task::coded_error(env, "ERR_CHECK_FAILED", &e)),
-        )
+        super::task::guarded(env, "HealthSupervisor.checkSystemHealth", || {
+            let check_type = read_check_type(env, check_type)?;
+            let core = self.core.clone();
+            env.spawn_future_with_callback(
+                async move {
+                    let health = core.check_system_health(check_type).await;
+                    if let Ok(h) = &health {
+                        core.remember(h);
+                    }
+                    Ok(health)
+                },
+                |env, health| health.map(Into::into).map_err(|e| super::task::coded_error(env, "ERR_CHECK_FAILED", &e)),
+            )
+        })
     }
 
     /// Maps each failing issue of `health` (from `checkSystemHealth`) to its recovery and
     /// runs them; resolves the actions taken.
     #[napi(ts_args_type = "health: { issues: HealthIssue[] }", ts_return_type = "Promise<RecoveryAction[]>")]
-    pub fn trigger_recovery<'env>(
-        &self,
-        env: &'env Env,
-        health: Unknown,
-    ) -> Result<PromiseRaw<'env, serde_json::Value>> {
-        let issues = read_issues(env, health)?;
-        let core = self.core.clone();
-        env.spawn_future(async move {
-            let health = SystemHealth {
-                healthy: !issues.iter().any(|i| i.severity == Severity::Fail),
-                check_type: CheckType::Full,
-                timestamp_ms: crate::sampling::unix_time_ms(),
-                duration_ms: 0.0,
-                memory: None,
-                gpu: None,
-                issues,
-                accepting_requests: core.accepting_requests(),
-            };
-            let actions = core.trigger_recovery(&health).await;
-            Ok(serde_json::Value::Array(actions.iter().map(action_json).collect()))
+    pub fn trigger_recovery<'env>(&self, env: &'env Env, health: Unknown) -> Result<PromiseRaw<'env, JsonOut>> {
+        super::task::guarded(env, "HealthSupervisor.triggerRecovery", || {
+            let issues = read_issues(env, health)?;
+            let core = self.core.clone();
+            env.spawn_future(async move {
+                let health = SystemHealth {
+                    healthy: !issues.iter().any(|i| i.severity == Severity::Fail),
+                    check_type: CheckType::Full,
+                    timestamp_ms: crate::sampling::unix_time_ms(),
+                    duration_ms: 0.0,
+                    memory: None,
+                    gpu: None,
+                    issues,
+                    accepting_requests: core.accepting_requests(),
+                };
+                let actions = core.trigger_recovery(&health).await;
+                Ok(JsonOut(serde_json::Value::Array(actions.iter().map(action_json).collect())))
+            })
         })
     }
 
     /// An operator's request, outside the budget: `'memory'`, `'gpu'` or `'process'`.
     #[napi(ts_args_type = "errorType: 'memory' | 'gpu' | 'process'", ts_return_type = "Promise<RecoveryAction>")]
-    pub fn recover_system<'env>(
-        &self,
-        env: &'env Env,
-        error_type: Unknown,
-    ) -> Result<PromiseRaw<'env, serde_json::Value>> {
-        let kind = read_recovery_type(env, error_type)?;
-        let core = self.core.clone();
-        env.spawn_future(async move { Ok(action_json(&core.recover_system(kind).await)) })
+    pub fn recover_system<'env>(&self, env: &'env Env, error_type: Unknown) -> Result<PromiseRaw<'env, JsonOut>> {
+        super::task::guarded(env, "HealthSupervisor.recoverSystem", || {
+            let kind = read_recovery_type(env, error_type)?;
+            let core = self.core.clone();
+            env.spawn_future(async move { Ok(JsonOut(action_json(&core.recover_system(kind).await))) })
+        })
     }
 
     /// Listens to `'health' | 'unhealthy' | 'warning' | 'recovery' | 'incident' | 'error'`.
@@ -323,28 +334,27 @@ impl HealthSupervisor {
         ts_args_type = "event: 'health' | 'unhealthy' | 'warning' | 'recovery' | 'incident' | 'error', listener: (payload: any) => void"
     )]
     pub fn on(&mut self, env: Env, event: Unknown, listener: Unknown) -> Result<()> {
-        let event = read_event(&env, event)?;
-        if listener.get_type()? != ValueType::Function {
-            return Err(type_error(
-                &env,
-                "ERR_INVALID_ARG_TYPE",
-                format!("listener must be a function, got {}", describe(&listener)),
+        super::task::guarded(&env, "HealthSupervisor.on", || {
+            let event = read_event(&env, event)?;
+            if listener.get_type()? != ValueType::Function {
+                return Err(type_error(
+                    &env,
+                    "ERR_INVALID_ARG_TYPE",
+                    format!("listener must be a function, got {}", describe(&listener)),
+                ));
+            }
+            let function: Function<'_, JsonOut, UnknownReturnValue> = unsafe { listener.cast()? };
+            let threadsafe =
+                function.build_threadsafe_function::<JsonOut>().weak::<true>().callee_handled::<false>().build()?;
+            let id = self.listeners.next_id.fetch_add(1, Ordering::Relaxed);
+            self.listeners.by_event.lock().unwrap_or_else(|p| p.into_inner()).push((
+                event.clone(),
+                id,
+                Arc::new(threadsafe),
             ));
-        }
-        let function: Function<'_, serde_json::Value, UnknownReturnValue> = unsafe { listener.cast()? };
-        let threadsafe = function
-            .build_threadsafe_function::<serde_json::Value>()
-            .weak::<true>()
-            .callee_handled::<false>()
-            .build()?;
-        let id = self.listeners.next_id.fetch_add(1, Ordering::Relaxed);
-        self.listeners.by_event.lock().unwrap_or_else(|p| p.into_inner()).push((
-            event.clone(),
-            id,
-            Arc::new(threadsafe),
-        ));
-        self.listener_refs.push((event, id, function.create_ref()?));
-        Ok(())
+            self.listener_refs.push((event, id, function.create_ref()?));
+            Ok(())
+        })
     }
 
     /// Removes a listener added with `on` (the first match).
@@ -352,31 +362,33 @@ impl HealthSupervisor {
         ts_args_type = "event: 'health' | 'unhealthy' | 'warning' | 'recovery' | 'incident' | 'error', listener: (payload: any) => void"
     )]
     pub fn off(&mut self, env: Env, event: Unknown, listener: Unknown) -> Result<()> {
-        let event = read_event(&env, event)?;
-        let mut found = None;
-        for (position, (e, id, reference)) in self.listener_refs.iter().enumerate() {
-            if *e == event && env.strict_equals(reference.borrow_back(&env)?, listener)? {
-                found = Some((position, *id));
-                break;
+        super::task::guarded(&env, "HealthSupervisor.off", || {
+            let event = read_event(&env, event)?;
+            let mut found = None;
+            for (position, (e, id, reference)) in self.listener_refs.iter().enumerate() {
+                if *e == event && env.strict_equals(reference.borrow_back(&env)?, listener)? {
+                    found = Some((position, *id));
+                    break;
+                }
             }
-        }
-        if let Some((position, id)) = found {
-            self.listener_refs.remove(position);
-            self.listeners.by_event.lock().unwrap_or_else(|p| p.into_inner()).retain(|(_, i, _)| *i != id);
-        }
-        Ok(())
+            if let Some((position, id)) = found {
+                self.listener_refs.remove(position);
+                self.listeners.by_event.lock().unwrap_or_else(|p| p.into_inner()).retain(|(_, i, _)| *i != id);
+            }
+            Ok(())
+        })
     }
 
     /// Where the supervisor stands: state, intake, budget, operator actions, last check.
     #[napi(ts_return_type = "SupervisorStatus")]
-    pub fn status(&self) -> serde_json::Value {
-        self.core.status()
+    pub fn status(&self, env: Env) -> Result<JsonOut> {
+        super::task::guarded(&env, "HealthSupervisor.status", || Ok(JsonOut(self.core.status())))
     }
 
     /// Prometheus text exposition (format 0.0.4).
     #[napi]
-    pub fn metrics(&self) -> String {
-        self.core.metrics_text()
+    pub fn metrics(&self, env: Env) -> Result<String> {
+        super::task::guarded(&env, "HealthSupervisor.metrics", || Ok(self.core.metrics_text()))
     }
 }
 

@@ -8,6 +8,8 @@ use napi::{Env, JsValue, Unknown, ValueType};
 use std::sync::Arc;
 
 use super::args::{describe, type_error, OptionsObject};
+use super::engine::{call, global, take_exception};
+use super::json::{from_js, JsonOut};
 use super::promise::{settle_later, Settlement};
 use crate::recovery::engine::{Hook, HookFuture, StepError};
 
@@ -29,25 +31,74 @@ impl ToNapiValue for HookArg {
     }
 }
 
-/// What a hook returned: a promise to wait for, or anything else (it finished).
+/// What a hook returned: a promise or other thenable to wait for, or anything else (it finished).
 pub enum HookReturn {
     Finished,
     Pending(Settlement<()>),
 }
 
-/// Whether a hook's return value is a promise (then it is waited for).
-unsafe fn is_promise(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<bool> {
-    let mut is_promise = false;
-    napi::check_status!(unsafe { napi::sys::napi_is_promise(env, value, &mut is_promise) })?;
-    Ok(is_promise)
+/// A hook's return value as a native promise to wait for: a promise as it is, any other
+/// thenable (an object or function with a callable `then`) through `Promise.resolve`, which
+/// adopts it as `await` would; `None` for a value that is no thenable (the hook finished).
+/// A `then` getter that throws makes a rejected promise; no exception is left pending.
+///
+/// # Safety
+/// `env` and `value` must be valid handles of the current JS thread's scope.
+pub unsafe fn as_promise(
+    env: napi::sys::napi_env,
+    value: napi::sys::napi_value,
+) -> Result<Option<napi::sys::napi_value>> {
+    use napi::sys;
+    use std::ptr;
+    unsafe {
+        let mut is_promise = false;
+        napi::check_status!(sys::napi_is_promise(env, value, &mut is_promise))?;
+        if is_promise {
+            return Ok(Some(value));
+        }
+        let mut kind = 0;
+        napi::check_status!(sys::napi_typeof(env, value, &mut kind))?;
+        if kind != sys::ValueType::napi_object && kind != sys::ValueType::napi_function {
+            return Ok(None);
+        }
+        let mut then = ptr::null_mut();
+        let thenable = match sys::napi_get_named_property(env, value, c"then".as_ptr(), &mut then) {
+            sys::Status::napi_ok => {
+                let mut then_kind = 0;
+                napi::check_status!(sys::napi_typeof(env, then, &mut then_kind))?;
+                then_kind == sys::ValueType::napi_function
+            }
+            // The getter threw: `Promise.resolve` reads it again and rejects with what it throws.
+            _ => take_exception(env).is_some(),
+        };
+        if !thenable {
+            return Ok(None);
+        }
+        let promise_class = global(env, &[c"Promise"])?;
+        let resolve = global(env, &[c"Promise", c"resolve"])?;
+        let promise = call(env, Some(promise_class), resolve, &[value])
+            .map_err(|message| Error::new(Status::GenericFailure, message))?;
+        Ok(Some(promise))
+    }
+}
+
+/// Runs a conversion of what a hook returned on the JS thread: an exception it raised (a
+/// throwing getter, `then`, or `toJSON`) is taken and becomes the error, so it fails that
+/// call and nothing else.
+unsafe fn catching<T>(env: napi::sys::napi_env, convert: impl FnOnce() -> Result<T>) -> Result<T> {
+    convert().map_err(|e| match unsafe { take_exception(env) } {
+        Some(message) => Error::new(Status::GenericFailure, message),
+        None => e,
+    })
 }
 
 impl FromNapiValue for HookReturn {
     unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
-        if unsafe { is_promise(env, value)? } {
-            Ok(HookReturn::Pending(unsafe { settle_later(env, value, |_, _| Ok(()))? }))
-        } else {
-            Ok(HookReturn::Finished)
+        unsafe {
+            catching(env, || match as_promise(env, value)? {
+                Some(promise) => Ok(HookReturn::Pending(settle_later(env, promise, |_, _| Ok(()))?)),
+                None => Ok(HookReturn::Finished),
+            })
         }
     }
 }
@@ -121,20 +172,6 @@ pub fn read_instance<T: JavaScriptClassExt + MaybeTypeTag + 'static, R>(
     Ok(take(&instance))
 }
 
-/// JSON data from JavaScript, where `undefined` (a hook that returns nothing) is `null`.
-pub struct Json(pub serde_json::Value);
-
-impl FromNapiValue for Json {
-    unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
-        let mut kind = 0;
-        napi::check_status!(unsafe { napi::sys::napi_typeof(env, value, &mut kind) })?;
-        if kind == napi::sys::ValueType::napi_undefined {
-            return Ok(Json(serde_json::Value::Null));
-        }
-        Ok(Json(unsafe { serde_json::Value::from_napi_value(env, value)? }))
-    }
-}
-
 /// What a data hook returned: a value, or a promise of one.
 pub enum ValueReturn {
     Now(serde_json::Value),
@@ -143,25 +180,27 @@ pub enum ValueReturn {
 
 impl FromNapiValue for ValueReturn {
     unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
-        if unsafe { is_promise(env, value)? } {
-            let convert =
-                |env, value| unsafe { Json::from_napi_value(env, value) }.map(|json| json.0).map_err(|e| e.reason);
-            Ok(ValueReturn::Later(unsafe { settle_later(env, value, convert)? }))
-        } else {
-            Ok(ValueReturn::Now(unsafe { Json::from_napi_value(env, value)? }.0))
+        unsafe {
+            catching(env, || match as_promise(env, value)? {
+                Some(promise) => {
+                    let convert = |env, value| from_js(env, value);
+                    Ok(ValueReturn::Later(settle_later(env, promise, convert)?))
+                }
+                None => from_js(env, value).map(ValueReturn::Now).map_err(|e| Error::new(Status::GenericFailure, e)),
+            })
         }
     }
 }
 
 /// A hook that takes JSON data and gives JSON data back (`captureState`, the restore hooks).
-pub type DataHook = ThreadsafeFunction<serde_json::Value, ValueReturn, serde_json::Value, Status, false, true>;
+pub type DataHook = ThreadsafeFunction<JsonOut, ValueReturn, JsonOut, Status, false, true>;
 
 /// Reads an optional data hook (see [`read_hook`]).
 pub fn read_data_hook(env: &Env, options: &OptionsObject, key: &str) -> Result<Option<Arc<DataHook>>> {
     let Some(value) = read_function(env, options, key)? else { return Ok(None) };
-    let function: Function<'_, serde_json::Value, ValueReturn> = unsafe { value.cast()? };
+    let function: Function<'_, JsonOut, ValueReturn> = unsafe { value.cast()? };
     Ok(Some(Arc::new(
-        function.build_threadsafe_function::<serde_json::Value>().weak::<true>().callee_handled::<false>().build()?,
+        function.build_threadsafe_function::<JsonOut>().weak::<true>().callee_handled::<false>().build()?,
     )))
 }
 
@@ -174,7 +213,7 @@ pub async fn call_data_hook(
     name: &str,
 ) -> std::result::Result<serde_json::Value, (&'static str, String)> {
     let call = async {
-        match hook.call_async_catch(arg).await {
+        match hook.call_async_catch(JsonOut(arg)).await {
             Ok(ValueReturn::Now(value)) => Ok(value),
             Ok(ValueReturn::Later(settlement)) => settlement.await,
             Err(e) => Err(e.reason.clone()),

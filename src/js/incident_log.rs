@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use super::args::{describe, range_error, range_violation, type_error, OptionsObject};
 use super::checkpoint_manager::ERR_CLOSED;
+use super::json::JsonOut;
 use super::task::coded_error;
 use crate::durable::{
     DurableError, IncidentLog as Core, IncidentLogOptions, RateLimit, ReadFilter, RecordOutcome, Storage,
@@ -53,7 +54,8 @@ const RATE_WINDOW: ThresholdSpec = ThresholdSpec {
     integer: true,
 };
 
-/// An incident as `read` returns it.
+/// An incident as `read` returns it (declared for the typings; handed over as JSON).
+#[allow(dead_code)]
 #[napi(object)]
 pub struct IncidentRecord {
     pub seq: f64,
@@ -122,30 +124,33 @@ impl IncidentLog {
         constructor,
         ts_args_type = "options: { directory: string, segmentBytes?: number, maxSegments?: number, maxBytes?: number, rateLimit?: { max?: number, windowMs?: number } }"
     )]
-    pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
-        let options = OptionsObject::required(&env, options, "options", OPTION_NAMES)?;
-        let directory = options.string("directory")?.ok_or_else(|| {
-            type_error(&env, "ERR_INVALID_ARG_TYPE", "directory must be a string, got undefined".into())
-        })?;
-        let mut settings = IncidentLogOptions::default();
-        if let Some(v) = spec_number(&env, &options, SEGMENT_BYTES)? {
-            settings.segment_bytes = v as u64;
-        }
-        if let Some(v) = spec_number(&env, &options, MAX_SEGMENTS)? {
-            settings.max_segments = v as usize;
-        }
-        if let Some(v) = spec_number(&env, &options, MAX_BYTES)? {
-            settings.max_bytes = v as u64;
-        }
-        if let Some(rate) = options.object("rateLimit", &["max", "windowMs"])? {
-            let max = spec_number(&env, &rate, RATE_MAX)?.map_or(settings.rate_limit.max, |v| v as u32);
-            let window = spec_number(&env, &rate, RATE_WINDOW)?.map_or(settings.rate_limit.window_ms, |v| v as u64);
-            settings.rate_limit = RateLimit { max, window_ms: window };
-        }
-        let (core, problems) = Core::open(&PathBuf::from(directory), settings, Storage::new())
-            .map_err(|e| coded_error(&env, e.code, &e.message))?;
-        let problems = Value::Array(problems.iter().map(problem_json).collect());
-        Ok(IncidentLog { core: Arc::new(ClosableLog(RwLock::new(Some(core)))), problems })
+    pub fn new(env: Env, this: This<Unknown>, options: Option<Unknown>) -> Result<Self> {
+        super::task::guarded(&env, "IncidentLog.constructor", || {
+            super::receiver::require_new::<Self>(&env, &this, "IncidentLog")?;
+            let options = OptionsObject::required(&env, options, "options", OPTION_NAMES)?;
+            let directory = options.string("directory")?.ok_or_else(|| {
+                type_error(&env, "ERR_INVALID_ARG_TYPE", "directory must be a string, got undefined".into())
+            })?;
+            let mut settings = IncidentLogOptions::default();
+            if let Some(v) = spec_number(&env, &options, SEGMENT_BYTES)? {
+                settings.segment_bytes = v as u64;
+            }
+            if let Some(v) = spec_number(&env, &options, MAX_SEGMENTS)? {
+                settings.max_segments = v as usize;
+            }
+            if let Some(v) = spec_number(&env, &options, MAX_BYTES)? {
+                settings.max_bytes = v as u64;
+            }
+            if let Some(rate) = options.object("rateLimit", &["max", "windowMs"])? {
+                let max = spec_number(&env, &rate, RATE_MAX)?.map_or(settings.rate_limit.max, |v| v as u32);
+                let window = spec_number(&env, &rate, RATE_WINDOW)?.map_or(settings.rate_limit.window_ms, |v| v as u64);
+                settings.rate_limit = RateLimit { max, window_ms: window };
+            }
+            let (core, problems) = Core::open(&PathBuf::from(directory), settings, Storage::new())
+                .map_err(|e| coded_error(&env, e.code, &e.message))?;
+            let problems = Value::Array(problems.iter().map(problem_json).collect());
+            Ok(IncidentLog { core: Arc::new(ClosableLog(RwLock::new(Some(core)))), problems })
+        })
     }
 
     /// What opening found and repaired: `[{ kind, file, offset, reason, set_aside_as }]`.
@@ -153,8 +158,8 @@ impl IncidentLog {
         getter,
         ts_return_type = "Array<{ kind: string, file: string, offset: number, reason: string, set_aside_as: string | null }>"
     )]
-    pub fn get_problems(&self) -> Value {
-        self.problems.clone()
+    pub fn get_problems(&self, env: Env) -> Result<JsonOut> {
+        super::task::guarded(&env, "IncidentLog.problems", || Ok(JsonOut(self.problems.clone())))
     }
 
     /// Writes one incident; resolves once it is on disk.
@@ -163,33 +168,40 @@ impl IncidentLog {
         ts_return_type = "Promise<RecordResult>"
     )]
     pub fn record<'env>(&self, env: &'env Env, incident: Unknown) -> Result<PromiseRaw<'env, RecordResult>> {
-        let incident = read_incident(env, incident)?;
-        let core = self.core.clone();
-        env.spawn_future_with_callback(
-            async move {
-                tokio::task::spawn_blocking(move || core.with(|log| log.record(incident)))
-                    .await
-                    .map_err(|e| Error::new(Status::GenericFailure, format!("internal error in hpc-health: {e}")))
-            },
-            |env, outcome| match outcome {
-                Ok(RecordOutcome::Written { seq, timestamp_ms }) => {
-                    Ok(RecordResult { seq: Some(seq as f64), timestamp: Some(timestamp_ms as f64), suppressed: false })
-                }
-                Ok(RecordOutcome::RateLimited) => Ok(RecordResult { seq: None, timestamp: None, suppressed: true }),
-                Err(e) => Err(coded_error(env, e.code, &e.message)),
-            },
-        )
+        super::task::guarded(env, "IncidentLog.record", || {
+            let incident = read_incident(env, incident)?;
+            let core = self.core.clone();
+            env.spawn_future_with_callback(
+                async move { Ok(off_thread(move || core.with(|log| log.record(incident))).await) },
+                |env, outcome| match outcome {
+                    Ok(RecordOutcome::Written { seq, timestamp_ms }) => Ok(RecordResult {
+                        seq: Some(seq as f64),
+                        timestamp: Some(timestamp_ms as f64),
+                        suppressed: false,
+                    }),
+                    Ok(RecordOutcome::RateLimited) => Ok(RecordResult { seq: None, timestamp: None, suppressed: true }),
+                    Err(e) => Err(coded_error(env, e.code, &e.message)),
+                },
+            )
+        })
     }
 
     /// Releases the directory for another process; later calls reject with `ERR_CLOSED`,
     /// and recoveries or supervisors still attached report the failure. Idempotent.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
-        let core = self.core.clone();
-        env.spawn_future(async move {
-            tokio::task::spawn_blocking(move || core.close())
-                .await
-                .map_err(|e| Error::new(Status::GenericFailure, format!("internal error in hpc-health: {e}")))
+        super::task::guarded(env, "IncidentLog.close", || {
+            let core = self.core.clone();
+            env.spawn_future_with_callback(
+                async move {
+                    Ok(off_thread(move || {
+                        core.close();
+                        Ok(())
+                    })
+                    .await)
+                },
+                |env, closed| closed.map_err(|e| coded_error(env, e.code, &e.message)),
+            )
         })
     }
 
@@ -199,32 +211,42 @@ impl IncidentLog {
         ts_args_type = "filter?: { sinceSeq?: number, since?: number, kinds?: string[], limit?: number }",
         ts_return_type = "Promise<IncidentRecord[]>"
     )]
-    pub fn read<'env>(&self, env: &'env Env, filter: Option<Unknown>) -> Result<PromiseRaw<'env, Vec<IncidentRecord>>> {
-        let filter = read_filter(env, filter)?;
-        let core = self.core.clone();
-        env.spawn_future_with_callback(
-            async move {
-                tokio::task::spawn_blocking(move || core.with(|log| log.read(&filter)))
-                    .await
-                    .map_err(|e| Error::new(Status::GenericFailure, format!("internal error in hpc-health: {e}")))
-            },
-            |env, result| match result {
-                Ok(read) => Ok(read
-                    .records
-                    .into_iter()
-                    .map(|r| IncidentRecord {
-                        seq: r.seq as f64,
-                        timestamp: r.timestamp_ms as f64,
-                        kind: r.kind,
-                        severity: r.severity.as_str().to_owned(),
-                        message: r.message,
-                        details: r.details,
-                    })
-                    .collect()),
-                Err(e) => Err(coded_error(env, e.code, &e.message)),
-            },
-        )
+    pub fn read<'env>(&self, env: &'env Env, filter: Option<Unknown>) -> Result<PromiseRaw<'env, JsonOut>> {
+        super::task::guarded(env, "IncidentLog.read", || {
+            let filter = read_filter(env, filter)?;
+            let core = self.core.clone();
+            env.spawn_future_with_callback(
+                async move { Ok(off_thread(move || core.with(|log| log.read(&filter))).await) },
+                |env, result| match result {
+                    Ok(read) => Ok(JsonOut(Value::Array(
+                        read.records
+                            .into_iter()
+                            .map(|r| {
+                                json!({
+                                    "seq": r.seq,
+                                    "timestamp": r.timestamp_ms,
+                                    "kind": r.kind,
+                                    "severity": r.severity.as_str(),
+                                    "message": r.message,
+                                    "details": r.details,
+                                })
+                            })
+                            .collect(),
+                    ))),
+                    Err(e) => Err(coded_error(env, e.code, &e.message)),
+                },
+            )
+        })
     }
+}
+
+/// Runs durable work on the blocking pool; a panic there is an `ERR_INTERNAL` failure.
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> crate::durable::Result<T> + Send + 'static,
+) -> crate::durable::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(DurableError::new("ERR_INTERNAL", format!("internal error in hpc-health: {e}"))))
 }
 
 pub fn problem_json(p: &crate::durable::RecoveryProblem) -> Value {

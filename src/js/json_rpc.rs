@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use super::args::{describe, range_violation, type_error, OptionsObject};
 use super::health_supervisor::{HealthSupervisor, SystemHealthReport};
+use super::hooks::as_promise;
+use super::json::JsonOut;
 use super::promise::{settle_later, Settlement};
 use crate::monitors::gpu_health::{AllocatorReport, GpuHealthMonitor};
 use crate::policy::thresholds::AUTHORIZE_TIMEOUT_MS;
@@ -44,44 +46,18 @@ impl FromNapiValue for Verdict {
         }
         // A promise, or any object that may be a thenable: `Promise.resolve` adopts it as
         // `await` would (a `then` getter that throws rejects it), so both are awaited alike.
-        match unsafe { promise_resolve(env, value) } {
-            Some(promise) => {
+        match unsafe { as_promise(env, value) } {
+            Ok(Some(promise)) => {
                 let convert = |env, value| Ok(unsafe { is_true(env, value) });
                 Ok(Verdict::Later(unsafe { settle_later(env, promise, convert)? }))
             }
-            None => Ok(Verdict::Now(false)),
+            // No thenable, or `Promise.resolve` itself threw (nothing is left pending): refused.
+            Ok(None) | Err(_) => Ok(Verdict::Now(false)),
         }
     }
 }
 
-/// `Promise.resolve(value)`, or `None` (with no exception left pending) if it threw.
-unsafe fn promise_resolve(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Option<napi::sys::napi_value> {
-    use napi::sys;
-    let step = |status: sys::napi_status| (status == sys::Status::napi_ok).then_some(());
-    let resolved = (|| unsafe {
-        let mut global = std::ptr::null_mut();
-        step(sys::napi_get_global(env, &mut global))?;
-        let mut promise = std::ptr::null_mut();
-        step(sys::napi_get_named_property(env, global, c"Promise".as_ptr(), &mut promise))?;
-        let mut resolve = std::ptr::null_mut();
-        step(sys::napi_get_named_property(env, promise, c"resolve".as_ptr(), &mut resolve))?;
-        let mut result = std::ptr::null_mut();
-        step(sys::napi_call_function(env, promise, resolve, 1, &value, &mut result))?;
-        let mut is_promise = false;
-        step(sys::napi_is_promise(env, result, &mut is_promise))?;
-        is_promise.then_some(result)
-    })();
-    if resolved.is_none() {
-        let mut pending = false;
-        if unsafe { sys::napi_is_exception_pending(env, &mut pending) } == sys::Status::napi_ok && pending {
-            let mut exception = std::ptr::null_mut();
-            unsafe { sys::napi_get_and_clear_last_exception(env, &mut exception) };
-        }
-    }
-    resolved
-}
-
-type Authorize = ThreadsafeFunction<Value, Verdict, Value, Status, false, true>;
+type Authorize = ThreadsafeFunction<JsonOut, Verdict, JsonOut, Status, false, true>;
 
 struct SupervisorRpc {
     supervisor: Arc<Supervisor>,
@@ -121,7 +97,7 @@ impl RpcBackend for SupervisorRpc {
         let Some(authorize) = self.authorize.clone() else { return Box::pin(async { false }) };
         let request = json!({ "method": method, "params": params });
         Box::pin(async move {
-            match authorize.call_async_catch(request).await {
+            match authorize.call_async_catch(JsonOut(request)).await {
                 Ok(Verdict::Now(allowed)) => allowed,
                 // A rejection refuses.
                 Ok(Verdict::Later(settlement)) => settlement.await.unwrap_or(false),
@@ -149,62 +125,65 @@ impl HealthSupervisor {
         env: &'env Env,
         message: Unknown,
         options: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, Value>> {
-        let options = OptionsObject::read(env, options, "options", &["authorize", AUTHORIZE_TIMEOUT_MS.name])?;
-        let mut limits = RpcLimits::default();
-        if let Some(ms) = options.as_ref().map(|o| o.number(AUTHORIZE_TIMEOUT_MS.name)).transpose()?.flatten() {
-            let ms = AUTHORIZE_TIMEOUT_MS.check(ms).map_err(|v| range_violation(env, v))?;
-            limits.authorize_timeout = Duration::from_millis(ms as u64);
-        }
-        let authorize = match options.as_ref().map(|o| o.raw("authorize")).transpose()?.flatten() {
-            None => None,
-            Some(f) if f.get_type()? == ValueType::Function => {
-                let function: Function<'_, Value, Verdict> = unsafe { f.cast()? };
-                Some(Arc::new(
-                    function.build_threadsafe_function::<Value>().weak::<true>().callee_handled::<false>().build()?,
-                ))
+    ) -> Result<PromiseRaw<'env, JsonOut>> {
+        super::task::guarded(env, "HealthSupervisor.handleJsonRpc", || {
+            let options = OptionsObject::read(env, options, "options", &["authorize", AUTHORIZE_TIMEOUT_MS.name])?;
+            let mut limits = RpcLimits::default();
+            if let Some(ms) = options.as_ref().map(|o| o.number(AUTHORIZE_TIMEOUT_MS.name)).transpose()?.flatten() {
+                let ms = AUTHORIZE_TIMEOUT_MS.check(ms).map_err(|v| range_violation(env, v))?;
+                limits.authorize_timeout = Duration::from_millis(ms as u64);
             }
-            Some(other) => {
-                return Err(type_error(
-                    env,
-                    "ERR_INVALID_ARG_TYPE",
-                    format!("authorize must be a function, got {}", describe(&other)),
-                ))
-            }
-        };
-        enum Message {
-            Text(String),
-            Parsed(Value),
-        }
-        let message = match message.get_type()? {
-            ValueType::String => Message::Text(unsafe { message.cast()? }),
-            ValueType::Object => Message::Parsed(super::json_value(env, message, "message")?),
-            _ => {
-                return Err(type_error(
-                    env,
-                    "ERR_INVALID_ARG_TYPE",
-                    format!("message must be a string or an object, got {}", describe(&message)),
-                ))
-            }
-        };
-        let backend =
-            SupervisorRpc { supervisor: self.core.clone(), gpu: self.core.parts().gpu_monitor.clone(), authorize };
-        env.spawn_future(async move {
-            let response = match message {
-                Message::Text(text) => rpc::handle_json_rpc(&text, &backend, &limits).await,
-                Message::Parsed(value) => rpc::handle_json_rpc_value(value, &backend, &limits).await,
+            let authorize = match options.as_ref().map(|o| o.raw("authorize")).transpose()?.flatten() {
+                None => None,
+                Some(f) if f.get_type()? == ValueType::Function => {
+                    let function: Function<'_, JsonOut, Verdict> = unsafe { f.cast()? };
+                    Some(Arc::new(
+                        function
+                            .build_threadsafe_function::<JsonOut>()
+                            .weak::<true>()
+                            .callee_handled::<false>()
+                            .build()?,
+                    ))
+                }
+                Some(other) => {
+                    return Err(type_error(
+                        env,
+                        "ERR_INVALID_ARG_TYPE",
+                        format!("authorize must be a function, got {}", describe(&other)),
+                    ))
+                }
             };
-            Ok(response.unwrap_or(Value::Null))
+            enum Message {
+                Text(String),
+                Parsed(Value),
+            }
+            let message = match message.get_type()? {
+                ValueType::String => Message::Text(unsafe { message.cast()? }),
+                ValueType::Object => Message::Parsed(super::json_value(env, message, "message")?),
+                _ => {
+                    return Err(type_error(
+                        env,
+                        "ERR_INVALID_ARG_TYPE",
+                        format!("message must be a string or an object, got {}", describe(&message)),
+                    ))
+                }
+            };
+            let backend =
+                SupervisorRpc { supervisor: self.core.clone(), gpu: self.core.parts().gpu_monitor.clone(), authorize };
+            env.spawn_future(async move {
+                let response = match message {
+                    Message::Text(text) => rpc::handle_json_rpc(&text, &backend, &limits).await,
+                    Message::Parsed(value) => rpc::handle_json_rpc_value(value, &backend, &limits).await,
+                };
+                Ok(JsonOut(response.unwrap_or(Value::Null)))
+            })
         })
     }
 }
 
-/// Puts the requirements' `monitoringTools` on the module, verbatim in shape (`{
-/// getSystemHealth: { description, inputSchema }, recoverSystem: { description, inputSchema }
-/// }`), frozen. Its type is in `typings-header.d.ts`.
-#[cfg_attr(test, allow(dead_code))]
-#[napi(module_exports)]
-pub fn export_monitoring_tools(mut exports: Object, env: Env) -> Result<()> {
-    let tools = super::args::frozen(&env, rpc::monitoring_tools())?;
-    exports.set_named_property("monitoringTools", tools)
+/// The requirements' `monitoringTools`, verbatim in shape (`{ getSystemHealth: { description,
+/// inputSchema }, recoverSystem: { description, inputSchema } }`), frozen. Its type is in
+/// `typings-header.d.ts`.
+pub fn monitoring_tools(env: &Env) -> Result<Object<'_>> {
+    super::args::frozen(env, rpc::monitoring_tools())
 }

@@ -204,56 +204,67 @@ pub struct MemoryMonitor {
 #[napi]
 impl MemoryMonitor {
     #[napi(constructor, ts_args_type = "options?: MemoryMonitorOptions")]
-    pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
-        let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
-        let mut thresholds = CoreThresholds::default();
-        let mut library = None;
-        let mut root = PathBuf::from("/");
-        if let Some(options) = options {
-            if let Some(given) = options.object("thresholds", &threshold_names())? {
-                thresholds = read_thresholds(&env, &given, thresholds)?;
+    pub fn new(env: Env, this: This<Unknown>, options: Option<Unknown>) -> Result<Self> {
+        super::task::guarded(&env, "MemoryMonitor.constructor", || {
+            super::receiver::require_new::<Self>(&env, &this, "MemoryMonitor")?;
+            let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
+            let mut thresholds = CoreThresholds::default();
+            let mut library = None;
+            let mut root = PathBuf::from("/");
+            if let Some(options) = options {
+                if let Some(given) = options.object("thresholds", &threshold_names())? {
+                    thresholds = read_thresholds(&env, &given, thresholds)?;
+                }
+                library = options.string("nvmlLibraryPath")?;
+                if let Some(fs_root) = options.string("fsRoot")? {
+                    root = PathBuf::from(fs_root);
+                }
             }
-            library = options.string("nvmlLibraryPath")?;
-            if let Some(fs_root) = options.string("fsRoot")? {
-                root = PathBuf::from(fs_root);
-            }
-        }
-        let session = shared_session(&resolve_nvml_library(library.as_deref()));
-        let core = MemoryMonitorCore::new(MemorySampler::new(root, session), thresholds);
-        Ok(MemoryMonitor { core: Arc::new(core) })
+            let session = shared_session(&resolve_nvml_library(library.as_deref()));
+            let core = MemoryMonitorCore::new(MemorySampler::new(root, session), thresholds);
+            Ok(MemoryMonitor { core: Arc::new(core) })
+        })
     }
 
     /// The current thresholds, as a frozen copy: assign a new object to change them.
     #[napi(getter, ts_return_type = "MemoryThresholds")]
     pub fn get_thresholds<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
-        let t = self.core.thresholds();
-        let value = MemoryThresholds {
-            gpu_memory: t.gpu_memory,
-            system_memory: t.system_memory,
-            warning_interval: t.warning_interval_ms,
-        };
-        frozen(env, value)
+        super::task::guarded(env, "MemoryMonitor.thresholds", || {
+            let t = self.core.thresholds();
+            let value = MemoryThresholds {
+                gpu_memory: t.gpu_memory,
+                system_memory: t.system_memory,
+                warning_interval: t.warning_interval_ms,
+            };
+            frozen(env, value)
+        })
     }
 
     /// Replaces the thresholds given; those left out keep their current values.
     #[napi(setter, js_name = "thresholds", ts_args_type = "value: MemoryThresholdsInput")]
     pub fn set_thresholds(&self, env: Env, value: Unknown) -> Result<()> {
-        let given = OptionsObject::required(&env, Some(value), "thresholds", &threshold_names())?;
-        let thresholds = read_thresholds(&env, &given, self.core.thresholds())?;
-        self.core.set_thresholds(thresholds);
-        Ok(())
+        super::task::guarded(&env, "MemoryMonitor.thresholds", || {
+            let given = OptionsObject::required(&env, Some(value), "thresholds", &threshold_names())?;
+            let thresholds = read_thresholds(&env, &given, self.core.thresholds())?;
+            self.core.set_thresholds(thresholds);
+            Ok(())
+        })
     }
 
     /// One memory sample: host (or cgroup) and every GPU.
     #[napi(ts_return_type = "Promise<MemoryMetrics>")]
-    pub fn get_memory_metrics(&self) -> AsyncTask<Job<SampleMetrics>> {
-        AsyncTask::new(Job(SampleMetrics(self.core.clone())))
+    pub fn get_memory_metrics(&self, env: Env) -> Result<AsyncTask<Job<SampleMetrics>>> {
+        super::task::guarded(&env, "MemoryMonitor.getMemoryMetrics", || {
+            Ok(AsyncTask::new(Job(SampleMetrics(self.core.clone()))))
+        })
     }
 
     /// Samples and judges against the thresholds.
     #[napi(ts_return_type = "Promise<MemoryPressureReport>")]
-    pub fn check_memory_pressure(&self) -> AsyncTask<Job<CheckPressure>> {
-        AsyncTask::new(Job(CheckPressure(self.core.clone())))
+    pub fn check_memory_pressure(&self, env: Env) -> Result<AsyncTask<Job<CheckPressure>>> {
+        super::task::guarded(&env, "MemoryMonitor.checkMemoryPressure", || {
+            Ok(AsyncTask::new(Job(CheckPressure(self.core.clone()))))
+        })
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::args::{range_violation, OptionsObject};
 use super::hooks::{read_hook, read_instance};
+use super::json::JsonOut;
 use super::memory_monitor::MemoryMonitor;
 use super::recovery_outcome::{outcome_value, settle};
 use crate::policy::thresholds::STEP_TIMEOUT_MS;
@@ -44,30 +45,33 @@ pub struct MemoryRecovery {
 #[napi]
 impl MemoryRecovery {
     #[napi(constructor, ts_args_type = "monitor: MemoryMonitor, options?: MemoryRecoveryOptions")]
-    pub fn new(env: Env, monitor: Option<Unknown>, options: Option<Unknown>) -> Result<Self> {
-        let monitor = read_instance(&env, monitor, "monitor", "MemoryMonitor", |m: &MemoryMonitor| m.core.clone())?;
-        let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
-        let mut hooks = MemoryHooks::default();
-        let mut step_timeout = STEP_TIMEOUT_MS.default;
-        let mut incidents = None;
-        if let Some(options) = options {
-            incidents = super::durable::read_incident_log(&env, &options)?;
-            hooks.clear_gpu_cache = read_hook(&env, &options, "clearGPUCache")?;
-            hooks.defragment_memory = read_hook(&env, &options, "defragmentMemory")?;
-            hooks.emergency_cleanup = read_hook(&env, &options, "emergencyCleanup")?;
-            if let Some(ms) = options.number(STEP_TIMEOUT_MS.name)? {
-                step_timeout = STEP_TIMEOUT_MS.check(ms).map_err(|v| range_violation(&env, v))?;
+    pub fn new(env: Env, this: This<Unknown>, monitor: Option<Unknown>, options: Option<Unknown>) -> Result<Self> {
+        super::task::guarded(&env, "MemoryRecovery.constructor", || {
+            super::receiver::require_new::<Self>(&env, &this, "MemoryRecovery")?;
+            let monitor = read_instance(&env, monitor, "monitor", "MemoryMonitor", |m: &MemoryMonitor| m.core.clone())?;
+            let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
+            let mut hooks = MemoryHooks::default();
+            let mut step_timeout = STEP_TIMEOUT_MS.default;
+            let mut incidents = None;
+            if let Some(options) = options {
+                incidents = super::durable::read_incident_log(&env, &options)?;
+                hooks.clear_gpu_cache = read_hook(&env, &options, "clearGPUCache")?;
+                hooks.defragment_memory = read_hook(&env, &options, "defragmentMemory")?;
+                hooks.emergency_cleanup = read_hook(&env, &options, "emergencyCleanup")?;
+                if let Some(ms) = options.number(STEP_TIMEOUT_MS.name)? {
+                    step_timeout = STEP_TIMEOUT_MS.check(ms).map_err(|v| range_violation(&env, v))?;
+                }
             }
-        }
-        let core = Core::new(monitor, hooks, Duration::from_millis(step_timeout as u64));
-        core.core().set_incident_sink(incidents);
-        Ok(MemoryRecovery { core: Arc::new(core) })
+            let core = Core::new(monitor, hooks, Duration::from_millis(step_timeout as u64));
+            core.core().set_incident_sink(incidents);
+            Ok(MemoryRecovery { core: Arc::new(core) })
+        })
     }
 
     /// True while intake is stopped: the service's request handler should refuse new work.
     #[napi(getter, js_name = "pause_incoming")]
-    pub fn pause_incoming(&self) -> bool {
-        self.core.pause_incoming()
+    pub fn pause_incoming(&self, env: Env) -> Result<bool> {
+        super::task::guarded(&env, "MemoryRecovery.pause_incoming", || Ok(self.core.pause_incoming()))
     }
 
     /// Runs the flow. Resolves `true` when pressure is gone (intake resumes), `false` when it
@@ -75,19 +79,26 @@ impl MemoryRecovery {
     /// times out (`code` `ERR_STEP_FAILED` or `ERR_STEP_TIMEOUT`), after `emergencyCleanup`.
     #[napi(ts_return_type = "Promise<boolean>")]
     pub fn recover_from_pressure<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, bool>> {
-        let core = self.core.clone();
-        env.spawn_future_with_callback(async move { Ok(core.recover_from_pressure().await) }, settle)
+        super::task::guarded(env, "MemoryRecovery.recoverFromPressure", || {
+            let core = self.core.clone();
+            env.spawn_future_with_callback(async move { Ok(core.recover_from_pressure().await) }, settle)
+        })
     }
 
     /// An operator's override: reopens intake.
     #[napi]
-    pub fn resume(&self) {
-        self.core.resume();
+    pub fn resume(&self, env: Env) -> Result<()> {
+        super::task::guarded(&env, "MemoryRecovery.resume", || {
+            self.core.resume();
+            Ok(())
+        })
     }
 
     /// The record of the last run, or `null` before the first.
     #[napi(getter, ts_return_type = "RecoveryOutcome | null")]
-    pub fn last_outcome(&self) -> serde_json::Value {
-        outcome_value(self.core.core().last_outcome())
+    pub fn last_outcome(&self, env: Env) -> Result<JsonOut> {
+        super::task::guarded(&env, "MemoryRecovery.lastOutcome", || {
+            Ok(JsonOut(outcome_value(self.core.core().last_outcome())))
+        })
     }
 }

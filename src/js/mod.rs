@@ -4,24 +4,43 @@
 mod args;
 mod checkpoint_manager;
 mod durable;
+mod engine;
 mod gpu_health_monitor;
 mod gpu_recovery;
 mod health_supervisor;
 mod hooks;
 mod incident_log;
+mod json;
 mod json_rpc;
 mod memory_monitor;
 mod memory_recovery;
 mod promise;
+mod receiver;
 mod recovery_outcome;
 mod task;
 
-use napi::bindgen_prelude::*;
+pub(crate) use json::json_value;
 
-/// A JavaScript value as JSON, as `JSON.stringify` would keep it; `name` is used in the
-/// `TypeError` for what cannot be (functions, symbols, bigints, cycles).
-pub(crate) fn json_value(env: &napi::Env, value: napi::Unknown, name: &str) -> Result<serde_json::Value> {
-    unsafe { serde_json::Value::from_napi_value(env.raw(), napi::JsValue::raw(&value)) }.map_err(|e| {
-        args::type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be JSON-serialisable data: {}", e.reason))
-    })
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+/// Runs once per load, after napi-rs has defined the classes: puts `monitoringTools` on the
+/// module and guards every class member against a foreign `this`.
+#[cfg_attr(test, allow(dead_code))]
+#[napi(module_exports)]
+pub fn init_module(exports: Object, env: Env) -> Result<()> {
+    task::catch_panic(|| init_exports(exports, env))
+        .unwrap_or_else(|message| Err(napi::Error::new(napi::Status::GenericFailure, message)))
+}
+
+fn init_exports(mut exports: Object, env: Env) -> Result<()> {
+    exports.set_named_property("monitoringTools", json_rpc::monitoring_tools(&env)?)?;
+    receiver::guard_members::<memory_monitor::MemoryMonitor>(&env, &exports, "MemoryMonitor")?;
+    receiver::guard_members::<gpu_health_monitor::GpuHealthMonitor>(&env, &exports, "GPUHealthMonitor")?;
+    receiver::guard_members::<memory_recovery::MemoryRecovery>(&env, &exports, "MemoryRecovery")?;
+    receiver::guard_members::<gpu_recovery::GpuRecovery>(&env, &exports, "GPURecovery")?;
+    receiver::guard_members::<checkpoint_manager::CheckpointManager>(&env, &exports, "CheckpointManager")?;
+    receiver::guard_members::<incident_log::IncidentLog>(&env, &exports, "IncidentLog")?;
+    receiver::guard_members::<health_supervisor::HealthSupervisor>(&env, &exports, "HealthSupervisor")?;
+    Ok(())
 }

@@ -13,6 +13,7 @@ use napi::bindgen_prelude::{FromNapiValue, Unknown};
 use napi::sys;
 
 use super::args::describe;
+use super::engine::{call, message_of, take_exception};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -86,16 +87,11 @@ pub unsafe fn settle_later<T: Send + 'static>(
         napi::check_status!(sys::napi_create_double(env, id as f64, &mut id_value))?;
         let on_fulfilled = bind(env, settle, id_value, true)?;
         let on_rejected = bind(env, settle, id_value, false)?;
-        let then = named_property(env, promise, c"then")?;
-        let mut ignored = ptr::null_mut();
-        napi::check_status!(sys::napi_call_function(
-            env,
-            promise,
-            then,
-            2,
-            [on_fulfilled, on_rejected].as_ptr(),
-            &mut ignored
-        ))?;
+        // A promise whose own `then` was replaced may throw from it: that fails this wait.
+        let failed = |message| napi::Error::new(napi::Status::GenericFailure, message);
+        let then =
+            named_property(env, promise, c"then").map_err(|e| failed(take_exception(env).unwrap_or(e.reason)))?;
+        call(env, Some(promise), then, &[on_fulfilled, on_rejected]).map_err(failed)?;
     }
     Ok(settlement)
 }
@@ -104,14 +100,7 @@ pub unsafe fn settle_later<T: Send + 'static>(
 /// a reason without one is named by its type (`rejected with undefined`).
 unsafe fn rejection_message(env: sys::napi_env, reason: sys::napi_value) -> String {
     match unsafe { Unknown::from_napi_value(env, reason) } {
-        Ok(value) => {
-            let message = napi::Error::from_unknown_without_coercion(value).reason.clone();
-            if message.is_empty() {
-                format!("rejected with {}", describe(&value))
-            } else {
-                message
-            }
-        }
+        Ok(value) => message_of(&value).unwrap_or_else(|| format!("rejected with {}", describe(&value))),
         Err(error) => error.reason,
     }
 }
@@ -194,7 +183,10 @@ unsafe extern "C" fn settle(env: sys::napi_env, info: sys::napi_callback_info) -
     // Taken out before it runs: the settler may run JavaScript (JSON conversion).
     let settler = pending().remove(&(id as u64));
     if let Some(settler) = settler {
-        settler(env, fulfilled, argv[2]);
+        // A panic must not unwind out of this callback: the wait then fails as abandoned.
+        let _ = super::task::catch_panic(|| settler(env, fulfilled, argv[2]));
     }
+    // Nothing a conversion raised may escape into the promise chain as an unhandled rejection.
+    let _ = unsafe { take_exception(env) };
     ptr::null_mut()
 }

@@ -90,7 +90,7 @@ pub fn settle(env: &Env, outcome: Arc<RecoveryOutcome>) -> Result<bool> {
                 error.set_named_property("code", code)?;
                 error.set_named_property("step", step.clone())?;
                 error.set_named_property("cleanupError", outcome.cleanup_error.clone())?;
-                error.set_named_property("outcome", outcome_json(&outcome))?;
+                error.set_named_property("outcome", super::json::JsonOut(outcome_json(&outcome)))?;
                 Ok(Error::from(error.to_unknown()))
             };
             Err(build().unwrap_or_else(|e| e))
