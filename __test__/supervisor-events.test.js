@@ -114,6 +114,23 @@ test('a hung NVML call: state unknown, not ready and hpc_health_healthy 0 at the
   await sleep(3200) // the hung sample finishes before the next test
 })
 
+test('a hung driver holds one sampling thread, not one per check', async () => {
+  standin.write(healthyState())
+  const threads = () => require('node:fs').readdirSync('/proc/self/task').length
+  const { supervisor, events } = setup({ intervalMs: 10, checkTimeoutMs: 30 })
+  supervisor.start()
+  await waitFor('a healthy check', () => supervisor.status().state === 'healthy')
+  const before = threads()
+  standin.write(healthyState({ delay_ms: { memory_info: 2000 } }))
+  await waitFor('ten timed-out checks', () => events.filter((e) => e.name === 'error').length >= 10, 5000)
+  const grown = threads() - before
+  await supervisor.stop()
+  standin.write(healthyState())
+  assert.ok(grown <= 2, `${grown} more threads while the driver hangs`)
+  assert.match(events.filter((e) => e.name === 'error').at(-1).payload.message, /previous check is still waiting for the driver/)
+  await sleep(2200) // the hung sample finishes before the next test
+})
+
 test('health nobody confirmed for staleAfterMs makes the service not ready', async () => {
   standin.write(healthyState())
   // A slow check (no timeout yet) leaves the last success growing old.
