@@ -317,9 +317,15 @@ mod tests {
         assert!(Arc::ptr_eq(&watch, &shared_xid_watch(&session)), "one watch per session");
         wait_for("arming", || watch.state() == WatchState::Watching(vec![0, 1]));
         assert_eq!(xid_threads(), 1);
+        let wake = crate::supervisor::wake::Wake::default();
+        watch.wake_on_events(wake.handle());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
 
         write_state(&state, r#"{"devices":[{},{}],"xid_events":[{"device":1,"xid":48,"id":1}]}"#);
         wait_for("the event", || !watch.events_since(0.0).is_empty());
+        runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), wake.woken()).await })
+            .expect("the event wakes the supervisor");
         let event = &watch.events_since(0.0)[0];
         assert_eq!((event.device, event.code), (1, 48));
         assert_eq!(event.uuid.as_deref(), None, "no sample has named the device yet");
