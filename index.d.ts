@@ -18,7 +18,7 @@ export interface RecoveryAction {
   type: 'memory' | 'out_of_memory' | 'device_lost' | 'process' | 'pause_intake' | 'operator' | 'gpu'
   issue: string | null
   device: number | null
-  result: 'recovered' | 'not_recovered' | 'failed' | 'paused' | 'skipped'
+  result: 'recovered' | 'not_recovered' | 'failed' | 'interrupted' | 'paused' | 'skipped'
   detail: string | null
 }
 
@@ -26,12 +26,20 @@ export interface RecoveryAction {
 export interface SupervisorStatus {
   state: 'starting' | 'healthy' | 'unhealthy' | 'unknown'
   running: boolean
+  /** What `/readyz` answers: false when `not_ready_reasons` is not empty. */
+  ready: boolean
+  /** Why not ready, the real cause first: `GPU 1 lost`, then `no successful check for N s`, then intake pauses. */
+  not_ready_reasons: string[]
   accepting_requests: boolean
   paused_reasons: Record<string, string>
   recovery_paused: boolean
   in_episode: boolean
   consecutive_failures: number
   last_check: { healthy: boolean, check_type: 'quick' | 'full', timestamp: number, duration_ms: number, accepting_requests: boolean, issues: HealthIssue[] } | null
+  /** When the loop's last check ended, successful or not (ms since the epoch); null before the first. */
+  last_check_at: number | null
+  /** When the loop's last successful check ended; null before the first. */
+  last_success_at: number | null
   budget: { max: number, window_ms: number, used: number, exhausted: boolean }
   next_recovery_not_before: number | null
   operator_actions: Array<{ code: string, device: number | null, action: string, message: string, since: number }>
@@ -433,8 +441,16 @@ export interface HealthSupervisorOptions {
   restartProcess?: () => unknown
   /** Consecutive checks that start and end an episode (default 2 and 2). */
   hysteresis?: { unhealthyAfter?: number, healthyAfter?: number }
-  /** Longest one check may take before it counts as a monitoring failure (default 30000). */
+  /**
+   * Longest one check may take before the state is `'unknown'` and the service not ready
+   * (default 10000: far beyond a slow driver, well inside a 30 s probe window).
+   */
   checkTimeoutMs?: number
+  /**
+   * Not ready when the last successful check is older than this; greater than `intervalMs`
+   * (default `2 × intervalMs + checkTimeoutMs`).
+   */
+  staleAfterMs?: number
 }
 
 /** An incident as `read` returns it (declared for the typings; handed over as JSON). */

@@ -171,6 +171,18 @@ test('a hot GPU pauses intake: /readyz 503 with the reason, POST /jobs 503; both
   assert.equal((await postJob(service, { name: 'after-cooling', durationMs: 10 })).status, 202)
 })
 
+test('a lost GPU: /readyz 503 names it first, and 200 once it is back', { timeout: 30000 }, async () => {
+  await waitFor('/readyz 200', async () => (await http(`${service.httpUrl}/readyz`)).status === 200)
+  standin.write({ devices: [device(0), device(1, { lost: true })] })
+  const notReady = await waitFor('/readyz 503', async () => {
+    const readyz = await http(`${service.httpUrl}/readyz`)
+    return readyz.status === 503 && readyz
+  })
+  assert.equal(notReady.json.reasons[0], 'GPU 1 lost', JSON.stringify(notReady.json))
+  standin.write({ devices: [device(0), device(1)] })
+  await waitFor('/readyz 200', async () => (await http(`${service.httpUrl}/readyz`)).status === 200)
+})
+
 test('SIGTERM shuts the service down cleanly: it exits 0 on its own', async () => {
   service.child.kill('SIGTERM')
   const { code } = await service.exited

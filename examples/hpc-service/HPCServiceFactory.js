@@ -134,15 +134,12 @@ class HPCServiceFactory {
     return this.supervisor.triggerRecovery(health)
   }
 
-  /** Why intake is paused, one line per reason; empty while accepting. */
+  /**
+   * Why the service takes no work, the real cause first (a lost GPU, then health nobody has
+   * confirmed lately, then intake pauses), one line per reason; empty while ready.
+   */
   pausedReasons() {
-    const status = this.supervisor.status()
-    const reasons = Object.entries(status.paused_reasons).map(([key, why]) => `${key}: ${why}`)
-    // A memory recovery holds intake through pause_incoming, which paused_reasons does not list.
-    if (this.memoryManager.pause_incoming) reasons.push('memory: a memory recovery holds intake')
-    // The two were read at different moments; never call the service ready when the supervisor says no.
-    if (!status.accepting_requests && reasons.length === 0) reasons.push('supervisor: not accepting requests')
-    return reasons
+    return this.supervisor.status().not_ready_reasons
   }
 
   /**

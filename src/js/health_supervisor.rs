@@ -17,8 +17,8 @@ use super::memory_monitor::{pressure_report, MemoryMonitor, MemoryPressureReport
 use super::memory_recovery::MemoryRecovery;
 use crate::policy::issues::{Action, HealthIssue as CoreIssue, IssueCode, Severity};
 use crate::policy::thresholds::{
-    ThresholdSpec, BUDGET_MAX, BUDGET_WINDOW_MS, CHECKPOINT_INTERVAL_MS, HEALTHY_AFTER, INTERVAL_MS, STEP_TIMEOUT_MS,
-    UNHEALTHY_AFTER,
+    stale_after_default_ms, ThresholdSpec, BUDGET_MAX, BUDGET_WINDOW_MS, CHECKPOINT_INTERVAL_MS, CHECK_TIMEOUT_MS,
+    HEALTHY_AFTER, INTERVAL_MS, STALE_AFTER_MS, STEP_TIMEOUT_MS, UNHEALTHY_AFTER,
 };
 use crate::supervisor::{
     action_json, CheckType, EventSink, RecoveryType, Supervisor, SupervisorOptions, SupervisorParts, SystemHealth,
@@ -38,6 +38,7 @@ const OPTION_NAMES: &[&str] = &[
     "restartProcess",
     "hysteresis",
     "checkTimeoutMs",
+    "staleAfterMs",
 ];
 pub const EVENTS: &[&str] = &["health", "unhealthy", "warning", "recovery", "incident", "error"];
 
@@ -102,8 +103,12 @@ pub struct HealthSupervisorOptions {
     /// Consecutive checks that start and end an episode (default 2 and 2).
     #[napi(ts_type = "{ unhealthyAfter?: number, healthyAfter?: number }")]
     pub hysteresis: Option<serde_json::Value>,
-    /// Longest one check may take before it counts as a monitoring failure (default 30000).
+    /// Longest one check may take before the state is `'unknown'` and the service not ready
+    /// (default 10000: far beyond a slow driver, well inside a 30 s probe window).
     pub check_timeout_ms: Option<f64>,
+    /// Not ready when the last successful check is older than this; greater than `intervalMs`
+    /// (default `2 × intervalMs + checkTimeoutMs`).
+    pub stale_after_ms: Option<f64>,
 }
 
 type Listener = ThreadsafeFunction<JsonOut, UnknownReturnValue, JsonOut, Status, false, true>;
@@ -167,7 +172,8 @@ impl HealthSupervisor {
                 checkpoint_interval: None,
                 unhealthy_after: UNHEALTHY_AFTER.default as u32,
                 healthy_after: HEALTHY_AFTER.default as u32,
-                check_timeout: Duration::from_millis(STEP_TIMEOUT_MS.default as u64),
+                check_timeout: Duration::from_millis(CHECK_TIMEOUT_MS.default as u64),
+                stale_after: Duration::ZERO,
                 step_timeout: Duration::from_millis(STEP_TIMEOUT_MS.default as u64),
             };
             if let Some(o) = options {
@@ -206,12 +212,20 @@ impl HealthSupervisor {
                 if let Some(ms) = read_number(&env, &o, INTERVAL_MS)? {
                     settings.interval = Duration::from_millis(ms as u64);
                 }
-                if let Some(ms) = o.number("checkTimeoutMs")? {
-                    let ms = STEP_TIMEOUT_MS.check(ms).map_err(|mut v| {
-                        v.parameter = "checkTimeoutMs".to_owned();
-                        range_violation(&env, v)
-                    })?;
+                if let Some(ms) = read_number(&env, &o, CHECK_TIMEOUT_MS)? {
                     settings.check_timeout = Duration::from_millis(ms as u64);
+                }
+                if let Some(ms) = read_number(&env, &o, STALE_AFTER_MS)? {
+                    if ms <= settings.interval.as_millis() as f64 {
+                        return Err(range_error(
+                            &env,
+                            format!(
+                                "staleAfterMs must be greater than intervalMs ({}), got {ms}",
+                                settings.interval.as_millis()
+                            ),
+                        ));
+                    }
+                    settings.stale_after = Duration::from_millis(ms as u64);
                 }
                 settings.auto_recover = o.boolean("autoRecover")?.unwrap_or(true);
                 if let Some(budget) = o.object("recoveryBudget", &[BUDGET_MAX.key(), BUDGET_WINDOW_MS.key()])? {
@@ -241,6 +255,13 @@ impl HealthSupervisor {
                     }
                     settings.checkpoint_interval = Some(Duration::from_millis(ms as u64));
                 }
+            }
+            if settings.stale_after.is_zero() {
+                let ms = stale_after_default_ms(
+                    settings.interval.as_millis() as f64,
+                    settings.check_timeout.as_millis() as f64,
+                );
+                settings.stale_after = Duration::from_millis(ms as u64);
             }
             let listeners = Arc::new(Listeners::default());
             let core = Supervisor::new(parts, settings, listeners.clone());
@@ -290,7 +311,9 @@ impl HealthSupervisor {
                     }
                     Ok(health)
                 },
-                |env, health| health.map(Into::into).map_err(|e| super::task::coded_error(env, "ERR_CHECK_FAILED", &e)),
+                |env, health| {
+                    health.map(Into::into).map_err(|e| super::task::coded_error(env, "ERR_CHECK_FAILED", &e.message))
+                },
             )
         })
     }

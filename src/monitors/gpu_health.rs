@@ -117,6 +117,14 @@ impl GpuHealthMonitor {
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
     }
 
+    /// Wakes `handle` at each Xid event and when a watched device is lost (nothing when Xid
+    /// watching is off).
+    pub fn wake_on_events(&self, handle: crate::supervisor::wake::WakeHandle) {
+        if let Some(watch) = &self.xid_watch {
+            watch.wake_on_events(handle);
+        }
+    }
+
     /// Every Xid event seen since the process started, by (device, Xid); empty when Xid
     /// watching is off.
     pub fn xid_totals(&self) -> BTreeMap<(u32, u64), u64> {

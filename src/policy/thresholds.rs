@@ -291,6 +291,39 @@ pub const HEALTHY_AFTER: ThresholdSpec = ThresholdSpec {
     max: 100.0,
     integer: true,
 };
+/// Longest one health check may take before the state is `unknown` and the service not
+/// ready. A full check answers in milliseconds; 10 s is far beyond a slow driver, yet a hung
+/// NVML call turns readiness false well inside a Kubernetes probe's 30 s (3 × 10 s) window.
+pub const CHECK_TIMEOUT_MS: ThresholdSpec = ThresholdSpec {
+    name: "checkTimeoutMs",
+    default: 10_000.0,
+    min: 1.0,
+    min_inclusive: true,
+    max: MAX_INTERVAL_MS,
+    integer: true,
+};
+/// Readiness fails when the last successful check is older than this; it must exceed
+/// `intervalMs` (checks are that far apart). The default is `stale_after_default_ms`.
+pub const STALE_AFTER_MS: ThresholdSpec = ThresholdSpec {
+    name: "staleAfterMs",
+    default: 0.0,
+    min: 1.0,
+    min_inclusive: true,
+    max: MAX_INTERVAL_MS,
+    integer: true,
+};
+
+/// Two missed checks, the last allowed its whole timeout: `2 × intervalMs + checkTimeoutMs`
+/// (130 s at the defaults). One late check is not an outage; a hung check is caught sooner,
+/// by its timeout.
+pub fn stale_after_default_ms(interval_ms: f64, check_timeout_ms: f64) -> f64 {
+    (2.0 * interval_ms + check_timeout_ms).min(MAX_INTERVAL_MS)
+}
+
+/// Least time between the starts of two checks woken by events (an Xid storm must not
+/// turn the loop into a busy loop); a timer-driven check is never delayed by it.
+pub const WAKE_MIN_GAP_MS: u64 = 100;
+
 /// Consecutive monitoring failures after which the state is `unknown`.
 pub const FAILURES_FOR_UNKNOWN: u32 = 3;
 /// Backoff between failed recovery attempts: doubling from the first to the longest, each

@@ -6,6 +6,7 @@
 
 use super::nvml_session::{describe_nvml_error, NvmlSession};
 use super::unix_time_ms;
+use crate::supervisor::wake::{WakeHandle, WakeSource};
 use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::{nvml_try, NvmlError};
@@ -57,6 +58,8 @@ pub struct XidWatch {
     state: Mutex<WatchState>,
     /// The session generation the current event set was armed in.
     armed_generation: AtomicU64,
+    /// Woken at each event and when a watched device is lost (the supervisors watching).
+    wakes: Mutex<Vec<WakeHandle>>,
 }
 
 impl XidWatch {
@@ -68,6 +71,18 @@ impl XidWatch {
             recent.pop_front();
         }
         recent.push_back(event);
+    }
+
+    /// Wakes every supervisor that asked, forgetting those that are gone.
+    fn wake(&self) {
+        self.wakes.lock().unwrap_or_else(|p| p.into_inner()).retain(|w| w.wake(WakeSource::Xid));
+    }
+
+    /// Wakes `handle` at each Xid event, and when a watched device is lost.
+    pub fn wake_on_events(&self, handle: WakeHandle) {
+        let mut wakes = self.wakes.lock().unwrap_or_else(|p| p.into_inner());
+        wakes.retain(WakeHandle::is_alive);
+        wakes.push(handle);
     }
 
     fn set_state(&self, state: WatchState) {
@@ -110,6 +125,7 @@ pub fn shared_xid_watch(session: &Arc<NvmlSession>) -> Arc<XidWatch> {
         history: Mutex::default(),
         state: Mutex::new(WatchState::Starting),
         armed_generation: AtomicU64::new(0),
+        wakes: Mutex::default(),
     });
     let weak = Arc::downgrade(&watch);
     let session = session.clone();
@@ -229,9 +245,18 @@ fn watch_armed(nvml: &Nvml, weak: &Weak<XidWatch>, session: &NvmlSession) -> Res
                     code: xid_code(xid),
                     timestamp_ms: unix_time_ms(),
                 });
+                watch.wake();
             }
             Err(NvmlError::Timeout) => {}
-            Err(error) => return Err(format!("Xid watch stopped: {}", describe_nvml_error(&error))),
+            Err(error) => {
+                // A watched device lost is news for the supervisor now, not at its next check.
+                if matches!(error, NvmlError::GpuLost) {
+                    if let Some(watch) = weak.upgrade() {
+                        watch.wake();
+                    }
+                }
+                return Err(format!("Xid watch stopped: {}", describe_nvml_error(&error)));
+            }
         }
     }
 }
@@ -292,9 +317,15 @@ mod tests {
         assert!(Arc::ptr_eq(&watch, &shared_xid_watch(&session)), "one watch per session");
         wait_for("arming", || watch.state() == WatchState::Watching(vec![0, 1]));
         assert_eq!(xid_threads(), 1);
+        let wake = crate::supervisor::wake::Wake::default();
+        watch.wake_on_events(wake.handle());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
 
         write_state(&state, r#"{"devices":[{},{}],"xid_events":[{"device":1,"xid":48,"id":1}]}"#);
         wait_for("the event", || !watch.events_since(0.0).is_empty());
+        runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), wake.woken()).await })
+            .expect("the event wakes the supervisor");
         let event = &watch.events_since(0.0)[0];
         assert_eq!((event.device, event.code), (1, 48));
         assert_eq!(event.uuid.as_deref(), None, "no sample has named the device yet");
@@ -322,6 +353,7 @@ mod tests {
             history: Mutex::default(),
             state: Mutex::new(WatchState::Starting),
             armed_generation: AtomicU64::new(0),
+            wakes: Mutex::default(),
         };
         for i in 0..(HISTORY_PER_DEVICE + 10) {
             watch.record(XidEvent { device: 3, uuid: None, code: 63, timestamp_ms: i as f64 });

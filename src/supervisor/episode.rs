@@ -32,7 +32,9 @@ impl Hysteresis {
         self.in_episode
     }
 
-    pub fn observe(&mut self, healthy: bool) -> EpisodeChange {
+    /// One check. `severe` (an unhealthy check whose fault does not flap, see
+    /// `planner::bypasses_hysteresis`) starts an episode at once.
+    pub fn observe(&mut self, healthy: bool, severe: bool) -> EpisodeChange {
         if healthy {
             self.healthy_run += 1;
             self.unhealthy_run = 0;
@@ -43,7 +45,7 @@ impl Hysteresis {
         } else {
             self.unhealthy_run += 1;
             self.healthy_run = 0;
-            if !self.in_episode && self.unhealthy_run >= self.unhealthy_after {
+            if !self.in_episode && (severe || self.unhealthy_run >= self.unhealthy_after) {
                 self.in_episode = true;
                 return EpisodeChange::Started;
             }
@@ -75,6 +77,11 @@ impl RecoveryBudget {
     pub fn used(&mut self, now_ms: f64) -> u32 {
         self.forget_old(now_ms);
         self.started.len() as u32
+    }
+
+    /// Recoveries started inside the window at `now_ms`, without forgetting older ones.
+    pub fn used_at(&self, now_ms: f64) -> u32 {
+        self.started.iter().filter(|&&t| now_ms - t < self.window_ms).count() as u32
     }
 
     /// Takes one recovery from the budget if there is one left.
@@ -143,20 +150,29 @@ mod tests {
     #[test]
     fn one_noisy_sample_neither_starts_nor_ends_an_episode() {
         let mut h = Hysteresis::new(2, 2);
-        assert_eq!(h.observe(false), EpisodeChange::None);
-        assert_eq!(h.observe(true), EpisodeChange::None);
-        assert_eq!(h.observe(false), EpisodeChange::None);
-        assert_eq!(h.observe(false), EpisodeChange::Started);
+        assert_eq!(h.observe(false, false), EpisodeChange::None);
+        assert_eq!(h.observe(true, false), EpisodeChange::None);
+        assert_eq!(h.observe(false, false), EpisodeChange::None);
+        assert_eq!(h.observe(false, false), EpisodeChange::Started);
         assert!(h.in_episode());
-        assert_eq!(h.observe(false), EpisodeChange::None);
-        assert_eq!(h.observe(true), EpisodeChange::None);
-        assert_eq!(h.observe(false), EpisodeChange::None);
-        assert_eq!(h.observe(true), EpisodeChange::None);
-        assert_eq!(h.observe(true), EpisodeChange::Ended);
+        assert_eq!(h.observe(false, false), EpisodeChange::None);
+        assert_eq!(h.observe(true, false), EpisodeChange::None);
+        assert_eq!(h.observe(false, false), EpisodeChange::None);
+        assert_eq!(h.observe(true, false), EpisodeChange::None);
+        assert_eq!(h.observe(true, false), EpisodeChange::Ended);
         assert!(!h.in_episode());
         let mut eager = Hysteresis::new(1, 1);
-        assert_eq!(eager.observe(false), EpisodeChange::Started);
-        assert_eq!(eager.observe(true), EpisodeChange::Ended);
+        assert_eq!(eager.observe(false, false), EpisodeChange::Started);
+        assert_eq!(eager.observe(true, false), EpisodeChange::Ended);
+    }
+
+    #[test]
+    fn a_severe_check_starts_an_episode_at_once() {
+        let mut h = Hysteresis::new(3, 2);
+        assert_eq!(h.observe(false, true), EpisodeChange::Started);
+        assert_eq!(h.observe(false, true), EpisodeChange::None, "already in the episode");
+        assert_eq!(h.observe(true, false), EpisodeChange::None, "ending still takes healthyAfter checks");
+        assert_eq!(h.observe(true, false), EpisodeChange::Ended);
     }
 
     #[test]
@@ -164,6 +180,8 @@ mod tests {
         let mut b = RecoveryBudget::new(3, 1000.0);
         assert!(b.try_take(0.0) && b.try_take(100.0) && b.try_take(200.0));
         assert!(!b.try_take(300.0));
+        assert_eq!(b.used_at(999.0), 3);
+        assert_eq!(b.used_at(1050.0), 2);
         assert_eq!(b.used(999.0), 3);
         assert!(b.try_take(1000.0), "the first one left the window");
         assert!(!b.try_take(1001.0));

@@ -54,6 +54,13 @@ pub struct MetricsInput<'a> {
     pub health: Option<&'a SystemHealth>,
     pub counters: &'a Counters,
     pub accepting_requests: bool,
+    /// The last check timed out or monitoring keeps failing: the last full check's verdict
+    /// no longer stands, so `healthy` is 0.
+    pub monitoring_unknown: bool,
+    /// When the last check ended (ms since the epoch), successful or not.
+    pub last_check_at_ms: Option<f64>,
+    /// When the last successful check ended.
+    pub last_success_at_ms: Option<f64>,
     /// Every Xid event seen since the process started, by (device, Xid).
     pub xid_totals: BTreeMap<(u32, u64), u64>,
     /// UUID of each device index, for labels.
@@ -69,8 +76,8 @@ pub fn render(input: &MetricsInput) -> String {
     out.family(
         "healthy",
         "gauge",
-        "1 when the last full check found no failing issue.",
-        &[(vec![], health.map_or(0.0, |h| f64::from(u8::from(h.healthy))))],
+        "1 when the last full check found no failing issue and no check has failed to answer since.",
+        &[(vec![], health.map_or(0.0, |h| f64::from(u8::from(h.healthy && !input.monitoring_unknown))))],
     );
     out.family(
         "accepting_requests",
@@ -202,6 +209,22 @@ pub fn render(input: &MetricsInput) -> String {
         "Duration of the last health check.",
         &[(vec![], input.counters.last_check_duration_ms / 1000.0)],
     );
+    if let Some(at) = input.last_check_at_ms {
+        out.family(
+            "last_check_timestamp_seconds",
+            "gauge",
+            "When the last health check ended, successful or not.",
+            &[(vec![], at / 1000.0)],
+        );
+    }
+    if let Some(at) = input.last_success_at_ms {
+        out.family(
+            "last_successful_check_timestamp_seconds",
+            "gauge",
+            "When the last successful health check ended; stale when checks hang or fail.",
+            &[(vec![], at / 1000.0)],
+        );
+    }
     if let Some(at) = input.counters.last_checkpoint_ms {
         out.family(
             "last_checkpoint_timestamp_seconds",
@@ -238,6 +261,9 @@ mod tests {
             health: None,
             counters: &counters,
             accepting_requests: true,
+            monitoring_unknown: false,
+            last_check_at_ms: Some(2_000.0),
+            last_success_at_ms: Some(1_500.0),
             xid_totals: xids,
             uuids,
         });
@@ -246,6 +272,8 @@ mod tests {
         assert!(text.contains("hpc_health_gpu_xid_errors_total{index=\"1\",uuid=\"GPU-1\",xid=\"79\"} 4\n"));
         assert!(text.contains("hpc_health_healthy 0\n"));
         assert!(text.contains("hpc_health_accepting_requests 1\n"));
+        assert!(text.contains("hpc_health_last_check_timestamp_seconds 2\n"));
+        assert!(text.contains("hpc_health_last_successful_check_timestamp_seconds 1.5\n"));
         for line in text.lines() {
             assert!(
                 line.starts_with("# HELP hpc_health_")

@@ -1,24 +1,32 @@
 //! The health supervisor: the requirements' `startHealthCheck` loop, run off the JS thread.
-//! Checks never overlap (a slow check delays the next), a monitoring failure is reported
-//! without killing the loop, recoveries are single-flight and bounded by a budget with
-//! backoff, and an episode starts and ends only after enough checks agree.
+//! Checks never overlap (a slow check delays the next) and go on while a recovery runs;
+//! event sources wake the loop between checks (`wake`); a monitoring failure is reported
+//! without killing the loop, and a check that hangs makes the state `unknown` at once.
+//! What to do about the issues is the planner's (`planner`), carrying it out is
+//! `recoveries`', what the supervisor shows is `status`'s; this module runs the loop and the
+//! checks and keeps the state between them.
 
 pub mod episode;
 pub mod metrics;
+pub mod planner;
+mod recoveries;
+pub mod status;
+pub mod wake;
 
 use crate::incident::{Incident, IncidentSeverity, IncidentSink};
 use crate::monitors::gpu_health::{GpuHealthMonitor, GpuHealthReport};
 use crate::monitors::memory::MemoryMonitor;
 use crate::policy::issues::{Action, HealthIssue, IssueCode, Severity};
 use crate::policy::pressure::{pressure_issues, MemoryPressure};
-use crate::policy::thresholds::FAILURES_FOR_UNKNOWN;
-use crate::recovery::engine::{Hook, Interrupter, RecoveryOutcome, RunResult};
+use crate::policy::thresholds::{FAILURES_FOR_UNKNOWN, WAKE_MIN_GAP_MS};
+use crate::recovery::engine::{Hook, Interrupter};
 use crate::recovery::gpu::GpuRecovery;
 use crate::recovery::memory::MemoryRecovery;
 use crate::sampling::gpu::GpuDetail;
 use crate::sampling::memory::MemoryMetrics;
 use crate::sampling::unix_time_ms;
-use episode::{jitter, Backoff, EpisodeChange, Hysteresis, RecoveryBudget};
+use episode::{Backoff, EpisodeChange, Hysteresis, RecoveryBudget};
+use planner::{ActionKind, ActionResult};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -26,6 +34,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use wake::Wake;
+
+pub use status::{action_json, health_summary, issue_json};
 
 // The kinds of check and recovery operators ask for are the RPC layer's words.
 pub use crate::rpc::{CheckType, RecoveryType};
@@ -44,6 +55,20 @@ pub struct SystemHealth {
     pub gpu: Option<GpuHealthReport>,
     pub issues: Vec<HealthIssue>,
     pub accepting_requests: bool,
+}
+
+/// A health check that gave no answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckError {
+    /// It ran out of `checkTimeoutMs` (a hung driver call): the state is `unknown` at once.
+    pub timed_out: bool,
+    pub message: String,
+}
+
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// Where the supervisor's events go (JavaScript listeners in the binding).
@@ -80,29 +105,22 @@ pub struct SupervisorOptions {
     pub checkpoint_interval: Option<Duration>,
     pub unhealthy_after: u32,
     pub healthy_after: u32,
-    /// Longest one check may take before it counts as a monitoring failure.
+    /// Longest one check may take before the state is `unknown`.
     pub check_timeout: Duration,
     /// Longest `restartProcess` may take.
     pub step_timeout: Duration,
+    /// Not ready when the last successful check is older than this.
+    pub stale_after: Duration,
 }
 
 /// What the supervisor did about one issue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecoveryAction {
-    /// `memory`, `out_of_memory`, `device_lost`, `process`, `pause_intake`, `operator`.
-    pub kind: &'static str,
+    pub kind: ActionKind,
     pub issue: Option<IssueCode>,
     pub device: Option<u32>,
-    /// `recovered`, `not_recovered`, `failed`, `interrupted`, `paused`, `skipped`.
-    pub result: &'static str,
+    pub result: ActionResult,
     pub detail: Option<String>,
-}
-
-impl RecoveryAction {
-    /// A recovery that could not run for want of what it needs (a hook, a recovery attached).
-    fn skipped(kind: &'static str, detail: &str) -> Self {
-        RecoveryAction { kind, issue: None, device: None, result: "skipped", detail: Some(detail.to_owned()) }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +128,7 @@ pub enum SupervisorState {
     Starting,
     Healthy,
     Unhealthy,
-    /// Monitoring keeps failing: nothing destructive is done on a guess.
+    /// Monitoring keeps failing, or a check hung: nothing destructive is done on a guess.
     Unknown,
 }
 
@@ -168,6 +186,12 @@ struct Judgement {
     last_full_health: Option<SystemHealth>,
     last_recovery: Option<Value>,
     last_checkpoint_at: Option<Instant>,
+    /// When the loop started, the last check ended, and the last successful one ended.
+    started_at_ms: Option<f64>,
+    last_check_at_ms: Option<f64>,
+    last_success_at_ms: Option<f64>,
+    /// Why the last check failed; cleared by a success.
+    last_failure: Option<String>,
     counters: Counters,
 }
 
@@ -184,6 +208,13 @@ pub struct Supervisor {
     running: Mutex<Option<Running>>,
     /// Serialises recoveries started by the loop and by operators.
     recovering: tokio::sync::Mutex<()>,
+    /// The loop's automatic recovery, run beside the checks; at most one at a time.
+    recovery_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Held by the health sample in the driver: a hung sample is never joined by another,
+    /// so a hung driver holds one blocking thread, not one per check.
+    sampling: Arc<tokio::sync::Mutex<()>>,
+    /// Event sources wake the loop through it (the Xid watch; see `wake`).
+    wake: Wake,
     /// Interrupts the supervisor's own runs (`restartProcess`) when it stops.
     interrupter: Interrupter,
 }
@@ -194,6 +225,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Supervisor {
     pub fn new(parts: SupervisorParts, options: SupervisorOptions, events: Arc<dyn EventSink>) -> Self {
+        let wake = Wake::default();
+        if let Some(gpu) = &parts.gpu_monitor {
+            gpu.wake_on_events(wake.handle());
+        }
         Supervisor {
             judgement: Mutex::new(Judgement {
                 state: SupervisorState::Starting,
@@ -210,6 +245,10 @@ impl Supervisor {
                 last_full_health: None,
                 last_recovery: None,
                 last_checkpoint_at: None,
+                started_at_ms: None,
+                last_check_at_ms: None,
+                last_success_at_ms: None,
+                last_failure: None,
                 counters: Counters::default(),
             }),
             parts,
@@ -217,12 +256,20 @@ impl Supervisor {
             events,
             running: Mutex::new(None),
             recovering: tokio::sync::Mutex::new(()),
+            recovery_task: Mutex::new(None),
+            sampling: Arc::default(),
+            wake,
             interrupter: Interrupter::default(),
         }
     }
 
     pub fn parts(&self) -> &SupervisorParts {
         &self.parts
+    }
+
+    /// A handle event sources call to make the loop check now (see `wake`).
+    pub fn wake_handle(&self) -> wake::WakeHandle {
+        self.wake.handle()
     }
 
     /// Whether the service should take new work: no recovery holds intake, and the
@@ -233,10 +280,22 @@ impl Supervisor {
     }
 
     /// Checks health now, off the async threads and under the check timeout.
-    pub async fn check_system_health(&self, check_type: CheckType) -> Result<SystemHealth, String> {
+    pub async fn check_system_health(&self, check_type: CheckType) -> Result<SystemHealth, CheckError> {
         let (memory, gpu) = (self.parts.memory_monitor.clone(), self.parts.gpu_monitor.clone());
         let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.options.check_timeout;
+        let timed_out = |waiting: &str| CheckError {
+            timed_out: true,
+            message: format!(
+                "health check did not finish within {} ms{waiting}",
+                self.options.check_timeout.as_millis()
+            ),
+        };
+        let Ok(sampling) = tokio::time::timeout_at(deadline, self.sampling.clone().lock_owned()).await else {
+            return Err(timed_out(" (the previous check is still waiting for the driver)"));
+        };
         let sample = tokio::task::spawn_blocking(move || {
+            let _sampling = sampling;
             let memory = memory.map(|m| {
                 let (pressure, metrics) = m.check_memory_pressure();
                 let issues = pressure_issues(&pressure, &metrics, &m.thresholds());
@@ -246,12 +305,12 @@ impl Supervisor {
             let gpu = gpu.map(|g| g.check_gpu_health_with(detail));
             (memory, gpu)
         });
-        let (memory, gpu) = match tokio::time::timeout(self.options.check_timeout, sample).await {
+        let (memory, gpu) = match tokio::time::timeout_at(deadline, sample).await {
             Ok(Ok(result)) => result,
-            Ok(Err(join)) => return Err(format!("health check panicked: {join}")),
-            Err(_) => {
-                return Err(format!("health check did not finish within {} ms", self.options.check_timeout.as_millis()))
+            Ok(Err(join)) => {
+                return Err(CheckError { timed_out: false, message: format!("health check panicked: {join}") })
             }
+            Err(_) => return Err(timed_out("")),
         };
         let mut issues = Vec::new();
         let memory = memory.map(|(pressure, metrics, found)| {
@@ -290,15 +349,11 @@ impl Supervisor {
         self.events.emit("incident", payload);
     }
 
-    /// One turn of the loop: check, judge, recover, checkpoint. Never fails.
-    pub async fn tick(&self) {
-        self.tick_unless_stopped(&mut watch::channel(false).1).await;
-    }
-
-    /// `tick`, abandoned (without a word) if `stopped` turns true while health is being
-    /// checked: a check hung in the driver would otherwise hold `stop` for `check_timeout`.
-    /// Once judged, the turn runs to its end (a recovery in it is interrupted by `stop`).
-    async fn tick_unless_stopped(&self, stopped: &mut watch::Receiver<bool>) {
+    /// One turn of the loop: check, judge, start a recovery, checkpoint. Never fails.
+    /// Abandoned (without a word) if `stopped` turns true while health is being checked: a
+    /// check hung in the driver would otherwise hold `stop` for `check_timeout`. The
+    /// recovery runs as its own task, so the next check comes on time while it runs.
+    async fn turn(self: &Arc<Self>, stopped: &mut watch::Receiver<bool>) {
         let stop_requested = async {
             // An error means no one can stop this turn any more.
             if stopped.wait_for(|stopped| *stopped).await.is_err() {
@@ -320,7 +375,11 @@ impl Supervisor {
             j.counters.check_duration_sum_ms += health.duration_ms;
             j.counters.last_check_duration_ms = health.duration_ms;
             j.consecutive_failures = 0;
-            let change = j.hysteresis.observe(health.healthy);
+            j.last_check_at_ms = Some(health.timestamp_ms);
+            j.last_success_at_ms = Some(health.timestamp_ms);
+            j.last_failure = None;
+            let severe = health.issues.iter().any(planner::bypasses_hysteresis);
+            let change = j.hysteresis.observe(health.healthy, severe);
             j.state = if j.hysteresis.in_episode() { SupervisorState::Unhealthy } else { SupervisorState::Healthy };
             j.last_health = Some(health.clone());
             j.last_full_health = Some(health.clone());
@@ -336,7 +395,7 @@ impl Supervisor {
                     "health_unhealthy",
                     IncidentSeverity::Error,
                     format!("the service is unhealthy: {}", codes.join(", ")),
-                    issues_json(&health.issues),
+                    status::issues_json(&health.issues),
                 )
                 .await;
             }
@@ -349,10 +408,21 @@ impl Supervisor {
         if in_episode && !health.healthy {
             self.events.emit("unhealthy", health_summary(&health));
             if self.options.auto_recover {
-                self.recover_automatically(&health).await;
+                self.start_recovery(health);
             }
         }
         self.checkpoint_if_due().await;
+    }
+
+    /// Runs the automatic recovery for `health` as its own task, unless one is under way
+    /// (recoveries are single-flight: a check during a recovery starts none).
+    fn start_recovery(self: &Arc<Self>, health: SystemHealth) {
+        let mut task = lock(&self.recovery_task);
+        if task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let this = self.clone();
+        *task = Some(tokio::spawn(async move { this.recover_automatically(&health).await }));
     }
 
     async fn end_episode(&self) {
@@ -378,25 +448,35 @@ impl Supervisor {
         .await;
     }
 
-    async fn monitoring_failed(&self, error: String) {
+    /// A check gave no answer. One that hung makes the state `unknown` at once (its last
+    /// verdict no longer stands); errors do after `FAILURES_FOR_UNKNOWN` in a row, since a
+    /// driver that answers with an error now and then is still being watched.
+    async fn monitoring_failed(&self, error: CheckError) {
         let unknown = {
             let mut j = lock(&self.judgement);
             j.counters.check_failures += 1;
             j.consecutive_failures += 1;
-            if j.consecutive_failures >= FAILURES_FOR_UNKNOWN {
+            j.last_check_at_ms = Some(unix_time_ms());
+            j.last_failure = Some(error.message.clone());
+            if error.timed_out || j.consecutive_failures >= FAILURES_FOR_UNKNOWN {
                 j.state = SupervisorState::Unknown;
             }
             j.state == SupervisorState::Unknown
         };
         self.events.emit(
             "error",
-            json!({ "message": error, "kind": "monitoring", "state": if unknown { "unknown" } else { "degraded" } }),
+            json!({
+                "message": error.message,
+                "kind": "monitoring",
+                "state": if unknown { "unknown" } else { "degraded" },
+                "timed_out": error.timed_out,
+            }),
         );
         self.incident(
             "monitoring_error",
             IncidentSeverity::Error,
             format!("health check failed: {error}"),
-            json!({ "unknown": unknown }),
+            json!({ "unknown": unknown, "timed_out": error.timed_out }),
         )
         .await;
     }
@@ -433,255 +513,6 @@ impl Supervisor {
             let severity =
                 if issue.severity == Severity::Fail { IncidentSeverity::Error } else { IncidentSeverity::Warn };
             self.incident(kind, severity, issue.message.clone(), payload).await;
-        }
-    }
-
-    async fn recover_automatically(&self, health: &SystemHealth) {
-        let now = unix_time_ms();
-        let state = lock(&self.judgement).state;
-        // Nothing to do (or only pauses already in effect) takes nothing from the budget.
-        if state == SupervisorState::Unknown || self.plan(health).is_empty() {
-            return;
-        }
-        let (allowed, report_exhausted) = {
-            let mut j = lock(&self.judgement);
-            if !j.backoff.ready(now) {
-                (false, false)
-            } else if j.budget.try_take(now) {
-                (true, false)
-            } else {
-                let first = !j.budget_exhausted_reported;
-                j.budget_exhausted_reported = true;
-                j.paused_reasons.insert("budget", "the recovery budget is spent".to_owned());
-                (false, first)
-            }
-        };
-        if report_exhausted {
-            if let Some(recovery) = &self.parts.memory_recovery {
-                recovery.pause();
-            }
-            self.incident(
-                "recovery_budget_exhausted",
-                IncidentSeverity::Critical,
-                format!(
-                    "{} recoveries in {} ms and the service is still unhealthy: automatic recovery stops and intake stays paused until an operator acts or health returns",
-                    self.options.budget_max, self.options.budget_window_ms
-                ),
-                issues_json(&health.issues),
-            )
-            .await;
-        }
-        if !allowed {
-            return;
-        }
-        let actions = self.trigger_recovery(health).await;
-        let succeeded =
-            !actions.is_empty() && actions.iter().all(|a| matches!(a.result, "recovered" | "paused" | "skipped"));
-        let mut j = lock(&self.judgement);
-        if succeeded {
-            j.backoff.succeeded();
-        } else {
-            j.backoff.failed(now, jitter());
-        }
-    }
-
-    /// What each failing issue calls for, once per kind (every operator issue on its own),
-    /// leaving out pauses already in effect.
-    fn plan(&self, health: &SystemHealth) -> Vec<(&'static str, HealthIssue)> {
-        let j = lock(&self.judgement);
-        let mut plans: Vec<(&'static str, HealthIssue)> = Vec::new();
-        for issue in health.issues.iter().filter(|i| i.severity == Severity::Fail) {
-            let plan = match (issue.code, issue.action) {
-                (IssueCode::SystemMemoryPressure | IssueCode::GpuMemoryPressure, _) => "memory",
-                (IssueCode::GpuLost, _) => "device_lost",
-                (IssueCode::FragmentationHigh, _) => "out_of_memory",
-                // Less work lets a hot GPU cool; nothing else in reach of the service helps.
-                (IssueCode::TemperatureHigh, _) => "pause_intake",
-                // Without a hook, restarting the application is an operator's job.
-                (_, Action::RestartApp) if self.parts.restart_process.is_some() => "process",
-                (_, Action::RestartApp | Action::ResetGpu | Action::RebootNode) => "operator",
-                _ => continue,
-            };
-            let in_effect = match plan {
-                "pause_intake" => j.paused_reasons.contains_key("thermal"),
-                "operator" => j.operator_actions.iter().any(|a| a.code == issue.code && a.device == issue.device),
-                "process" => j
-                    .restart_requested_at
-                    .get(&issue.device)
-                    .is_some_and(|&at| latest_restart_xid_ms(health, issue.device).is_some_and(|latest| latest <= at)),
-                _ => false,
-            };
-            if in_effect || (plan != "operator" && plans.iter().any(|(p, _)| *p == plan)) {
-                continue;
-            }
-            plans.push((plan, issue.clone()));
-        }
-        plans
-    }
-
-    /// Maps each failing issue to its recovery and runs them, one at a time.
-    pub async fn trigger_recovery(&self, health: &SystemHealth) -> Vec<RecoveryAction> {
-        let _one_at_a_time = self.recovering.lock().await;
-        let mut actions = Vec::new();
-        for (plan, issue) in self.plan(health) {
-            actions.push(self.run_plan(plan, &issue).await);
-        }
-        if !actions.is_empty() {
-            let payload = json!({ "actions": actions.iter().map(action_json).collect::<Vec<_>>() });
-            lock(&self.judgement).last_recovery = Some(payload.clone());
-            self.events.emit("recovery", payload);
-        }
-        actions
-    }
-
-    async fn run_plan(&self, plan: &'static str, issue: &HealthIssue) -> RecoveryAction {
-        let outcome = |kind, result, detail: Option<String>| RecoveryAction {
-            kind,
-            issue: Some(issue.code),
-            device: issue.device,
-            result,
-            detail,
-        };
-        match plan {
-            "memory" => match &self.parts.memory_recovery {
-                Some(recovery) => self.counted(outcome, "memory", recovery.recover_from_pressure().await),
-                None => outcome("memory", "skipped", Some("no memoryRecovery attached".to_owned())),
-            },
-            "device_lost" | "out_of_memory" => match &self.parts.gpu_recovery {
-                Some(recovery) => {
-                    let run = if plan == "device_lost" {
-                        recovery.reinitialize_gpu().await
-                    } else {
-                        recovery.recover_from_oom().await
-                    };
-                    self.counted(outcome, plan, run)
-                }
-                None => outcome(plan, "skipped", Some("no gpuRecovery attached".to_owned())),
-            },
-            "process" => {
-                let requested_at = unix_time_ms();
-                let action = self.restart_process(issue.message.clone()).await.with_issue(issue);
-                if action.result == "recovered" {
-                    lock(&self.judgement).restart_requested_at.insert(issue.device, requested_at);
-                }
-                action
-            }
-            "pause_intake" => {
-                lock(&self.judgement).paused_reasons.insert("thermal", issue.message.clone());
-                self.record_recovery("pause_intake", "paused");
-                outcome("pause_intake", "paused", Some("intake paused until the GPU cools".to_owned()))
-            }
-            _ => {
-                let first = {
-                    let mut j = lock(&self.judgement);
-                    j.paused_reasons.insert("operator", "an operator must act".to_owned());
-                    let known = j.operator_actions.iter().any(|a| a.code == issue.code && a.device == issue.device);
-                    if !known {
-                        j.operator_actions.push(OperatorAction {
-                            code: issue.code,
-                            device: issue.device,
-                            action: issue.action,
-                            message: issue.message.clone(),
-                            since_ms: unix_time_ms(),
-                        });
-                    }
-                    !known
-                };
-                if let Some(recovery) = &self.parts.memory_recovery {
-                    recovery.pause();
-                }
-                if first {
-                    self.incident(
-                        "operator_action_required",
-                        IncidentSeverity::Critical,
-                        format!(
-                            "{}: {}; this cannot be done from inside the service, intake is paused",
-                            crate::policy::gpu_health::action_words(issue.action),
-                            issue.message
-                        ),
-                        issue_json(issue),
-                    )
-                    .await;
-                }
-                self.record_recovery("operator", "paused");
-                outcome("operator", "paused", Some(crate::policy::gpu_health::action_words(issue.action).to_owned()))
-            }
-        }
-    }
-
-    fn record_recovery(&self, kind: &str, result: &str) {
-        *lock(&self.judgement).counters.recoveries.entry((kind.to_owned(), result.to_owned())).or_default() += 1;
-    }
-
-    fn counted(
-        &self,
-        outcome: impl Fn(&'static str, &'static str, Option<String>) -> RecoveryAction,
-        kind: &'static str,
-        run: Arc<RecoveryOutcome>,
-    ) -> RecoveryAction {
-        let result = run.result.as_str();
-        self.record_recovery(kind, result);
-        outcome(kind, result, run.error.as_ref().map(|e| format!("{}: {}", e.code, e.message)))
-    }
-
-    async fn restart_process(&self, reason: String) -> RecoveryAction {
-        let Some(hook) = &self.parts.restart_process else {
-            return RecoveryAction::skipped("process", "no restartProcess hook");
-        };
-        let mut run = self.interrupter.new_run("process");
-        let step = run.hook_step("restart_process", Some(hook), None, self.options.step_timeout).await;
-        let result = match &step {
-            Ok(()) => RunResult::Recovered,
-            Err(error) => error.run_result(),
-        };
-        self.record_recovery("process", result.as_str());
-        let detail = step.err().map(|e| format!("{}: {}", e.code, e.message)).unwrap_or(reason);
-        RecoveryAction { kind: "process", issue: None, device: None, result: result.as_str(), detail: Some(detail) }
-    }
-
-    /// An operator's request: runs regardless of the budget, one recovery at a time.
-    pub async fn recover_system(&self, kind: RecoveryType) -> RecoveryAction {
-        match kind {
-            RecoveryType::Memory => {
-                let _one = self.recovering.lock().await;
-                match &self.parts.memory_recovery {
-                    Some(r) => {
-                        let run = r.recover_from_pressure().await;
-                        self.record_recovery("memory", run.result.as_str());
-                        action_from_run("memory", &run)
-                    }
-                    None => RecoveryAction::skipped("memory", "no memoryRecovery attached"),
-                }
-            }
-            RecoveryType::Gpu => {
-                let _one = self.recovering.lock().await;
-                let Some(r) = &self.parts.gpu_recovery else {
-                    return RecoveryAction::skipped("gpu", "no gpuRecovery attached");
-                };
-                // A lost device needs NVML re-opened; otherwise the allocator is what to clear.
-                let lost = match &self.parts.gpu_monitor {
-                    Some(m) => {
-                        let m = m.clone();
-                        tokio::task::spawn_blocking(move || {
-                            m.check_gpu_health_with(GpuDetail::Memory).devices.iter().any(|d| d.sample.lost)
-                        })
-                        .await
-                        .unwrap_or(false)
-                    }
-                    None => false,
-                };
-                let (kind, run) = if lost {
-                    ("device_lost", r.reinitialize_gpu().await)
-                } else {
-                    ("out_of_memory", r.recover_from_oom().await)
-                };
-                self.record_recovery(kind, run.result.as_str());
-                action_from_run(kind, &run)
-            }
-            RecoveryType::Process => {
-                let _one = self.recovering.lock().await;
-                self.restart_process("requested by an operator".to_owned()).await
-            }
         }
     }
 
@@ -725,20 +556,35 @@ impl Supervisor {
         if running.is_some() {
             return;
         }
+        lock(&self.judgement).started_at_ms = Some(unix_time_ms());
         let (stop, mut stopped) = watch::channel(false);
         let this = self.clone();
         let done = spawn(Box::pin(async move {
             loop {
-                // The next check is timed from the end of this one: checks never overlap. A
-                // turn under way finishes before the loop stops (its recovery interrupted).
-                this.tick_unless_stopped(&mut stopped).await;
+                // The next check is timed from the end of this one: checks never overlap.
+                let turn_started = tokio::time::Instant::now();
+                this.turn(&mut stopped).await;
                 if *stopped.borrow() {
-                    return;
+                    break;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(this.options.interval) => {}
-                    _ = stopped.changed() => return,
+                    _ = this.wake.woken() => {
+                        // An event storm checks at most once per gap.
+                        let gap = turn_started + Duration::from_millis(WAKE_MIN_GAP_MS);
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(gap) => {}
+                            _ = stopped.changed() => break,
+                        }
+                    }
+                    _ = stopped.changed() => break,
                 }
+            }
+            // No events after `stop` resolves: the recovery under way (interrupted by
+            // `stop`) ends first.
+            let recovery = lock(&this.recovery_task).take();
+            if let Some(recovery) = recovery {
+                let _ = recovery.await;
             }
         }));
         *running = Some(Running { stop, done });
@@ -762,10 +608,11 @@ impl Supervisor {
         loop {
             self.interrupt_recoveries();
             tokio::select! {
-                _ = &mut done => return,
+                _ = &mut done => break,
                 _ = tokio::time::sleep(STOP_INTERRUPT_REPEAT) => {}
             }
         }
+        lock(&self.judgement).started_at_ms = None;
     }
 
     /// Interrupts every recovery run under way (see `Interrupter`).
@@ -804,6 +651,10 @@ impl Supervisor {
     pub fn metrics_text(&self) -> String {
         let health = self.last_full_health();
         let counters = self.counters();
+        let (monitoring_unknown, last_check_at_ms, last_success_at_ms) = {
+            let j = lock(&self.judgement);
+            (j.state == SupervisorState::Unknown, j.last_check_at_ms, j.last_success_at_ms)
+        };
         let (xid_totals, uuids) = match &self.parts.gpu_monitor {
             Some(gpu) => {
                 (gpu.xid_totals(), gpu.session().known_devices().into_iter().map(|d| (d.index, d.uuid)).collect())
@@ -814,6 +665,9 @@ impl Supervisor {
             health: health.as_ref(),
             counters: &counters,
             accepting_requests: self.accepting_requests(),
+            monitoring_unknown,
+            last_check_at_ms,
+            last_success_at_ms,
             xid_totals,
             uuids,
         })
@@ -822,17 +676,39 @@ impl Supervisor {
     pub fn status(&self) -> Value {
         let now = unix_time_ms();
         let accepting = self.accepting_requests();
+        let recovery_paused = self.parts.memory_recovery.as_ref().is_some_and(|r| r.pause_incoming());
+        let running = lock(&self.running).is_some();
         let mut j = lock(&self.judgement);
         let used = j.budget.used(now);
+        let mut reasons = status::not_ready_reasons(&status::ReadinessInput {
+            now_ms: now,
+            state: j.state,
+            running,
+            started_at_ms: j.started_at_ms,
+            last_success_at_ms: j.last_success_at_ms,
+            stale_after_ms: self.options.stale_after.as_secs_f64() * 1000.0,
+            last_failure: j.last_failure.as_deref(),
+            last_full_health: j.last_full_health.as_ref(),
+            paused_reasons: &j.paused_reasons,
+            recovery_paused,
+        });
+        // Read at another moment than the reasons; never ready when intake is closed.
+        if !accepting && reasons.is_empty() {
+            reasons.push("supervisor: not accepting requests".to_owned());
+        }
         json!({
             "state": j.state.as_str(),
-            "running": lock(&self.running).is_some(),
+            "running": running,
+            "ready": reasons.is_empty(),
+            "not_ready_reasons": reasons,
             "accepting_requests": accepting,
             "paused_reasons": j.paused_reasons,
-            "recovery_paused": self.parts.memory_recovery.as_ref().is_some_and(|r| r.pause_incoming()),
+            "recovery_paused": recovery_paused,
             "in_episode": j.hysteresis.in_episode(),
             "consecutive_failures": j.consecutive_failures,
             "last_check": j.last_health.as_ref().map(health_summary),
+            "last_check_at": j.last_check_at_ms,
+            "last_success_at": j.last_success_at_ms,
             "budget": { "max": j.budget.max, "window_ms": j.budget.window_ms, "used": used, "exhausted": used >= j.budget.max },
             "next_recovery_not_before": j.backoff.not_before_ms(),
             "operator_actions": j.operator_actions.iter().map(|a| json!({
@@ -844,69 +720,4 @@ impl Supervisor {
             "check_failures": j.counters.check_failures,
         })
     }
-}
-
-trait WithIssue {
-    fn with_issue(self, issue: &HealthIssue) -> Self;
-}
-
-impl WithIssue for RecoveryAction {
-    fn with_issue(mut self, issue: &HealthIssue) -> Self {
-        self.issue = Some(issue.code);
-        self.device = issue.device;
-        self
-    }
-}
-
-fn action_from_run(kind: &'static str, run: &RecoveryOutcome) -> RecoveryAction {
-    RecoveryAction {
-        kind,
-        issue: None,
-        device: None,
-        result: run.result.as_str(),
-        detail: run.error.as_ref().map(|e| format!("{}: {}", e.code, e.message)),
-    }
-}
-
-pub fn action_json(a: &RecoveryAction) -> Value {
-    json!({ "type": a.kind, "issue": a.issue.map(|c| c.as_str()), "device": a.device, "result": a.result, "detail": a.detail })
-}
-
-pub fn issue_json(issue: &HealthIssue) -> Value {
-    json!({
-        "code": issue.code.as_str(),
-        "severity": issue.severity.as_str(),
-        "device": issue.device,
-        "message": issue.message,
-        "action": issue.action.as_str(),
-    })
-}
-
-/// The newest Xid event on `device` whose catalog entry asks for an application restart,
-/// when the health carries Xid events (a full check does; issues passed in by hand do not).
-fn latest_restart_xid_ms(health: &SystemHealth, device: Option<u32>) -> Option<f64> {
-    let device = health.gpu.as_ref()?.devices.iter().find(|d| Some(d.sample.index) == device)?;
-    device
-        .verdict
-        .xid_errors
-        .iter()
-        .filter(|e| crate::policy::xid_catalog::classify_xid(e.code).action == Action::RestartApp)
-        .map(|e| e.timestamp_ms)
-        .max_by(f64::total_cmp)
-}
-
-fn issues_json(issues: &[HealthIssue]) -> Value {
-    json!({ "issues": issues.iter().map(issue_json).collect::<Vec<_>>() })
-}
-
-/// The small form of a health check that events and the status carry.
-pub fn health_summary(health: &SystemHealth) -> Value {
-    json!({
-        "healthy": health.healthy,
-        "check_type": health.check_type.as_str(),
-        "timestamp": health.timestamp_ms,
-        "duration_ms": health.duration_ms,
-        "accepting_requests": health.accepting_requests,
-        "issues": health.issues.iter().map(issue_json).collect::<Vec<_>>(),
-    })
 }
