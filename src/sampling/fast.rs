@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(d.observe(gpu1, None, 0.9), None);
         assert_eq!(d.observe(gpu1, Some(0.95), 0.9), None, "the unreadable sample broke gpu1's streak");
         assert!(matches!(d.observe(gpu0, Some(0.95), 0.9), Some(CrossingChange::Crossed { .. })));
-        assert!(matches!(d.observe(gpu1, Some(f64::NAN), 0.9), None));
+        assert_eq!(d.observe(gpu1, Some(f64::NAN), 0.9), None, "a NaN ratio is no reading");
         assert_eq!(d.observe(gpu0, None, 0.9), None);
         assert!(d.is_crossed(gpu0), "an unreadable sample leaves a crossing standing");
         assert_eq!(d.crossed(), vec![gpu0]);
