@@ -33,7 +33,7 @@
 //! What it does not do: a step (memory jumping to 99% at once) has no trend and does not
 //! raise the forecast; the crossing detector (`sampling::fast`) confirms that in two fast
 //! samples. An allocator whose ramps each last longer than the confirmation and the fit
-//! need (about 11 s at 1 Hz) and whose period exceeds the window less the trend (45 s) looks
+//! need (12 to 14 s at 1 Hz) and whose period exceeds the window less the trend (45 s) looks
 //! like a leak for as long as its first ramp rises.
 
 use crate::policy::thresholds::MemoryThresholds;

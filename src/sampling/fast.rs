@@ -329,6 +329,14 @@ mod tests {
         assert!(s.gpus[0].lost && s.gpus[0].reading().is_none());
         assert!(!s.gpus[1].lost && s.gpus[1].error.is_some() && s.gpus[1].reading().is_none(), "{s:?}");
 
+        // Only memory is asked for: a device whose name and UUID queries fail (which the
+        // full check reports) still gives its memory to the fast sample.
+        let nameless = r#"{"memory_used":1073741824,"errors":{"name":999,"uuid":999}}"#;
+        write(dir, "state.json", &format!(r#"{{"devices":[{nameless}]}}"#));
+        let s = take_fast_sample(&sampler, 3500.0);
+        assert_eq!(s.gpus[0].reading(), Some((GIB, 80 * GIB)), "{s:?}");
+        assert!(sampler.sample_memory_metrics().gpus[0].error.is_some(), "the full check asks for the name");
+
         // No devices at all: the reason, and host memory still read.
         write(dir, "state.json", r#"{"devices":[]}"#);
         let s = take_fast_sample(&sampler, 4234.0);
