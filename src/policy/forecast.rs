@@ -546,6 +546,29 @@ mod tests {
         }
     }
 
+    /// Ramps of 30 s (6 GiB, near the top): the first ramp is a leak as far as anyone can
+    /// tell, and is cleared at the first free; the later ones never make a new high.
+    #[test]
+    fn a_slow_sawtooth_raises_at_most_on_its_first_ramp() {
+        let mut f = gpu();
+        let changes = run(&mut f, 0..1800, sawtooth(30.0, 6.0, |_| 68.0));
+        let times: Vec<_> = changes.iter().map(|(t, _)| *t).collect();
+        assert!(changes.len() <= 2 && times.iter().all(|t| *t <= 32.0), "{changes:?}");
+        assert!(f.current().is_none());
+    }
+
+    /// Frees smaller than `freed_fraction` of the GPU (1.2 GiB of 80): the new-high rule
+    /// alone keeps the ramps, each of which would exhaust the GPU within the horizon, quiet.
+    #[test]
+    fn a_shallow_sawtooth_never_raises() {
+        for period in [10.0, 20.0, 40.0] {
+            let mut f = gpu();
+            let changes = run(&mut f, 0..1800, sawtooth(period, 1.2, |_| 72.0));
+            let late: Vec<_> = changes.iter().filter(|(t, _)| *t > period + 2.0).collect();
+            assert_eq!(late, Vec::<&(f64, ForecastTransition)>::new(), "{period} s period: {changes:?}");
+        }
+    }
+
     /// A sawtooth whose peaks climb does head for exhaustion: raised, at the peaks' pace.
     #[test]
     fn a_sawtooth_whose_peaks_climb_raises_at_the_pace_of_the_peaks() {
