@@ -30,11 +30,18 @@
 //! peak (memory freed), or `eta_ms` exceeds
 //! [`ForecastPolicy::clear_horizon_factor`] × the horizon.
 //!
+//! The new-high and peak-trend rules overlap on purpose: either alone keeps a sawtooth
+//! whose peaks do not climb quiet; the new-high rule also covers frees under
+//! `freed_fraction`, the peak-trend rule gives a climbing sawtooth the pace of its peaks.
+//!
 //! What it does not do: a step (memory jumping to 99% at once) has no trend and does not
 //! raise the forecast; the crossing detector (`sampling::fast`) confirms that in two fast
-//! samples. An allocator whose ramps each last longer than the confirmation and the fit
-//! need (12 to 14 s at 1 Hz) and whose period exceeds the window less the trend (45 s) looks
-//! like a leak for as long as its first ramp rises.
+//! samples. The first ramp of an allocator, from a flat baseline, is a leak as far as any
+//! trend can tell: if it keeps rising for 12 to 14 s (the fit's span and the confirmation,
+//! at 1 Hz) towards exhaustion within the horizon, it raises the forecast, which clears at
+//! the first free. Later ramps are measured against the earlier peaks, which the window
+//! remembers for 45 s (`window_ms − trend_ms`): a sawtooth of a longer period looks like a
+//! leak on every ramp.
 
 use crate::policy::thresholds::MemoryThresholds;
 use crate::sampling::fast::{FastSample, MemorySignal};
