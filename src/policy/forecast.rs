@@ -348,10 +348,17 @@ impl ExhaustionForecasts {
 
     /// Feeds every signal of `sample`, GPUs against `thresholds.gpu_memory` and host/cgroup
     /// memory against `thresholds.system_memory` (for `eta_threshold_ms`). A signal that could
-    /// not be read (a lost GPU) loses its history, and its standing forecast is cleared.
+    /// not be read (a lost GPU), or is missing from the sample (NVML unavailable), loses its
+    /// history, and its standing forecast is cleared: no forecast outlives its data.
     pub fn observe_sample(&mut self, sample: &FastSample, thresholds: &MemoryThresholds) -> Vec<ForecastTransition> {
         let mut changes = Vec::new();
-        for (signal, reading) in sample.readings() {
+        let readings = sample.readings();
+        for (signal, forecaster) in self.forecasters.iter_mut() {
+            if !readings.iter().any(|(s, _)| s == signal) {
+                changes.extend(forecaster.reset(sample.at_ms));
+            }
+        }
+        for (signal, reading) in readings {
             let policy = self.policy;
             let forecaster =
                 self.forecasters.entry(signal).or_insert_with(|| ExhaustionForecaster::new(signal.device(), policy));
@@ -661,8 +668,10 @@ mod tests {
         assert!(host.eta_threshold_ms < host.eta_ms, "80% of the limit comes before the limit");
 
         // GPU 0 lost and host memory unreadable: both forecasts clear (nothing to stand on).
+        assert!(!forecasts.forecasters[&MemorySignal::Gpu(1)].points.is_empty());
         let lost = FastSample {
             at_ms: 30_000.0,
+            // GPU 1 is missing from this sample: its history goes too.
             gpus: vec![GpuMemorySample { index: 0, used: 0, total: 0, lost: true, error: None }],
             gpu_error: None,
             host: None,
@@ -677,5 +686,6 @@ mod tests {
             ]
         );
         assert_eq!(forecasts.current(), vec![]);
+        assert!(forecasts.forecasters[&MemorySignal::Gpu(1)].points.is_empty());
     }
 }
