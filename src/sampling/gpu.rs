@@ -87,6 +87,8 @@ impl GpuSample {
 /// How much to read of each device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GpuDetail {
+    /// Used and total memory only, no name or UUID: the fast sample, taken every second.
+    MemoryOnly,
     /// Name, UUID and memory: what memory pressure needs.
     Memory,
     /// Memory and temperature: the quick health check.
@@ -154,7 +156,8 @@ impl Outcome<'_> {
 }
 
 fn sample_device(session: &NvmlSession, nvml: &Nvml, index: u32, detail: GpuDetail) -> GpuDeviceSample {
-    let known = session.known_device(index);
+    let identify = detail != GpuDetail::MemoryOnly;
+    let known = if identify { session.known_device(index) } else { None };
     let mut sample = GpuDeviceSample {
         index,
         uuid: known.as_ref().map(|k| k.uuid.clone()),
@@ -167,7 +170,12 @@ fn sample_device(session: &NvmlSession, nvml: &Nvml, index: u32, detail: GpuDeta
     };
     let mut outcome = Outcome { sample: &mut sample };
     let Some(device) = outcome.take_required(nvml.device_by_index(index)) else { return sample };
-    if let (Some(uuid), Some(name)) = (outcome.take_required(device.uuid()), outcome.take_required(device.name())) {
+    let identity = if identify {
+        (outcome.take_required(device.uuid()), outcome.take_required(device.name()))
+    } else {
+        (None, None)
+    };
+    if let (Some(uuid), Some(name)) = identity {
         if known.as_ref().is_none_or(|k| k.uuid != uuid || k.name != name) {
             session.remember_device(KnownDevice { index, uuid: uuid.clone(), name: name.clone() });
         }

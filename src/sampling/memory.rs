@@ -56,6 +56,17 @@ pub struct MemoryMetrics {
     pub cgroup: Option<CgroupReport>,
 }
 
+/// Host or cgroup memory, whichever binds (see [`MemorySampler::sample_system_memory`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SystemMemory {
+    pub used: u64,
+    pub total: u64,
+    pub source: MemoryLimitSource,
+    /// Why host memory could not be read.
+    pub error: Option<String>,
+    pub cgroup: Option<CgroupReport>,
+}
+
 /// Samples memory for one monitor. Cheap to share between threads.
 pub struct MemorySampler {
     root: PathBuf,
@@ -87,18 +98,7 @@ impl MemorySampler {
     /// Takes one sample now. Never fails: what could not be read is reported in the result.
     pub fn sample_memory_metrics(&self) -> MemoryMetrics {
         let timestamp_ms = unix_time_ms();
-        let (host, system_error) = match sample_host_memory() {
-            Ok(host) => (host, None),
-            Err(error) => (HostMemory { total: 0, available: 0 }, Some(error)),
-        };
-        let cgroup = self.sample_cgroup();
-        let (system_total, system_used, memory_limit_source) = match &cgroup {
-            // A limit counts where it is below the RAM there is (or RAM could not be read).
-            Some((Some(limit), Some(working_set), _)) if host.total == 0 || *limit < host.total => {
-                (*limit, *working_set, MemoryLimitSource::Cgroup)
-            }
-            _ => (host.total, host.used(), MemoryLimitSource::Host),
-        };
+        let system = self.sample_system_memory();
         // PSI is advisory: a file that will not parse is reported as absent, not as an error.
         let psi = read_memory_psi(&self.root).ok().flatten();
         let gpu = sample_gpus(&self.nvml, GpuDetail::Memory);
@@ -108,16 +108,35 @@ impl MemorySampler {
             timestamp_ms,
             gpu_used,
             gpu_total,
-            system_used,
-            system_total,
-            system_error,
-            memory_limit_source,
+            system_used: system.used,
+            system_total: system.total,
+            system_error: system.error,
+            memory_limit_source: system.source,
             psi,
             gpu_available: gpu.available,
             gpu_error: gpu.error,
             gpus: gpu.devices,
-            cgroup: cgroup.map(|(_, _, report)| report),
+            cgroup: system.cgroup,
         }
+    }
+
+    /// Host or cgroup memory now, whichever binds: the cgroup's working set against its
+    /// tightest limit where that limit is below the RAM there is, else MemTotal − MemAvailable.
+    /// Never fails: with neither readable, both figures are 0 and `error` says why.
+    pub fn sample_system_memory(&self) -> SystemMemory {
+        let (host, error) = match sample_host_memory() {
+            Ok(host) => (host, None),
+            Err(error) => (HostMemory { total: 0, available: 0 }, Some(error)),
+        };
+        let cgroup = self.sample_cgroup();
+        let (total, used, source) = match &cgroup {
+            // A limit counts where it is below the RAM there is (or RAM could not be read).
+            Some((Some(limit), Some(working_set), _)) if host.total == 0 || *limit < host.total => {
+                (*limit, *working_set, MemoryLimitSource::Cgroup)
+            }
+            _ => (host.total, host.used(), MemoryLimitSource::Host),
+        };
+        SystemMemory { used, total, source, error, cgroup: cgroup.map(|(_, _, report)| report) }
     }
 
     /// `(limit, working_set, report)`, or `None` when the process is in no memory cgroup.

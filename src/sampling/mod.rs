@@ -5,6 +5,7 @@
 //! files and the NVML library it reads.
 
 pub mod cgroup;
+pub mod fast;
 pub mod gpu;
 pub mod host_memory;
 pub mod memory;
