@@ -536,8 +536,12 @@ fn watch_loop(mut armed: Vec<Armed>, stop_fd: Arc<OwnedFd>, wake: WakeFn) {
                 Armed::Levels { eventfds, .. } => {
                     let level = eventfds.iter().find(|(_, fd)| fd.as_raw_fd() == pollfd.fd).map(|(l, _)| *l);
                     let count = drain_eventfd(pollfd.fd);
+                    // Every kernel event signals the `low` listener once; the higher ones
+                    // only say how high it went.
                     match level {
-                        Some(level) if count > 0 => vec![(0, PressureKind::Level(level), count)],
+                        Some(level) if count > 0 => {
+                            vec![(0, PressureKind::Level(level), if level == V1PressureLevel::Low { count } else { 0 })]
+                        }
                         _ => vec![],
                     }
                 }
@@ -593,6 +597,9 @@ fn watch_loop(mut armed: Vec<Armed>, stop_fd: Arc<OwnedFd>, wake: WakeFn) {
         }
     }
 }
+
+#[cfg(test)]
+mod real_cgroup_tests;
 
 #[cfg(test)]
 mod tests {
