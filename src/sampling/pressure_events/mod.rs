@@ -390,6 +390,10 @@ impl PressureWatcher {
                 Err(reason) => unavailable.push(Unavailable { source: candidate.source, reason }),
             }
         }
+        Self::spawn(armed, unavailable, wake)
+    }
+
+    fn spawn(armed: Vec<Armed>, unavailable: Vec<Unavailable>, wake: WakeFn) -> io::Result<PressureWatcher> {
         let sources = armed.iter().map(Armed::source).collect();
         if armed.is_empty() {
             return Ok(PressureWatcher { sources, unavailable, stop_fd: None, thread: None });
@@ -415,6 +419,12 @@ impl PressureWatcher {
 
     pub fn unavailable(&self) -> &[Unavailable] {
         &self.unavailable
+    }
+
+    /// Whether the thread still watches: it ends by itself when every source's cgroup is
+    /// gone, and the caller then falls back to fast sampling.
+    pub fn running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
     /// Stops the thread and waits for it; the kernel drops the triggers and registrations
@@ -794,5 +804,92 @@ mod tests {
             let _ = done_tx.send(watcher.thread.is_none());
         });
         assert_eq!(done_rx.recv_timeout(Duration::from_secs(10)), Ok(true), "stop() did not end the watcher");
+    }
+
+    /// A v1 registration stood in by eventfds this test signals itself: the loop's delivery,
+    /// folding and clean-up are the same whatever signals the eventfd.
+    fn fake_v1(dir: &Path) -> (Armed, Armed, Vec<RawFd>, RawFd) {
+        write(dir, "memory.pressure_level", "");
+        write(dir, "memory.oom_control", "");
+        let eventfds: Vec<_> = V1PressureLevel::ALL.iter().map(|l| (*l, new_eventfd().unwrap())).collect();
+        let level_fds = eventfds.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+        let oom = new_eventfd().unwrap();
+        let oom_fd = oom.as_raw_fd();
+        (
+            Armed::Levels { control: dir.join("memory.pressure_level"), eventfds },
+            Armed::OomControl { control: dir.join("memory.oom_control"), eventfd: oom },
+            level_fds,
+            oom_fd,
+        )
+    }
+
+    fn collecting() -> (WakeFn, std::sync::mpsc::Receiver<PressureEvent>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        (
+            Arc::new(move |e| {
+                let _ = tx.lock().unwrap().send(e);
+            }),
+            rx,
+        )
+    }
+
+    #[test]
+    fn watcher_delivers_the_highest_level_and_folds_bursts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (levels, oom, level_fds, oom_fd) = fake_v1(dir.path());
+        let (wake, rx) = collecting();
+        let mut watcher = PressureWatcher::spawn(vec![levels, oom], vec![], wake).unwrap();
+        assert_eq!(watcher.sources(), &[PressureSource::CgroupV1PressureLevel, PressureSource::CgroupV1OomControl]);
+        let wait = Duration::from_secs(10);
+        // A critical event signals every listener at or below critical, as the kernel does.
+        for fd in &level_fds {
+            signal_eventfd(*fd);
+        }
+        let event = rx.recv_timeout(wait).unwrap();
+        assert_eq!(
+            (event.source, event.kind, event.count),
+            (PressureSource::CgroupV1PressureLevel, PressureKind::Level(V1PressureLevel::Critical), 1)
+        );
+        assert!((event.at_ms - unix_time_ms()).abs() < 60_000.0);
+        // Signals 5 ms apart, spanning about one gap: folded into a few events that count
+        // them all, not one event each.
+        for _ in 0..20 {
+            signal_eventfd(level_fds[0]);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut burst = vec![rx.recv_timeout(wait).unwrap()];
+        while burst.iter().map(|e| e.count).sum::<u64>() < 20 {
+            burst.push(rx.recv_timeout(wait).unwrap());
+        }
+        assert_eq!(burst.iter().map(|e| e.count).sum::<u64>(), 20);
+        assert!(burst.len() <= 4, "{} events for 20 signals within ~100 ms", burst.len());
+        assert!(burst.iter().all(|e| e.kind == PressureKind::Level(V1PressureLevel::Low)));
+        signal_eventfd(oom_fd);
+        let event = rx.recv_timeout(wait).unwrap();
+        assert_eq!((event.source, event.kind), (PressureSource::CgroupV1OomControl, PressureKind::Oom));
+        assert!(watcher.running());
+        watcher.stop();
+        assert!(!watcher.running());
+        assert!(rx.try_recv().is_err(), "nothing after stop");
+    }
+
+    #[test]
+    fn removed_cgroup_signal_is_dropped_and_the_thread_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (levels, oom, level_fds, oom_fd) = fake_v1(dir.path());
+        let (wake, rx) = collecting();
+        let watcher = PressureWatcher::spawn(vec![levels, oom], vec![], wake).unwrap();
+        // The kernel signals v1 eventfds when their cgroup is removed: no event for that.
+        fs::remove_file(dir.path().join("memory.pressure_level")).unwrap();
+        fs::remove_file(dir.path().join("memory.oom_control")).unwrap();
+        signal_eventfd(level_fds[0]);
+        signal_eventfd(oom_fd);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while watcher.running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!watcher.running(), "the thread outlived every source");
+        assert!(rx.try_recv().is_err());
     }
 }
