@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 /// suggests for memory.
 pub const PSI_STALL_US: u64 = 150_000;
 pub const PSI_WINDOW_US: u64 = 1_000_000;
-/// Unprivileged PSI triggers need a window that is a multiple of 2 s (kernel 6.5+); the
-/// stall is scaled with it so the share stays the same.
+/// Without CAP_SYS_RESOURCE (even as root in many containers) a PSI trigger needs a window
+/// that is a multiple of 2 s (kernel 6.5+); the stall is scaled with it so the share stays.
 const UNPRIVILEGED_WINDOW_US: u64 = 2_000_000;
 /// Signals of one source closer together than this are delivered as one event.
 pub const MIN_EVENT_GAP: Duration = Duration::from_millis(100);
@@ -251,7 +251,7 @@ impl PsiTrigger {
 /// One armed source as it is polled.
 enum Armed {
     /// PSI trigger: POLLPRI when it fires; the trigger lives as long as the file is open.
-    Psi { source: PressureSource, file: File },
+    Psi { source: PressureSource, file: File, trigger: PsiTrigger },
     /// `memory.events`: POLLPRI|POLLERR when it changes; re-read to see what and to re-arm.
     Events { file: File, last: [u64; 4] },
     /// v1 `memory.pressure_level`: one eventfd per level (a higher level wakes the lower
@@ -316,9 +316,12 @@ fn arm_psi(source: PressureSource, path: &Path, trigger: PsiTrigger) -> Result<(
             Ok(file) => file,
             Err(e) => return Err(format!("cannot open {} for writing: {e}", path.display())),
         };
-        // One write() per trigger: the kernel parses the whole buffer as one trigger.
-        match file.write(attempt.line().as_bytes()) {
-            Ok(_) => return Ok((Armed::Psi { source, file }, attempt)),
+        // One write() per trigger, NUL included: the kernel parses the buffer as one trigger
+        // and overwrites its last byte with the terminator.
+        let mut line = attempt.line().into_bytes();
+        line.push(0);
+        match file.write(&line) {
+            Ok(_) => return Ok((Armed::Psi { source, file, trigger: attempt }, attempt)),
             Err(e) => last_error = format!("{} refused trigger {:?}: {e}", path.display(), attempt.line()),
         }
     }
@@ -373,6 +376,7 @@ fn arm(candidate: &Candidate, trigger: PsiTrigger) -> Result<Armed, String> {
 /// Watches the armed sources on a named thread until stopped or dropped.
 pub struct PressureWatcher {
     sources: Vec<PressureSource>,
+    psi_trigger: Option<PsiTrigger>,
     unavailable: Vec<Unavailable>,
     stop_fd: Option<Arc<OwnedFd>>,
     thread: Option<JoinHandle<()>>,
@@ -393,17 +397,26 @@ impl PressureWatcher {
         Self::spawn(armed, unavailable, wake)
     }
 
+    /// The PSI trigger armed, which may be the 2 s fallback of the one asked for.
+    pub fn psi_trigger(&self) -> Option<PsiTrigger> {
+        self.psi_trigger
+    }
+
     fn spawn(armed: Vec<Armed>, unavailable: Vec<Unavailable>, wake: WakeFn) -> io::Result<PressureWatcher> {
         let sources = armed.iter().map(Armed::source).collect();
+        let psi_trigger = armed.iter().find_map(|a| match a {
+            Armed::Psi { trigger, .. } => Some(*trigger),
+            _ => None,
+        });
         if armed.is_empty() {
-            return Ok(PressureWatcher { sources, unavailable, stop_fd: None, thread: None });
+            return Ok(PressureWatcher { sources, psi_trigger, unavailable, stop_fd: None, thread: None });
         }
         let stop_fd = Arc::new(new_eventfd()?);
         let thread_stop = stop_fd.clone();
         let thread = std::thread::Builder::new()
             .name("hpc-health-pressure".to_owned())
             .spawn(move || watch_loop(armed, thread_stop, wake))?;
-        Ok(PressureWatcher { sources, unavailable, stop_fd: Some(stop_fd), thread: Some(thread) })
+        Ok(PressureWatcher { sources, psi_trigger, unavailable, stop_fd: Some(stop_fd), thread: Some(thread) })
     }
 
     /// Discovers this process's sources under `root` and starts watching them.
@@ -783,18 +796,20 @@ mod tests {
     #[test]
     fn stop_ends_the_thread_blocked_in_poll() {
         // The thread waits in poll() with no timeout while nothing is pending; stop() must
-        // still end it. Needs a source that arms: the system PSI file, where permitted.
-        let Some(psi) = Path::new("/proc/pressure/memory").exists().then_some(PathBuf::from("/proc/pressure/memory"))
-        else {
-            eprintln!("skipped: no /proc/pressure/memory on this kernel");
-            return;
-        };
-        let candidates = [Candidate { source: PressureSource::PsiSystem, path: psi }];
-        let mut watcher = PressureWatcher::start(&candidates, PsiTrigger::DEFAULT, Arc::new(|_| {})).unwrap();
-        if watcher.sources().is_empty() {
-            eprintln!("skipped: {:?}", watcher.unavailable());
+        // still end it. The source is the system PSI file, which root can always arm (with
+        // the 2 s window where it lacks CAP_SYS_RESOURCE).
+        let psi = PathBuf::from("/proc/pressure/memory");
+        // SAFETY: geteuid takes no arguments and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        if !psi.exists() || !root {
+            eprintln!("skipped: needs /proc/pressure/memory and root");
             return;
         }
+        let candidates = [Candidate { source: PressureSource::PsiSystem, path: psi }];
+        let mut watcher = PressureWatcher::start(&candidates, PsiTrigger::DEFAULT, Arc::new(|_| {})).unwrap();
+        assert!(watcher.unavailable().is_empty(), "{:?}", watcher.unavailable());
+        let armed = watcher.psi_trigger().unwrap();
+        assert!(armed == PsiTrigger::DEFAULT || Some(armed) == PsiTrigger::DEFAULT.unprivileged(), "{armed:?}");
         assert_eq!(watcher.sources(), &[PressureSource::PsiSystem]);
         let thread = watcher.thread.as_ref().unwrap().thread().clone();
         assert_eq!(thread.name(), Some("hpc-health-pressure"));
