@@ -603,7 +603,10 @@ fn watch_loop(mut armed: Vec<Armed>, stop_fd: Arc<OwnedFd>, wake: WakeFn) {
                 if p.last_delivered.is_some_and(|t| now.duration_since(t) < MIN_EVENT_GAP) {
                     continue;
                 }
-                wake(PressureEvent { source: armed[i].source(), kind, count: p.count.max(1), at_ms: unix_time_ms() });
+                let event =
+                    PressureEvent { source: armed[i].source(), kind, count: p.count.max(1), at_ms: unix_time_ms() };
+                // A panicking callback must not end the watch for every later event.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wake(event)));
                 *p = Pending { kind: None, count: 0, last_delivered: Some(now) };
             }
         }
@@ -906,5 +909,27 @@ mod tests {
         }
         assert!(!watcher.running(), "the thread outlived every source");
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_panicking_callback_does_not_end_the_watch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, oom, _, oom_fd) = fake_v1(dir.path());
+        let (forward, rx) = collecting();
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let wake: WakeFn = Arc::new(move |e| {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                panic!("the first call fails");
+            }
+            forward(e)
+        });
+        let watcher = PressureWatcher::spawn(vec![oom], vec![], wake).unwrap();
+        signal_eventfd(oom_fd);
+        // Past the gap, so the second signal is delivered on its own.
+        std::thread::sleep(MIN_EVENT_GAP * 2);
+        signal_eventfd(oom_fd);
+        let event = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(event.kind, PressureKind::Oom);
+        assert!(watcher.running());
     }
 }
