@@ -241,7 +241,7 @@ impl PsiTrigger {
 
     /// The same share of stall over the unprivileged minimum window.
     fn unprivileged(self) -> Option<PsiTrigger> {
-        (self.window_us % UNPRIVILEGED_WINDOW_US != 0).then(|| {
+        (!self.window_us.is_multiple_of(UNPRIVILEGED_WINDOW_US)).then(|| {
             let window_us = self.window_us.div_ceil(UNPRIVILEGED_WINDOW_US) * UNPRIVILEGED_WINDOW_US;
             PsiTrigger { stall_us: self.stall_us * window_us / self.window_us, window_us }
         })
@@ -321,7 +321,9 @@ fn arm_psi(source: PressureSource, path: &Path, trigger: PsiTrigger) -> Result<(
         let mut line = attempt.line().into_bytes();
         line.push(0);
         match file.write(&line) {
-            Ok(_) => return Ok((Armed::Psi { source, file, trigger: attempt }, attempt)),
+            Ok(n) if n == line.len() => return Ok((Armed::Psi { source, file, trigger: attempt }, attempt)),
+            // A second write would be parsed as a trigger of its own.
+            Ok(n) => last_error = format!("{} took {n} of {} bytes of a trigger", path.display(), line.len()),
             Err(e) => last_error = format!("{} refused trigger {:?}: {e}", path.display(), attempt.line()),
         }
     }

@@ -149,7 +149,7 @@ fn v1_pressure_level_fires_when_a_child_fills_the_cgroup() {
     // Latency, reported not asserted: from the child's first chunk past 80% of the limit and
     // from its last chunk before the event, to the event.
     let crossed_80 = progress.iter().find(|(bytes, _)| *bytes as f64 >= 0.8 * LIMIT as f64).map(|(_, at)| *at);
-    let before_event = progress.iter().filter(|(_, at)| *at <= first.at_ms).last().copied();
+    let before_event = progress.iter().rev().find(|(_, at)| *at <= first.at_ms).copied();
     eprintln!(
         "first event {:?} {} (count {}); after 80% crossing: {:?} ms; after last chunk before it ({:?}): {:?} ms; others: {:?}",
         first.source.name(),
