@@ -129,13 +129,18 @@ test('a sawtooth allocator (2 s period to the same peak, 20 s) raises no forecas
   // 10 GiB to 60 GiB (75%, under the threshold) in 2 s, freed, again.
   const stop = drive((ms) => [10 * GiB + 50 * GiB * ((ms % 2000) / 2000), 1 * GiB])
   let paused = false
+  const forecasts = new Set()
   const deadline = Date.now() + 20000
   while (Date.now() < deadline) {
-    if (!supervisor.status().accepting_requests) paused = true
+    const status = supervisor.status()
+    if (!status.accepting_requests) paused = true
+    for (const f of status.detection.forecasts) forecasts.add(f.device)
     await sleep(200)
   }
   await stop()
+  assert.equal(supervisor.status().detection.fast_sample_ms, 1000, 'the fast samples saw the sawtooth')
   assert.deepEqual(forecastWarnings(events, 0), [])
+  assert.deepEqual([...forecasts], [])
   assert.equal(paused, false)
   assert.ok(!events.some((e) => e.name === 'unhealthy'))
   await supervisor.stop()
