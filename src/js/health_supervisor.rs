@@ -18,7 +18,7 @@ use super::memory_recovery::MemoryRecovery;
 use crate::policy::issues::{Action, HealthIssue as CoreIssue, IssueCode, Severity};
 use crate::policy::thresholds::{
     stale_after_default_ms, ThresholdSpec, BUDGET_MAX, BUDGET_WINDOW_MS, CHECKPOINT_INTERVAL_MS, CHECK_TIMEOUT_MS,
-    HEALTHY_AFTER, INTERVAL_MS, STALE_AFTER_MS, STEP_TIMEOUT_MS, UNHEALTHY_AFTER,
+    FAST_SAMPLE_MS, FORECAST_HORIZON_MS, HEALTHY_AFTER, INTERVAL_MS, STALE_AFTER_MS, STEP_TIMEOUT_MS, UNHEALTHY_AFTER,
 };
 use crate::supervisor::{
     action_json, CheckType, EventSink, RecoveryType, Supervisor, SupervisorOptions, SupervisorParts, SystemHealth,
@@ -39,6 +39,9 @@ const OPTION_NAMES: &[&str] = &[
     "hysteresis",
     "checkTimeoutMs",
     "staleAfterMs",
+    "fastSampleMs",
+    "forecastHorizonMs",
+    "preemptivePause",
 ];
 pub const EVENTS: &[&str] = &["health", "unhealthy", "warning", "recovery", "incident", "error"];
 
@@ -109,6 +112,17 @@ pub struct HealthSupervisorOptions {
     /// Not ready when the last successful check is older than this; greater than `intervalMs`
     /// (default `2 × intervalMs + checkTimeoutMs`).
     pub stale_after_ms: Option<f64>,
+    /// Take a fast sample (GPU and host/cgroup memory only) this often between the full
+    /// checks: an integer from 50 to `intervalMs`. Default 1000 (or `intervalMs` when that is
+    /// shorter); `null` turns fast sampling, and with it the crossings and forecasts between
+    /// the checks, off. Needs a `memoryMonitor`.
+    #[napi(ts_type = "number | null")]
+    pub fast_sample_ms: Option<f64>,
+    /// Raise `MEMORY_EXHAUSTION_FORECAST` when the fast samples' trend projects memory full
+    /// within this many milliseconds (default 60000; 10000 to 86400000).
+    pub forecast_horizon_ms: Option<f64>,
+    /// Hold intake while an exhaustion forecast stands (default true).
+    pub preemptive_pause: Option<bool>,
 }
 
 type Listener = ThreadsafeFunction<JsonOut, UnknownReturnValue, JsonOut, Status, false, true>;
@@ -175,7 +189,12 @@ impl HealthSupervisor {
                 check_timeout: Duration::from_millis(CHECK_TIMEOUT_MS.default as u64),
                 stale_after: Duration::ZERO,
                 step_timeout: Duration::from_millis(STEP_TIMEOUT_MS.default as u64),
+                fast_sample: None,
+                forecast_horizon_ms: FORECAST_HORIZON_MS.default,
+                preemptive_pause: true,
             };
+            // `undefined`: the default; `null`: off.
+            let mut fast_sample_ms = Some(None);
             if let Some(o) = options {
                 parts.memory_monitor = o
                     .raw("memoryMonitor")?
@@ -228,6 +247,24 @@ impl HealthSupervisor {
                     settings.stale_after = Duration::from_millis(ms as u64);
                 }
                 settings.auto_recover = o.boolean("autoRecover")?.unwrap_or(true);
+                if o.raw(FAST_SAMPLE_MS.key())?.is_some() {
+                    let ms = o.optional_number(FAST_SAMPLE_MS.key())?;
+                    let ms = ms.map(|ms| FAST_SAMPLE_MS.check(ms).map_err(|e| range_violation(&env, e))).transpose()?;
+                    if let Some(ms) = ms.filter(|&ms| ms > settings.interval.as_millis() as f64) {
+                        return Err(range_error(
+                            &env,
+                            format!(
+                                "fastSampleMs must be at most intervalMs ({}), got {ms}",
+                                settings.interval.as_millis()
+                            ),
+                        ));
+                    }
+                    fast_sample_ms = ms.map(Some);
+                }
+                if let Some(ms) = read_number(&env, &o, FORECAST_HORIZON_MS)? {
+                    settings.forecast_horizon_ms = ms;
+                }
+                settings.preemptive_pause = o.boolean("preemptivePause")?.unwrap_or(true);
                 if let Some(budget) = o.object("recoveryBudget", &[BUDGET_MAX.key(), BUDGET_WINDOW_MS.key()])? {
                     if let Some(max) = read_number(&env, &budget, BUDGET_MAX)? {
                         settings.budget_max = max as u32;
@@ -256,6 +293,13 @@ impl HealthSupervisor {
                     settings.checkpoint_interval = Some(Duration::from_millis(ms as u64));
                 }
             }
+            settings.fast_sample = fast_sample_ms.map(|ms| {
+                // The default never samples slower than the checks (nor faster than allowed).
+                let ms = ms.unwrap_or_else(|| {
+                    FAST_SAMPLE_MS.default.min(settings.interval.as_millis() as f64).max(FAST_SAMPLE_MS.min)
+                });
+                Duration::from_millis(ms as u64)
+            });
             if settings.stale_after.is_zero() {
                 let ms = stale_after_default_ms(
                     settings.interval.as_millis() as f64,
@@ -486,8 +530,12 @@ fn read_issues(env: &Env, health: Unknown) -> Result<Vec<CoreIssue>> {
     for i in 0..issues.get_array_length()? {
         let name = format!("health.issues[{i}]");
         let item: Unknown = issues.get_element(i)?;
-        let fields =
-            OptionsObject::required(env, Some(item), &name, &["code", "severity", "device", "message", "action"])?;
+        let fields = OptionsObject::required(
+            env,
+            Some(item),
+            &name,
+            &["code", "severity", "device", "message", "action", "eta_ms"],
+        )?;
         let text = |key: &str| -> Result<String> {
             fields.string(key)?.ok_or_else(|| {
                 type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name}.{key} must be a string, got undefined"))
@@ -505,7 +553,8 @@ fn read_issues(env: &Env, health: Unknown) -> Result<Vec<CoreIssue>> {
             .ok_or_else(|| range_error(env, format!("{name}.action is not a known action, got {action_text:?}")))?;
         let device = fields.optional_number("device")?.map(|d| d as u32);
         let message = fields.string("message")?.unwrap_or_default();
-        read.push(CoreIssue { code, severity, device, message, action });
+        let eta_ms = fields.optional_number("eta_ms")?.filter(|ms| ms.is_finite() && *ms >= 0.0).map(|ms| ms as u64);
+        read.push(CoreIssue { code, severity, device, message, action, eta_ms });
     }
     Ok(read)
 }

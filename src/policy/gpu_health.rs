@@ -196,6 +196,7 @@ fn device_issues(
                 iso_time(last)
             ),
             action: xid.action,
+            eta_ms: None,
         });
     }
     issues

@@ -83,6 +83,9 @@ pub enum IssueCode {
     SystemMemoryPressure,
     /// One device's memory above `thresholds.gpu_memory`.
     GpuMemoryPressure,
+    /// The fast samples' trend projects a device's (or host/cgroup) memory full within
+    /// `forecastHorizonMs` (`policy::forecast`); `eta_ms` says when.
+    MemoryExhaustionForecast,
 }
 
 impl IssueCode {
@@ -101,6 +104,7 @@ impl IssueCode {
             IssueCode::RowRemapFailed => "ROW_REMAP_FAILED",
             IssueCode::SystemMemoryPressure => "SYSTEM_MEMORY_PRESSURE",
             IssueCode::GpuMemoryPressure => "GPU_MEMORY_PRESSURE",
+            IssueCode::MemoryExhaustionForecast => "MEMORY_EXHAUSTION_FORECAST",
         }
     }
 
@@ -120,6 +124,8 @@ impl IssueCode {
             IssueCode::RowRemapFailed => (Severity::Fail, Action::ResetGpu),
             IssueCode::SystemMemoryPressure => (Severity::Fail, Action::ClearCache),
             IssueCode::GpuMemoryPressure => (Severity::Fail, Action::ClearCache),
+            // A warning: it may pause intake, it never starts a recovery by itself.
+            IssueCode::MemoryExhaustionForecast => (Severity::Warn, Action::None),
         }
     }
 
@@ -128,7 +134,7 @@ impl IssueCode {
         IssueCode::ALL.into_iter().find(|c| c.as_str() == text)
     }
 
-    pub const ALL: [IssueCode; 13] = [
+    pub const ALL: [IssueCode; 14] = [
         IssueCode::TemperatureHigh,
         IssueCode::ThermalThrottle,
         IssueCode::PowerBrake,
@@ -142,6 +148,7 @@ impl IssueCode {
         IssueCode::RowRemapFailed,
         IssueCode::SystemMemoryPressure,
         IssueCode::GpuMemoryPressure,
+        IssueCode::MemoryExhaustionForecast,
     ];
 }
 
@@ -154,13 +161,15 @@ pub struct HealthIssue {
     pub device: Option<u32>,
     pub message: String,
     pub action: Action,
+    /// Until the projected exhaustion, for `MemoryExhaustionForecast`; `None` otherwise.
+    pub eta_ms: Option<u64>,
 }
 
 impl HealthIssue {
     /// An issue with its code's own severity and action.
     pub fn new(code: IssueCode, device: Option<u32>, message: String) -> Self {
         let (severity, action) = code.policy();
-        HealthIssue { code, severity, device, message, action }
+        HealthIssue { code, severity, device, message, action, eta_ms: None }
     }
 }
 

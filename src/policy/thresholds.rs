@@ -313,6 +313,28 @@ pub const STALE_AFTER_MS: ThresholdSpec = ThresholdSpec {
     integer: true,
 };
 
+/// How often the supervisor takes a fast sample (memory only) between its full checks; at
+/// most `intervalMs`. 50 ms is as fast as a sample is worth: PSI's own window is 500 ms at
+/// least, and an NVML memory query costs about a millisecond per device.
+pub const FAST_SAMPLE_MS: ThresholdSpec = ThresholdSpec {
+    name: "fastSampleMs",
+    default: crate::sampling::fast::DEFAULT_FAST_SAMPLE_MS,
+    min: 50.0,
+    min_inclusive: true,
+    max: MAX_INTERVAL_MS,
+    integer: true,
+};
+/// How far ahead a projected memory exhaustion raises `MEMORY_EXHAUSTION_FORECAST`. At least
+/// 10 s (the trend needs 10 s of samples and 4 s of confirmation), at most a day.
+pub const FORECAST_HORIZON_MS: ThresholdSpec = ThresholdSpec {
+    name: "forecastHorizonMs",
+    default: crate::policy::forecast::DEFAULT_FORECAST_HORIZON_MS,
+    min: 10_000.0,
+    min_inclusive: true,
+    max: 86_400_000.0,
+    integer: true,
+};
+
 /// Two missed checks, the last allowed its whole timeout: `2 × intervalMs + checkTimeoutMs`
 /// (130 s at the defaults). One late check is not an outage; a hung check is caught sooner,
 /// by its timeout.

@@ -6,6 +6,7 @@
 //! `recoveries`', what the supervisor shows is `status`'s; this module runs the loop and the
 //! checks and keeps the state between them.
 
+pub mod detection;
 pub mod episode;
 pub mod metrics;
 pub mod planner;
@@ -16,15 +17,19 @@ pub mod wake;
 use crate::incident::{Incident, IncidentSeverity, IncidentSink};
 use crate::monitors::gpu_health::{GpuHealthMonitor, GpuHealthReport};
 use crate::monitors::memory::MemoryMonitor;
+use crate::policy::forecast::{ExhaustionForecast, ForecastPolicy, ForecastTransition};
 use crate::policy::issues::{Action, HealthIssue, IssueCode, Severity};
 use crate::policy::pressure::{pressure_issues, MemoryPressure};
 use crate::policy::thresholds::{FAILURES_FOR_UNKNOWN, WAKE_MIN_GAP_MS};
 use crate::recovery::engine::{Hook, Interrupter};
 use crate::recovery::gpu::GpuRecovery;
 use crate::recovery::memory::MemoryRecovery;
+use crate::sampling::fast::{take_fast_sample, CrossingChange, FastSample};
 use crate::sampling::gpu::GpuDetail;
 use crate::sampling::memory::MemoryMetrics;
+use crate::sampling::pressure_events::{PressureWatcher, PsiTrigger};
 use crate::sampling::unix_time_ms;
+use detection::Detection;
 use episode::{Backoff, EpisodeChange, Hysteresis, RecoveryBudget};
 use planner::{ActionKind, ActionResult};
 use serde_json::{json, Value};
@@ -34,7 +39,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use wake::Wake;
+use tokio::sync::Notify;
+use wake::{Wake, WakeSource};
 
 pub use status::{action_json, health_summary, issue_json};
 
@@ -111,6 +117,12 @@ pub struct SupervisorOptions {
     pub step_timeout: Duration,
     /// Not ready when the last successful check is older than this.
     pub stale_after: Duration,
+    /// Take a fast sample (memory only) this often between full checks; `None` for never.
+    pub fast_sample: Option<Duration>,
+    /// Raise `MEMORY_EXHAUSTION_FORECAST` when memory is projected full within this.
+    pub forecast_horizon_ms: f64,
+    /// Hold intake while a forecast stands.
+    pub preemptive_pause: bool,
 }
 
 /// What the supervisor did about one issue.
@@ -217,6 +229,13 @@ pub struct Supervisor {
     wake: Wake,
     /// Interrupts the supervisor's own runs (`restartProcess`) when it stops.
     interrupter: Interrupter,
+    /// Crossings and forecasts from the fast samples, and the kernel's pressure watch. Locked
+    /// before `judgement` where both are, never after.
+    detection: Mutex<Detection>,
+    /// A kernel pressure event asks the fast sampling for a sample now.
+    sample_now: Arc<Notify>,
+    /// The fast samples' monotonic clock (the forecasts' times).
+    clock: Instant,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -260,6 +279,9 @@ impl Supervisor {
             sampling: Arc::default(),
             wake,
             interrupter: Interrupter::default(),
+            detection: Mutex::new(Detection::new(ForecastPolicy::with_horizon(options.forecast_horizon_ms))),
+            sample_now: Arc::default(),
+            clock: Instant::now(),
         }
     }
 
@@ -320,6 +342,7 @@ impl Supervisor {
         if let Some(report) = &gpu {
             issues.extend(report.issues.iter().cloned());
         }
+        issues.extend(lock(&self.detection).forecasts.current().iter().map(detection::forecast_issue));
         Ok(SystemHealth {
             healthy: !issues.iter().any(|i| i.severity == Severity::Fail),
             check_type,
@@ -369,6 +392,7 @@ impl Supervisor {
             Ok(health) => health,
             Err(error) => return self.monitoring_failed(error).await,
         };
+        let crossed = lock(&self.detection).crossing.crossed();
         let change = {
             let mut j = lock(&self.judgement);
             j.counters.checks += 1;
@@ -378,7 +402,10 @@ impl Supervisor {
             j.last_check_at_ms = Some(health.timestamp_ms);
             j.last_success_at_ms = Some(health.timestamp_ms);
             j.last_failure = None;
-            let severe = health.issues.iter().any(planner::bypasses_hysteresis);
+            let severe = health
+                .issues
+                .iter()
+                .any(|i| planner::bypasses_hysteresis(i) || detection::confirmed_by_fast_samples(i, &crossed));
             let change = j.hysteresis.observe(health.healthy, severe);
             j.state = if j.hysteresis.in_episode() { SupervisorState::Unhealthy } else { SupervisorState::Healthy };
             j.last_health = Some(health.clone());
@@ -401,6 +428,8 @@ impl Supervisor {
             }
             EpisodeChange::Ended => {
                 self.end_episode().await;
+                // Ending the episode released every pause; a standing forecast holds intake still.
+                self.hold_intake_for_forecasts();
             }
             EpisodeChange::None => {}
         }
@@ -507,7 +536,9 @@ impl Supervisor {
             let payload = issue_json(&issue);
             self.events.emit("warning", payload.clone());
             let kind = match issue.code {
-                IssueCode::SystemMemoryPressure | IssueCode::GpuMemoryPressure => "memory_pressure",
+                IssueCode::SystemMemoryPressure
+                | IssueCode::GpuMemoryPressure
+                | IssueCode::MemoryExhaustionForecast => "memory_pressure",
                 _ => "gpu_issue",
             };
             let severity =
@@ -557,28 +588,37 @@ impl Supervisor {
             return;
         }
         lock(&self.judgement).started_at_ms = Some(unix_time_ms());
+        self.watch_pressure();
         let (stop, mut stopped) = watch::channel(false);
         let this = self.clone();
         let done = spawn(Box::pin(async move {
-            loop {
-                // The next check is timed from the end of this one: checks never overlap.
-                let turn_started = tokio::time::Instant::now();
-                this.turn(&mut stopped).await;
-                if *stopped.borrow() {
-                    break;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(this.options.interval) => {}
-                    _ = this.wake.woken() => {
-                        // An event storm checks at most once per gap.
-                        let gap = turn_started + Duration::from_millis(WAKE_MIN_GAP_MS);
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(gap) => {}
-                            _ = stopped.changed() => break,
-                        }
+            let fast_sampling = this.clone().fast_sampling();
+            let checks = async {
+                loop {
+                    // The next check is timed from the end of this one: checks never overlap.
+                    let turn_started = tokio::time::Instant::now();
+                    this.turn(&mut stopped).await;
+                    if *stopped.borrow() {
+                        break;
                     }
-                    _ = stopped.changed() => break,
+                    tokio::select! {
+                        _ = tokio::time::sleep(this.options.interval) => {}
+                        _ = this.wake.woken() => {
+                            // An event storm checks at most once per gap.
+                            let gap = turn_started + Duration::from_millis(WAKE_MIN_GAP_MS);
+                            tokio::select! {
+                                _ = tokio::time::sleep_until(gap) => {}
+                                _ = stopped.changed() => break,
+                            }
+                        }
+                        _ = stopped.changed() => break,
+                    }
                 }
+            };
+            // Fast sampling never ends by itself: it ends with the checks.
+            tokio::select! {
+                () = checks => {}
+                () = fast_sampling => {}
             }
             // No events after `stop` resolves: the recovery under way (interrupted by
             // `stop`) ends first.
@@ -612,7 +652,132 @@ impl Supervisor {
                 _ = tokio::time::sleep(STOP_INTERRUPT_REPEAT) => {}
             }
         }
-        lock(&self.judgement).started_at_ms = None;
+        let watcher = {
+            let mut d = lock(&self.detection);
+            d.reset(ForecastPolicy::with_horizon(self.options.forecast_horizon_ms));
+            d.pressure.take()
+        };
+        if let Some(mut watcher) = watcher {
+            // Signals the watch thread and joins it: it ends at once.
+            watcher.stop();
+        }
+        let mut j = lock(&self.judgement);
+        j.started_at_ms = None;
+        // Nobody forecasts any more: the pause the forecasts held goes with them.
+        j.paused_reasons.remove(detection::FORECAST_PAUSE);
+    }
+
+    /// Starts watching the kernel's memory-pressure events (with a `memoryMonitor`): an
+    /// event wakes the loop for a full check and asks for a fast sample at once. Where the
+    /// kernel offers none, fast sampling alone watches memory.
+    fn watch_pressure(&self) {
+        if self.parts.memory_monitor.is_none() {
+            return;
+        }
+        let wake = self.wake_handle();
+        let sample_now = Arc::downgrade(&self.sample_now);
+        // Runs on the watch thread: wake and return.
+        let on_event: crate::sampling::pressure_events::WakeFn = Arc::new(move |_event| {
+            wake.wake(WakeSource::MemoryPressure);
+            if let Some(sample_now) = sample_now.upgrade() {
+                sample_now.notify_one();
+            }
+        });
+        match PressureWatcher::start_for_process(std::path::Path::new("/"), PsiTrigger::DEFAULT, on_event) {
+            Ok(watcher) => lock(&self.detection).pressure = Some(watcher),
+            Err(error) => self.events.emit(
+                "error",
+                json!({ "message": format!("kernel memory-pressure events unavailable: {error}"), "kind": "pressure_events" }),
+            ),
+        }
+    }
+
+    /// Takes a fast sample every `fastSampleMs`, and at once on a kernel pressure event,
+    /// until dropped. Never resolves (pending for ever when fast sampling is off).
+    async fn fast_sampling(self: Arc<Self>) {
+        let (Some(period), Some(memory)) = (self.options.fast_sample, self.parts.memory_monitor.clone()) else {
+            return std::future::pending().await;
+        };
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = self.sample_now.notified() => {}
+            }
+            // One sample at a time, and none while a check reads the driver: a hung driver
+            // holds one blocking thread, and the ticks meanwhile are skipped.
+            let Ok(sampling) = self.sampling.clone().try_lock_owned() else { continue };
+            let at_ms = self.clock.elapsed().as_secs_f64() * 1000.0;
+            let monitor = memory.clone();
+            let sample = tokio::task::spawn_blocking(move || {
+                let _sampling = sampling;
+                take_fast_sample(monitor.sampler(), at_ms)
+            });
+            if let Ok(sample) = sample.await {
+                self.observe_fast_sample(&sample, &memory).await;
+            }
+        }
+    }
+
+    /// Feeds one fast sample to the crossing detector and the forecasts: a confirmed
+    /// crossing wakes the loop (the full check then starts the episode at once), a raised
+    /// forecast is a warning at once, and the forecasts' intake pause follows them.
+    async fn observe_fast_sample(&self, sample: &FastSample, memory: &MemoryMonitor) {
+        let thresholds = memory.thresholds();
+        let (crossed, transitions) = {
+            let mut d = lock(&self.detection);
+            let crossed = d
+                .crossing
+                .observe_sample(sample, &thresholds)
+                .iter()
+                .any(|c| matches!(c, CrossingChange::Crossed { .. }));
+            (crossed, d.forecasts.observe_sample(sample, &thresholds))
+        };
+        if crossed {
+            self.wake.handle().wake(WakeSource::FastSample);
+        }
+        // Raised, cleared, or the standing forecasts' times moved: the pause follows.
+        self.hold_intake_for_forecasts();
+        for transition in transitions {
+            let ForecastTransition::Raised(forecast) = transition else { continue };
+            self.forecast_raised(&forecast).await;
+        }
+    }
+
+    /// A new forecast is a warning at once (and counts as the warning of its issue for the
+    /// rate limit of the checks' warnings), and an incident.
+    async fn forecast_raised(&self, forecast: &ExhaustionForecast) {
+        let issue = detection::forecast_issue(forecast);
+        lock(&self.judgement).warned_at.insert((issue.code, issue.device), unix_time_ms());
+        let payload = issue_json(&issue);
+        self.events.emit("warning", payload.clone());
+        self.incident("memory_pressure", IncidentSeverity::Warn, issue.message.clone(), payload).await;
+    }
+
+    /// Holds intake while a forecast stands (`preemptivePause`), lifts it when none does.
+    fn hold_intake_for_forecasts(&self) {
+        let reason = if self.options.preemptive_pause {
+            detection::forecast_pause_reason(&lock(&self.detection).forecasts.current())
+        } else {
+            None
+        };
+        let mut j = lock(&self.judgement);
+        match reason {
+            Some(reason) => j.paused_reasons.insert(detection::FORECAST_PAUSE, reason),
+            None => j.paused_reasons.remove(detection::FORECAST_PAUSE),
+        };
+    }
+
+    /// `status().detection`: what watches between the checks.
+    fn detection_status(&self) -> Value {
+        let d = lock(&self.detection);
+        let fast = self.options.fast_sample.filter(|_| self.parts.memory_monitor.is_some());
+        json!({
+            "fast_sample_ms": fast.map(|p| p.as_millis() as u64),
+            "pressure_sources": d.pressure_sources(),
+            "forecasts": d.forecasts.current().iter().map(detection::forecast_json).collect::<Vec<_>>(),
+        })
     }
 
     /// Interrupts every recovery run under way (see `Interrupter`).
@@ -678,6 +843,7 @@ impl Supervisor {
         let accepting = self.accepting_requests();
         let recovery_paused = self.parts.memory_recovery.as_ref().is_some_and(|r| r.pause_incoming());
         let running = lock(&self.running).is_some();
+        let detection = self.detection_status();
         let mut j = lock(&self.judgement);
         let used = j.budget.used(now);
         let mut reasons = status::not_ready_reasons(&status::ReadinessInput {
@@ -718,6 +884,7 @@ impl Supervisor {
             "last_checkpoint": j.counters.last_checkpoint_ms,
             "checks": j.counters.checks,
             "check_failures": j.counters.check_failures,
+            "detection": detection,
         })
     }
 }

@@ -210,6 +210,7 @@ mod tests {
             device: Some(device),
             message: "Xid".into(),
             action,
+            eta_ms: None,
         }
     }
 

@@ -19,13 +19,18 @@ pub fn action_json(a: &RecoveryAction) -> Value {
 }
 
 pub fn issue_json(issue: &HealthIssue) -> Value {
-    json!({
+    let mut json = json!({
         "code": issue.code.as_str(),
         "severity": issue.severity.as_str(),
         "device": issue.device,
         "message": issue.message,
         "action": issue.action.as_str(),
-    })
+    });
+    // Only a forecast has one: every other issue keeps its shape.
+    if let Some(eta_ms) = issue.eta_ms {
+        json["eta_ms"] = json!(eta_ms);
+    }
+    json
 }
 
 pub fn issues_json(issues: &[HealthIssue]) -> Value {
