@@ -25,6 +25,9 @@ const GOALS = { eventP99Ms: 1000, memoryP99Ms: 2500, forecastLeadMs: 10000, oneH
 // monitors' default gpu_memory threshold (0.85).
 const GiB = 1024 ** 3
 const RAMP = { total: 80 * GiB, base: 1 * GiB, bytesPerS: 1 * GiB, flatMs: 5000, threshold: 0.85 }
+// The sawtooth that must not page: an allocator rising from 10 GiB to 60 GiB (75%, under
+// the threshold) and freeing back, with 10 s and 30 s ramps, for two minutes.
+const SAWTOOTH = { total: 80 * GiB, low: 10 * GiB, high: 60 * GiB, rampsS: [10, 30], durationMs: 120000 }
 // The real cgroup: its limit, and the monitor's threshold (the requirements' default).
 const CGROUP = { limit: 512 * 1024 * 1024, threshold: 0.8, settleFraction: 0.7 }
 
@@ -177,6 +180,38 @@ async function rampTrial(n) {
   }
 }
 
+/** The sawtooth: which of its ramps raised the forecast (none should, but a first one may). */
+async function sawtoothTrial(rampS, n) {
+  const { device } = require('../__test__/helpers/standin')
+  const target = n % 2
+  const devices = [device(0, { memory_total: SAWTOOTH.total, memory_used: SAWTOOTH.low }), device(1, { memory_total: SAWTOOTH.total, memory_used: SAWTOOTH.low })]
+  const { h, standin, library } = loadWithStandin(devices)
+  const memoryMonitor = new h.MemoryMonitor({ nvmlLibraryPath: library, thresholds: { gpu_memory: RAMP.threshold } })
+  const gpuMonitor = new h.GPUHealthMonitor({ nvmlLibraryPath: library, watchXid: false })
+  const { supervisor, events, unsupported } = supervise(h, { memoryMonitor, gpuMonitor, fast: true })
+  if (unsupported) return { unsupported }
+  await startHealthy(supervisor, events)
+  await sleep(RAMP.flatMs + Math.random() * 1000)
+  const started = now()
+  let pausedTicks = 0
+  while (now() < started + SAWTOOTH.durationMs) {
+    if (!supervisor.status().ready) pausedTicks++
+    const phase = (((now() - started) / 1000) % rampS) / rampS
+    const used = Math.floor(SAWTOOTH.low + phase * (SAWTOOTH.high - SAWTOOTH.low))
+    standin.write({ devices: devices.map((d, i) => (i === target ? { ...d, memory_used: used } : d)), xid_events: [] })
+    await sleep(100)
+  }
+  await supervisor.stop()
+  const raised = events.filter((e) => e.name === 'warning' && issues(e).some((i) => i.code === 'MEMORY_EXHAUSTION_FORECAST'))
+  return {
+    ramps: Math.ceil(SAWTOOTH.durationMs / 1000 / rampS),
+    raisedOnRamps: raised.map((e) => Math.floor((e.at - started) / 1000 / rampS) + 1),
+    raisedIntoRampS: raised.map((e) => ((e.at - started) / 1000) % rampS),
+    pausedS: pausedTicks / 10,
+    unhealthy: events.filter((e) => e.name === 'unhealthy').length,
+  }
+}
+
 /** cgroup v1 usage as the monitor counts it: usage minus the inactive file cache. */
 function cgroupWorkingSet(dir) {
   const usage = Number(fs.readFileSync(path.join(dir, 'memory.usage_in_bytes'), 'utf8'))
@@ -244,6 +279,7 @@ async function trialMain([kind, arg]) {
   const result = kind === 'xid' || kind === 'lost' ? await eventTrial(kind, Number(arg))
     : kind === 'step' ? await stepTrial(Number(arg))
     : kind === 'ramp' ? await rampTrial(Number(arg))
+    : kind.startsWith('sawtooth') ? await sawtoothTrial(Number(kind.slice('sawtooth'.length)), Number(arg))
     : kind === 'cgroup' ? await cgroupTrial(arg)
     : kind === 'cost' ? await costTrial(arg)
     : null
@@ -344,13 +380,15 @@ function row(name, s, goalMs, { lead = false } = {}) {
 }
 
 async function run() {
-  const results = {}
+  const results = { sawtooth: [] }
   results.xid = await sequential('xid', TRIALS)
   results.lost = await sequential('lost', TRIALS)
   results.step = await sequential('step', TRIALS)
   results.cgroup = await cgroupTrials(TRIALS)
   // The ramps take over a minute each: all at once, each its own process and state file.
-  results.ramp = await Promise.all(Array.from({ length: TRIALS }, (_, n) => trial('ramp', n)))
+  // The sawtooth trials (two minutes each) alongside them.
+  const slow = (kind) => Promise.all(Array.from({ length: TRIALS }, (_, n) => trial(kind, n)))
+  ;[results.ramp, ...results.sawtooth] = await Promise.all([slow('ramp'), ...SAWTOOTH.rampsS.map((s) => slow(`sawtooth${s}`))])
   // Cost: the processes side by side (CPU time is per process).
   const [idle, oneHz, tenHz] = await Promise.all(['idle', 1000, 100].map((ms) => trial('cost', ms)))
 
@@ -378,6 +416,18 @@ async function run() {
     ['old design at intervalMs 5000, measured in issue 14: Xid 79 / memory step', `${OLD_MEASURED_5000.xid} / ${OLD_MEASURED_5000.step}`],
     ['Kubernetes liveness probe at its defaults (period 10 s × failureThreshold 3)', String(KUBERNETES_PROBE_S)],
   ])
+  const sawtooth = formatTable(['sawtooth, 10 → 60 GiB of 80 GiB and freed, for 2 minutes', 'trials', 'trials with a forecast warning', 'warnings, on which ramps', 'warning came, s into its ramp (p50 / max)', 'intake paused per trial, s (p50 / max)', "'unhealthy' events"],
+    SAWTOOTH.rampsS.map((rampS, k) => {
+      const rs = results.sawtooth[k]
+      const bad = rs.find((r) => r.unsupported || r.failed)
+      if (bad) return [`${rampS} s ramps`, '0', `not measured (${bad.unsupported || bad.failed})`, '', '', '', '']
+      const onRamps = rs.flatMap((r) => r.raisedOnRamps)
+      const into = rs.flatMap((r) => r.raisedIntoRampS)
+      const paused = rs.map((r) => r.pausedS)
+      const byRamp = [...new Set(onRamps)].sort((a, b) => a - b).map((r) => `ramp ${r}: ${onRamps.filter((x) => x === r).length}`)
+      return [`${rampS} s ramps (${rs[0].ramps} ramps)`, String(rs.length), String(rs.filter((r) => r.raisedOnRamps.length).length), `${onRamps.length}${byRamp.length ? ` (${byRamp.join(', ')})` : ''}`,
+        into.length ? `${median(into).toFixed(1)} / ${Math.max(...into).toFixed(1)}` : '—', `${median(paused).toFixed(1)} / ${Math.max(...paused).toFixed(1)}`, String(rs.reduce((a, r) => a + r.unhealthy, 0))]
+    }))
   const share = (c) => c.cpuMs / (COST_SECONDS * 1000)
   const costRow = (name, c) => {
     if (c.unsupported || c.failed) return [name, `not measured (${c.unsupported || c.failed})`, '', '']
@@ -398,14 +448,20 @@ async function run() {
     said(lead, 'forecast lead') ?? `on a 1 GiB/s ramp from 1 GiB (80 GiB GPU, threshold 85%) the forecast's 'warning' came ${seconds(afterRamp.p50)} s (p50) into the ramp, ${seconds(lead.p50)} s (p50) and at worst ${seconds(lead.worst)} s before the crossing: goal ≥ 10 s ${lead.worst >= GOALS.forecastLeadMs && !lead.missed ? 'met' : 'not met'}; intake was paused (not ready) at the warning in ${pausedAtWarning} of ${results.ramp.length} trials`,
     said(cgroup, 'real cgroup') ?? `a real cgroup v1 crossing 80% of its 512 MiB limit reaches 'unhealthy' in ${seconds(cgroup.p50)} s (p50), ${seconds(cgroup.p99)} s (p99): goal p99 ≤ 2.5 s ${cgroup.p99 <= GOALS.memoryP99Ms && !cgroup.missed ? 'met' : 'not met'}`,
     oneHzShare === null ? `cost at 1 Hz: not measured (${oneHz.unsupported || oneHz.failed || idle.failed})` : `fast sampling at 1 Hz costs ${oneHzShare.toFixed(3)}% of one core above idle: goal < 0.2% ${oneHzShare < GOALS.oneHzCoreShare ? 'met' : 'not met'}`,
+    ...SAWTOOTH.rampsS.map((rampS, k) => {
+      const rs = results.sawtooth[k].filter((r) => r.raisedOnRamps)
+      if (!rs.length) return null
+      const ramps = [...new Set(rs.flatMap((r) => r.raisedOnRamps))].sort((a, b) => a - b)
+      return `a sawtooth with ${rampS} s ramps (to 75%, under the threshold) raised the forecast in ${rs.filter((r) => r.raisedOnRamps.length).length} of ${rs.length} trials${ramps.length ? `, on ramp${ramps.length > 1 ? 's' : ''} ${ramps.join(', ')} of ${rs[0].ramps}` : ''}, and 'unhealthy' ${rs.reduce((a, r) => a + r.unhealthy, 0)} times`
+    }),
     ...['xid', 'lost', 'step', 'cgroup'].flatMap((k) => (summarize(results[k]).why || []).slice(0, 2).map((w) => `${k}: ${w}`)),
   ].filter(Boolean)
   const detection = results.cgroup.find((r) => r.detection)?.detection
   if (detection) summary.push(`detection sources in the cgroup trials: ${JSON.stringify(detection)}`)
   return {
     title: 'Detection: time from a fault to the event',
-    rounds: `${TRIALS} trials per fault class, each a fresh child process with its own supervisor (intervalMs 60000, autoRecover false), Xid watch and stand-in state file, healthy before the fault; the fault time is taken just before the state file is replaced (the cgroup: at the first read of the cgroup's usage above 80%), the event time when the listener runs. Xid, lost device, step and cgroup trials one after another; the ${TRIALS} ramp trials (about ${Math.round((RAMP.flatMs + ((RAMP.threshold * RAMP.total - RAMP.base) / RAMP.bytesPerS) * 1000) / 1000)} s each) concurrently; the memory step and the ramp on 80 GiB stand-in GPUs at a random phase against the 1 s sampling. Cost: one process each, side by side, CPU from process.cpuUsage() over ${COST_SECONDS} s after 2 s of warm-up, minus an idle process`,
-    table: `${table}\n\n${beside}\n\n${cost}`,
+    rounds: `${TRIALS} trials per fault class, each a fresh child process with its own supervisor (intervalMs 60000, autoRecover false), Xid watch and stand-in state file, healthy before the fault; the fault time is taken just before the state file is replaced (the cgroup: at the first read of the cgroup's usage above 80%), the event time when the listener runs. Xid, lost device, step and cgroup trials one after another; the ${TRIALS} ramp trials (about ${Math.round((RAMP.flatMs + ((RAMP.threshold * RAMP.total - RAMP.base) / RAMP.bytesPerS) * 1000) / 1000)} s each) and ${TRIALS} sawtooth trials per period (${SAWTOOTH.durationMs / 1000} s each) concurrently; the memory step and the ramp on 80 GiB stand-in GPUs at a random phase against the 1 s sampling. Cost: one process each, side by side, CPU from process.cpuUsage() over ${COST_SECONDS} s after 2 s of warm-up, minus an idle process`,
+    table: `${table}\n\n${sawtooth}\n\n${beside}\n\n${cost}`,
     summary,
   }
 }

@@ -56,4 +56,5 @@ async function main() {
   fs.writeFileSync(RESULTS, header + '\n' + results.map(section).join('\n\n') + '\n')
 }
 
-main().catch((e) => { console.error(e); process.exit(1) })
+module.exports = { updated }
+if (require.main === module) main().catch((e) => { console.error(e); process.exit(1) })
