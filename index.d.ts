@@ -451,6 +451,20 @@ export interface HealthSupervisorOptions {
    * (default `2 × intervalMs + checkTimeoutMs`).
    */
   staleAfterMs?: number
+  /**
+   * Take a fast sample (GPU and host/cgroup memory only) this often between the full
+   * checks: an integer from 50 to `intervalMs`. Default 1000 (or `intervalMs` when that is
+   * shorter); `null` turns fast sampling, and with it the crossings and forecasts between
+   * the checks, off. Needs a `memoryMonitor`.
+   */
+  fastSampleMs?: number | null
+  /**
+   * Raise `MEMORY_EXHAUSTION_FORECAST` when the fast samples' trend projects memory full
+   * within this many milliseconds (default 60000; 10000 to 86400000).
+   */
+  forecastHorizonMs?: number
+  /** Hold intake while an exhaustion forecast stands (default true). */
+  preemptivePause?: boolean
 }
 
 /** An incident as `read` returns it (declared for the typings; handed over as JSON). */

@@ -55,6 +55,12 @@ test('the soak helpers: unmatched recoveries, fits, budget windows, overlaps', (
   const summary = summarizeSamples(samples, { warmupShare: 0.25 })
   assert.ok(Math.abs(summary.rss_slope_mib_per_h - 1) < 1e-6, `slope ${summary.rss_slope_mib_per_h}`)
   assert.equal(summary.fds.spread, 0)
+  // Stopping the service closes its descriptors (the kernel pressure watch): the sample after
+  // the stop is no change in the flatness, and it is still the end.
+  const stopped = [...samples, { ...samples.at(-1), t: samples.at(-1).t + 1000, fds: 14 }]
+  const whileRunning = summarizeSamples(stopped, { warmupShare: 0.25, runningUntil: samples.at(-1).t })
+  assert.deepEqual([whileRunning.fds.spread, whileRunning.fds.end], [0, 14])
+  assert.equal(summarizeSamples(stopped, { warmupShare: 0.25 }).fds.spread, 6)
 
   // Memory holding data is anonymous RSS less V8's free heap: RSS that grows only by heap V8
   // keeps free is not held data; native memory that grows is.

@@ -231,6 +231,9 @@ async function main() {
   }
   await sleep(Math.min(4 * config.T, 5000))
   clearInterval(progressTimer)
+  // Samples from here on see the service stopping: it closes its descriptors (the kernel
+  // pressure watch) and threads, which the flatness checks below do not count as change.
+  const stoppingAt = Date.now()
   await parts.workload.stop()
   await parts.supervisor.stop()
   const loopEnded = Date.now()
@@ -263,7 +266,7 @@ async function main() {
   const rec = recorder.figures()
   const allSamples = samples()
   if (args.samplesFile) fs.writeFileSync(args.samplesFile, samplesCsv(allSamples))
-  const sampleSummary = summarizeSamples(allSamples, { warmupShare: 0.25, warmupCapMs: config.mode === 'compressed' ? 15 * 60000 : 60 * 60000, warmupUntil: schedule.firstCycleEndedAt })
+  const sampleSummary = summarizeSamples(allSamples, { warmupShare: 0.25, warmupCapMs: config.mode === 'compressed' ? 15 * 60000 : 60 * 60000, warmupUntil: schedule.firstCycleEndedAt, runningUntil: stoppingAt })
   const figures = {
     ok: false,
     failures,
@@ -331,6 +334,7 @@ async function main() {
     if (s.file_backed_growth_after_warmup_mib > FILE_BACKED_GROWTH_LIMIT_MIB) fail(`file-backed pages grew ${s.file_backed_growth_after_warmup_mib.toFixed(2)} MiB after warm-up (bound ${FILE_BACKED_GROWTH_LIMIT_MIB} MiB)`)
     if (s.samples_after_warmup < 5) fail(`only ${s.samples_after_warmup} samples after warm-up`)
     if (s.fds.spread > 4) fail(`open file descriptors not flat after warm-up: ${s.fds.min}–${s.fds.max}`)
+    if (s.fds.end > s.fds.max) fail(`open file descriptors grew after stop: ${s.fds.end}, ${s.fds.max} at most while running`)
     if (s.threads.spread > 8) fail(`threads not flat after warm-up: ${s.threads.min}–${s.threads.max}`)
   } else {
     fail('no process samples')

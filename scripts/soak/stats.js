@@ -67,9 +67,11 @@ function linearFit(xs, ys) {
 /**
  * The samples after warm-up (the first `warmupShare` of the run, at most `warmupCapMs`, and
  * at least until `warmupUntil`) and what they say: slopes in MiB per hour of RSS, of its parts
- * and of memory holding data; growth after warm-up; the spread (max - min) of fds and threads.
+ * and of memory holding data; growth after warm-up; the spread (max - min) of fds and threads
+ * while the service ran (until `runningUntil`: stopping it closes what it held, which is no
+ * change to flag; `end` is the last sample, after the stop when one was taken then).
  */
-function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 * 1000, warmupUntil = null } = {}) {
+function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 * 1000, warmupUntil = null, runningUntil = null } = {}) {
   if (samples.length === 0) return null
   const t0 = samples[0].t
   const span = samples[samples.length - 1].t - t0
@@ -93,7 +95,8 @@ function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 *
   const [heldFirstHalf, heldSecondHalf] = withHeld ? halfSlopes(held) : [null, null]
   const stride = Math.max(1, Math.ceil(samples.length / 300))
   const spread = (key) => {
-    const values = after.map((s) => s[key]).filter(Number.isFinite)
+    const running = runningUntil === null ? after : after.filter((s) => s.t <= runningUntil)
+    const values = running.map((s) => s[key]).filter(Number.isFinite)
     return values.length ? { min: Math.min(...values), max: Math.max(...values), spread: Math.max(...values) - Math.min(...values) } : null
   }
   return {

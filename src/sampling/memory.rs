@@ -95,6 +95,11 @@ impl MemorySampler {
         &self.nvml
     }
 
+    /// The filesystem root the samples read (`/` but in tests).
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
     /// Takes one sample now. Never fails: what could not be read is reported in the result.
     pub fn sample_memory_metrics(&self) -> MemoryMetrics {
         let timestamp_ms = unix_time_ms();

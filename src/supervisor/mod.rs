@@ -20,7 +20,7 @@ use crate::monitors::memory::MemoryMonitor;
 use crate::policy::forecast::{ExhaustionForecast, ForecastPolicy, ForecastTransition};
 use crate::policy::issues::{Action, HealthIssue, IssueCode, Severity};
 use crate::policy::pressure::{pressure_issues, MemoryPressure};
-use crate::policy::thresholds::{FAILURES_FOR_UNKNOWN, WAKE_MIN_GAP_MS};
+use crate::policy::thresholds::{MemoryThresholds, FAILURES_FOR_UNKNOWN, WAKE_MIN_GAP_MS};
 use crate::recovery::engine::{Hook, Interrupter};
 use crate::recovery::gpu::GpuRecovery;
 use crate::recovery::memory::MemoryRecovery;
@@ -667,13 +667,12 @@ impl Supervisor {
         j.paused_reasons.remove(detection::FORECAST_PAUSE);
     }
 
-    /// Starts watching the kernel's memory-pressure events (with a `memoryMonitor`): an
+    /// Starts watching the kernel's memory-pressure events of the cgroup the `memoryMonitor`
+    /// reads (under its root: a monitor of a test's files does not watch this machine): an
     /// event wakes the loop for a full check and asks for a fast sample at once. Where the
     /// kernel offers none, fast sampling alone watches memory.
     fn watch_pressure(&self) {
-        if self.parts.memory_monitor.is_none() {
-            return;
-        }
+        let Some(memory) = &self.parts.memory_monitor else { return };
         let wake = self.wake_handle();
         let sample_now = Arc::downgrade(&self.sample_now);
         // Runs on the watch thread: wake and return.
@@ -683,7 +682,7 @@ impl Supervisor {
                 sample_now.notify_one();
             }
         });
-        match PressureWatcher::start_for_process(std::path::Path::new("/"), PsiTrigger::DEFAULT, on_event) {
+        match PressureWatcher::start_for_process(memory.sampler().root(), PsiTrigger::DEFAULT, on_event) {
             Ok(watcher) => lock(&self.detection).pressure = Some(watcher),
             Err(error) => self.events.emit(
                 "error",
@@ -715,7 +714,7 @@ impl Supervisor {
                 take_fast_sample(monitor.sampler(), at_ms)
             });
             if let Ok(sample) = sample.await {
-                self.observe_fast_sample(&sample, &memory).await;
+                self.observe_fast_sample(&sample, &memory.thresholds()).await;
             }
         }
     }
@@ -723,16 +722,15 @@ impl Supervisor {
     /// Feeds one fast sample to the crossing detector and the forecasts: a confirmed
     /// crossing wakes the loop (the full check then starts the episode at once), a raised
     /// forecast is a warning at once, and the forecasts' intake pause follows them.
-    async fn observe_fast_sample(&self, sample: &FastSample, memory: &MemoryMonitor) {
-        let thresholds = memory.thresholds();
+    async fn observe_fast_sample(&self, sample: &FastSample, thresholds: &MemoryThresholds) {
         let (crossed, transitions) = {
             let mut d = lock(&self.detection);
             let crossed = d
                 .crossing
-                .observe_sample(sample, &thresholds)
+                .observe_sample(sample, thresholds)
                 .iter()
                 .any(|c| matches!(c, CrossingChange::Crossed { .. }));
-            (crossed, d.forecasts.observe_sample(sample, &thresholds))
+            (crossed, d.forecasts.observe_sample(sample, thresholds))
         };
         if crossed {
             self.wake.handle().wake(WakeSource::FastSample);
@@ -886,5 +884,109 @@ impl Supervisor {
             "check_failures": j.counters.check_failures,
             "detection": detection,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampling::fast::GpuMemorySample;
+
+    const GIB: u64 = 1 << 30;
+    const TOTAL: u64 = 80 * GIB;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(&'static str, Value)>>);
+    impl EventSink for Recorder {
+        fn emit(&self, event: &'static str, payload: Value) {
+            lock(&self.0).push((event, payload));
+        }
+    }
+
+    fn supervisor(preemptive_pause: bool) -> (Arc<Supervisor>, Arc<Recorder>) {
+        let options = SupervisorOptions {
+            interval: Duration::from_secs(60),
+            auto_recover: false,
+            budget_max: 3,
+            budget_window_ms: 600_000.0,
+            checkpoint_interval: None,
+            unhealthy_after: 2,
+            healthy_after: 2,
+            check_timeout: Duration::from_secs(10),
+            step_timeout: Duration::from_secs(10),
+            stale_after: Duration::from_secs(130),
+            fast_sample: Some(Duration::from_secs(1)),
+            forecast_horizon_ms: 60_000.0,
+            preemptive_pause,
+        };
+        let events = Arc::new(Recorder::default());
+        (Arc::new(Supervisor::new(SupervisorParts::default(), options, events.clone())), events)
+    }
+
+    fn sample(at_ms: f64, used: u64) -> FastSample {
+        FastSample {
+            at_ms,
+            gpus: vec![GpuMemorySample { index: 0, used, total: TOTAL, lost: false, error: None }],
+            gpu_error: None,
+            host: None,
+            host_error: Some("not sampled".to_owned()),
+        }
+    }
+
+    fn forecast_warnings(events: &Recorder) -> usize {
+        lock(&events.0).iter().filter(|(e, p)| *e == "warning" && p["code"] == "MEMORY_EXHAUSTION_FORECAST").count()
+    }
+
+    #[tokio::test]
+    async fn a_ramp_warns_at_once_holds_intake_while_the_forecast_stands_and_releases_it_when_freed() {
+        let thresholds = MemoryThresholds { gpu_memory: 0.9, ..MemoryThresholds::default() };
+        let (sup, events) = supervisor(true);
+        // 2 GiB/s from 1 GiB, one sample a second.
+        let mut at = 0.0;
+        while forecast_warnings(&events) == 0 {
+            assert!(at < 30_000.0, "no forecast after 30 s of a 2 GiB/s ramp");
+            sup.observe_fast_sample(&sample(at, GIB + (2.0 * GIB as f64 * at / 1000.0) as u64), &thresholds).await;
+            at += 1000.0;
+        }
+        let warning = lock(&events.0).iter().find(|(e, _)| *e == "warning").unwrap().1.clone();
+        assert_eq!((warning["severity"].as_str(), warning["device"].as_u64()), (Some("warn"), Some(0)));
+        assert!(warning["eta_ms"].as_u64().is_some_and(|eta| eta > 0 && eta < 60_000), "{warning}");
+        assert!(!sup.accepting_requests());
+        let status = sup.status();
+        assert!(status["paused_reasons"]["forecast"].as_str().unwrap().starts_with("GPU 0 memory full in ~"));
+        assert_eq!(status["detection"]["forecasts"].as_array().unwrap().len(), 1);
+        assert!(lock(&events.0).iter().all(|(e, _)| *e != "recovery" && *e != "unhealthy"));
+        // Freed: the forecast clears within a few samples, and the pause with it.
+        for _ in 0..5 {
+            sup.observe_fast_sample(&sample(at, GIB), &thresholds).await;
+            at += 1000.0;
+        }
+        assert!(sup.accepting_requests(), "{}", sup.status()["paused_reasons"]);
+        assert_eq!(sup.status()["detection"]["forecasts"], json!([]));
+        assert_eq!(forecast_warnings(&events), 1, "one warning per raise");
+    }
+
+    #[tokio::test]
+    async fn without_preemptive_pause_a_forecast_warns_and_intake_stays_open() {
+        let thresholds = MemoryThresholds { gpu_memory: 0.9, ..MemoryThresholds::default() };
+        let (sup, events) = supervisor(false);
+        for second in 0u32..30 {
+            let at = f64::from(second) * 1000.0;
+            sup.observe_fast_sample(&sample(at, GIB + 2 * GIB * u64::from(second)), &thresholds).await;
+            assert!(sup.accepting_requests());
+        }
+        assert_eq!(forecast_warnings(&events), 1);
+    }
+
+    #[tokio::test]
+    async fn two_samples_over_the_threshold_wake_the_loop_and_one_does_not() {
+        let thresholds = MemoryThresholds { gpu_memory: 0.9, ..MemoryThresholds::default() };
+        let (sup, _events) = supervisor(true);
+        let full = TOTAL / 100 * 99;
+        sup.observe_fast_sample(&sample(0.0, full), &thresholds).await;
+        assert!(tokio::time::timeout(Duration::from_millis(50), sup.wake.woken()).await.is_err(), "one sample woke it");
+        sup.observe_fast_sample(&sample(1000.0, full), &thresholds).await;
+        tokio::time::timeout(Duration::from_secs(5), sup.wake.woken()).await.expect("the confirmed crossing's wake");
+        assert_eq!(lock(&sup.detection).crossing.crossed(), vec![crate::sampling::fast::MemorySignal::Gpu(0)]);
     }
 }
