@@ -142,14 +142,13 @@ async function stepTrial(n) {
 }
 
 /**
- * A linear ramp of 1 GiB/s on one GPU, from a flat 1 GiB: when the forecast's 'warning'
- * came against when the threshold was crossed (its lead), and when the crossing reached
- * 'unhealthy'.
+ * Two stand-in GPUs of `total` bytes holding `used` each, a fast-sampling supervisor over them
+ * (threshold RAMP.threshold), healthy and then flat for RAMP.flatMs at a random phase; `target`
+ * is the GPU trial `n` changes.
  */
-async function rampTrial(n) {
+async function flatGpuTrial(n, total, used) {
   const { device } = require('../__test__/helpers/standin')
-  const target = n % 2
-  const devices = [device(0, { memory_total: RAMP.total, memory_used: RAMP.base }), device(1, { memory_total: RAMP.total, memory_used: RAMP.base })]
+  const devices = [device(0, { memory_total: total, memory_used: used }), device(1, { memory_total: total, memory_used: used })]
   const { h, standin, library } = loadWithStandin(devices)
   const memoryMonitor = new h.MemoryMonitor({ nvmlLibraryPath: library, thresholds: { gpu_memory: RAMP.threshold } })
   const gpuMonitor = new h.GPUHealthMonitor({ nvmlLibraryPath: library, watchXid: false })
@@ -157,6 +156,18 @@ async function rampTrial(n) {
   if (unsupported) return { unsupported }
   await startHealthy(supervisor, events)
   await sleep(RAMP.flatMs + Math.random() * 1000)
+  return { target: n % 2, devices, standin, supervisor, events }
+}
+
+/**
+ * A linear ramp of 1 GiB/s on one GPU, from a flat 1 GiB: when the forecast's 'warning'
+ * came against when the threshold was crossed (its lead), and when the crossing reached
+ * 'unhealthy'.
+ */
+async function rampTrial(n) {
+  const trial = await flatGpuTrial(n, RAMP.total, RAMP.base)
+  if (trial.unsupported) return trial
+  const { target, devices, standin, supervisor, events } = trial
   const started = now()
   const crossAt = started + ((RAMP.threshold * RAMP.total - RAMP.base) / RAMP.bytesPerS) * 1000
   const forecast = (i) => i.code === 'MEMORY_EXHAUSTION_FORECAST' && i.device === target
@@ -182,16 +193,9 @@ async function rampTrial(n) {
 
 /** The sawtooth: when the forecast was raised (never, ideally; its first ramp may), and how long intake paused. */
 async function sawtoothTrial(rampS, n) {
-  const { device } = require('../__test__/helpers/standin')
-  const target = n % 2
-  const devices = [device(0, { memory_total: SAWTOOTH.total, memory_used: SAWTOOTH.low }), device(1, { memory_total: SAWTOOTH.total, memory_used: SAWTOOTH.low })]
-  const { h, standin, library } = loadWithStandin(devices)
-  const memoryMonitor = new h.MemoryMonitor({ nvmlLibraryPath: library, thresholds: { gpu_memory: RAMP.threshold } })
-  const gpuMonitor = new h.GPUHealthMonitor({ nvmlLibraryPath: library, watchXid: false })
-  const { supervisor, events, unsupported } = supervise(h, { memoryMonitor, gpuMonitor, fast: true })
-  if (unsupported) return { unsupported }
-  await startHealthy(supervisor, events)
-  await sleep(RAMP.flatMs + Math.random() * 1000)
+  const trial = await flatGpuTrial(n, SAWTOOTH.total, SAWTOOTH.low)
+  if (trial.unsupported) return trial
+  const { target, devices, standin, supervisor, events } = trial
   const started = now()
   let pausedTicks = 0
   while (now() < started + SAWTOOTH.durationMs) {
