@@ -175,6 +175,33 @@ test('checks go on while a recovery runs, and a check during it starts no second
   assert.equal(events.find((e) => e.name === 'recovery').payload.actions[0].type, 'device_lost')
 })
 
+test('intake held by a recovery that outlived its episode is released once that recovery ends', async () => {
+  // Checks go on during a recovery, so the episode can end (healthy again) while a memory
+  // recovery still waits for a hung hook; the pause that recovery leaves must not outlive it.
+  standin.write(healthyState())
+  const memoryMonitor = new h.MemoryMonitor({ nvmlLibraryPath: STANDIN_LIBRARY })
+  const gpuMonitor = new h.GPUHealthMonitor({ nvmlLibraryPath: STANDIN_LIBRARY, watchXid: false })
+  let hung = 0
+  const memoryRecovery = new h.MemoryRecovery(memoryMonitor, { stepTimeoutMs: 1000, clearGPUCache: () => { hung++; return new Promise(() => {}) } })
+  const supervisor = new h.HealthSupervisor({
+    memoryMonitor, gpuMonitor, memoryRecovery, intervalMs: 50, fastSampleMs: null, hysteresis: { unhealthyAfter: 1, healthyAfter: 1 },
+  })
+  const recoveries = []
+  supervisor.on('recovery', (payload) => recoveries.push(payload))
+  supervisor.start()
+  await waitFor('a healthy check', () => supervisor.status().state === 'healthy')
+  standin.write(healthyState({ devices: [device(0, { memory_used: Math.floor(0.99 * device(0).memory_total) }), device(1)] }))
+  await waitFor('the hook to hang', () => hung > 0)
+  assert.equal(supervisor.status().accepting_requests, false, 'the memory recovery holds intake')
+  standin.write(healthyState())
+  await waitFor('the episode to end while the hook hangs', () => supervisor.status().state === 'healthy', 900)
+  await waitFor('the recovery to time out', () => recoveries.length > 0, 5000)
+  assert.equal(recoveries[0].actions[0].result, 'failed')
+  await waitFor('intake to reopen', () => supervisor.status().accepting_requests, 2000)
+  assert.equal(memoryRecovery.pause_incoming, false)
+  await supervisor.stop()
+})
+
 test('staleAfterMs and checkTimeoutMs are validated', () => {
   const cases = [
     [{ staleAfterMs: 0 }, RangeError, /^staleAfterMs must be an integer in \[1, 2147483647\], got 0$/],

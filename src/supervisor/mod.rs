@@ -451,7 +451,24 @@ impl Supervisor {
             return;
         }
         let this = self.clone();
-        *task = Some(tokio::spawn(async move { this.recover_automatically(&health).await }));
+        *task = Some(tokio::spawn(async move {
+            this.recover_automatically(&health).await;
+            // Checks go on during a recovery, so its episode may have ended meanwhile, while the
+            // recovery was busy and its pause could not be released: release it now.
+            if !lock(&this.judgement).hysteresis.in_episode() {
+                this.release_recovery_pause();
+            }
+        }));
+    }
+
+    /// Intake a memory recovery held only because of the episode reopens with it (not while
+    /// that recovery still runs).
+    fn release_recovery_pause(&self) {
+        if let Some(recovery) = &self.parts.memory_recovery {
+            if recovery.pause_incoming() && !recovery.core().busy() {
+                recovery.resume();
+            }
+        }
     }
 
     async fn end_episode(&self) {
@@ -462,12 +479,7 @@ impl Supervisor {
             j.operator_actions.clear();
             std::mem::take(&mut j.paused_reasons)
         };
-        if let Some(recovery) = &self.parts.memory_recovery {
-            // Intake held only because of the episode reopens with it.
-            if recovery.pause_incoming() && !recovery.core().busy() {
-                recovery.resume();
-            }
-        }
+        self.release_recovery_pause();
         self.incident(
             "health_recovered",
             IncidentSeverity::Info,
