@@ -272,13 +272,7 @@ mod tests {
         path
     }
 
-    fn write(root: &Path, relative: &str, text: &str) {
-        let path = root.join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let temp = path.with_extension("tmp");
-        std::fs::write(&temp, text).unwrap();
-        std::fs::rename(&temp, &path).unwrap();
-    }
+    use crate::sampling::test_files::write;
 
     const FAST_CHILD_ENV: &str = "HPC_HEALTH_TEST_FAST_SAMPLE_CHILD";
 

@@ -218,11 +218,7 @@ mod tests {
         MemorySampler::new(root.to_owned(), shared_session(OsStr::new("/nonexistent/libnvidia-ml.so.1")))
     }
 
-    fn write(root: &std::path::Path, relative: &str, text: &str) {
-        let path = root.join(relative);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, text).unwrap();
-    }
+    use crate::sampling::test_files::write;
 
     const MOUNTINFO: &str = "24 1 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
 

@@ -14,6 +14,22 @@ pub mod pressure_events;
 pub mod psi;
 pub mod xid_watch;
 
+/// Files of a fake filesystem root for the readers' tests.
+#[cfg(test)]
+pub(crate) mod test_files {
+    use std::path::Path;
+
+    /// Writes `text` at `root/relative`, creating its directories; through a rename, so that a
+    /// reader in another thread or process never sees a half-written file.
+    pub fn write(root: &Path, relative: &str, text: &str) {
+        let path = root.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let temp = path.with_extension("tmp");
+        std::fs::write(&temp, text).unwrap();
+        std::fs::rename(&temp, &path).unwrap();
+    }
+}
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, as JavaScript's `Date.now()` counts them.

@@ -634,11 +634,7 @@ mod tests {
     use super::*;
     use std::fs;
 
-    fn write(root: &Path, relative: &str, text: &str) {
-        let path = root.join(relative);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, text).unwrap();
-    }
+    use crate::sampling::test_files::write;
 
     fn sources(candidates: &[Candidate]) -> Vec<PressureSource> {
         candidates.iter().map(|c| c.source).collect()
