@@ -38,3 +38,29 @@ test('the exposition parses, every family is hpc_health_ with HELP and TYPE, GPU
   assert.equal(byName.hpc_health_system_memory_total_bytes.metrics[0].labels.source, 'host')
   assert.ok(text.endsWith('\n'))
 })
+
+test('hpc_health_process_heap_bytes counts a live native allocation as in use, and its release', async () => {
+  const supervisor = new h.HealthSupervisor({ memoryMonitor: new h.MemoryMonitor({}) })
+  const inUse = () => {
+    const family = parsePrometheus(supervisor.metrics()).find((f) => f.name === 'hpc_health_process_heap_bytes')
+    assert.ok(family, 'hpc_health_process_heap_bytes is exposed')
+    assert.deepEqual(family.metrics.map((m) => m.labels.state), ['in_use', 'free'])
+    return Number(family.metrics[0].value)
+  }
+  const MiB = 1024 * 1024
+  const before = inUse()
+  // Buffer.alloc of this size is one malloc'd (mmapped) block outside V8's heap.
+  let block = Buffer.alloc(64 * MiB, 1)
+  const during = inUse()
+  assert.ok(during - before >= 48 * MiB, `in use ${before} then ${during} with 64 MiB allocated`)
+  block = null
+  // V8 may free a large backing store on a background thread after the collection: poll.
+  let after = during
+  for (let i = 0; i < 50 && during - after < 48 * MiB; i++) {
+    global.gc()
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    after = inUse()
+  }
+  assert.ok(during - after >= 48 * MiB, `in use ${during} then ${after} once the 64 MiB were released`)
+  assert.equal(block, null)
+})

@@ -8,7 +8,7 @@ const assert = require('node:assert/strict')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 const { unmatchedRecoveries } = require('../scripts/soak/crash')
-const { linearFit, budgetWindows, overlaps, summarizeSamples } = require('../scripts/soak/stats')
+const { linearFit, budgetWindows, overlaps, processHeapFromMetrics, summarizeSamples } = require('../scripts/soak/stats')
 
 const SOAK = path.join(__dirname, '../scripts/soak.js')
 const SECONDS = Number(process.env.HPC_HEALTH_SOAK_SECONDS || 60)
@@ -76,6 +76,21 @@ test('the soak helpers: unmatched recoveries, fits, budget windows, overlaps', (
   assert.ok(Math.abs(leak.held_after_warmup_mib - (20 + 17 * 0.03 - (8 - (4 + 17 * 0.01)))) < 1e-6, `${leak.held_after_warmup_mib}`)
   // Without RssAnon (not Linux) there is no split.
   assert.equal(summary.held_slope_mib_per_h, null)
+
+  // Where the C allocator counts its live bytes, memory holding data is those plus V8's live
+  // objects: memory the allocator keeps free (anonymous RSS rising, in-use flat) is not held,
+  // and a native leak (in-use rising) is, whatever RSS does.
+  const withAllocator = (inUse, free) => split((i) => 20 + (inUse(i) - 12) + (free(i) - 2), () => 8, () => 4).map((sample, i) => ({ ...sample, mallocInUse: inUse(i) * MiB, mallocFree: free(i) * MiB }))
+  const retained = summarizeSamples(withAllocator(() => 12, (i) => 2 + i * 0.03), { warmupShare: 0.25 })
+  assert.equal(retained.held_source, 'allocator')
+  assert.ok(Math.abs(retained.held_slope_mib_per_h) < 1e-6, `held slope ${retained.held_slope_mib_per_h}`)
+  assert.ok(Math.abs(retained.anon_held_slope_mib_per_h - 3) < 1e-6, `anonymous estimate ${retained.anon_held_slope_mib_per_h}`)
+  assert.ok(Math.abs(retained.malloc_free_slope_mib_per_h - 3) < 1e-6, `free slope ${retained.malloc_free_slope_mib_per_h}`)
+  const nativeLeak = summarizeSamples(withAllocator((i) => 12 + i * 0.02, () => 2), { warmupShare: 0.25 })
+  assert.ok(Math.abs(nativeLeak.held_slope_mib_per_h - 2) < 1e-6, `held slope ${nativeLeak.held_slope_mib_per_h}`)
+  assert.equal(leak.held_source, 'anonymous_rss')
+  assert.deepEqual(processHeapFromMetrics('hpc_health_process_heap_bytes{state="in_use"} 4096\nhpc_health_process_heap_bytes{state="free"} 512\n'), { inUse: 4096, free: 512 })
+  assert.equal(processHeapFromMetrics('hpc_health_healthy 1\n'), null)
 })
 
 test(`soak: ${SECONDS} s time-compressed under the fault schedule, ${KILLS} crash kills, crash during recovery`, { timeout: (SECONDS + 150) * 1000 }, async () => {

@@ -26,7 +26,7 @@ const { StandinGpus, requireStandinLibrary } = require('./soak/standin')
 const { Recorder } = require('./soak/recorder')
 const { FaultSchedule } = require('./soak/schedule')
 const { buildService, mountTinyTmpfs, unmount, sleep } = require('./soak/service')
-const { MiB, SAMPLE_FIELDS, openFds, sampleProcess, samplesCsv, summarizeSamples, overlaps } = require('./soak/stats')
+const { MiB, SAMPLE_FIELDS, openFds, processHeapFromMetrics, sampleProcess, samplesCsv, summarizeSamples, overlaps } = require('./soak/stats')
 const { runCrashLoop, runCrashDuringRecovery, unmatchedRecoveries, describeUnmatched } = require('./soak/crash')
 const { table, duration, fmt } = require('./soak/report')
 
@@ -178,7 +178,7 @@ async function main() {
   const takeSample = () => {
     if (sampleTick++ % sampleStride !== 0) return
     gc()
-    const s = sampleProcess()
+    const s = sampleProcess(() => processHeapFromMetrics(parts.supervisor.metrics()))
     if (nSamples === CAPACITY) {
       for (const c of Object.values(columns)) for (let i = 0; i < CAPACITY / 2; i++) c[i] = c[2 * i]
       nSamples = CAPACITY / 2
@@ -320,7 +320,8 @@ async function main() {
     // and bounded in total; file-backed pages (a leak of mappings would show there) too.
     const bound = config.rssBoundMibH
     if (longEnough && s.held_slope_mib_per_h !== null) {
-      s.rss_note = `asserted: memory holding data (anonymous RSS less V8's free heap) grows at most ${bound} MiB/h, RSS at most ${RSS_GROWTH_LIMIT_MIB} MiB and file-backed pages at most ${FILE_BACKED_GROWTH_LIMIT_MIB} MiB after warm-up`
+      const heldIs = s.held_source === 'allocator' ? "the C allocator's bytes in use plus V8's live objects" : "anonymous RSS less V8's free heap"
+      s.rss_note = `asserted: memory holding data (${heldIs}) grows at most ${bound} MiB/h, RSS at most ${RSS_GROWTH_LIMIT_MIB} MiB and file-backed pages at most ${FILE_BACKED_GROWTH_LIMIT_MIB} MiB after warm-up`
       if (s.held_slope_mib_per_h > bound) fail(`memory holding data grows ${s.held_slope_mib_per_h.toFixed(2)} MiB/h after warm-up (bound ${bound} MiB/h)`)
     } else if (longEnough) {
       // No RssAnon to split RSS with (not Linux): the slope of RSS itself.

@@ -27,18 +27,35 @@ function readProcStatus() {
 
 /**
  * What one sample holds: ms since epoch, bytes, and counts. `newSpace`, `rssAnon`, `rssFile`
- * and `threads` are null where the process cannot tell.
+ * and `threads` are null where the process cannot tell; `mallocInUse` and `mallocFree` (the C
+ * allocator's own count of bytes in live allocations and kept free) where it cannot tell or no
+ * reader was given.
  */
-const SAMPLE_FIELDS = ['t', 'rss', 'heapUsed', 'heapTotal', 'newSpace', 'external', 'rssAnon', 'rssFile', 'fds', 'threads']
+const SAMPLE_FIELDS = ['t', 'rss', 'heapUsed', 'heapTotal', 'newSpace', 'external', 'rssAnon', 'rssFile', 'mallocInUse', 'mallocFree', 'fds', 'threads']
 
-/** One sample (see `SAMPLE_FIELDS`). */
-function sampleProcess() {
+/**
+ * The process heap from a `metrics()` exposition (`hpc_health_process_heap_bytes{state}`):
+ * `{ inUse, free }` in bytes, or null where it is not exposed (not glibc).
+ */
+function processHeapFromMetrics(text) {
+  const value = (state) => {
+    const match = new RegExp(`^hpc_health_process_heap_bytes\\{state="${state}"\\} (\\S+)$`, 'm').exec(text)
+    return match ? Number(match[1]) : null
+  }
+  const inUse = value('in_use')
+  const free = value('free')
+  return inUse === null || free === null ? null : { inUse, free }
+}
+
+/** One sample (see `SAMPLE_FIELDS`); `processHeap` returns `{ inUse, free }` or null. */
+function sampleProcess(processHeap = () => null) {
   const memory = process.memoryUsage()
   const status = readProcStatus()
   // V8 sizes its young generation by the allocation rate it sees: part of heapTotal that is
   // V8's choice, not data kept.
   const newSpace = v8.getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')
-  return { t: Date.now(), rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, newSpace: newSpace ? newSpace.space_size : null, external: memory.external, rssAnon: status.rssAnon, rssFile: status.rssFile, fds: openFds(), threads: status.threads }
+  const heap = processHeap()
+  return { t: Date.now(), rss: memory.rss, heapUsed: memory.heapUsed, heapTotal: memory.heapTotal, newSpace: newSpace ? newSpace.space_size : null, external: memory.external, rssAnon: status.rssAnon, rssFile: status.rssFile, mallocInUse: heap ? heap.inUse : null, mallocFree: heap ? heap.free : null, fds: openFds(), threads: status.threads }
 }
 
 /** The samples as CSV, one row a sample (bytes and ms since epoch), for plotting. */
@@ -89,8 +106,15 @@ function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 *
   // Fields a sample may lack (null where the process cannot tell, absent in older samples).
   const known = (...keys) => after.length > 0 && after.every((s) => keys.every((k) => Number.isFinite(s[k])))
   const slopeIfKnown = (keys, of) => (known(...keys) ? slope(after, of) : null)
-  const held = (s) => s.rssAnon - (s.heapTotal - s.heapUsed)
-  const withHeld = known('rssAnon', 'heapTotal', 'heapUsed')
+  // Memory holding data, exactly where the C allocator counts its live bytes: those plus V8's
+  // live objects (V8 maps its heap itself, outside malloc). Without that count, anonymous RSS
+  // less V8's free heap, which also counts what the allocator keeps free in its arenas: that
+  // rises and falls by megabytes as it chooses when to return memory, with nothing leaking.
+  const anonHeld = (s) => s.rssAnon - (s.heapTotal - s.heapUsed)
+  const withAllocator = known('mallocInUse', 'heapUsed')
+  const withAnon = known('rssAnon', 'heapTotal', 'heapUsed')
+  const held = withAllocator ? (s) => s.mallocInUse + s.heapUsed : anonHeld
+  const withHeld = withAllocator || withAnon
   const [rssFirstHalf, rssSecondHalf] = halfSlopes((s) => s.rss)
   const [heldFirstHalf, heldSecondHalf] = withHeld ? halfSlopes(held) : [null, null]
   const stride = Math.max(1, Math.ceil(samples.length / 300))
@@ -131,7 +155,12 @@ function summarizeSamples(samples, { warmupShare = 0.25, warmupCapMs = 10 * 60 *
     // left is native allocations and V8's live objects: where a leak accumulates. Left out:
     // file-backed pages (code paged in as it first runs, bounded by the code loaded) and heap
     // pages V8 keeps committed for its own sizing.
+    held_source: withAllocator ? 'allocator' : withAnon ? 'anonymous_rss' : null,
     held_slope_mib_per_h: withHeld ? slope(after, held) : null,
+    // The estimate from anonymous RSS beside the allocator's count, and what the allocator
+    // keeps free: together they show where RSS went.
+    anon_held_slope_mib_per_h: withAnon ? slope(after, anonHeld) : null,
+    malloc_free_slope_mib_per_h: slopeIfKnown(['mallocFree'], (s) => s.mallocFree),
     held_slope_first_half_mib_per_h: heldFirstHalf,
     held_slope_second_half_mib_per_h: heldSecondHalf,
     held_after_warmup_mib: withHeld ? held(after[0]) / MiB : null,
@@ -174,4 +203,4 @@ function overlaps(intervals) {
   return found
 }
 
-module.exports = { MiB, SAMPLE_FIELDS, openFds, sampleProcess, samplesCsv, linearFit, summarizeSamples, budgetWindows, overlaps }
+module.exports = { MiB, SAMPLE_FIELDS, openFds, processHeapFromMetrics, sampleProcess, samplesCsv, linearFit, summarizeSamples, budgetWindows, overlaps }

@@ -2,6 +2,7 @@
 //! names, HELP and TYPE for each family, per-GPU labels `index` and `uuid`.
 
 use super::{Counters, SystemHealth};
+use crate::sampling::process_heap::ProcessHeap;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -65,6 +66,8 @@ pub struct MetricsInput<'a> {
     pub xid_totals: BTreeMap<(u32, u64), u64>,
     /// UUID of each device index, for labels.
     pub uuids: BTreeMap<u32, String>,
+    /// This process's C heap, where the allocator can tell.
+    pub process_heap: Option<ProcessHeap>,
 }
 
 pub fn render(input: &MetricsInput) -> String {
@@ -233,6 +236,17 @@ pub fn render(input: &MetricsInput) -> String {
             &[(vec![], at / 1000.0)],
         );
     }
+    if let Some(heap) = input.process_heap {
+        out.family(
+            "process_heap_bytes",
+            "gauge",
+            "This process's C heap as its allocator counts it: in live allocations (state=in_use), kept free in its arenas (state=free).",
+            &[
+                (vec![("state", "in_use".to_owned())], heap.in_use_bytes as f64),
+                (vec![("state", "free".to_owned())], heap.free_bytes as f64),
+            ],
+        );
+    }
     out.finish()
 }
 
@@ -266,6 +280,7 @@ mod tests {
             last_success_at_ms: Some(1_500.0),
             xid_totals: xids,
             uuids,
+            process_heap: Some(ProcessHeap { in_use_bytes: 4096, free_bytes: 512 }),
         });
         assert!(text.contains("hpc_health_recoveries_total{type=\"memory\",result=\"recovered\"} 2\n"));
         assert!(text.contains("hpc_health_incidents_total{kind=\"memory_pressure\"} 3\n"));
@@ -274,6 +289,8 @@ mod tests {
         assert!(text.contains("hpc_health_accepting_requests 1\n"));
         assert!(text.contains("hpc_health_last_check_timestamp_seconds 2\n"));
         assert!(text.contains("hpc_health_last_successful_check_timestamp_seconds 1.5\n"));
+        assert!(text.contains("hpc_health_process_heap_bytes{state=\"in_use\"} 4096\n"));
+        assert!(text.contains("hpc_health_process_heap_bytes{state=\"free\"} 512\n"));
         for line in text.lines() {
             assert!(
                 line.starts_with("# HELP hpc_health_")

@@ -845,6 +845,7 @@ impl Supervisor {
             last_success_at_ms,
             xid_totals,
             uuids,
+            process_heap: crate::sampling::process_heap::read(),
         })
     }
 
