@@ -10,8 +10,8 @@ pub mod gpu;
 pub mod host_memory;
 pub mod memory;
 pub mod nvml_session;
-pub mod process_heap;
 pub mod pressure_events;
+pub mod process_heap;
 pub mod psi;
 pub mod xid_watch;
 

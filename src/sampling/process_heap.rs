@@ -39,10 +39,7 @@ mod tests {
         let before = read().unwrap();
         let block = vec![1u8; SIZE];
         let during = read().unwrap();
-        assert!(
-            during.in_use_bytes >= before.in_use_bytes + (SIZE as u64) * 3 / 4,
-            "{before:?} then {during:?}"
-        );
+        assert!(during.in_use_bytes >= before.in_use_bytes + (SIZE as u64) * 3 / 4, "{before:?} then {during:?}");
         drop(std::hint::black_box(block));
         let after = read().unwrap();
         assert!(after.in_use_bytes + (SIZE as u64) * 3 / 4 <= during.in_use_bytes, "{during:?} then {after:?}");
