@@ -101,6 +101,15 @@ test('status --full prints every device\'s signals, the memory sources and the c
   standin.write({ devices: [device(0), device(1)] })
 })
 
+test('status: duration_ms is whole microseconds, not a float tail like 0.37922100000000003', () => {
+  for (const args of [['status', '--json'], ['status', '--json', '--full']]) {
+    const { duration_ms: duration } = JSON.parse(cli(args).stdout)
+    assert.ok(duration > 0)
+    assert.equal(Math.round(duration * 1000) / 1000, duration, `${duration}`)
+    assert.ok(String(duration).replace(/^\d+\.?/, '').length <= 3, `${duration}`)
+  }
+})
+
 test('incidents: reads a log another process wrote, filters by kind, since and limit', () => {
   const dir = path.join(work, 'incidents')
   runChild(`
