@@ -160,6 +160,29 @@ test('HTTP: /healthz, /readyz, /metrics (parsed as Prometheus text), 404', async
   assert.equal((await postJob(service, { durationMs: -1 })).status, 400)
 })
 
+test('POST /jobs takes duration_ms (the name its answer uses) or durationMs; a bad value or an unknown field is a 400 naming it', async () => {
+  for (const body of [{ name: 'snake', duration_ms: 15 }, { name: 'camel', durationMs: 15 }]) {
+    const accepted = await postJob(service, body)
+    assert.equal(accepted.status, 202, accepted.text)
+    assert.equal(accepted.json.duration_ms, 15, JSON.stringify(body))
+    assert.equal(accepted.json.name, body.name)
+  }
+  const refusals = [
+    [{ duration_ms: -1 }, /^duration_ms must be a whole number of milliseconds in \[0, 600000\], got -1$/],
+    [{ duration_ms: 1.5 }, /^duration_ms must be .* got 1\.5$/],
+    [{ duration_ms: '10' }, /^duration_ms must be .* got "10"$/],
+    [{ durationMs: 600001 }, /^durationMs must be .* got 600001$/],
+    [{ duration_ms: 10, durationMs: 10 }, /^give duration_ms or durationMs, not both$/],
+    [{ name: 'typo', duraton_ms: 10 }, /^unknown field "duraton_ms": a job has name, duration_ms, durationMs$/],
+    [{ name: 7 }, /^name must be a string of at most 100 characters, got 7$/],
+  ]
+  for (const [body, message] of refusals) {
+    const refused = await postJob(service, body)
+    assert.equal(refused.status, 400, JSON.stringify(body))
+    assert.match(refused.json.error, message, JSON.stringify(body))
+  }
+})
+
 test('jobs that were running when the service was SIGKILLed are resumed after a restart', { timeout: 30000 }, async () => {
   const quick = await postJob(service, { name: 'quick', durationMs: 20 })
   assert.equal(quick.status, 202)
