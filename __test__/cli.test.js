@@ -58,11 +58,55 @@ test('status --json prints the health object', () => {
 })
 
 test('bad usage is exit 2 with the usage on stderr', () => {
-  for (const args of [['status', '--bogus'], ['status', '--expected-gpus', 'x'], ['frobnicate'], ['--help'], [], ['checkpoints', 'list', work]]) {
+  for (const args of [['status', '--bogus'], ['status', '--expected-gpus', 'x'], ['frobnicate'], [], ['checkpoints', 'list', work], ['help', 'frobnicate']]) {
     const { code, stdout, stderr } = cli(args)
     assert.equal(code, 2, args.join(' '))
     assert.match(stderr, /usage: hpc-health <command>/, args.join(' '))
     assert.equal(stdout, '', args.join(' '))
+  }
+})
+
+test('help: --help, -h and `help` print the usage on stdout and exit 0; `help <command>` and `<command> --help` that command', () => {
+  for (const args of [['--help'], ['-h'], ['help']]) {
+    const { code, stdout, stderr } = cli(args)
+    assert.equal(code, 0, args.join(' '))
+    assert.match(stdout, /^usage: hpc-health <command>/, args.join(' '))
+    for (const command of ['status', 'serve', 'incidents', 'checkpoints', 'help']) assert.match(stdout, new RegExp(`^  ${command} `, 'm'))
+    assert.equal(stderr, '', args.join(' '))
+  }
+  for (const args of [['help', 'incidents'], ['incidents', '--help'], ['--help', 'incidents']]) {
+    const { code, stdout } = cli(args)
+    assert.equal(code, 0, args.join(' '))
+    assert.match(stdout, /^usage: hpc-health incidents \[--dir D\]/, args.join(' '))
+    assert.doesNotMatch(stdout, /checkpoints verify/, args.join(' '))
+  }
+})
+
+test('status --full prints every device\'s signals, the memory sources and the check\'s duration; quick does not', () => {
+  standin.write({ devices: [device(0), device(1, { temperature: 95 })] })
+  const full = cli(['status', '--full'])
+  assert.equal(full.code, 1)
+  assert.match(full.stdout, /^UNHEALTHY \(full check\)$/m)
+  assert.match(full.stdout, /fail TEMPERATURE_HIGH gpu1: /)
+  for (const index of [0, 1]) assert.match(full.stdout, new RegExp(`^gpu${index} GPU-5ca1ab1e-0000-4000-8000-00000000000${index}$`, 'm'))
+  assert.match(full.stdout, /^  temperature 95°C \(slowdown \d+°C, shutdown \d+°C\)$/m)
+  assert.match(full.stdout, /^  utilization \d+%, power \d+\/\d+ W$/m)
+  assert.match(full.stdout, /^  ecc uncorrected 0, retired pages pending no, remapped rows 0 correctable, 0 uncorrectable$/m)
+  assert.match(full.stdout, /^  xid errors: none$/m)
+  assert.match(full.stdout, /^memory limit from \S+/m)
+  assert.match(full.stdout, /^check took [\d.]+ ms$/m)
+  const quick = cli(['status'])
+  assert.doesNotMatch(quick.stdout, /^gpu0 |^memory limit from|^check took/m)
+  assert.ok(full.stdout.startsWith(quick.stdout.replace('(quick check)', '(full check)').split('\n').slice(0, 3).join('\n')), 'the full output starts with the quick table')
+  standin.write({ devices: [device(0), device(1)] })
+})
+
+test('status: duration_ms is whole microseconds, not a float tail like 0.37922100000000003', () => {
+  for (const args of [['status', '--json'], ['status', '--json', '--full']]) {
+    const { duration_ms: duration } = JSON.parse(cli(args).stdout)
+    assert.ok(duration > 0)
+    assert.equal(Math.round(duration * 1000) / 1000, duration, `${duration}`)
+    assert.ok(String(duration).replace(/^\d+\.?/, '').length <= 3, `${duration}`)
   }
 })
 

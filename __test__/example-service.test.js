@@ -49,6 +49,19 @@ test('getSystemHealth by name, quick and full, sees both stand-in GPUs', async (
   rpc.close()
 })
 
+test('MCP text content writes whole numbers as integers and durations to the microsecond', async () => {
+  const rpc = await connect(service.wsUrl)
+  for (const checkType of ['quick', 'full']) {
+    const answer = await rpc.call(request(`text-${checkType}`, 'tools/call', { name: 'getSystemHealth', arguments: { checkType } }))
+    const { text } = answer.result.content[0]
+    assert.match(text, /"memory_total":85899345920[,}]/)
+    assert.doesNotMatch(text, /\d\.0[,}\]]/, 'no integer written as a float')
+    assert.match(text, /"duration_ms":\d+(\.\d{1,3})?[,}]/)
+    assert.deepEqual(JSON.parse(text), answer.result.structuredContent)
+  }
+  rpc.close()
+})
+
 test('a batch gets an array; a notification gets nothing; bad JSON is a parse error', async () => {
   const rpc = await connect(service.wsUrl)
   rpc.socket.send(JSON.stringify([request('a', 'getSystemHealth'), request('b', 'tools/list'), { jsonrpc: '2.0', method: 'getSystemHealth' }]))
@@ -79,6 +92,28 @@ test('recoverSystem: refused without the token or with a wrong one, run with it 
   assert.equal((await byQuery.call(recover)).result.result, 'recovered')
   byQuery.close()
   await waitFor('the worker restarts', () => (service.output.match(/worker: restart/g) || []).length === 2, 5000)
+})
+
+test('the service prints the GPUs it sees, and the incidents of every part: recoveries, checkpoints', async () => {
+  assert.match(service.output, /^hpc-service: 2 GPU\(s\): 0 NVIDIA H100 80GB HBM3 \(stand-in 0\), 1 NVIDIA H100 80GB HBM3 \(stand-in 1\)$/m)
+  const operator = await connect(`${service.wsUrl}/?token=${TOKEN}`)
+  assert.equal((await operator.call(request('memory', 'recoverSystem', { errorType: 'memory' }))).result.type, 'memory')
+  operator.close()
+  // The recovery as the recovery engine recorded it in the incident log.
+  await waitFor('the recovery incidents', () => /^\S+ incident \[\w+\] recovery_finished: /m.test(service.output), 5000)
+  assert.match(service.output, /^\S+ incident \[\w+\] recovery_started: /m)
+  const seqs = []
+  const run = await startService({ ...env, HPC_HEALTH_STATE_DIR: path.join(path.dirname(stateDir), 'printed'), HPC_HEALTH_CHECKS: '3', HPC_HEALTH_INTERVAL_MS: '50', HPC_CHECKPOINT_INTERVAL_MS: '1' })
+  assert.deepEqual(await run.exited, { code: 0, signal: null }, run.output)
+  assert.match(run.output, /^\S+ incident \[info\] checkpoint_created: checkpoint-\d+ written$/m)
+  for (const line of run.output.match(/ incident .*/g)) seqs.push(line)
+  assert.equal(new Set(seqs).size, seqs.length, 'each incident once')
+})
+
+test('without a usable NVML library the service says why the GPU side is unavailable', async () => {
+  const run = await startService({ ...env, HPC_HEALTH_NVML_LIBRARY: '/nonexistent/libnvidia-ml.so.1', HPC_HEALTH_STATE_DIR: path.join(path.dirname(stateDir), 'no-gpu'), HPC_HEALTH_CHECKS: '1', HPC_HEALTH_INTERVAL_MS: '50' })
+  assert.deepEqual(await run.exited, { code: 0, signal: null }, run.output)
+  assert.match(run.output, /^hpc-service: GPU side unavailable: NVML library could not be loaded: \/nonexistent\/libnvidia-ml\.so\.1: /m)
 })
 
 test('a message over 1 MiB closes the connection (1009)', async () => {
@@ -123,6 +158,29 @@ test('HTTP: /healthz, /readyz, /metrics (parsed as Prometheus text), 404', async
   assert.equal(families.hpc_health_accepting_requests.metrics[0].value, '1')
   assert.equal((await http(`${service.httpUrl}/nope`)).status, 404)
   assert.equal((await postJob(service, { durationMs: -1 })).status, 400)
+})
+
+test('POST /jobs takes duration_ms (the name its answer uses) or durationMs; a bad value or an unknown field is a 400 naming it', async () => {
+  for (const body of [{ name: 'snake', duration_ms: 15 }, { name: 'camel', durationMs: 15 }]) {
+    const accepted = await postJob(service, body)
+    assert.equal(accepted.status, 202, accepted.text)
+    assert.equal(accepted.json.duration_ms, 15, JSON.stringify(body))
+    assert.equal(accepted.json.name, body.name)
+  }
+  const refusals = [
+    [{ duration_ms: -1 }, /^duration_ms must be a whole number of milliseconds in \[0, 600000\], got -1$/],
+    [{ duration_ms: 1.5 }, /^duration_ms must be .* got 1\.5$/],
+    [{ duration_ms: '10' }, /^duration_ms must be .* got "10"$/],
+    [{ durationMs: 600001 }, /^durationMs must be .* got 600001$/],
+    [{ duration_ms: 10, durationMs: 10 }, /^give duration_ms or durationMs, not both$/],
+    [{ name: 'typo', duraton_ms: 10 }, /^unknown field "duraton_ms": a job has name, duration_ms, durationMs$/],
+    [{ name: 7 }, /^name must be a string of at most 100 characters, got 7$/],
+  ]
+  for (const [body, message] of refusals) {
+    const refused = await postJob(service, body)
+    assert.equal(refused.status, 400, JSON.stringify(body))
+    assert.match(refused.json.error, message, JSON.stringify(body))
+  }
 })
 
 test('jobs that were running when the service was SIGKILLed are resumed after a restart', { timeout: 30000 }, async () => {
@@ -188,6 +246,15 @@ test('SIGTERM shuts the service down cleanly: it exits 0 on its own', async () =
   const { code } = await service.exited
   assert.equal(code, 0, service.output)
   assert.match(service.output, /shutting down \(SIGTERM\)[\s\S]*stopped/)
+})
+
+test('npm start: Ctrl-C (SIGINT to the whole process group, so node gets it from the terminal and again from npm) exits 0', { timeout: 30000 }, async () => {
+  const own = { ...env, HPC_HEALTH_STATE_DIR: path.join(path.dirname(stateDir), 'npm-start') }
+  const run = await startService({ ...own, npm_config_loglevel: 'silent' }, ['start'], { command: 'npm', detached: true })
+  process.kill(-run.child.pid, 'SIGINT')
+  const { code, signal } = await run.exited
+  assert.deepEqual({ code, signal }, { code: 0, signal: null }, run.output)
+  assert.match(run.output, /shutting down \(SIGINT\)[\s\S]*stopped/)
 })
 
 test('HPC_HEALTH_CHECKS: a scripted run stops after that many checks', async () => {

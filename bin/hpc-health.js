@@ -10,8 +10,11 @@ const { MemoryMonitor, GPUHealthMonitor, HealthSupervisor, IncidentLog, Checkpoi
 const USAGE = `usage: hpc-health <command> [options]
 
   status [--json] [--full] [--expected-gpus N]
-      One health check (quick, or every signal with --full) of this machine's memory and GPUs.
-      Exit 0 healthy, 1 unhealthy, 2 error.
+      One health check of this machine's memory and GPUs. Quick: a table of the GPUs (temperature,
+      memory, status), system memory and the issues. --full reads every signal (thresholds,
+      utilization, power, throttling, ECC, retired pages, remapped rows, Xid errors) and prints
+      each device's details, the memory limit's source, cgroup and PSI, and how long the check
+      took. Exit 0 healthy, 1 unhealthy, 2 error.
   serve [--port N] [--http-port N] [--state-dir D] [--interval-ms N]
       Runs the example service as a sidecar on 127.0.0.1: JSON-RPC and MCP over WebSocket
       (--port), HTTP /metrics /healthz /readyz /jobs (--http-port). Stops on SIGINT/SIGTERM.
@@ -22,6 +25,8 @@ const USAGE = `usage: hpc-health <command> [options]
       Opens a checkpoint directory as the service would (damaged files are set aside as
       corrupt-...) and lists every checkpoint. Exit 0 when the newest is valid, 1 when one is
       damaged or there is none, 2 on error.
+  help [command]
+      Prints this text (also --help, -h).
 
 Environment: HPC_HEALTH_NVML_LIBRARY (the NVML library), HPC_HEALTH_EXPECTED_GPUS,
 HPC_HEALTH_STATE_DIR, NO_COLOR, and for serve: HPC_HEALTH_RPC_TOKEN (the operator token: every
@@ -84,6 +89,7 @@ async function status(args) {
     print(JSON.stringify(health, null, 2))
   } else {
     printHealth(health)
+    if (values.full) printDetails(health)
   }
   return health.healthy ? 0 : 1
 }
@@ -112,6 +118,37 @@ function printHealth(health) {
     const where = issue.device === null ? '' : ` gpu${issue.device}`
     print(`  ${byStatus[issue.severity](issue.severity)} ${issue.code}${where}: ${issue.message}`)
   }
+}
+
+const yesNo = (flag) => (flag ? 'yes' : 'no')
+const orDash = (value, unit = '') => (value === null || value === undefined ? '-' : `${value}${unit}`)
+
+/** What a full check read beyond the quick table: each device's every signal, memory's sources, the check's cost. */
+function printDetails(health) {
+  const { gpu, memory } = health
+  for (const d of gpu?.devices ?? []) {
+    print()
+    print(`gpu${d.index} ${d.uuid ?? ''}${d.error ? `  ${red(d.error)}` : ''}`)
+    if (d.lost) continue
+    print(`  temperature ${orDash(d.temperature, '°C')} (slowdown ${orDash(d.slowdown_temperature, '°C')}, shutdown ${orDash(d.shutdown_temperature, '°C')})`)
+    print(`  utilization ${orDash(d.utilization, '%')}, power ${orDash(d.power_watts)}/${orDash(d.power_limit_watts)} W`)
+    print(`  throttle reasons: ${d.throttle_reasons === null ? '-' : d.throttle_reasons.join(', ') || 'none'}`)
+    const rows = d.remapped_rows
+    const remapped = rows ? `${rows.correctable} correctable, ${rows.uncorrectable} uncorrectable${rows.pending ? ', pending' : ''}${rows.failure ? ', FAILED' : ''}` : '-'
+    print(`  ecc uncorrected ${orDash(d.ecc_uncorrected)}, retired pages pending ${d.retired_pages_pending === null ? '-' : yesNo(d.retired_pages_pending)}, remapped rows ${remapped}`)
+    print(`  xid errors: ${d.xid_errors.length === 0 ? 'none' : d.xid_errors.map((x) => x.code ?? JSON.stringify(x)).join(', ')}`)
+    if (d.allocator) print(`  allocator ${gib(d.allocator.allocated)}/${gib(d.allocator.reserved)} GiB allocated/reserved`)
+  }
+  if (memory) {
+    const m = memory.metrics
+    print()
+    print(`memory limit from ${m.memory_limit_source}${m.system_error ? `  ${red(m.system_error)}` : ''}`)
+    if (m.cgroup) print(`  cgroup v${orDash(m.cgroup.version)} ${orDash(m.cgroup.path)}, limit ${m.cgroup.limit === null ? 'none' : `${gib(m.cgroup.limit)} GiB`}${m.cgroup.error ? `  ${red(m.cgroup.error)}` : ''}`)
+    if (m.psi) print(`  psi memory some avg10 ${m.psi.some_avg10}, full avg10 ${m.psi.full_avg10}`)
+    print(`  system ratio ${memory.system_ratio.toFixed(3)}${memory.gpus.map((g) => `, gpu${g.index} ratio ${g.ratio.toFixed(3)}`).join('')}`)
+  }
+  print()
+  print(`check took ${health.duration_ms} ms`)
 }
 
 async function serve(args) {
@@ -189,7 +226,24 @@ async function checkpoints(args) {
   return 0
 }
 
-const COMMANDS = { status, serve, incidents, checkpoints }
+/** `help [command]`: the usage on stdout; a command's own lines only, where one is named. */
+async function help([command, ...rest]) {
+  if (rest.length > 0) throw new CliError('expected: help [command]', { usage: true })
+  if (command === undefined) {
+    process.stdout.write(USAGE)
+    return 0
+  }
+  if (!Object.hasOwn(COMMANDS, command)) throw new CliError(`unknown command ${JSON.stringify(command)}`, { usage: true })
+  // A command's entry: its line in USAGE and the indented lines under it.
+  const lines = USAGE.split('\n')
+  const start = lines.findIndex((line) => line.startsWith(`  ${command}`))
+  const end = lines.findIndex((line, i) => i > start && !line.startsWith('      '))
+  print(`usage: hpc-health ${lines.slice(start, end).join('\n').trimStart()}`)
+  return 0
+}
+
+const COMMANDS = { status, serve, incidents, checkpoints, help }
+const HELP_FLAGS = new Set(['--help', '-h'])
 
 /** One line for the operator: the code (when the package gave one), the message, and a hint for a lock. */
 function describe(error) {
@@ -199,9 +253,12 @@ function describe(error) {
 }
 
 async function main([command, ...args]) {
+  // `hpc-health --help` and `hpc-health <command> --help` ask for help: stdout, exit 0.
+  if (HELP_FLAGS.has(command)) return main(['help', ...args])
+  if (Object.hasOwn(COMMANDS, command) && command !== 'help' && args.some((arg) => HELP_FLAGS.has(arg))) return main(['help', command])
   const handler = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : null
   if (!handler) {
-    if (command !== undefined && command !== '--help' && command !== '-h') process.stderr.write(`hpc-health: unknown command ${JSON.stringify(command)}\n`)
+    if (command !== undefined) process.stderr.write(`hpc-health: unknown command ${JSON.stringify(command)}\n`)
     process.stderr.write(USAGE)
     return 2
   }

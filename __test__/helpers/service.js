@@ -28,9 +28,11 @@ async function waitFor(what, predicate, ms = 10000) {
 /**
  * Starts the service with `env` (`args`: the script and its arguments, e.g. `[CLI, 'serve']`);
  * resolves once it printed both addresses. `output` has stdout and stderr, `stderr` stderr alone.
+ * `command` runs instead of node (e.g. npm, with `args` ['start']); `detached` gives the child its
+ * own process group, so that a signal can reach it and its children at once, as Ctrl-C does.
  */
-async function startService(env, args = [MAIN]) {
-  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
+async function startService(env, args = [MAIN], { command = process.execPath, detached = false } = {}) {
+  const child = spawn(command, args, { env, detached, cwd: path.join(__dirname, '../..'), stdio: ['ignore', 'pipe', 'pipe'] })
   children.add(child)
   const service = { child, output: '', stderr: '' }
   child.stdout.on('data', (chunk) => { service.output += chunk })

@@ -145,13 +145,15 @@ class HPCServiceFactory {
   /**
    * Stops taking work, stops the loop, and releases the state directories (another process may
    * open them then). Unfinished jobs stay open in the journal for the next start. Idempotent.
+   * `beforeClosingLog` runs once nothing writes incidents any more (main.js prints the last).
    */
-  async shutdown() {
+  async shutdown({ beforeClosingLog } = {}) {
     this.closing ??= (async () => {
       this.jobs?.stop()
       await this.servers?.close()
       await this.supervisor?.stop() // no more checks, recoveries or checkpoints write to the state now
       await this.checkpoints?.close() // waits for a job's endOperation in flight
+      await beforeClosingLog?.()
       await this.incidentLog?.close()
     })()
     return this.closing

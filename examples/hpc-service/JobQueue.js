@@ -8,6 +8,31 @@ const { randomUUID } = require('node:crypto')
 const KEEP_COMPLETED = 100 // finished jobs shown by GET /jobs; older ones are forgotten
 const MAX_DURATION_MS = 10 * 60 * 1000
 
+/** The fields a job request may have, each with the name it has in a job (`duration_ms`) and any alias. */
+const JOB_FIELDS = Object.freeze({ name: 'name', duration_ms: 'durationMs', durationMs: 'durationMs' })
+
+const describe = (value) => (typeof value === 'string' ? JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value) : String(value))
+
+/**
+ * A job request's fields as `{ name, durationMs }` (undefined where not given), checked: only
+ * known fields, `duration_ms` or its alias `durationMs` (not both), a whole number of ms in
+ * [0, MAX_DURATION_MS].
+ */
+function jobRequest(body) {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new RangeError('a job must be an object')
+  const request = {}
+  for (const [field, value] of Object.entries(body)) {
+    if (value === undefined) continue // in process: not given (JSON has no undefined)
+    if (!Object.hasOwn(JOB_FIELDS, field)) throw new RangeError(`unknown field ${JSON.stringify(field)}: a job has ${Object.keys(JOB_FIELDS).join(', ')}`)
+    if (request[JOB_FIELDS[field]] !== undefined) throw new RangeError('give duration_ms or durationMs, not both')
+    if (JOB_FIELDS[field] === 'durationMs' && (!Number.isInteger(value) || value < 0 || value > MAX_DURATION_MS)) {
+      throw new RangeError(`${field} must be a whole number of milliseconds in [0, ${MAX_DURATION_MS}], got ${describe(value)}`)
+    }
+    request[JOB_FIELDS[field]] = value
+  }
+  return request
+}
+
 class JobQueue {
   /**
    * @param {object} options
@@ -41,15 +66,14 @@ class JobQueue {
   }
 
   /**
-   * Accepts a job unless intake is paused. Resolves `{ job }` once the job is journaled, or
-   * `{ refused: reasons }`; the HTTP handler turns a refusal into a 503. Bad input throws a
-   * RangeError (a 400).
+   * Accepts a job unless intake is paused. `body` is what POST /jobs took: `{ name?, duration_ms? }`
+   * (`durationMs` is accepted for `duration_ms`). Resolves `{ job }` once the job is journaled, or
+   * `{ refused: reasons }`; the HTTP handler turns a refusal into a 503. Bad input, an unknown
+   * field included, throws a RangeError naming the field (a 400).
    */
-  async submit({ name = 'job', durationMs = this.jobDurationMs } = {}) {
-    if (typeof name !== 'string' || name.length > 100) throw new RangeError('name must be a string of at most 100 characters')
-    if (!Number.isInteger(durationMs) || durationMs < 0 || durationMs > MAX_DURATION_MS) {
-      throw new RangeError(`durationMs must be an integer in [0, ${MAX_DURATION_MS}]`)
-    }
+  async submit(body = {}) {
+    const { name = 'job', durationMs = this.jobDurationMs } = jobRequest(body)
+    if (typeof name !== 'string' || name.length > 100) throw new RangeError(`name must be a string of at most 100 characters, got ${describe(name)}`)
     const reasons = this.pausedReasons()
     if (this.queued.length >= this.maxQueued) reasons.push(`queue: ${this.queued.length} jobs are waiting already`)
     if (reasons.length > 0) {

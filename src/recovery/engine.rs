@@ -3,7 +3,7 @@
 //! a step's hook is anything that implements [`Hook`], a Rust closure in tests.
 
 use crate::incident::{Incident, IncidentSeverity, IncidentSink};
-use crate::sampling::unix_time_ms;
+use crate::sampling::{duration_ms, unix_time_ms};
 use futures::FutureExt;
 use serde_json::{json, Value};
 use std::future::Future;
@@ -262,7 +262,7 @@ impl Run {
                 message: format!("step {name} did not finish within {} ms", timeout.as_millis()),
             }),
         };
-        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = duration_ms(started.elapsed());
         match &outcome {
             Ok(()) => self.record(name, StepStatus::Ok, elapsed, None, None),
             Err(e) => self.record(name, e.status(), elapsed, Some(e.message.clone()), None),
@@ -296,7 +296,7 @@ impl Run {
                     message: format!("step {name} did not finish within {} ms", timeout.as_millis()),
                 }),
             };
-        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = duration_ms(started.elapsed());
         match outcome {
             Ok((value, detail)) => {
                 self.record(name, StepStatus::Ok, elapsed, None, detail);

@@ -5,6 +5,7 @@
 use super::engine::{Hook, RecoveryCore, RecoveryOutcome, Run, RunResult, StepError, StepStatus};
 use crate::monitors::gpu_health::GpuHealthMonitor;
 use crate::policy::issues::{Action, Severity};
+use crate::sampling::duration_ms;
 use crate::sampling::gpu::{sample_gpus, GpuDetail, GpuSample};
 use crate::sampling::nvml_session::{describe_nvml_error, NvmlSession};
 use serde_json::{json, Value};
@@ -258,12 +259,12 @@ impl GpuRecovery {
             let elapsed = started.elapsed();
             if missing.is_empty() {
                 let detail = json!({ "devices": known, "waited_ms": elapsed.as_millis() as u64 });
-                run.record(STEP, StepStatus::Ok, elapsed.as_secs_f64() * 1000.0, None, Some(detail));
+                run.record(STEP, StepStatus::Ok, duration_ms(elapsed), None, Some(detail));
                 return Ok(true);
             }
             if elapsed >= self.device_wait {
                 let error = format!("not back within {} ms: {}", self.device_wait.as_millis(), missing.join("; "));
-                run.record(STEP, StepStatus::TimedOut, elapsed.as_secs_f64() * 1000.0, Some(error), None);
+                run.record(STEP, StepStatus::TimedOut, duration_ms(elapsed), Some(error), None);
                 return Ok(false);
             }
             let nap = tokio::time::sleep(pause.min(self.device_wait.saturating_sub(elapsed)));
@@ -276,7 +277,7 @@ impl GpuRecovery {
 
     fn interrupted_wait(&self, run: &mut Run, started: Instant) -> StepError {
         let error = StepError::interrupted("wait_for_devices");
-        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = duration_ms(started.elapsed());
         run.record(&error.step, error.status(), elapsed, Some(error.message.clone()), None);
         error
     }

@@ -73,6 +73,7 @@ pub(crate) async fn tools_call(
 /// A successful `CallToolResult`: the result as JSON text, and as `structuredContent` (which
 /// must be an object, so anything else is wrapped as `{ "result": ... }`).
 pub fn tool_result(result: Value) -> Value {
+    let result = whole_numbers_as_integers(result);
     let text = result.to_string();
     let structured = match result {
         Value::Object(object) => object,
@@ -85,6 +86,26 @@ pub fn tool_result(result: Value) -> Value {
     })
 }
 
+/// JavaScript has one number type, so byte counts and timestamps reach here as floats, which
+/// serde_json writes as `85899345920.0`. Each float that holds a whole number JavaScript can
+/// represent exactly is made an integer, so the text reads as `JSON.stringify` would write it.
+fn whole_numbers_as_integers(value: Value) -> Value {
+    const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+    match value {
+        Value::Number(number) => match number.as_f64() {
+            Some(float) if number.is_f64() && float.fract() == 0.0 && float.abs() <= MAX_SAFE_INTEGER => {
+                Value::from(float as i64)
+            }
+            _ => Value::Number(number),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers_as_integers).collect()),
+        Value::Object(fields) => {
+            Value::Object(fields.into_iter().map(|(key, field)| (key, whole_numbers_as_integers(field))).collect())
+        }
+        other => other,
+    }
+}
+
 /// A failed `CallToolResult`: the error's message as text, and the whole JSON-RPC-style error
 /// object as `structuredContent.error` for agents that read structure.
 pub fn tool_error_result(error: &MethodError) -> Value {
@@ -93,4 +114,33 @@ pub fn tool_error_result(error: &MethodError) -> Value {
         "structuredContent": { "error": error.to_json() },
         "isError": true
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tool_result;
+    use serde_json::json;
+
+    #[test]
+    fn tool_text_writes_whole_numbers_as_integers() {
+        let result = json!({
+            "memory_total": 85899345920.0_f64,
+            "temperature": 61.5,
+            "count": 3,
+            "negative": -2.0_f64,
+            "devices": [{ "index": 0.0_f64, "ratio": 0.25 }],
+            "beyond_safe_integers": 1e300,
+        });
+        let answer = tool_result(result);
+        let text = answer["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains(r#""memory_total":85899345920"#), "{text}");
+        assert!(text.contains(r#""negative":-2"#), "{text}");
+        assert!(text.contains(r#""index":0"#), "{text}");
+        assert!(text.contains(r#""temperature":61.5"#), "{text}");
+        assert!(text.contains(r#""ratio":0.25"#), "{text}");
+        assert!(text.contains(r#""beyond_safe_integers":1e+300"#), "{text}");
+        assert!(!text.contains(".0,") && !text.contains(".0}"), "{text}");
+        // The structured copy holds the same numbers.
+        assert_eq!(answer["structuredContent"]["memory_total"], json!(85899345920_u64));
+    }
 }

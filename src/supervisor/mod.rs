@@ -28,7 +28,7 @@ use crate::sampling::fast::{take_fast_sample, CrossingChange, FastSample};
 use crate::sampling::gpu::GpuDetail;
 use crate::sampling::memory::MemoryMetrics;
 use crate::sampling::pressure_events::{PressureWatcher, PsiTrigger};
-use crate::sampling::unix_time_ms;
+use crate::sampling::{duration_ms, unix_time_ms};
 use detection::Detection;
 use episode::{Backoff, EpisodeChange, Hysteresis, RecoveryBudget};
 use planner::{ActionKind, ActionResult};
@@ -347,7 +347,7 @@ impl Supervisor {
             healthy: !issues.iter().any(|i| i.severity == Severity::Fail),
             check_type,
             timestamp_ms: unix_time_ms(),
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms: duration_ms(started.elapsed()),
             memory,
             gpu,
             issues,
