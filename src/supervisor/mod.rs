@@ -36,6 +36,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -222,6 +223,10 @@ pub struct Supervisor {
     recovering: tokio::sync::Mutex<()>,
     /// The loop's automatic recovery, run beside the checks; at most one at a time.
     recovery_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// How many automatic recoveries have ended. A check notes it before it samples: one that
+    /// sampled while a recovery ended may have read the machine before that recovery acted,
+    /// so it starts none (the next check judges what the recovery left).
+    recoveries_ended: AtomicU64,
     /// Held by the health sample in the driver: a hung sample is never joined by another,
     /// so a hung driver holds one blocking thread, not one per check.
     sampling: Arc<tokio::sync::Mutex<()>>,
@@ -276,6 +281,7 @@ impl Supervisor {
             running: Mutex::new(None),
             recovering: tokio::sync::Mutex::new(()),
             recovery_task: Mutex::new(None),
+            recoveries_ended: AtomicU64::new(0),
             sampling: Arc::default(),
             wake,
             interrupter: Interrupter::default(),
@@ -383,6 +389,7 @@ impl Supervisor {
                 std::future::pending::<()>().await;
             }
         };
+        let recoveries_ended_before = self.recoveries_ended.load(Ordering::SeqCst);
         let result = tokio::select! {
             biased;
             result = self.check_system_health(CheckType::Full) => result,
@@ -437,21 +444,29 @@ impl Supervisor {
         if in_episode && !health.healthy {
             self.events.emit("unhealthy", health_summary(&health));
             if self.options.auto_recover {
-                self.start_recovery(health);
+                self.start_recovery(health, recoveries_ended_before);
             }
         }
         self.checkpoint_if_due().await;
     }
 
     /// Runs the automatic recovery for `health` as its own task, unless one is under way
-    /// (recoveries are single-flight: a check during a recovery starts none).
-    fn start_recovery(self: &Arc<Self>, health: SystemHealth) {
+    /// (recoveries are single-flight: a check during a recovery starts none) or one ended
+    /// after `recoveries_ended_before` was read, before the check sampled (its verdict may
+    /// predate what that recovery did: acting on it would spend the budget, or declare it
+    /// spent, on memory already freed).
+    fn start_recovery(self: &Arc<Self>, health: SystemHealth, recoveries_ended_before: u64) {
         let mut task = lock(&self.recovery_task);
         if task.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
+        if self.recoveries_ended.load(Ordering::SeqCst) != recoveries_ended_before {
+            return;
+        }
         let this = self.clone();
         *task = Some(tokio::spawn(async move {
+            // Counted when the task ends, before it is seen finished.
+            let _ended = CountOnDrop(&this.recoveries_ended);
             this.recover_automatically(&health).await;
             // Checks go on during a recovery, so its episode may have ended meanwhile, while the
             // recovery was busy and its pause could not be released: release it now.
@@ -900,6 +915,15 @@ impl Supervisor {
     }
 }
 
+/// Adds one to its counter when dropped: at the end of a task, whether it ran out or was aborted.
+struct CountOnDrop<'a>(&'a AtomicU64);
+
+impl Drop for CountOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -948,6 +972,47 @@ mod tests {
 
     fn forecast_warnings(events: &Recorder) -> usize {
         lock(&events.0).iter().filter(|(e, p)| *e == "warning" && p["code"] == "MEMORY_EXHAUSTION_FORECAST").count()
+    }
+
+    fn gpu_memory_full() -> SystemHealth {
+        SystemHealth {
+            healthy: false,
+            check_type: CheckType::Full,
+            timestamp_ms: unix_time_ms(),
+            duration_ms: 1.0,
+            memory: None,
+            gpu: None,
+            issues: vec![HealthIssue::new(IssueCode::GpuMemoryPressure, Some(0), "GPU 0 memory full".to_owned())],
+            accepting_requests: true,
+        }
+    }
+
+    /// Starts an automatic recovery for `health` as a check that noted `ended_before`, and
+    /// waits for it: the recovery budget used afterwards.
+    async fn recovery_from_check(sup: &Arc<Supervisor>, health: SystemHealth, ended_before: u64) -> u64 {
+        sup.start_recovery(health, ended_before);
+        while lock(&sup.recovery_task).as_ref().is_some_and(|t| !t.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        sup.status()["budget"]["used"].as_u64().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_check_that_sampled_while_a_recovery_ended_starts_none() {
+        let (sup, _events) = supervisor(true);
+        let first_check = sup.recoveries_ended.load(Ordering::SeqCst);
+        assert_eq!(recovery_from_check(&sup, gpu_memory_full(), first_check).await, 1, "the first check's recovery");
+        assert_eq!(sup.recoveries_ended.load(Ordering::SeqCst), first_check + 1);
+        // A second check sampled while that recovery ran (it noted the same count): its
+        // verdict may predate the memory the recovery freed. No recovery, no budget spent.
+        assert_eq!(
+            recovery_from_check(&sup, gpu_memory_full(), first_check).await,
+            1,
+            "a stale verdict spent the budget"
+        );
+        assert_eq!(sup.recoveries_ended.load(Ordering::SeqCst), first_check + 1);
+        // A check that sampled after the recovery ended acts.
+        assert_eq!(recovery_from_check(&sup, gpu_memory_full(), first_check + 1).await, 2);
     }
 
     #[tokio::test]
