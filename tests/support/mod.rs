@@ -1,5 +1,5 @@
 //! Test support shared by the integration tests in `tests/`, the corpus writer
-//! (`examples/write-corpus.rs`) and the fuzz targets (`fuzz/`): one seeded generator, one set
+//! (`scripts/write-corpus.rs`) and the fuzz targets (`fuzz/`): one seeded generator, one set
 //! of byte mutations, one scratch-directory helper, one JSON-RPC fuzzer with its backend, the
 //! valid inputs each decoder starts from, and the verdicts the committed corpus is named for.
 //!
