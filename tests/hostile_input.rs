@@ -514,6 +514,28 @@ async fn json_rpc_mutated_valid_messages() {
     }
 }
 
+/// The checker itself catches answers that break JSON-RPC 2.0, including what the dispatcher
+/// tests once checked on their own: unknown error members, an empty batch answer.
+#[test]
+fn json_rpc_checker_refuses_malformed_answers() {
+    let limits = RpcLimits::default();
+    let refused = |text: &str, answer: Value| {
+        std::panic::catch_unwind(|| check_rpc_response(text, &limits, &Some(answer))).is_err()
+    };
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    assert!(!refused(ping, json!({ "jsonrpc": "2.0", "id": 1, "result": {} })));
+    assert!(refused(ping, json!({ "jsonrpc": "2.0", "id": 2, "result": {} })));
+    assert!(refused(ping, json!({ "jsonrpc": "2.0", "id": 1, "result": {}, "error": {} })));
+    let error = |members: Value| json!({ "jsonrpc": "2.0", "id": 1, "error": members });
+    assert!(!refused(ping, error(json!({ "code": -32603, "message": "m", "data": 1 }))));
+    assert!(refused(ping, error(json!({ "code": -32603, "message": "m", "extra": 1 }))));
+    assert!(refused(ping, error(json!({ "code": -1, "message": "m" }))));
+    let notifications = r#"[{"jsonrpc":"2.0","method":"ping"}]"#;
+    assert!(refused(notifications, json!([])));
+    let invalid = "[1]";
+    assert!(refused(invalid, json!([{ "jsonrpc": "2.0", "id": null, "result": {} }])));
+}
+
 /// The size limit applies before parsing, to the byte; deep nesting within it is a parse
 /// error (serde_json's recursion limit), never a stack overflow.
 #[test]

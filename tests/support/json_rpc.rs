@@ -11,7 +11,6 @@ use super::rng::Rng;
 /// A backend that answers every method at once, so that any input can reach every path of
 /// the dispatcher; `allow` is what `authorize` says, and with `fail` set every method fails
 /// with that error.
-#[derive(Clone, Default)]
 pub struct AnsweringBackend {
     pub allow: bool,
     pub fail: Option<MethodError>,
