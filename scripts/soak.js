@@ -22,7 +22,7 @@ const path = require('node:path')
 const v8 = require('node:v8')
 const vm = require('node:vm')
 
-const { StandinGpus, requireStandinLibrary } = require('./soak/standin')
+const { StandinGpus, requireStandinLibrary } = require('../__test__/helpers/standin')
 const { Recorder } = require('./soak/recorder')
 const { FaultSchedule } = require('./soak/schedule')
 const { buildService, mountTinyTmpfs, unmount, sleep } = require('./soak/service')

@@ -4,8 +4,6 @@
 //! and one binding folder (`js`) where every `#[napi]` item lives.
 
 pub mod durable;
-#[cfg(test)]
-mod hostile_input;
 pub mod incident;
 pub mod monitors;
 pub mod policy;

@@ -5,8 +5,11 @@
 use hpc_health::durable::checkpoint::{decode_checkpoint, encode_checkpoint};
 use libfuzzer_sys::fuzz_target;
 
-/// The sequence number the corpus files are named for (as in `src/hostile_input.rs`).
-const SEQ: u64 = 1;
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+/// The sequence number the corpus files are named for.
+const SEQ: u64 = support::verdict::CHECKPOINT_SEQ;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok((timestamp, payload)) = decode_checkpoint(data, SEQ) {

@@ -3,7 +3,8 @@
 //! every one read, and reopens without a torn tail and with the same records.
 #![no_main]
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use hpc_health::durable::ProblemKind;
 use hpc_health::durable::{IncidentLog, IncidentLogOptions, ReadFilter, RecordOutcome, Storage};
@@ -12,8 +13,8 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
 fuzz_target!(|data: &[u8]| {
-    let root = common::scratch_root();
-    let dir = common::state_dir_with(root.path(), "incidents-00000000000000000001.jsonl", data);
+    let root = support::scratch::scratch_root();
+    let dir = support::scratch::state_dir_with(root.path(), 0, support::verdict::SEGMENT_FILE, data);
     let open = || {
         IncidentLog::open(&dir, IncidentLogOptions::default(), Storage::new()).expect("a damaged segment still opens")
     };

@@ -3,15 +3,16 @@
 //! with the same operations.
 #![no_main]
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use hpc_health::durable::{Journal, JournalOptions, ProblemKind, Storage};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
 fuzz_target!(|data: &[u8]| {
-    let root = common::scratch_root();
-    let dir = common::state_dir_with(root.path(), "journal-00000000000000000001.log", data);
+    let root = support::scratch::scratch_root();
+    let dir = support::scratch::state_dir_with(root.path(), 0, support::verdict::JOURNAL_FILE, data);
     let open =
         || Journal::open(&dir, JournalOptions::default(), Storage::new()).expect("a damaged journal still opens");
     let (journal, _problems) = open();

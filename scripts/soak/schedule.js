@@ -7,7 +7,7 @@
 // time is compressed, the check interval in real time.
 const fs = require('node:fs')
 const path = require('node:path')
-const { GiB, BASELINE } = require('./standin')
+const { GiB, BASELINE } = require('../../__test__/helpers/standin')
 
 class Abort extends Error {}
 

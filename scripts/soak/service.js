@@ -8,7 +8,7 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const { execFileSync } = require('node:child_process')
-const { GiB } = require('./standin')
+const { GiB } = require('../../__test__/helpers/standin')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 

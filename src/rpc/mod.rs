@@ -19,11 +19,6 @@ pub mod tools;
 #[cfg(test)]
 mod tests;
 
-#[cfg(any(test, feature = "fuzzing"))]
-mod answering_backend;
-#[cfg(any(test, feature = "fuzzing"))]
-pub use answering_backend::AnsweringBackend;
-
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
