@@ -9,12 +9,13 @@
 pub mod detection;
 pub mod episode;
 pub mod metrics;
+pub mod pauses;
 pub mod planner;
 mod recoveries;
 pub mod status;
 pub mod wake;
 
-use crate::incident::{Incident, IncidentSeverity, IncidentSink};
+use crate::incident::{Incident, IncidentKind, IncidentSeverity, IncidentSink};
 use crate::monitors::gpu_health::{GpuHealthMonitor, GpuHealthReport};
 use crate::monitors::memory::MemoryMonitor;
 use crate::policy::forecast::{ExhaustionForecast, ForecastPolicy, ForecastTransition};
@@ -89,6 +90,11 @@ pub type CheckpointFuture = Pin<Box<dyn Future<Output = Result<Value, String>> +
 /// Takes a checkpoint (the `CheckpointManager` in the binding).
 pub trait Checkpointer: Send + Sync {
     fn checkpoint(&self) -> CheckpointFuture;
+
+    /// The incidents the checkpointer raised itself, by kind (for the metrics).
+    fn incident_counts(&self) -> BTreeMap<IncidentKind, u64> {
+        BTreeMap::new()
+    }
 }
 
 #[derive(Clone, Default)]
@@ -172,10 +178,12 @@ pub struct Counters {
     pub check_failures: u64,
     pub check_duration_sum_ms: f64,
     pub last_check_duration_ms: f64,
-    /// By (type, result).
-    pub recoveries: BTreeMap<(String, String), u64>,
-    /// By kind.
-    pub incidents: BTreeMap<String, u64>,
+    /// Recoveries run, by (type, result).
+    pub recoveries: BTreeMap<(ActionKind, ActionResult), u64>,
+    /// Incidents the supervisor raised, by kind.
+    pub incidents: BTreeMap<IncidentKind, u64>,
+    /// Intake pauses begun, by reason (`pauses`).
+    pub intake_pauses: BTreeMap<&'static str, u64>,
     pub last_checkpoint_ms: Option<f64>,
 }
 
@@ -355,12 +363,12 @@ impl Supervisor {
         })
     }
 
-    async fn incident(&self, kind: &str, severity: IncidentSeverity, message: String, details: Value) {
-        *lock(&self.judgement).counters.incidents.entry(kind.to_owned()).or_default() += 1;
+    async fn incident(&self, kind: IncidentKind, severity: IncidentSeverity, message: String, details: Value) {
+        *lock(&self.judgement).counters.incidents.entry(kind).or_default() += 1;
         let mut payload =
-            json!({ "kind": kind, "severity": severity.as_str(), "message": message, "details": details });
+            json!({ "kind": kind.as_str(), "severity": severity.as_str(), "message": message, "details": details });
         if let Some(sink) = self.parts.incidents.clone() {
-            let incident = Incident { kind: kind.to_owned(), severity, message, details };
+            let incident = Incident::new(kind, severity, message, details);
             match tokio::task::spawn_blocking(move || sink.record(incident)).await {
                 Ok(Ok(seq)) => payload["seq"] = json!(seq),
                 Ok(Err(e)) => self
@@ -419,7 +427,7 @@ impl Supervisor {
                 let codes: Vec<&str> =
                     health.issues.iter().filter(|i| i.severity == Severity::Fail).map(|i| i.code.as_str()).collect();
                 self.incident(
-                    "health_unhealthy",
+                    IncidentKind::HealthUnhealthy,
                     IncidentSeverity::Error,
                     format!("the service is unhealthy: {}", codes.join(", ")),
                     status::issues_json(&health.issues),
@@ -481,7 +489,7 @@ impl Supervisor {
         };
         self.release_recovery_pause();
         self.incident(
-            "health_recovered",
+            IncidentKind::HealthRecovered,
             IncidentSeverity::Info,
             "the service is healthy again".to_owned(),
             json!({ "released_pauses": released.keys().collect::<Vec<_>>() }),
@@ -514,7 +522,7 @@ impl Supervisor {
             }),
         );
         self.incident(
-            "monitoring_error",
+            IncidentKind::MonitoringError,
             IncidentSeverity::Error,
             format!("health check failed: {error}"),
             json!({ "unknown": unknown, "timed_out": error.timed_out }),
@@ -550,8 +558,8 @@ impl Supervisor {
             let kind = match issue.code {
                 IssueCode::SystemMemoryPressure
                 | IssueCode::GpuMemoryPressure
-                | IssueCode::MemoryExhaustionForecast => "memory_pressure",
-                _ => "gpu_issue",
+                | IssueCode::MemoryExhaustionForecast => IncidentKind::MemoryPressure,
+                _ => IncidentKind::GpuIssue,
             };
             let severity =
                 if issue.severity == Severity::Fail { IncidentSeverity::Error } else { IncidentSeverity::Warn };
@@ -578,7 +586,7 @@ impl Supervisor {
                 self.events
                     .emit("error", json!({ "message": format!("checkpoint failed: {error}"), "kind": "checkpoint" }));
                 self.incident(
-                    "checkpoint_failed",
+                    IncidentKind::CheckpointFailed,
                     IncidentSeverity::Error,
                     format!("periodic checkpoint failed: {error}"),
                     json!({}),
@@ -762,7 +770,7 @@ impl Supervisor {
         lock(&self.judgement).warned_at.insert((issue.code, issue.device), unix_time_ms());
         let payload = issue_json(&issue);
         self.events.emit("warning", payload.clone());
-        self.incident("memory_pressure", IncidentSeverity::Warn, issue.message.clone(), payload).await;
+        self.incident(IncidentKind::MemoryPressure, IncidentSeverity::Warn, issue.message.clone(), payload).await;
     }
 
     /// Holds intake while a forecast stands (`preemptivePause`), lifts it when none does.
@@ -774,9 +782,9 @@ impl Supervisor {
         };
         let mut j = lock(&self.judgement);
         match reason {
-            Some(reason) => j.paused_reasons.insert(detection::FORECAST_PAUSE, reason),
-            None => j.paused_reasons.remove(detection::FORECAST_PAUSE),
-        };
+            Some(reason) => j.hold_intake(detection::FORECAST_PAUSE, reason),
+            None => drop(j.paused_reasons.remove(detection::FORECAST_PAUSE)),
+        }
     }
 
     /// `status().detection`: what watches between the checks.
@@ -822,10 +830,27 @@ impl Supervisor {
         }
     }
 
+    /// The incidents raised by the supervisor and by the parts it was given, by kind.
+    pub fn incident_counts(&self) -> BTreeMap<IncidentKind, u64> {
+        let mut counts = lock(&self.judgement).counters.incidents.clone();
+        let recoveries = [
+            self.parts.memory_recovery.as_ref().map(|r| r.core().incident_counts()),
+            self.parts.gpu_recovery.as_ref().map(|r| r.core().incident_counts()),
+        ];
+        let checkpoints = self.parts.checkpointer.as_ref().map(|c| c.incident_counts());
+        for part in recoveries.into_iter().chain([checkpoints]).flatten() {
+            for (kind, n) in part {
+                *counts.entry(kind).or_default() += n;
+            }
+        }
+        counts
+    }
+
     /// The Prometheus text exposition of the last full check and the counters.
     pub fn metrics_text(&self) -> String {
         let health = self.last_full_health();
         let counters = self.counters();
+        let incidents = self.incident_counts();
         let (monitoring_unknown, last_check_at_ms, last_success_at_ms) = {
             let j = lock(&self.judgement);
             (j.state == SupervisorState::Unknown, j.last_check_at_ms, j.last_success_at_ms)
@@ -839,6 +864,7 @@ impl Supervisor {
         metrics::render(&metrics::MetricsInput {
             health: health.as_ref(),
             counters: &counters,
+            incidents: &incidents,
             accepting_requests: self.accepting_requests(),
             monitoring_unknown,
             last_check_at_ms,
