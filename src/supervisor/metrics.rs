@@ -69,6 +69,8 @@ pub struct MetricsInput<'a> {
     /// Incidents raised by the supervisor and its parts, by kind.
     pub incidents: &'a BTreeMap<IncidentKind, u64>,
     pub accepting_requests: bool,
+    /// Why the supervisor holds intake now (`pauses`).
+    pub paused_reasons: Vec<&'static str>,
     /// The last check timed out or monitoring keeps failing: the last full check's verdict
     /// no longer stands, so `healthy` is 0.
     pub monitoring_unknown: bool,
@@ -102,6 +104,13 @@ pub fn render(input: &MetricsInput) -> String {
         "1 when intake is open.",
         &[(vec![], f64::from(u8::from(input.accepting_requests)))],
     );
+    let paused: Vec<(Vec<(&str, String)>, f64)> = pauses::ALL
+        .iter()
+        .map(|reason| {
+            (vec![("reason", (*reason).to_owned())], f64::from(u8::from(input.paused_reasons.contains(reason))))
+        })
+        .collect();
+    out.family("intake_paused", "gauge", "1 while the supervisor holds intake for this reason.", &paused);
     if let Some((pressure, metrics)) = health.and_then(|h| h.memory.as_ref()) {
         // The same labels on both, so that used / total divides.
         let source = || vec![("source", metrics.memory_limit_source.as_str().to_owned())];
@@ -322,6 +331,7 @@ mod tests {
             counters,
             incidents,
             accepting_requests: true,
+            paused_reasons: vec![],
             monitoring_unknown: false,
             last_check_at_ms: None,
             last_success_at_ms: None,
@@ -347,10 +357,13 @@ mod tests {
             xid_totals: xids,
             uuids,
             process_heap: Some(ProcessHeap { in_use_bytes: 4096, free_bytes: 512 }),
+            paused_reasons: vec![pauses::BUDGET],
             ..input(&counters, &incidents)
         });
         assert!(text.contains("hpc_health_recoveries_total{type=\"memory\",result=\"recovered\"} 2\n"));
         assert!(text.contains("hpc_health_intake_pauses_total{reason=\"thermal\"} 1\n"));
+        assert!(text.contains("hpc_health_intake_paused{reason=\"budget\"} 1\n"));
+        assert!(text.contains("hpc_health_intake_paused{reason=\"thermal\"} 0\n"));
         assert!(text.contains("hpc_health_incidents_total{kind=\"memory_pressure\"} 3\n"));
         assert!(text.contains("hpc_health_gpu_xid_errors_total{index=\"1\",uuid=\"GPU-1\",xid=\"79\"} 4\n"));
         assert!(text.contains("hpc_health_healthy 0\n"));

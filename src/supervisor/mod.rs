@@ -851,9 +851,10 @@ impl Supervisor {
         let health = self.last_full_health();
         let counters = self.counters();
         let incidents = self.incident_counts();
-        let (monitoring_unknown, last_check_at_ms, last_success_at_ms) = {
+        let (monitoring_unknown, last_check_at_ms, last_success_at_ms, paused_reasons) = {
             let j = lock(&self.judgement);
-            (j.state == SupervisorState::Unknown, j.last_check_at_ms, j.last_success_at_ms)
+            let paused = j.paused_reasons.keys().copied().collect();
+            (j.state == SupervisorState::Unknown, j.last_check_at_ms, j.last_success_at_ms, paused)
         };
         let (xid_totals, uuids) = match &self.parts.gpu_monitor {
             Some(gpu) => {
@@ -866,6 +867,7 @@ impl Supervisor {
             counters: &counters,
             incidents: &incidents,
             accepting_requests: self.accepting_requests(),
+            paused_reasons,
             monitoring_unknown,
             last_check_at_ms,
             last_success_at_ms,
@@ -995,11 +997,19 @@ mod tests {
         assert!(status["paused_reasons"]["forecast"].as_str().unwrap().starts_with("GPU 0 memory full in ~"));
         assert_eq!(status["detection"]["forecasts"].as_array().unwrap().len(), 1);
         assert!(lock(&events.0).iter().all(|(e, _)| *e != "recovery" && *e != "unhealthy"));
+        // The pause is renewed by each sample of the ramp, and counted once, apart from recoveries.
+        sup.observe_fast_sample(&sample(at, GIB + (2.0 * GIB as f64 * at / 1000.0) as u64), &thresholds).await;
+        at += 1000.0;
+        let metrics = sup.metrics_text();
+        assert!(metrics.contains("\nhpc_health_intake_pauses_total{reason=\"forecast\"} 1\n"), "{metrics}");
+        assert!(metrics.contains("\nhpc_health_intake_paused{reason=\"forecast\"} 1\n"), "{metrics}");
+        assert!(metrics.contains("\nhpc_health_incidents_total{kind=\"memory_pressure\"} 1\n"), "{metrics}");
         // Freed: the forecast clears within a few samples, and the pause with it.
         for _ in 0..5 {
             sup.observe_fast_sample(&sample(at, GIB), &thresholds).await;
             at += 1000.0;
         }
+        assert!(sup.metrics_text().contains("\nhpc_health_intake_paused{reason=\"forecast\"} 0\n"));
         assert!(sup.accepting_requests(), "{}", sup.status()["paused_reasons"]);
         assert_eq!(sup.status()["detection"]["forecasts"], json!([]));
         assert_eq!(forecast_warnings(&events), 1, "one warning per raise");
