@@ -12,7 +12,7 @@ const path = require('node:path')
 const { spawn } = require('node:child_process')
 const { STANDIN_LIBRARY, StandinState, device } = require('./helpers/standin')
 const { startService, stopAll, waitFor } = require('./helpers/service')
-const { RULES, requireTool, freePort } = require('./helpers/prometheus')
+const { RULES, DASHBOARD, requireTool, freePort, dashboardExpressions } = require('./helpers/prometheus')
 
 const devices = [device(0), device(1)]
 const standin = new StandinState({ devices })
@@ -110,4 +110,13 @@ test('prometheus scrapes the example service and the shipped alert for a lost GP
   assert.ok(['pending', 'firing'].includes(alert.state), JSON.stringify(alert))
   assert.deepEqual([alert.labels.index, alert.labels.severity, alert.labels.instance], ['1', 'critical', target])
   assert.match(alert.annotations.summary, new RegExp(`GPU 1 \\(${devices[1].uuid}\\) on ${target.replace(/\./g, '\\.')} fell off the bus`))
+
+  // The Grafana dashboard's queries run on this Prometheus (with its variables filled in).
+  const dashboard = JSON.parse(fs.readFileSync(DASHBOARD, 'utf8'))
+  for (const expr of dashboardExpressions(dashboard).filter((e) => !e.startsWith('label_values('))) {
+    const promql = expr.replaceAll('$instance', '.*').replaceAll('$__rate_interval', '1m')
+    await query(base, promql)
+  }
+  const issues = await query(base, dashboardExpressions(dashboard).find((e) => e.startsWith('hpc_health_issue')).replaceAll('$instance', '.*'))
+  assert.ok(issues.result.some((s) => s.metric.code === 'GPU_LOST'), JSON.stringify(issues.result))
 })

@@ -9,6 +9,7 @@ const path = require('node:path')
 
 const RULES = path.join(__dirname, '../../deploy/prometheus/hpc-health.rules.yml')
 const RULE_TESTS = path.join(__dirname, '../../deploy/prometheus/hpc-health.rules.test.yml')
+const DASHBOARD = path.join(__dirname, '../../deploy/grafana/hpc-health.json')
 
 /** The absolute path of `name` on PATH, or null. */
 function which(name) {
@@ -48,4 +49,31 @@ function exportedNames(exposition) {
   return new Set(exposition.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(l)[0]))
 }
 
-module.exports = { RULES, RULE_TESTS, which, requireTool, freePort, exportedNames }
+/** Every PromQL expression of a Grafana dashboard: its panels' (rows' too) and its variables'. */
+function dashboardExpressions(dashboard) {
+  const panels = dashboard.panels.flatMap((p) => [p, ...(p.panels ?? [])])
+  const targets = panels.flatMap((p) => p.targets ?? []).map((t) => t.expr)
+  const variables = dashboard.templating.list.filter((v) => v.type === 'query').map((v) => v.query.query ?? v.query)
+  return [...targets, ...variables]
+}
+
+const PROMQL_KEYWORDS = new Set(['and', 'or', 'unless', 'bool', 'offset', 'inf', 'nan'])
+
+/**
+ * The metric names a PromQL expression selects: identifiers that are not functions, keywords,
+ * label names (in matchers and in by/without/on/ignoring/group_* lists) or Grafana variables.
+ * `label_values(metric, label)` (a Grafana variable query) names its first argument.
+ */
+function metricNames(expr) {
+  const stripped = expr
+    .replace(/label_values\(\s*([^,)]+)\s*,[^)]*\)/g, ' $1 ')
+    .replace(/"(?:[^"\\]|\\.)*"/g, ' ')
+    .replace(/\{[^}]*\}/g, ' ')
+    .replace(/\[[^\]]*\]/g, ' ')
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ')
+    .replace(/\$\w+/g, ' ')
+  const names = [...stripped.matchAll(/(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])(?!\s*\()/g)].map((m) => m[1])
+  return [...new Set(names.filter((n) => !PROMQL_KEYWORDS.has(n.toLowerCase())))]
+}
+
+module.exports = { RULES, RULE_TESTS, DASHBOARD, which, requireTool, freePort, exportedNames, dashboardExpressions, metricNames }
