@@ -262,11 +262,16 @@ pub fn render(input: &MetricsInput) -> String {
         "Incidents raised by the supervisor, its recoveries and its checkpoint manager, by kind.",
         &incidents,
     );
-    out.family("checks_total", "counter", "Health checks run by the loop.", &[(vec![], input.counters.checks as f64)]);
+    out.family(
+        "checks_total",
+        "counter",
+        "Successful health checks of the loop.",
+        &[(vec![], input.counters.checks as f64)],
+    );
     out.family(
         "check_failures_total",
         "counter",
-        "Health checks that failed.",
+        "Health checks of the loop that failed or timed out.",
         &[(vec![], input.counters.check_failures as f64)],
     );
     out.family(
