@@ -17,7 +17,8 @@ test('npm pack gives a tarball that installs offline into an empty project and l
   const packed = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', work], ROOT))[0]
   const files = packed.files.map((f) => f.path)
   for (const needed of ['README.md', 'hpc-health.linux-x64-gnu.node', 'index.d.ts', 'index.js', 'package.json', 'bin/hpc-health.js',
-    'examples/hpc-service/main.js', 'node_modules/ws/package.json']) {
+    'examples/hpc-service/main.js', 'node_modules/ws/package.json',
+    'deploy/prometheus/hpc-health.rules.yml', 'deploy/grafana/hpc-health.json']) {
     assert.ok(files.includes(needed), `${needed} is in the tarball`)
   }
   // Nothing of the build or the tests: the tarball is what a service needs, and ws is bundled

@@ -50,3 +50,100 @@ pub struct Incident {
 pub trait IncidentSink: Send + Sync {
     fn record(&self, incident: Incident) -> Result<u64, String>;
 }
+
+/// The kinds of incident this package writes (users may record others through the log).
+/// Metrics count these, each from 0, so the set is fixed here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IncidentKind {
+    HealthUnhealthy,
+    HealthRecovered,
+    MonitoringError,
+    MemoryPressure,
+    GpuIssue,
+    RecoveryBudgetExhausted,
+    OperatorActionRequired,
+    RecoveryStarted,
+    RecoveryFinished,
+    CheckpointCreated,
+    CheckpointRestored,
+    CheckpointFailed,
+    CheckpointCorrupt,
+    JournalCompactionFailed,
+    JournalRepaired,
+}
+
+impl IncidentKind {
+    pub const ALL: [IncidentKind; 15] = [
+        IncidentKind::HealthUnhealthy,
+        IncidentKind::HealthRecovered,
+        IncidentKind::MonitoringError,
+        IncidentKind::MemoryPressure,
+        IncidentKind::GpuIssue,
+        IncidentKind::RecoveryBudgetExhausted,
+        IncidentKind::OperatorActionRequired,
+        IncidentKind::RecoveryStarted,
+        IncidentKind::RecoveryFinished,
+        IncidentKind::CheckpointCreated,
+        IncidentKind::CheckpointRestored,
+        IncidentKind::CheckpointFailed,
+        IncidentKind::CheckpointCorrupt,
+        IncidentKind::JournalCompactionFailed,
+        IncidentKind::JournalRepaired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentKind::HealthUnhealthy => "health_unhealthy",
+            IncidentKind::HealthRecovered => "health_recovered",
+            IncidentKind::MonitoringError => "monitoring_error",
+            IncidentKind::MemoryPressure => "memory_pressure",
+            IncidentKind::GpuIssue => "gpu_issue",
+            IncidentKind::RecoveryBudgetExhausted => "recovery_budget_exhausted",
+            IncidentKind::OperatorActionRequired => "operator_action_required",
+            IncidentKind::RecoveryStarted => "recovery_started",
+            IncidentKind::RecoveryFinished => "recovery_finished",
+            IncidentKind::CheckpointCreated => "checkpoint_created",
+            IncidentKind::CheckpointRestored => "checkpoint_restored",
+            IncidentKind::CheckpointFailed => "checkpoint_failed",
+            IncidentKind::CheckpointCorrupt => "checkpoint_corrupt",
+            IncidentKind::JournalCompactionFailed => "journal_compaction_failed",
+            IncidentKind::JournalRepaired => "journal_repaired",
+        }
+    }
+}
+
+impl Incident {
+    pub fn new(kind: IncidentKind, severity: IncidentSeverity, message: String, details: Value) -> Self {
+        Incident { kind: kind.as_str().to_owned(), severity, message, details }
+    }
+}
+
+/// How many incidents of each kind a producer raised (whether or not a log was attached to
+/// record them), for the metrics.
+#[derive(Debug, Default)]
+pub struct IncidentCounts(std::sync::Mutex<std::collections::BTreeMap<IncidentKind, u64>>);
+
+impl IncidentCounts {
+    pub fn add(&self, kind: IncidentKind) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> std::collections::BTreeMap<IncidentKind, u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_distinct_and_counted_by_kind() {
+        let names: std::collections::BTreeSet<&str> = IncidentKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), IncidentKind::ALL.len());
+        let counts = IncidentCounts::default();
+        counts.add(IncidentKind::RecoveryStarted);
+        counts.add(IncidentKind::RecoveryStarted);
+        assert_eq!(counts.snapshot().into_iter().collect::<Vec<_>>(), vec![(IncidentKind::RecoveryStarted, 2)]);
+    }
+}

@@ -20,7 +20,7 @@ use crate::durable::{
     open_state_dir, Checkpoint, CheckpointStore, DurableError, Journal, JournalOptions, SkippedFile, Storage,
     ERR_CHECKPOINT_LOCKED, ERR_CORRUPT, ERR_NOT_FOUND,
 };
-use crate::incident::{Incident, IncidentSeverity, IncidentSink};
+use crate::incident::{Incident, IncidentCounts, IncidentKind, IncidentSeverity, IncidentSink};
 use crate::monitors::gpu_health::GpuHealthMonitor as GpuCore;
 use crate::monitors::memory::MemoryMonitor as MemoryCore;
 use crate::policy::thresholds::{ThresholdSpec, MAX_SAFE_INTEGER, STEP_TIMEOUT_MS};
@@ -61,6 +61,7 @@ pub struct ManagerCore {
     restore_memory_state: Option<Arc<DataHook>>,
     restore_operations: Option<Arc<DataHook>>,
     incidents: Option<Arc<super::incident_log::ClosableLog>>,
+    incident_counts: IncidentCounts,
     step_timeout: Duration,
 }
 
@@ -143,16 +144,22 @@ impl ManagerCore {
         *self.files.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    fn incident(&self, kind: &str, severity: IncidentSeverity, message: String, details: Value) {
+    fn incident(&self, kind: IncidentKind, severity: IncidentSeverity, message: String, details: Value) {
+        self.incident_counts.add(kind);
         if let Some(log) = &self.incidents {
-            let _ = IncidentSink::record(log.as_ref(), Incident { kind: kind.to_owned(), severity, message, details });
+            let _ = IncidentSink::record(log.as_ref(), Incident::new(kind, severity, message, details));
         }
+    }
+
+    /// The incidents this manager raised, by kind (for the supervisor's metrics).
+    pub fn incident_counts(&self) -> std::collections::BTreeMap<IncidentKind, u64> {
+        self.incident_counts.snapshot()
     }
 
     fn report_skipped(&self, skipped: &[SkippedFile]) {
         for file in skipped {
             self.incident(
-                "checkpoint_corrupt",
+                IncidentKind::CheckpointCorrupt,
                 IncidentSeverity::Error,
                 format!("checkpoint {} skipped: {}", file.id, file.reason),
                 json!({ "id": file.id, "reason": file.reason, "set_aside_as": file.set_aside_as }),
@@ -188,7 +195,7 @@ impl ManagerCore {
                 Ok(meta) => meta,
                 Err(e) => {
                     self.incident(
-                        "checkpoint_failed",
+                        IncidentKind::CheckpointFailed,
                         IncidentSeverity::Error,
                         format!("checkpoint not written: {}", e.message),
                         json!({ "code": e.code }),
@@ -199,14 +206,14 @@ impl ManagerCore {
             // The checkpoint holds the active operations; the journal can start over from them.
             if let Err(e) = files.journal.compact() {
                 self.incident(
-                    "journal_compaction_failed",
+                    IncidentKind::JournalCompactionFailed,
                     IncidentSeverity::Warn,
                     e.message.clone(),
                     json!({ "code": e.code }),
                 );
             }
             self.incident(
-                "checkpoint_created",
+                IncidentKind::CheckpointCreated,
                 IncidentSeverity::Info,
                 format!("{} written", meta.id),
                 json!({ "id": meta.id, "seq": meta.seq, "bytes": meta.bytes }),
@@ -258,7 +265,12 @@ impl ManagerCore {
         let this = self.clone();
         let id = checkpoint["id"].clone();
         let _ = blocking(move || {
-            this.incident("checkpoint_restored", IncidentSeverity::Info, format!("restored {id}"), json!({ "id": id }));
+            this.incident(
+                IncidentKind::CheckpointRestored,
+                IncidentSeverity::Info,
+                format!("restored {id}"),
+                json!({ "id": id }),
+            );
             Ok(())
         })
         .await;
@@ -273,6 +285,10 @@ impl Checkpointer for PeriodicCheckpoints {
     fn checkpoint(&self) -> CheckpointFuture {
         let core = self.0.clone();
         Box::pin(async move { core.create().await.map_err(|(code, message)| format!("{code}: {message}")) })
+    }
+
+    fn incident_counts(&self) -> std::collections::BTreeMap<IncidentKind, u64> {
+        self.0.incident_counts()
     }
 }
 
@@ -382,12 +398,13 @@ impl CheckpointManager {
                 restore_memory_state,
                 restore_operations,
                 incidents,
+                incident_counts: IncidentCounts::default(),
                 step_timeout: Duration::from_millis(step_timeout.unwrap_or(STEP_TIMEOUT_MS.default) as u64),
             };
             core.report_skipped(&skipped);
             for problem in &problems {
                 core.incident(
-                    "journal_repaired",
+                    IncidentKind::JournalRepaired,
                     IncidentSeverity::Warn,
                     format!("journal {}: {}", problem.file, problem.reason),
                     problem_json(problem),

@@ -97,4 +97,15 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), XID_CATALOG.len());
     }
+
+    /// The shipped alert on failing Xids names exactly the catalog's failing Xids.
+    #[test]
+    fn the_shipped_xid_alert_names_every_failing_xid() {
+        let rules = include_str!("../../deploy/prometheus/hpc-health.rules.yml");
+        let start = rules.find("hpc_health_gpu_xid_errors_total{xid=~\"").expect("the Xid alert") + 38;
+        let listed: Vec<u64> =
+            rules[start..][..rules[start..].find('"').unwrap()].split('|').map(|code| code.parse().unwrap()).collect();
+        let failing: Vec<u64> = XID_CATALOG.iter().filter(|e| e.severity == Severity::Fail).map(|e| e.code).collect();
+        assert_eq!(listed, failing);
+    }
 }

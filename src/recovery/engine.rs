@@ -2,7 +2,7 @@
 //! a record; runs are single-flight per recovery object. It knows nothing of JavaScript:
 //! a step's hook is anything that implements [`Hook`], a Rust closure in tests.
 
-use crate::incident::{Incident, IncidentSeverity, IncidentSink};
+use crate::incident::{Incident, IncidentCounts, IncidentKind, IncidentSeverity, IncidentSink};
 use crate::sampling::{duration_ms, unix_time_ms};
 use futures::FutureExt;
 use serde_json::{json, Value};
@@ -345,6 +345,7 @@ pub struct RecoveryCore {
     last: Mutex<Option<Arc<RecoveryOutcome>>>,
     sink: RwLock<Option<Arc<dyn IncidentSink>>>,
     interrupter: Interrupter,
+    incident_counts: IncidentCounts,
 }
 
 impl Default for RecoveryCore {
@@ -354,6 +355,7 @@ impl Default for RecoveryCore {
             last: Mutex::new(None),
             sink: RwLock::new(None),
             interrupter: Interrupter::default(),
+            incident_counts: IncidentCounts::default(),
         }
     }
 }
@@ -372,6 +374,11 @@ impl RecoveryCore {
 
     pub fn last_outcome(&self) -> Option<Arc<RecoveryOutcome>> {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The incidents this object's runs raised, by kind (for the supervisor's metrics).
+    pub fn incident_counts(&self) -> std::collections::BTreeMap<IncidentKind, u64> {
+        self.incident_counts.snapshot()
     }
 
     pub fn set_incident_sink(&self, sink: Option<Arc<dyn IncidentSink>>) {
@@ -446,12 +453,13 @@ impl RecoveryCore {
 
     /// `recovery_started`, written before the first step acts.
     pub async fn write_ahead(&self, run: &Run) -> Option<String> {
-        self.incident(Incident {
-            kind: "recovery_started".to_owned(),
-            severity: IncidentSeverity::Warn,
-            message: format!("{} recovery {} started", run.kind, run.id),
-            details: json!({ "id": run.id, "type": run.kind, "started_at": run.started_at_ms, "before": run.before }),
-        })
+        self.incident_counts.add(IncidentKind::RecoveryStarted);
+        self.incident(Incident::new(
+            IncidentKind::RecoveryStarted,
+            IncidentSeverity::Warn,
+            format!("{} recovery {} started", run.kind, run.id),
+            json!({ "id": run.id, "type": run.kind, "started_at": run.started_at_ms, "before": run.before }),
+        ))
         .await
     }
 
@@ -462,12 +470,13 @@ impl RecoveryCore {
             RunResult::NotRecovered | RunResult::Interrupted => IncidentSeverity::Warn,
             RunResult::Failed => IncidentSeverity::Error,
         };
-        self.incident(Incident {
-            kind: "recovery_finished".to_owned(),
+        self.incident_counts.add(IncidentKind::RecoveryFinished);
+        self.incident(Incident::new(
+            IncidentKind::RecoveryFinished,
             severity,
-            message: format!("{} recovery {} finished: {}", outcome.kind, outcome.id, outcome.result.as_str()),
-            details: outcome_json(outcome),
-        })
+            format!("{} recovery {} finished: {}", outcome.kind, outcome.id, outcome.result.as_str()),
+            outcome_json(outcome),
+        ))
         .await
     }
 }

@@ -9,7 +9,7 @@ use crate::sampling::pressure_events::PressureWatcher;
 use serde_json::{json, Value};
 
 /// The key of the forecast's intake pause in the supervisor's `paused_reasons`.
-pub const FORECAST_PAUSE: &str = "forecast";
+pub const FORECAST_PAUSE: &str = super::pauses::FORECAST;
 
 /// The fast samples' judgement and the kernel watch, kept between samples.
 pub struct Detection {

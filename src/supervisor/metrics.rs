@@ -1,9 +1,14 @@
 //! Prometheus text exposition (format 0.0.4) of what the supervisor knows: `hpc_health_`
-//! names, HELP and TYPE for each family, per-GPU labels `index` and `uuid`.
+//! names, HELP and TYPE for each family, per-GPU labels `index` and `uuid`. Every counter has
+//! each label set it can take (known now) from 0, so `increase()` sees its first event.
 
-use super::{Counters, SystemHealth};
+use super::planner::{ActionKind, ActionResult};
+use super::{pauses, Counters, SystemHealth};
+use crate::incident::IncidentKind;
+use crate::policy::xid_catalog::XID_CATALOG;
 use crate::sampling::process_heap::ProcessHeap;
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 /// Escapes a label value: backslash, double quote and newline.
@@ -22,6 +27,13 @@ fn number(value: f64) -> String {
     } else {
         format!("{value}")
     }
+}
+
+/// Every key of `known` at 0, with the counts of `counts` (which may hold others).
+fn counted<K: Ord + Copy>(known: impl IntoIterator<Item = K>, counts: &BTreeMap<K, u64>) -> BTreeMap<K, u64> {
+    let mut all: BTreeMap<K, u64> = known.into_iter().map(|k| (k, 0)).collect();
+    all.extend(counts);
+    all
 }
 
 /// Builds the exposition family by family.
@@ -54,7 +66,11 @@ impl Exposition {
 pub struct MetricsInput<'a> {
     pub health: Option<&'a SystemHealth>,
     pub counters: &'a Counters,
+    /// Incidents raised by the supervisor and its parts, by kind.
+    pub incidents: &'a BTreeMap<IncidentKind, u64>,
     pub accepting_requests: bool,
+    /// Why the supervisor holds intake now (`pauses`).
+    pub paused_reasons: Vec<&'static str>,
     /// The last check timed out or monitoring keeps failing: the last full check's verdict
     /// no longer stands, so `healthy` is 0.
     pub monitoring_unknown: bool,
@@ -64,7 +80,7 @@ pub struct MetricsInput<'a> {
     pub last_success_at_ms: Option<f64>,
     /// Every Xid event seen since the process started, by (device, Xid).
     pub xid_totals: BTreeMap<(u32, u64), u64>,
-    /// UUID of each device index, for labels.
+    /// UUID of each device index known so far, for labels (and the Xid series at 0).
     pub uuids: BTreeMap<u32, String>,
     /// This process's C heap, where the allocator can tell.
     pub process_heap: Option<ProcessHeap>,
@@ -88,18 +104,27 @@ pub fn render(input: &MetricsInput) -> String {
         "1 when intake is open.",
         &[(vec![], f64::from(u8::from(input.accepting_requests)))],
     );
+    let paused: Vec<(Vec<(&str, String)>, f64)> = pauses::ALL
+        .iter()
+        .map(|reason| {
+            (vec![("reason", (*reason).to_owned())], f64::from(u8::from(input.paused_reasons.contains(reason))))
+        })
+        .collect();
+    out.family("intake_paused", "gauge", "1 while the supervisor holds intake for this reason.", &paused);
     if let Some((pressure, metrics)) = health.and_then(|h| h.memory.as_ref()) {
+        // The same labels on both, so that used / total divides.
+        let source = || vec![("source", metrics.memory_limit_source.as_str().to_owned())];
         out.family(
             "system_memory_used_bytes",
             "gauge",
-            "Memory that cannot be reclaimed (host or cgroup).",
-            &[(vec![], metrics.system_used as f64)],
+            "Memory that cannot be reclaimed (host or cgroup, as source says).",
+            &[(source(), metrics.system_used as f64)],
         );
         out.family(
             "system_memory_total_bytes",
             "gauge",
-            "The smaller of physical RAM and the cgroup limit.",
-            &[(vec![("source", metrics.memory_limit_source.as_str().to_owned())], metrics.system_total as f64)],
+            "The smaller of physical RAM and the cgroup limit (source says which).",
+            &[(source(), metrics.system_total as f64)],
         );
         out.family(
             "system_memory_pressure",
@@ -179,8 +204,31 @@ pub fn render(input: &MetricsInput) -> String {
         };
         out.family("gpu_status", "gauge", "0 pass, 1 warn, 2 fail.", &per_device(&|d| Some(status(d.verdict.status))));
     }
-    let xids: Vec<(Vec<(&str, String)>, f64)> = input
-        .xid_totals
+    if let Some(health) = health {
+        // One series per (code, device, severity): two issues alike (two Xids) are one series.
+        let active: BTreeSet<(&str, String, &str)> = health
+            .issues
+            .iter()
+            .map(|i| (i.code.as_str(), i.device.map(|d| d.to_string()).unwrap_or_default(), i.severity.as_str()))
+            .collect();
+        let issues: Vec<(Vec<(&str, String)>, f64)> = active
+            .into_iter()
+            .map(|(code, device, severity)| {
+                (vec![("code", code.to_owned()), ("device", device), ("severity", severity.to_owned())], 1.0)
+            })
+            .collect();
+        out.family(
+            "issue",
+            "gauge",
+            "1 for each issue the last full check found (device empty for the machine as a whole).",
+            &issues,
+        );
+    }
+    // Every catalogued Xid of every known device from 0, then every Xid seen.
+    let mut xid_counts: BTreeMap<(u32, u64), u64> =
+        input.uuids.keys().flat_map(|&device| XID_CATALOG.iter().map(move |e| ((device, e.code), 0))).collect();
+    xid_counts.extend(&input.xid_totals);
+    let xids: Vec<(Vec<(&str, String)>, f64)> = xid_counts
         .iter()
         .map(|((device, xid), count)| {
             let mut labels = gpu_label(*device);
@@ -188,22 +236,42 @@ pub fn render(input: &MetricsInput) -> String {
             (labels, *count as f64)
         })
         .collect();
-    out.family("gpu_xid_errors_total", "counter", "Critical Xid events seen since the process started.", &xids);
-    let recoveries: Vec<(Vec<(&str, String)>, f64)> = input
-        .counters
-        .recoveries
-        .iter()
-        .map(|((kind, result), n)| (vec![("type", kind.clone()), ("result", result.clone())], *n as f64))
-        .collect();
+    out.family("gpu_xid_errors_total", "counter", "Xid events seen since the process started, by Xid.", &xids);
+    let recoveries: Vec<(Vec<(&str, String)>, f64)> = counted(
+        ActionKind::RECOVERIES.iter().flat_map(|&k| ActionResult::OF_RUNS.iter().map(move |&r| (k, r))),
+        &input.counters.recoveries,
+    )
+    .into_iter()
+    .map(|((kind, result), n)| {
+        (vec![("type", kind.as_str().to_owned()), ("result", result.as_str().to_owned())], n as f64)
+    })
+    .collect();
     out.family("recoveries_total", "counter", "Recoveries run, by type and result.", &recoveries);
-    let incidents: Vec<(Vec<(&str, String)>, f64)> =
-        input.counters.incidents.iter().map(|(kind, n)| (vec![("kind", kind.clone())], *n as f64)).collect();
-    out.family("incidents_total", "counter", "Incidents recorded by the supervisor, by kind.", &incidents);
-    out.family("checks_total", "counter", "Health checks run by the loop.", &[(vec![], input.counters.checks as f64)]);
+    let intake_pauses: Vec<(Vec<(&str, String)>, f64)> = counted(pauses::ALL, &input.counters.intake_pauses)
+        .into_iter()
+        .map(|(reason, n)| (vec![("reason", reason.to_owned())], n as f64))
+        .collect();
+    out.family("intake_pauses_total", "counter", "Intake pauses the supervisor began, by reason.", &intake_pauses);
+    let incidents: Vec<(Vec<(&str, String)>, f64)> = counted(IncidentKind::ALL, input.incidents)
+        .into_iter()
+        .map(|(kind, n)| (vec![("kind", kind.as_str().to_owned())], n as f64))
+        .collect();
+    out.family(
+        "incidents_total",
+        "counter",
+        "Incidents raised by the supervisor, its recoveries and its checkpoint manager, by kind.",
+        &incidents,
+    );
+    out.family(
+        "checks_total",
+        "counter",
+        "Successful health checks of the loop.",
+        &[(vec![], input.counters.checks as f64)],
+    );
     out.family(
         "check_failures_total",
         "counter",
-        "Health checks that failed.",
+        "Health checks of the loop that failed or timed out.",
         &[(vec![], input.counters.check_failures as f64)],
     );
     out.family(
@@ -262,27 +330,45 @@ mod tests {
         assert_eq!(text, "# HELP hpc_health_x An x.\n# TYPE hpc_health_x gauge\nhpc_health_x{uuid=\"a\\\"b\\\\c\\nd\"} 1.5\nhpc_health_x NaN\n");
     }
 
+    fn input<'a>(counters: &'a Counters, incidents: &'a BTreeMap<IncidentKind, u64>) -> MetricsInput<'a> {
+        MetricsInput {
+            health: None,
+            counters,
+            incidents,
+            accepting_requests: true,
+            paused_reasons: vec![],
+            monitoring_unknown: false,
+            last_check_at_ms: None,
+            last_success_at_ms: None,
+            xid_totals: BTreeMap::new(),
+            uuids: BTreeMap::new(),
+            process_heap: None,
+        }
+    }
+
     #[test]
     fn counters_render_without_health() {
         let mut counters = Counters::default();
-        counters.recoveries.insert(("memory".into(), "recovered".into()), 2);
-        counters.incidents.insert("memory_pressure".into(), 3);
+        counters.recoveries.insert((ActionKind::Memory, ActionResult::Recovered), 2);
+        counters.intake_pauses.insert(pauses::THERMAL, 1);
+        let incidents = BTreeMap::from([(IncidentKind::MemoryPressure, 3)]);
         let mut xids = BTreeMap::new();
         xids.insert((1, 79), 4);
         let mut uuids = BTreeMap::new();
         uuids.insert(1, "GPU-1".to_owned());
         let text = render(&MetricsInput {
-            health: None,
-            counters: &counters,
-            accepting_requests: true,
-            monitoring_unknown: false,
             last_check_at_ms: Some(2_000.0),
             last_success_at_ms: Some(1_500.0),
             xid_totals: xids,
             uuids,
             process_heap: Some(ProcessHeap { in_use_bytes: 4096, free_bytes: 512 }),
+            paused_reasons: vec![pauses::BUDGET],
+            ..input(&counters, &incidents)
         });
         assert!(text.contains("hpc_health_recoveries_total{type=\"memory\",result=\"recovered\"} 2\n"));
+        assert!(text.contains("hpc_health_intake_pauses_total{reason=\"thermal\"} 1\n"));
+        assert!(text.contains("hpc_health_intake_paused{reason=\"budget\"} 1\n"));
+        assert!(text.contains("hpc_health_intake_paused{reason=\"thermal\"} 0\n"));
         assert!(text.contains("hpc_health_incidents_total{kind=\"memory_pressure\"} 3\n"));
         assert!(text.contains("hpc_health_gpu_xid_errors_total{index=\"1\",uuid=\"GPU-1\",xid=\"79\"} 4\n"));
         assert!(text.contains("hpc_health_healthy 0\n"));
@@ -299,5 +385,87 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    /// `increase()` needs a sample before the first event: every label set known is there at 0.
+    #[test]
+    fn every_known_label_set_is_at_zero_before_its_first_event() {
+        let counters = Counters::default();
+        let incidents = BTreeMap::new();
+        let uuids = BTreeMap::from([(0, "GPU-0".to_owned()), (1, "GPU-1".to_owned())]);
+        let text = render(&MetricsInput { uuids, ..input(&counters, &incidents) });
+        let series = |name: &str| text.lines().filter(|l| l.starts_with(&format!("hpc_health_{name}{{"))).count();
+        assert_eq!(series("recoveries_total"), ActionKind::RECOVERIES.len() * ActionResult::OF_RUNS.len());
+        assert_eq!(series("incidents_total"), IncidentKind::ALL.len());
+        assert_eq!(series("intake_pauses_total"), pauses::ALL.len());
+        assert_eq!(series("gpu_xid_errors_total"), 2 * XID_CATALOG.len());
+        for line in [
+            "hpc_health_gpu_xid_errors_total{index=\"0\",uuid=\"GPU-0\",xid=\"79\"} 0",
+            "hpc_health_gpu_xid_errors_total{index=\"1\",uuid=\"GPU-1\",xid=\"48\"} 0",
+            "hpc_health_recoveries_total{type=\"gpu\",result=\"failed\"} 0",
+            "hpc_health_recoveries_total{type=\"device_lost\",result=\"recovered\"} 0",
+            "hpc_health_incidents_total{kind=\"recovery_finished\"} 0",
+            "hpc_health_incidents_total{kind=\"checkpoint_created\"} 0",
+            "hpc_health_intake_pauses_total{reason=\"forecast\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
+        // A pause is not a recovery.
+        assert!(!text.contains("result=\"paused\""));
+    }
+
+    #[test]
+    fn memory_used_and_total_share_labels_and_each_active_issue_is_one_series() {
+        use crate::policy::issues::{HealthIssue, IssueCode};
+        use crate::sampling::memory::MemoryLimitSource;
+        let metrics = crate::sampling::memory::MemoryMetrics {
+            timestamp_ms: 0.0,
+            gpu_used: 0,
+            gpu_total: 0,
+            system_used: 3,
+            system_total: 8,
+            system_error: None,
+            memory_limit_source: MemoryLimitSource::Cgroup,
+            psi: None,
+            gpu_available: false,
+            gpu_error: None,
+            gpus: vec![],
+            cgroup: None,
+        };
+        let pressure = crate::policy::pressure::MemoryPressure {
+            gpu_pressure: false,
+            system_pressure: true,
+            gpu_ratio: 0.0,
+            system_ratio: 0.375,
+            gpus: vec![],
+        };
+        let issues = vec![
+            HealthIssue::new(IssueCode::Xid, Some(1), "Xid 79".into()),
+            HealthIssue::new(IssueCode::Xid, Some(1), "Xid 48".into()),
+            HealthIssue::new(IssueCode::SystemMemoryPressure, None, "full".into()),
+        ];
+        let health = SystemHealth {
+            healthy: false,
+            check_type: super::super::CheckType::Full,
+            timestamp_ms: 0.0,
+            duration_ms: 0.0,
+            memory: Some((pressure, metrics)),
+            gpu: None,
+            issues: issues.clone(),
+            accepting_requests: true,
+        };
+        let counters = Counters::default();
+        let incidents = BTreeMap::new();
+        let text = render(&MetricsInput { health: Some(&health), ..input(&counters, &incidents) });
+        assert!(text.contains("\nhpc_health_system_memory_used_bytes{source=\"cgroup\"} 3\n"), "{text}");
+        assert!(text.contains("\nhpc_health_system_memory_total_bytes{source=\"cgroup\"} 8\n"), "{text}");
+        let issue_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("hpc_health_issue{")).collect();
+        let xid =
+            format!("hpc_health_issue{{code=\"XID\",device=\"1\",severity=\"{}\"}} 1", issues[0].severity.as_str());
+        let system = format!(
+            "hpc_health_issue{{code=\"SYSTEM_MEMORY_PRESSURE\",device=\"\",severity=\"{}\"}} 1",
+            issues[2].severity.as_str()
+        );
+        assert_eq!(issue_lines, vec![system.as_str(), xid.as_str()]);
     }
 }

@@ -9,12 +9,13 @@
 pub mod detection;
 pub mod episode;
 pub mod metrics;
+pub mod pauses;
 pub mod planner;
 mod recoveries;
 pub mod status;
 pub mod wake;
 
-use crate::incident::{Incident, IncidentSeverity, IncidentSink};
+use crate::incident::{Incident, IncidentKind, IncidentSeverity, IncidentSink};
 use crate::monitors::gpu_health::{GpuHealthMonitor, GpuHealthReport};
 use crate::monitors::memory::MemoryMonitor;
 use crate::policy::forecast::{ExhaustionForecast, ForecastPolicy, ForecastTransition};
@@ -90,6 +91,11 @@ pub type CheckpointFuture = Pin<Box<dyn Future<Output = Result<Value, String>> +
 /// Takes a checkpoint (the `CheckpointManager` in the binding).
 pub trait Checkpointer: Send + Sync {
     fn checkpoint(&self) -> CheckpointFuture;
+
+    /// The incidents the checkpointer raised itself, by kind (for the metrics).
+    fn incident_counts(&self) -> BTreeMap<IncidentKind, u64> {
+        BTreeMap::new()
+    }
 }
 
 #[derive(Clone, Default)]
@@ -173,10 +179,12 @@ pub struct Counters {
     pub check_failures: u64,
     pub check_duration_sum_ms: f64,
     pub last_check_duration_ms: f64,
-    /// By (type, result).
-    pub recoveries: BTreeMap<(String, String), u64>,
-    /// By kind.
-    pub incidents: BTreeMap<String, u64>,
+    /// Recoveries run, by (type, result).
+    pub recoveries: BTreeMap<(ActionKind, ActionResult), u64>,
+    /// Incidents the supervisor raised, by kind.
+    pub incidents: BTreeMap<IncidentKind, u64>,
+    /// Intake pauses begun, by reason (`pauses`).
+    pub intake_pauses: BTreeMap<&'static str, u64>,
     pub last_checkpoint_ms: Option<f64>,
 }
 
@@ -361,12 +369,12 @@ impl Supervisor {
         })
     }
 
-    async fn incident(&self, kind: &str, severity: IncidentSeverity, message: String, details: Value) {
-        *lock(&self.judgement).counters.incidents.entry(kind.to_owned()).or_default() += 1;
+    async fn incident(&self, kind: IncidentKind, severity: IncidentSeverity, message: String, details: Value) {
+        *lock(&self.judgement).counters.incidents.entry(kind).or_default() += 1;
         let mut payload =
-            json!({ "kind": kind, "severity": severity.as_str(), "message": message, "details": details });
+            json!({ "kind": kind.as_str(), "severity": severity.as_str(), "message": message, "details": details });
         if let Some(sink) = self.parts.incidents.clone() {
-            let incident = Incident { kind: kind.to_owned(), severity, message, details };
+            let incident = Incident::new(kind, severity, message, details);
             match tokio::task::spawn_blocking(move || sink.record(incident)).await {
                 Ok(Ok(seq)) => payload["seq"] = json!(seq),
                 Ok(Err(e)) => self
@@ -426,7 +434,7 @@ impl Supervisor {
                 let codes: Vec<&str> =
                     health.issues.iter().filter(|i| i.severity == Severity::Fail).map(|i| i.code.as_str()).collect();
                 self.incident(
-                    "health_unhealthy",
+                    IncidentKind::HealthUnhealthy,
                     IncidentSeverity::Error,
                     format!("the service is unhealthy: {}", codes.join(", ")),
                     status::issues_json(&health.issues),
@@ -496,7 +504,7 @@ impl Supervisor {
         };
         self.release_recovery_pause();
         self.incident(
-            "health_recovered",
+            IncidentKind::HealthRecovered,
             IncidentSeverity::Info,
             "the service is healthy again".to_owned(),
             json!({ "released_pauses": released.keys().collect::<Vec<_>>() }),
@@ -529,7 +537,7 @@ impl Supervisor {
             }),
         );
         self.incident(
-            "monitoring_error",
+            IncidentKind::MonitoringError,
             IncidentSeverity::Error,
             format!("health check failed: {error}"),
             json!({ "unknown": unknown, "timed_out": error.timed_out }),
@@ -565,8 +573,8 @@ impl Supervisor {
             let kind = match issue.code {
                 IssueCode::SystemMemoryPressure
                 | IssueCode::GpuMemoryPressure
-                | IssueCode::MemoryExhaustionForecast => "memory_pressure",
-                _ => "gpu_issue",
+                | IssueCode::MemoryExhaustionForecast => IncidentKind::MemoryPressure,
+                _ => IncidentKind::GpuIssue,
             };
             let severity =
                 if issue.severity == Severity::Fail { IncidentSeverity::Error } else { IncidentSeverity::Warn };
@@ -593,7 +601,7 @@ impl Supervisor {
                 self.events
                     .emit("error", json!({ "message": format!("checkpoint failed: {error}"), "kind": "checkpoint" }));
                 self.incident(
-                    "checkpoint_failed",
+                    IncidentKind::CheckpointFailed,
                     IncidentSeverity::Error,
                     format!("periodic checkpoint failed: {error}"),
                     json!({}),
@@ -777,7 +785,7 @@ impl Supervisor {
         lock(&self.judgement).warned_at.insert((issue.code, issue.device), unix_time_ms());
         let payload = issue_json(&issue);
         self.events.emit("warning", payload.clone());
-        self.incident("memory_pressure", IncidentSeverity::Warn, issue.message.clone(), payload).await;
+        self.incident(IncidentKind::MemoryPressure, IncidentSeverity::Warn, issue.message.clone(), payload).await;
     }
 
     /// Holds intake while a forecast stands (`preemptivePause`), lifts it when none does.
@@ -789,9 +797,9 @@ impl Supervisor {
         };
         let mut j = lock(&self.judgement);
         match reason {
-            Some(reason) => j.paused_reasons.insert(detection::FORECAST_PAUSE, reason),
-            None => j.paused_reasons.remove(detection::FORECAST_PAUSE),
-        };
+            Some(reason) => j.hold_intake(detection::FORECAST_PAUSE, reason),
+            None => drop(j.paused_reasons.remove(detection::FORECAST_PAUSE)),
+        }
     }
 
     /// `status().detection`: what watches between the checks.
@@ -837,13 +845,31 @@ impl Supervisor {
         }
     }
 
+    /// The incidents raised by the supervisor and by the parts it was given, by kind.
+    pub fn incident_counts(&self) -> BTreeMap<IncidentKind, u64> {
+        let mut counts = lock(&self.judgement).counters.incidents.clone();
+        let recoveries = [
+            self.parts.memory_recovery.as_ref().map(|r| r.core().incident_counts()),
+            self.parts.gpu_recovery.as_ref().map(|r| r.core().incident_counts()),
+        ];
+        let checkpoints = self.parts.checkpointer.as_ref().map(|c| c.incident_counts());
+        for part in recoveries.into_iter().chain([checkpoints]).flatten() {
+            for (kind, n) in part {
+                *counts.entry(kind).or_default() += n;
+            }
+        }
+        counts
+    }
+
     /// The Prometheus text exposition of the last full check and the counters.
     pub fn metrics_text(&self) -> String {
         let health = self.last_full_health();
         let counters = self.counters();
-        let (monitoring_unknown, last_check_at_ms, last_success_at_ms) = {
+        let incidents = self.incident_counts();
+        let (monitoring_unknown, last_check_at_ms, last_success_at_ms, paused_reasons) = {
             let j = lock(&self.judgement);
-            (j.state == SupervisorState::Unknown, j.last_check_at_ms, j.last_success_at_ms)
+            let paused = j.paused_reasons.keys().copied().collect();
+            (j.state == SupervisorState::Unknown, j.last_check_at_ms, j.last_success_at_ms, paused)
         };
         let (xid_totals, uuids) = match &self.parts.gpu_monitor {
             Some(gpu) => {
@@ -854,7 +880,9 @@ impl Supervisor {
         metrics::render(&metrics::MetricsInput {
             health: health.as_ref(),
             counters: &counters,
+            incidents: &incidents,
             accepting_requests: self.accepting_requests(),
+            paused_reasons,
             monitoring_unknown,
             last_check_at_ms,
             last_success_at_ms,
@@ -1034,11 +1062,19 @@ mod tests {
         assert!(status["paused_reasons"]["forecast"].as_str().unwrap().starts_with("GPU 0 memory full in ~"));
         assert_eq!(status["detection"]["forecasts"].as_array().unwrap().len(), 1);
         assert!(lock(&events.0).iter().all(|(e, _)| *e != "recovery" && *e != "unhealthy"));
+        // The pause is renewed by each sample of the ramp, and counted once, apart from recoveries.
+        sup.observe_fast_sample(&sample(at, GIB + (2.0 * GIB as f64 * at / 1000.0) as u64), &thresholds).await;
+        at += 1000.0;
+        let metrics = sup.metrics_text();
+        assert!(metrics.contains("\nhpc_health_intake_pauses_total{reason=\"forecast\"} 1\n"), "{metrics}");
+        assert!(metrics.contains("\nhpc_health_intake_paused{reason=\"forecast\"} 1\n"), "{metrics}");
+        assert!(metrics.contains("\nhpc_health_incidents_total{kind=\"memory_pressure\"} 1\n"), "{metrics}");
         // Freed: the forecast clears within a few samples, and the pause with it.
         for _ in 0..5 {
             sup.observe_fast_sample(&sample(at, GIB), &thresholds).await;
             at += 1000.0;
         }
+        assert!(sup.metrics_text().contains("\nhpc_health_intake_paused{reason=\"forecast\"} 0\n"));
         assert!(sup.accepting_requests(), "{}", sup.status()["paused_reasons"]);
         assert_eq!(sup.status()["detection"]["forecasts"], json!([]));
         assert_eq!(forecast_warnings(&events), 1, "one warning per raise");

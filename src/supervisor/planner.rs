@@ -28,6 +28,11 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
+    /// The kinds that run a recovery: the `type` label values of `hpc_health_recoveries_total`
+    /// (`Gpu` is an operator's `recoverSystem('gpu')`, whichever GPU recovery it ran).
+    pub const RECOVERIES: [ActionKind; 5] =
+        [ActionKind::Memory, ActionKind::OutOfMemory, ActionKind::DeviceLost, ActionKind::Gpu, ActionKind::Process];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ActionKind::Memory => "memory",
@@ -55,6 +60,10 @@ pub enum ActionResult {
 }
 
 impl ActionResult {
+    /// How a recovery that ran can end: the `result` label values of `hpc_health_recoveries_total`.
+    pub const OF_RUNS: [ActionResult; 4] =
+        [ActionResult::Recovered, ActionResult::NotRecovered, ActionResult::Failed, ActionResult::Interrupted];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ActionResult::Recovered => "recovered",

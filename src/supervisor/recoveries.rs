@@ -3,10 +3,11 @@
 //! metrics. What to run is `planner`'s decision; this carries it out.
 
 use super::episode::jitter;
+use super::pauses;
 use super::planner::{self, ActionKind, ActionResult, PlannedAction, PlannerState, Trigger};
 use super::status::{self, action_json, issue_json};
 use super::{lock, Judgement, OperatorAction, RecoveryAction, RecoveryType, Supervisor, SupervisorState, SystemHealth};
-use crate::incident::IncidentSeverity;
+use crate::incident::{IncidentKind, IncidentSeverity};
 use crate::policy::issues::{Action, HealthIssue, IssueCode};
 use crate::recovery::engine::{RecoveryOutcome, RunResult};
 use crate::sampling::gpu::GpuDetail;
@@ -25,7 +26,7 @@ impl Supervisor {
             trigger,
             monitoring_unknown: j.state == SupervisorState::Unknown,
             restart_hook: self.parts.restart_process.is_some(),
-            thermal_paused: j.paused_reasons.contains_key("thermal"),
+            thermal_paused: j.paused_reasons.contains_key(pauses::THERMAL),
             operator_actions: &operator_actions,
             restart_requested_at: &j.restart_requested_at,
             latest_restart_xid_ms: &latest_restart_xid_ms,
@@ -45,7 +46,7 @@ impl Supervisor {
                 Some(PlannedAction::TakeBudget) => (j.budget.try_take(now), false),
                 Some(PlannedAction::BudgetExhausted { report }) => {
                     j.budget_exhausted_reported = true;
-                    j.paused_reasons.insert("budget", "the recovery budget is spent".to_owned());
+                    j.hold_intake(pauses::BUDGET, "the recovery budget is spent".to_owned());
                     (false, *report)
                 }
                 _ => (false, false),
@@ -56,7 +57,7 @@ impl Supervisor {
                 recovery.pause();
             }
             self.incident(
-                "recovery_budget_exhausted",
+                IncidentKind::RecoveryBudgetExhausted,
                 IncidentSeverity::Critical,
                 format!(
                     "{} recoveries in {} ms and the service is still unhealthy: automatic recovery stops and intake stays paused until an operator acts or health returns",
@@ -133,14 +134,13 @@ impl Supervisor {
                 action
             }
             ActionKind::PauseIntake => {
-                lock(&self.judgement).paused_reasons.insert("thermal", issue.message.clone());
-                self.record_recovery(kind, ActionResult::Paused);
+                lock(&self.judgement).hold_intake(pauses::THERMAL, issue.message.clone());
                 outcome(kind, ActionResult::Paused, Some("intake paused until the GPU cools".to_owned()))
             }
             ActionKind::Operator => {
                 let first = {
                     let mut j = lock(&self.judgement);
-                    j.paused_reasons.insert("operator", "an operator must act".to_owned());
+                    j.hold_intake(pauses::OPERATOR, "an operator must act".to_owned());
                     let known = j.operator_actions.iter().any(|a| a.code == issue.code && a.device == issue.device);
                     if !known {
                         j.operator_actions.push(OperatorAction {
@@ -158,7 +158,7 @@ impl Supervisor {
                 }
                 if first {
                     self.incident(
-                        "operator_action_required",
+                        IncidentKind::OperatorActionRequired,
                         IncidentSeverity::Critical,
                         format!(
                             "{}: {}; this cannot be done from inside the service, intake is paused",
@@ -169,7 +169,6 @@ impl Supervisor {
                     )
                     .await;
                 }
-                self.record_recovery(kind, ActionResult::Paused);
                 outcome(
                     kind,
                     ActionResult::Paused,
@@ -180,11 +179,7 @@ impl Supervisor {
     }
 
     fn record_recovery(&self, kind: ActionKind, result: ActionResult) {
-        *lock(&self.judgement)
-            .counters
-            .recoveries
-            .entry((kind.as_str().to_owned(), result.as_str().to_owned()))
-            .or_default() += 1;
+        *lock(&self.judgement).counters.recoveries.entry((kind, result)).or_default() += 1;
     }
 
     fn counted(
@@ -250,7 +245,8 @@ impl Supervisor {
                 } else {
                     (ActionKind::OutOfMemory, r.recover_from_oom().await)
                 };
-                self.record_recovery(kind, run.result.into());
+                // Counted as the operator asked for it, apart from the automatic ones.
+                self.record_recovery(ActionKind::Gpu, run.result.into());
                 action_from_run(kind, &run)
             }
             RecoveryType::Process => {
