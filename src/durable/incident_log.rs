@@ -27,13 +27,15 @@ use super::defaults::{
     INCIDENT_SEGMENT_BYTES, MAX_INCIDENT_KIND_BYTES, MAX_INCIDENT_RECORD_BYTES, MAX_JSON_DEPTH, MAX_RATE_LIMITED_KINDS,
 };
 use super::dir::DirEntry;
-use super::persist::{
-    classify, json_nesting_exceeds, lock, now_ms, open_state_dir, parse_json, remove_files, remove_temp_files,
-    set_aside_foreign, set_aside_foreign_file, write_file_durable, write_file_rewrite, AppendFile, DurableError,
-    ForeignFile, ProblemKind, RecoveryProblem, Result, StateDir, Storage, ERR_INCIDENT_LOG_LOCKED,
-    ERR_INVALID_ARGUMENT, ERR_INVALID_JSON, ERR_NOT_FOUND, ERR_TOO_LARGE,
+use super::fs::{
+    classify, json_nesting_exceeds, open_state_dir, parse_json, remove_files, remove_temp_files, set_aside_foreign,
+    set_aside_foreign_file, write_file_durable, write_file_rewrite, AppendFile, DurableError, ForeignFile, ProblemKind,
+    RecoveryProblem, Result, StateDir, Storage, ERR_INCIDENT_LOG_LOCKED, ERR_INVALID_ARGUMENT, ERR_INVALID_JSON,
+    ERR_NOT_FOUND, ERR_TOO_LARGE,
 };
 use crate::incident::{Incident, IncidentSeverity, IncidentSink};
+use crate::sampling::unix_time_ms;
+use crate::sync::lock;
 
 const FILE_PREFIX: &str = "incidents-";
 const FILE_SUFFIX: &str = ".jsonl";
@@ -67,7 +69,7 @@ impl Default for IncidentLogOptions {
             max_segments: INCIDENT_MAX_SEGMENTS,
             max_bytes: INCIDENT_MAX_BYTES,
             rate_limit: RateLimit { max: INCIDENT_RATE_LIMIT_MAX, window_ms: INCIDENT_RATE_LIMIT_WINDOW_MS },
-            clock: Arc::new(now_ms),
+            clock: Arc::new(|| unix_time_ms() as u64),
         }
     }
 }
@@ -754,8 +756,8 @@ fn scan_segment(bytes: &[u8]) -> SegmentScan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::durable::persist::tests::{mkfifo, names_in, swap_for_symlink};
-    use crate::durable::persist::{FaultPlan, IoOp, ERR_PERSIST_FAILED, TEMP_PREFIX};
+    use crate::durable::fs::test_support::{mkfifo, names_in, swap_for_symlink};
+    use crate::durable::fs::{FaultPlan, IoOp, ERR_PERSIST_FAILED, TEMP_PREFIX};
     use std::fs;
     use std::io::Write;
     use std::path::PathBuf;

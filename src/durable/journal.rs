@@ -28,12 +28,14 @@ use super::defaults::{
     JOURNAL_COMPACT_AT_BYTES, MAX_JOURNAL_FILE_BYTES, MAX_JOURNAL_RECORD_BYTES, MAX_JSON_DEPTH, MAX_OPERATION_ID_BYTES,
 };
 use super::dir::DirEntry;
-use super::persist::{
-    classify, json_nesting_exceeds, lock, now_ms, open_state_dir, parse_json, remove_files, remove_temp_files,
-    set_aside, set_aside_foreign, write_file_durable, write_file_rewrite, AppendFile, DurableError, ForeignFile,
-    ProblemKind, RecoveryProblem, Result, StateDir, Storage, ERR_CHECKPOINT_LOCKED, ERR_DUPLICATE,
-    ERR_INVALID_ARGUMENT, ERR_INVALID_ID, ERR_INVALID_JSON, ERR_NOT_FOUND, ERR_TOO_LARGE,
+use super::fs::{
+    classify, json_nesting_exceeds, open_state_dir, parse_json, remove_files, remove_temp_files, set_aside,
+    set_aside_foreign, write_file_durable, write_file_rewrite, AppendFile, DurableError, ForeignFile, ProblemKind,
+    RecoveryProblem, Result, StateDir, Storage, ERR_CHECKPOINT_LOCKED, ERR_DUPLICATE, ERR_INVALID_ARGUMENT,
+    ERR_INVALID_ID, ERR_INVALID_JSON, ERR_NOT_FOUND, ERR_TOO_LARGE,
 };
+use crate::sampling::unix_time_ms;
+use crate::sync::lock;
 
 const FILE_PREFIX: &str = "journal-";
 const FILE_SUFFIX: &str = ".log";
@@ -182,7 +184,8 @@ impl Journal {
     /// (details), `ERR_PERSIST_FAILED`.
     pub fn begin_operation(&self, id: &str, details: Value) -> Result<()> {
         check_id(id)?;
-        let (record, frame) = self.frame(JournalRecord::Begin { id: id.to_string(), ts: now_ms(), details })?;
+        let (record, frame) =
+            self.frame(JournalRecord::Begin { id: id.to_string(), ts: unix_time_ms() as u64, details })?;
         let mut state = lock(&self.state);
         if !state.projected.insert(id.to_string()) {
             return Err(DurableError::new(ERR_DUPLICATE, format!("operation {id:?} is already active")));
@@ -193,7 +196,8 @@ impl Journal {
     /// Records that operation `id` ended, durably. `ERR_NOT_FOUND` if it is not active.
     pub fn end_operation(&self, id: &str, result: Value) -> Result<()> {
         check_id(id)?;
-        let (record, frame) = self.frame(JournalRecord::End { id: id.to_string(), ts: now_ms(), result })?;
+        let (record, frame) =
+            self.frame(JournalRecord::End { id: id.to_string(), ts: unix_time_ms() as u64, result })?;
         let mut state = lock(&self.state);
         if !state.projected.remove(id) {
             return Err(DurableError::new(ERR_NOT_FOUND, format!("operation {id:?} is not active")));
@@ -627,8 +631,8 @@ fn replay(bytes: &[u8], max_record_bytes: usize) -> Replay {
 mod tests {
     use super::*;
     use crate::durable::checkpoint::CheckpointStore;
-    use crate::durable::persist::tests::{mkfifo, names_in, swap_for_symlink, AddFault, FAULT_STEPS};
-    use crate::durable::persist::{FaultPlan, IoOp, ERR_PERSIST_FAILED, TEMP_PREFIX};
+    use crate::durable::fs::test_support::{mkfifo, names_in, swap_for_symlink, AddFault, FAULT_STEPS};
+    use crate::durable::fs::{FaultPlan, IoOp, ERR_PERSIST_FAILED, TEMP_PREFIX};
     use serde_json::json;
     use std::fs;
     use std::path::PathBuf;

@@ -1,8 +1,9 @@
 //! Durable state: one persistence module owns every file protocol; checkpoints, the operation journal and the incident log build on it.
 //!
-//! - [`persist`]: durable whole-file writes (temp, fsync, rename, directory fsync; rewrite
+//! - [`fs`]: durable whole-file writes (temp, fsync, rename, directory fsync; rewrite
 //!   once on failure), durable appends, bounded reads, safe locked state directories, the
-//!   error type and codes, and the [`Storage`] I/O layer with fault injection for tests.
+//!   error type and codes, and the [`Storage`] I/O layer (fault injection for tests only),
+//!   one concern a file.
 //! - `dir`: a directory used only through the handle opened and checked once (`openat`,
 //!   `renameat`, `unlinkat`, `fdopendir`); never follows a symlink or opens what is not a
 //!   regular file.
@@ -17,21 +18,22 @@
 pub mod checkpoint;
 pub mod defaults;
 pub(crate) mod dir;
+pub mod fs;
 pub mod incident_log;
 pub mod journal;
-pub mod persist;
 
 pub use checkpoint::{Checkpoint, CheckpointMeta, CheckpointStore, LatestValid, SkippedFile};
+pub use fs::{
+    open_state_dir, DurableError, IoOp, ProblemKind, RecoveryProblem, Result, StateDir, Storage, ERR_CHECKPOINT_LOCKED,
+    ERR_CORRUPT, ERR_DUPLICATE, ERR_INCIDENT_LOG_LOCKED, ERR_INVALID_ARGUMENT, ERR_INVALID_ID, ERR_INVALID_JSON,
+    ERR_INVALID_RETAIN, ERR_IO, ERR_NOT_FOUND, ERR_PERSIST_FAILED, ERR_TOO_LARGE, ERR_UNSAFE_DIRECTORY,
+};
+#[cfg(any(test, feature = "fault-injection"))]
+pub use fs::{FaultKind, FaultPlan};
 pub use incident_log::{
     Clock, IncidentLog, IncidentLogOptions, IncidentRecord, RateLimit, ReadFilter, ReadResult, RecordOutcome,
 };
 pub use journal::{ActiveOperation, Journal, JournalOptions};
-pub use persist::{
-    open_state_dir, DurableError, FaultKind, FaultPlan, IoOp, ProblemKind, RecoveryProblem, Result, StateDir, Storage,
-    ERR_CHECKPOINT_LOCKED, ERR_CORRUPT, ERR_DUPLICATE, ERR_INCIDENT_LOG_LOCKED, ERR_INVALID_ARGUMENT, ERR_INVALID_ID,
-    ERR_INVALID_JSON, ERR_INVALID_RETAIN, ERR_IO, ERR_NOT_FOUND, ERR_PERSIST_FAILED, ERR_TOO_LARGE,
-    ERR_UNSAFE_DIRECTORY,
-};
 
 /// Crashing the writer for real: a child process (this test binary, re-run on one ignored
 /// test) writes checkpoints, journal records and incidents as fast as it can and prints
