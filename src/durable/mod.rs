@@ -21,6 +21,7 @@ pub(crate) mod dir;
 pub mod fs;
 pub mod incident_log;
 pub mod journal;
+pub mod log;
 
 pub use checkpoint::{Checkpoint, CheckpointMeta, CheckpointStore, LatestValid, SkippedFile};
 pub use fs::{
