@@ -3,19 +3,7 @@
 //! whole-file protocol. The newest *valid* generation (by sequence, never mtime) wins;
 //! damaged ones are set aside and reported, and an older generation takes over.
 //!
-//! File format (integers little-endian):
-//!
-//! | offset | size | field                                      |
-//! |--------|------|--------------------------------------------|
-//! | 0      | 8    | magic `HPCCKPT\x01`                        |
-//! | 8      | 2    | format version (1)                         |
-//! | 10     | 2    | flags (0; any other value is refused)      |
-//! | 12     | 8    | sequence number (must match the file name) |
-//! | 20     | 8    | timestamp, ms since the Unix epoch         |
-//! | 28     | 8    | payload length                             |
-//! | 36     | 4    | CRC-32C of the payload                     |
-//! | 40     | 4    | CRC-32C of bytes 0..40                     |
-//! | 44     | n    | payload: JSON                              |
+//! The file format is in [`super::format`].
 
 use std::collections::BTreeSet;
 use std::path::Path;

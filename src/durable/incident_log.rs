@@ -3,14 +3,7 @@
 //! returns its sequence number. Here: the line codec, rotation and retention, rate
 //! limits, and the rules for reading back.
 //!
-//! Format: segments `incidents-{first_seq:020}.jsonl`, named by the sequence number of
-//! their first record; one record a line:
-//! `{"seq":N,"timestamp":ms,"kind":"…","severity":"info|warn|error|critical","message":"…","details":…}`.
-//! A segment is closed once it reaches `segment_bytes`; the oldest segments are deleted
-//! beyond `max_segments` or `max_bytes` in all. On open, an incomplete or unparsable tail
-//! of the newest segment (an interrupted append) is truncated away; a bad line with good
-//! lines after it is skipped and reported, never silently (the log is append-only text:
-//! what follows is still worth reading). Sequence numbers continue across restarts.
+//! The format and the rules for reading back are in [`super::format`].
 //!
 //! Each kind is rate limited: at most `rate_limit.max` records per `rate_limit.window_ms`;
 //! the excess is counted, and once the window has passed (on the next record of that kind
@@ -208,6 +201,13 @@ impl IncidentLog {
     /// `RateLimited`. `ERR_INVALID_ARGUMENT` (kind empty or over 128 bytes),
     /// `ERR_INVALID_JSON` (details too deep), `ERR_TOO_LARGE`, `ERR_PERSIST_FAILED`.
     pub fn record(&self, incident: Incident) -> Result<RecordOutcome> {
+        self.queue_record(incident)?.wait()
+    }
+
+    /// As [`record`](Self::record) without blocking: checks the incident and its rate
+    /// limit and queues it (errors of the incident come back here); returns what settles
+    /// once it is durable (at once for `RateLimited`).
+    pub fn queue_record(&self, incident: Incident) -> Result<Pending<RecordOutcome>> {
         let Incident { kind, severity, message, details } = incident;
         if kind.is_empty() || kind.len() > MAX_INCIDENT_KIND_BYTES {
             return Err(DurableError::new(
@@ -238,10 +238,7 @@ impl IncidentLog {
             }
             Some(inbox.push(Line { timestamp_ms: now, tail }))
         });
-        match pending {
-            Some(pending) => pending.wait(),
-            None => Ok(RecordOutcome::RateLimited),
-        }
+        Ok(pending.unwrap_or_else(|| Pending::settled(Ok(RecordOutcome::RateLimited))))
     }
 
     /// Writes the summary records of kinds whose rate-limit window has passed with records
@@ -1004,6 +1001,38 @@ mod tests {
         seqs.sort();
         assert_eq!(seqs, (2..=65).collect::<Vec<_>>());
         assert_eq!(all(&log).len(), 65);
+    }
+
+    /// Records queued without a thread each while one fdatasync runs all go into the
+    /// next commit, and each is acknowledged with its sequence number only after it.
+    #[test]
+    fn one_fdatasync_covers_everything_queued_during_the_previous_one() {
+        let (_root, dir) = new_dir();
+        let storage = Storage::with_faults(FaultPlan::new().delay(IoOp::Sync, Duration::from_millis(100)));
+        let options = IncidentLogOptions { rate_limit: RateLimit { max: 1000, window_ms: 1000 }, ..Default::default() };
+        let (log, _) = IncidentLog::open(&dir, options, storage.clone()).unwrap();
+        log.record(incident("k", "creates the segment")).unwrap();
+        let syncs_before = storage.op_count(IoOp::Sync);
+        let first = log.queue_record(incident("k", "first")).unwrap();
+        while storage.op_count(IoOp::Sync) == syncs_before {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let rest: Vec<Pending<RecordOutcome>> =
+            (0..63).map(|i| log.queue_record(incident("k", &i.to_string())).unwrap()).collect();
+        assert_eq!(seq_of(first.wait().unwrap()), 2);
+        let seqs: Vec<u64> = rest.into_iter().map(|p| seq_of(p.wait().unwrap())).collect();
+        assert_eq!(seqs, (3..=65).collect::<Vec<_>>(), "in the order queued");
+        assert_eq!(
+            storage.op_count(IoOp::Sync) - syncs_before,
+            2,
+            "one for the first, one for the 63 queued meanwhile"
+        );
+        // Rate limited: settled at once, nothing written.
+        let limited = IncidentLogOptions { rate_limit: RateLimit { max: 1, window_ms: 60_000 }, ..Default::default() };
+        let (_root, dir) = new_dir();
+        let (log, _) = IncidentLog::open(&dir, limited, Storage::new()).unwrap();
+        log.record(incident("k", "m")).unwrap();
+        assert_eq!(log.queue_record(incident("k", "m")).unwrap().wait().unwrap(), RecordOutcome::RateLimited);
     }
 
     /// A failed append starts a new segment from memory, once; a second failure is

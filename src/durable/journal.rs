@@ -2,9 +2,9 @@
 //! ended, durable before `begin_operation` / `end_operation` acknowledge, so that a
 //! restarted process knows what was interrupted.
 //!
-//! Its file format and replay rules are in [`crate::durable::log`]'s format notes; the
-//! writing (group commit, new files, failed appends) is [`crate::durable::log`]'s engine.
-//! Here: the records, when a new file starts (compaction), and replay.
+//! The file format and replay rules are in [`super::format`]; the writing (group commit,
+//! new files, failed appends) is [`super::log`]'s engine. Here: the record codec, when a
+//! new file starts (compaction), and replay.
 //!
 //! Every journal file is self-contained: a new one is only ever started (on first open,
 //! by compaction, or to recover from a failed append or a damaged file) holding the
@@ -814,6 +814,72 @@ mod tests {
         journal.compact().unwrap();
         assert_eq!(journal_files(&dir), [file_name(2)]);
         assert!(active_ids(&journal).is_empty());
+    }
+
+    /// Records queued without a thread each (as the binding queues them) while one
+    /// fdatasync runs all go into the next commit: one fdatasync for all of them.
+    #[test]
+    fn one_fdatasync_covers_everything_queued_during_the_previous_one() {
+        let (_root, dir) = new_dir();
+        let storage = Storage::with_faults(FaultPlan::new().delay(IoOp::Sync, Duration::from_millis(100)));
+        let (journal, _) = Journal::open(&dir, JournalOptions::default(), storage.clone()).unwrap();
+        let syncs_before = storage.op_count(IoOp::Sync);
+        let first = journal.queue_begin_operation("first", json!(0)).unwrap();
+        // The writer is inside the first commit's fdatasync (100 ms) once it counted it.
+        while storage.op_count(IoOp::Sync) == syncs_before {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let rest: Vec<Pending<()>> =
+            (0..63).map(|i| journal.queue_begin_operation(&format!("op{i}"), json!({"i": i})).unwrap()).collect();
+        first.wait().unwrap();
+        for pending in rest {
+            pending.wait().unwrap();
+        }
+        assert_eq!(
+            storage.op_count(IoOp::Sync) - syncs_before,
+            2,
+            "one for the first, one for the 63 queued meanwhile"
+        );
+        assert_eq!(journal.active_operations().len(), 64);
+    }
+
+    /// A record is acknowledged only once the fdatasync covering it has returned, and is
+    /// then among the active operations.
+    #[test]
+    fn acknowledged_only_after_the_fdatasync() {
+        use futures::FutureExt;
+        let (_root, dir) = new_dir();
+        let storage = Storage::with_faults(FaultPlan::new().delay(IoOp::Sync, Duration::from_millis(300)));
+        let (journal, _) = Journal::open(&dir, JournalOptions::default(), storage.clone()).unwrap();
+        let syncs_before = storage.op_count(IoOp::Sync);
+        let mut pending = journal.queue_begin_operation("a", json!(1)).unwrap();
+        while storage.op_count(IoOp::Sync) == syncs_before {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!((&mut pending).now_or_never().is_none(), "not acknowledged while its fdatasync runs");
+        assert!(journal.active_operations().is_empty());
+        pending.wait().unwrap();
+        assert_eq!(active_ids(&journal), ["a"]);
+        // Argument errors come back when queueing, before anything is written.
+        assert_eq!(journal.queue_begin_operation("a", json!(2)).err().unwrap().code, ERR_DUPLICATE);
+        assert_eq!(journal.queue_end_operation("b", json!(2)).err().unwrap().code, ERR_NOT_FOUND);
+    }
+
+    /// Dropping the journal commits and acknowledges what is still queued.
+    #[test]
+    fn dropping_the_journal_commits_what_is_queued() {
+        let (_root, dir) = new_dir();
+        let storage = Storage::with_faults(FaultPlan::new().delay(IoOp::Sync, Duration::from_millis(20)));
+        let (journal, _) = Journal::open(&dir, JournalOptions::default(), storage).unwrap();
+        let pending: Vec<Pending<()>> =
+            (0..10).map(|i| journal.queue_begin_operation(&format!("op{i}"), json!(i)).unwrap()).collect();
+        drop(journal);
+        for p in pending {
+            p.wait().unwrap();
+        }
+        let (journal, problems) = open(&dir);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(journal.active_operations().len(), 10);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Durable state: one persistence module owns every file protocol; checkpoints, the operation journal and the incident log build on it.
+//! Durable state: `fs` owns every file protocol; checkpoints, the operation journal and the incident log build on it.
 //!
 //! - [`fs`]: durable whole-file writes (temp, fsync, rename, directory fsync; rewrite
 //!   once on failure), durable appends, bounded reads, safe locked state directories, the
@@ -8,9 +8,12 @@
 //!   `renameat`, `unlinkat`, `fdopendir`); never follows a symlink or opens what is not a
 //!   regular file.
 //! - [`checkpoint`]: checksummed checkpoint generations; the newest valid one wins.
-//! - [`journal`]: begun-and-not-ended operations, group-committed, replayed on open.
-//! - [`incident_log`]: JSON Lines incidents in segments, group-committed, rate limited;
+//! - [`journal`]: begun-and-not-ended operations, replayed on open.
+//! - [`incident_log`]: JSON Lines incidents in segments, rate limited;
 //!   the durable [`crate::incident::IncidentSink`].
+//! - [`log`]: the segmented-log engine the journal and the incident log share (numbered
+//!   files, failed append → new file, group commit on a writer thread).
+//! - [`format`]: the on-disk format of all of it, in one place.
 //! - [`defaults`]: every policy number.
 //!
 //! Plain Rust: nothing here knows of JavaScript.
@@ -18,6 +21,7 @@
 pub mod checkpoint;
 pub mod defaults;
 pub(crate) mod dir;
+pub mod format;
 pub mod fs;
 pub mod incident_log;
 pub mod journal;
@@ -35,6 +39,7 @@ pub use incident_log::{
     Clock, IncidentLog, IncidentLogOptions, IncidentRecord, RateLimit, ReadFilter, ReadResult, RecordOutcome,
 };
 pub use journal::{ActiveOperation, Journal, JournalOptions};
+pub use log::Pending;
 
 /// Crashing the writer for real: a child process (this test binary, re-run on one ignored
 /// test) writes checkpoints, journal records and incidents as fast as it can and prints

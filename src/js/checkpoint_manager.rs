@@ -138,6 +138,20 @@ impl ManagerCore {
         Ok(FilesGuard(guard))
     }
 
+    /// The open files, taken on the JS thread without blocking it: once `close` waits
+    /// for the directory, the manager counts as closed.
+    fn files_now(&self) -> std::result::Result<FilesGuard<'_>, Failure> {
+        let guard = match self.files.try_read() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        match guard {
+            Some(guard) if guard.is_some() => Ok(FilesGuard(guard)),
+            _ => Err((ERR_CLOSED, "the checkpoint manager is closed".to_owned())),
+        }
+    }
+
     /// Waits for operations in flight, then releases the directory. Idempotent.
     pub fn close(&self) {
         *self.files.write().unwrap_or_else(|p| p.into_inner()) = None;
@@ -430,13 +444,12 @@ impl CheckpointManager {
                 .filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined)))
                 .map(|d| super::json_value(env, d, "details"))
                 .transpose()?;
-            let core = self.core.clone();
-            spawn_settled(
-                env,
-                blocking(move || {
-                    core.files()?.journal.begin_operation(&id, details.unwrap_or(Value::Null)).map_err(failed)
-                }),
-            )
+            // Queued here, awaited off the JS thread: one writer thread commits every
+            // record queued meanwhile with one fdatasync.
+            let pending = self.core.files_now().and_then(|files| {
+                files.journal.queue_begin_operation(&id, details.unwrap_or(Value::Null)).map_err(failed)
+            });
+            spawn_settled(env, async move { pending?.await.map_err(failed) })
         })
     }
 
@@ -455,13 +468,10 @@ impl CheckpointManager {
                 .filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined)))
                 .map(|d| super::json_value(env, d, "result"))
                 .transpose()?;
-            let core = self.core.clone();
-            spawn_settled(
-                env,
-                blocking(move || {
-                    core.files()?.journal.end_operation(&id, result.unwrap_or(Value::Null)).map_err(failed)
-                }),
-            )
+            let pending = self.core.files_now().and_then(|files| {
+                files.journal.queue_end_operation(&id, result.unwrap_or(Value::Null)).map_err(failed)
+            });
+            spawn_settled(env, async move { pending?.await.map_err(failed) })
         })
     }
 

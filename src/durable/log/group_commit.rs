@@ -96,6 +96,13 @@ pub struct Pending<A> {
 }
 
 impl<A> Pending<A> {
+    /// One settled already, with `outcome`.
+    pub fn settled(outcome: Result<A>) -> Self {
+        let (reply, receiver) = oneshot::channel();
+        let _ = reply.send(outcome);
+        Pending { receiver }
+    }
+
     /// Blocks this thread until the record is durable (or failed).
     pub fn wait(self) -> Result<A> {
         futures::executor::block_on(self)
