@@ -27,7 +27,7 @@ use super::fs::{
     RecoveryProblem, Result, StateDir, Storage, ERR_CHECKPOINT_LOCKED, ERR_DUPLICATE, ERR_INVALID_ARGUMENT,
     ERR_INVALID_ID, ERR_INVALID_JSON, ERR_NOT_FOUND, ERR_TOO_LARGE,
 };
-use super::log::{Appended, GroupCommit, Inbox, LogFiles, LogWriter, NewFile, Pending};
+use super::log::{Appended, GroupCommit, Inbox, LogFiles, LogWriter, NewFile, Pending, Reply};
 use crate::sampling::unix_time_ms;
 use crate::sync::lock;
 
@@ -163,29 +163,58 @@ impl Journal {
     /// the record (errors of the arguments come back here) and returns what settles once
     /// it is durable. Records are committed in the order they were queued.
     pub fn queue_begin_operation(&self, id: &str, details: Value) -> Result<Pending<()>> {
-        check_id(id)?;
-        let queued =
-            self.writer().queued(JournalRecord::Begin { id: id.to_string(), ts: unix_time_ms() as u64, details })?;
+        let queued = self.begin_record(id, details)?;
         self.engine.queue(|inbox| {
-            if !inbox.admission.insert(id.to_string()) {
-                return Err(DurableError::new(ERR_DUPLICATE, format!("operation {id:?} is already active")));
-            }
+            admit_begin(&mut inbox.admission, id)?;
             Ok(inbox.push(queued))
+        })
+    }
+
+    /// As [`queue_begin_operation`](Self::queue_begin_operation), handing every outcome
+    /// to `reply`: an argument error at once, on this thread; the commit's on the writer
+    /// thread (keep it short: the next commit waits for it).
+    pub fn queue_begin_operation_then(&self, id: &str, details: Value, reply: Reply<()>) {
+        let queued = match self.begin_record(id, details) {
+            Ok(queued) => queued,
+            Err(e) => return reply(Err(e)),
+        };
+        self.engine.queue(|inbox| match admit_begin(&mut inbox.admission, id) {
+            Ok(()) => inbox.push_then(queued, reply),
+            Err(e) => reply(Err(e)),
         })
     }
 
     /// As [`end_operation`](Self::end_operation) without blocking (see
     /// [`queue_begin_operation`](Self::queue_begin_operation)).
     pub fn queue_end_operation(&self, id: &str, result: Value) -> Result<Pending<()>> {
-        check_id(id)?;
-        let queued =
-            self.writer().queued(JournalRecord::End { id: id.to_string(), ts: unix_time_ms() as u64, result })?;
+        let queued = self.end_record(id, result)?;
         self.engine.queue(|inbox| {
-            if !inbox.admission.remove(id) {
-                return Err(DurableError::new(ERR_NOT_FOUND, format!("operation {id:?} is not active")));
-            }
+            admit_end(&mut inbox.admission, id)?;
             Ok(inbox.push(queued))
         })
+    }
+
+    /// As [`queue_end_operation`](Self::queue_end_operation), handing every outcome to
+    /// `reply` (see [`queue_begin_operation_then`](Self::queue_begin_operation_then)).
+    pub fn queue_end_operation_then(&self, id: &str, result: Value, reply: Reply<()>) {
+        let queued = match self.end_record(id, result) {
+            Ok(queued) => queued,
+            Err(e) => return reply(Err(e)),
+        };
+        self.engine.queue(|inbox| match admit_end(&mut inbox.admission, id) {
+            Ok(()) => inbox.push_then(queued, reply),
+            Err(e) => reply(Err(e)),
+        })
+    }
+
+    fn begin_record(&self, id: &str, details: Value) -> Result<Queued> {
+        check_id(id)?;
+        self.writer().queued(JournalRecord::Begin { id: id.to_string(), ts: unix_time_ms() as u64, details })
+    }
+
+    fn end_record(&self, id: &str, result: Value) -> Result<Queued> {
+        check_id(id)?;
+        self.writer().queued(JournalRecord::End { id: id.to_string(), ts: unix_time_ms() as u64, result })
     }
 
     /// The operations begun and not ended (durably), oldest first.
@@ -385,6 +414,22 @@ fn recover(files: &LogFiles, options: &JournalOptions) -> Result<(ActiveSet, Cur
     }
     files.remove_before(current.number);
     Ok((replay.ops, current, problems))
+}
+
+/// A `begin` of `id` is accepted unless `id` is active once everything queued commits.
+fn admit_begin(projected: &mut HashSet<String>, id: &str) -> Result<()> {
+    if !projected.insert(id.to_string()) {
+        return Err(DurableError::new(ERR_DUPLICATE, format!("operation {id:?} is already active")));
+    }
+    Ok(())
+}
+
+/// An `end` of `id` is accepted if `id` is active once everything queued commits.
+fn admit_end(projected: &mut HashSet<String>, id: &str) -> Result<()> {
+    if !projected.remove(id) {
+        return Err(DurableError::new(ERR_NOT_FOUND, format!("operation {id:?} is not active")));
+    }
+    Ok(())
 }
 
 fn check_options(options: &JournalOptions) -> Result<()> {

@@ -39,7 +39,7 @@ pub use incident_log::{
     Clock, IncidentLog, IncidentLogOptions, IncidentRecord, RateLimit, ReadFilter, ReadResult, RecordOutcome,
 };
 pub use journal::{ActiveOperation, Journal, JournalOptions};
-pub use log::Pending;
+pub use log::{Pending, Reply};
 
 /// Crashing the writer for real: a child process (this test binary, re-run on one ignored
 /// test) writes checkpoints, journal records and incidents as fast as it can and prints

@@ -14,6 +14,7 @@ use super::hooks::{call_data_hook, read_data_hook, read_instance, DataHook};
 use super::incident_log::{problem_json, IncidentLog};
 use super::json::JsonOut;
 use super::memory_monitor::{MemoryMetrics, MemoryMonitor};
+use super::promise_batch::{PromiseBatch, Settle};
 use super::task::coded_error;
 use crate::durable::defaults::{DEFAULT_CHECKPOINT_MAX_BYTES, DEFAULT_CHECKPOINT_RETAIN, MAX_OPERATION_ID_BYTES};
 use crate::durable::{
@@ -296,6 +297,22 @@ impl Checkpointer for PeriodicCheckpoints {
 pub struct CheckpointManager {
     pub(crate) core: Arc<ManagerCore>,
     opened: Value,
+    /// Settles the journal's promises a batch at a time (made on first use).
+    journal_promises: std::cell::OnceCell<Arc<PromiseBatch>>,
+}
+
+impl CheckpointManager {
+    /// A promise for a journal record, settled with the others of its batch.
+    fn journal_promise<'env>(&self, env: &'env Env) -> Result<(PromiseRaw<'env, ()>, Settle)> {
+        let batch = match self.journal_promises.get() {
+            Some(batch) => batch,
+            None => {
+                let batch = PromiseBatch::new(env)?;
+                self.journal_promises.get_or_init(|| batch)
+            }
+        };
+        batch.promise(env)
+    }
 }
 
 fn read_id(env: &Env, value: &Unknown, name: &str) -> Result<String> {
@@ -408,7 +425,7 @@ impl CheckpointManager {
                 );
             }
             let opened = json!({ "skipped": skipped_json(&skipped), "journal_problems": problems.iter().map(problem_json).collect::<Vec<_>>() });
-            Ok(CheckpointManager { core: Arc::new(core), opened })
+            Ok(CheckpointManager { core: Arc::new(core), opened, journal_promises: std::cell::OnceCell::new() })
         })
     }
 
@@ -444,12 +461,18 @@ impl CheckpointManager {
                 .filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined)))
                 .map(|d| super::json_value(env, d, "details"))
                 .transpose()?;
-            // Queued here, awaited off the JS thread: one writer thread commits every
-            // record queued meanwhile with one fdatasync.
-            let pending = self.core.files_now().and_then(|files| {
-                files.journal.queue_begin_operation(&id, details.unwrap_or(Value::Null)).map_err(failed)
-            });
-            spawn_settled(env, async move { pending?.await.map_err(failed) })
+            // Queued here; the journal's writer thread commits every record queued
+            // meanwhile with one fdatasync and settles their promises in one go.
+            let (promise, settle) = self.journal_promise(env)?;
+            match self.core.files_now() {
+                Ok(files) => files.journal.queue_begin_operation_then(
+                    &id,
+                    details.unwrap_or(Value::Null),
+                    Box::new(move |outcome| settle.settle(outcome.map_err(failed))),
+                ),
+                Err(closed) => settle.settle(Err(closed)),
+            }
+            Ok(promise)
         })
     }
 
@@ -468,10 +491,16 @@ impl CheckpointManager {
                 .filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined)))
                 .map(|d| super::json_value(env, d, "result"))
                 .transpose()?;
-            let pending = self.core.files_now().and_then(|files| {
-                files.journal.queue_end_operation(&id, result.unwrap_or(Value::Null)).map_err(failed)
-            });
-            spawn_settled(env, async move { pending?.await.map_err(failed) })
+            let (promise, settle) = self.journal_promise(env)?;
+            match self.core.files_now() {
+                Ok(files) => files.journal.queue_end_operation_then(
+                    &id,
+                    result.unwrap_or(Value::Null),
+                    Box::new(move |outcome| settle.settle(outcome.map_err(failed))),
+                ),
+                Err(closed) => settle.settle(Err(closed)),
+            }
+            Ok(promise)
         })
     }
 

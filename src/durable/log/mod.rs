@@ -8,5 +8,5 @@ mod files;
 mod group_commit;
 
 pub(crate) use files::{Appended, LogFiles, NewFile};
-pub use group_commit::Pending;
 pub(crate) use group_commit::{GroupCommit, Inbox, LogWriter};
+pub use group_commit::{Pending, Reply};
