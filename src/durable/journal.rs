@@ -910,6 +910,16 @@ mod tests {
         assert_eq!(journal.queue_end_operation("b", json!(2)).err().unwrap().code, ERR_NOT_FOUND);
     }
 
+    /// The synchronous calls park their thread rather than run an executor: they work
+    /// from inside one (the RPC fuzzers drive handlers with `block_on`).
+    #[test]
+    fn synchronous_calls_work_inside_an_executor() {
+        let (_root, dir) = new_dir();
+        let (journal, _) = open(&dir);
+        futures::executor::block_on(async { journal.begin_operation("a", json!(1)) }).unwrap();
+        assert_eq!(active_ids(&journal), ["a"]);
+    }
+
     /// Dropping the journal commits and acknowledges what is still queued.
     #[test]
     fn dropping_the_journal_commits_what_is_queued() {

@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -124,9 +124,23 @@ impl<A> Pending<A> {
         Pending { receiver }
     }
 
-    /// Blocks this thread until the record is durable (or failed).
-    pub fn wait(self) -> Result<A> {
-        futures::executor::block_on(self)
+    /// Blocks this thread until the record is durable (or failed). Parks the thread
+    /// itself rather than running an executor, so it may be called from inside one.
+    pub fn wait(mut self) -> Result<A> {
+        struct Unpark(std::thread::Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(outcome) = Pin::new(&mut self).poll(&mut cx) {
+                return outcome;
+            }
+            std::thread::park();
+        }
     }
 }
 
