@@ -4,6 +4,7 @@
 
 use crate::incident::{Incident, IncidentSeverity, IncidentSink};
 use crate::sampling::unix_time_ms;
+use crate::sync::lock;
 use futures::FutureExt;
 use serde_json::{json, Value};
 use std::future::Future;
@@ -371,7 +372,7 @@ impl RecoveryCore {
     }
 
     pub fn last_outcome(&self) -> Option<Arc<RecoveryOutcome>> {
-        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.last).clone()
     }
 
     pub fn set_incident_sink(&self, sink: Option<Arc<dyn IncidentSink>>) {
@@ -380,7 +381,7 @@ impl RecoveryCore {
 
     /// Whether a run is in flight.
     pub fn busy(&self) -> bool {
-        self.flight.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        lock(&self.flight).is_some()
     }
 
     /// Runs `start()` unless a run of the same kind is in flight, in which case this call
@@ -392,7 +393,7 @@ impl RecoveryCore {
     {
         let sender = loop {
             let waiting = {
-                let mut flight = self.flight.lock().unwrap_or_else(|p| p.into_inner());
+                let mut flight = lock(&self.flight);
                 match &*flight {
                     Some((running, receiver)) => (*running == kind, receiver.clone()),
                     None => {
@@ -422,12 +423,12 @@ impl RecoveryCore {
         struct Clear<'a>(&'a RecoveryCore);
         impl Drop for Clear<'_> {
             fn drop(&mut self) {
-                *self.0.flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *lock(&self.0.flight) = None;
             }
         }
         let clear = Clear(self);
         let outcome = Arc::new(start().await);
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome.clone());
+        *lock(&self.last) = Some(outcome.clone());
         drop(clear);
         let _ = sender.send(Some(outcome.clone()));
         outcome
