@@ -1003,6 +1003,38 @@ mod tests {
         assert_eq!(all(&log).len(), 65);
     }
 
+    /// A summary and its record queued in one call wake the writer even while it waits
+    /// for more records than that (after a larger batch): nothing is left unwritten.
+    #[test]
+    fn two_lines_queued_at_once_are_written_while_the_writer_gathers() {
+        let (_root, dir) = new_dir();
+        let storage = Storage::with_faults(FaultPlan::new().delay(IoOp::Sync, Duration::from_millis(50)));
+        let (clock, now) = ManualClock::new(10_000);
+        let options =
+            IncidentLogOptions { rate_limit: RateLimit { max: 1, window_ms: 1000 }, clock: now, ..Default::default() };
+        let (log, _) = IncidentLog::open(&dir, options, storage.clone()).unwrap();
+        log.record(incident("k", "kept")).unwrap();
+        assert_eq!(log.record(incident("k", "suppressed")).unwrap(), RecordOutcome::RateLimited);
+        // A batch of three: queued while the first record's fdatasync runs.
+        let syncs_before = storage.op_count(IoOp::Sync);
+        let first = log.queue_record(incident("a", "1")).unwrap();
+        while storage.op_count(IoOp::Sync) == syncs_before {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let three: Vec<_> = ["b", "c", "d"].iter().map(|k| log.queue_record(incident(k, "x")).unwrap()).collect();
+        first.wait().unwrap();
+        three.into_iter().for_each(|p| drop(p.wait().unwrap()));
+        // The window has passed: this call queues the summary and the record together.
+        clock.advance(1000);
+        let pending = log.queue_record(incident("k", "after")).unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || sender.send(pending.wait()));
+        let outcome = receiver.recv_timeout(Duration::from_secs(20)).expect("written, not left waiting");
+        assert!(matches!(outcome, Ok(RecordOutcome::Written { .. })), "{outcome:?}");
+        let messages: Vec<String> = all(&log).into_iter().map(|r| r.message).collect();
+        assert_eq!(messages[messages.len() - 2..], ["1 suppressed".to_string(), "after".to_string()]);
+    }
+
     /// Records queued without a thread each while one fdatasync runs all go into the
     /// next commit, and each is acknowledged with its sequence number only after it.
     #[test]

@@ -1,11 +1,13 @@
-//! Group commit on a writer thread of its own: callers queue records and get a [`Pending`]
-//! acknowledgement; the writer takes everything queued, writes it with one write and one
-//! fdatasync ([`LogWriter::commit`]), and only then acknowledges each record. Records
-//! queued while one commit runs all go into the next, so one fdatasync covers every
-//! record that arrived during the previous one.
+//! Group commit on a writer thread of its own: callers queue records; the writer takes
+//! everything queued, writes it with one write and one fdatasync ([`LogWriter::commit`]),
+//! and only then acknowledges each record. Records queued while one commit runs all go
+//! into the next, so one fdatasync covers every record that arrived during the previous
+//! one; after a commit the writer also waits (briefly) for the callers it just answered
+//! to queue their next records, rather than commit the first alone ([`commit_now`]).
 //!
-//! No caller blocks a thread to wait: an async caller awaits the [`Pending`] (the binding
-//! resolves its promise from there), a synchronous one calls [`Pending::wait`].
+//! No caller blocks a thread to wait: an async caller awaits a [`Pending`] or hands a
+//! [`Reply`] that the writer calls (the binding settles its promises from there); a
+//! synchronous one calls [`Pending::wait`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -216,11 +218,12 @@ impl<W: LogWriter> GroupCommit<W> {
     /// waits for what is queued now.
     pub(crate) fn queue<R>(&self, f: impl FnOnce(&mut Inbox<W>) -> R) -> R {
         let mut inbox = lock(&self.shared.inbox);
+        let was_empty = inbox.entries.is_empty();
         let result = f(&mut inbox);
-        // The first record starts the writer's wait for the rest (bounded); enough
+        // The first records start the writer's wait for the rest (bounded); enough
         // records end it.
         let queued = inbox.entries.len();
-        if inbox.writer_waiting && (queued == 1 || queued >= inbox.gather) {
+        if inbox.writer_waiting && queued > 0 && (was_empty || queued >= inbox.gather) {
             inbox.writer_waiting = false;
             self.shared.work.notify_one();
         }
