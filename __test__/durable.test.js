@@ -149,6 +149,24 @@ test('beginOperation under concurrency: all durable, group-committed', async () 
   await manager.close()
 })
 
+test('journal records waiting for their fdatasync hold no thread each', async () => {
+  const threads = () => Number(/^Threads:\s+(\d+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1])
+  const manager = new h.CheckpointManager({ directory: path.join(tempDir(), 't') })
+  await manager.beginOperation('warm-up') // the runtime and the journal's writer are running
+  const before = threads()
+  let most = before
+  await Promise.all(Array.from({ length: 256 }, async (_, i) => {
+    const done = manager.beginOperation(`op-${i}`, { i })
+    most = Math.max(most, threads())
+    await done
+    most = Math.max(most, threads())
+  }))
+  assert.equal(manager.getActiveOperations().length, 257)
+  // One writer thread commits everything queued; 256 records in flight are not 256 threads.
+  assert.ok(most - before < 16, `${most - before} threads added for 256 records in flight`)
+  await manager.close()
+})
+
 test('IncidentLog: durable records, filters, rate limiting with a summary, sequence continues, one owner', async () => {
   const directory = path.join(tempDir(), 'incidents')
   let log = new h.IncidentLog({ directory, rateLimit: { max: 3, windowMs: 300 } })

@@ -11,5 +11,6 @@ pub mod recovery;
 pub mod rpc;
 pub mod sampling;
 pub mod supervisor;
+mod sync;
 
 mod js;

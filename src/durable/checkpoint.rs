@@ -3,19 +3,7 @@
 //! whole-file protocol. The newest *valid* generation (by sequence, never mtime) wins;
 //! damaged ones are set aside and reported, and an older generation takes over.
 //!
-//! File format (integers little-endian):
-//!
-//! | offset | size | field                                      |
-//! |--------|------|--------------------------------------------|
-//! | 0      | 8    | magic `HPCCKPT\x01`                        |
-//! | 8      | 2    | format version (1)                         |
-//! | 10     | 2    | flags (0; any other value is refused)      |
-//! | 12     | 8    | sequence number (must match the file name) |
-//! | 20     | 8    | timestamp, ms since the Unix epoch         |
-//! | 28     | 8    | payload length                             |
-//! | 36     | 4    | CRC-32C of the payload                     |
-//! | 40     | 4    | CRC-32C of bytes 0..40                     |
-//! | 44     | n    | payload: JSON                              |
+//! The file format is in [`super::format`].
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -23,12 +11,14 @@ use std::sync::{Arc, Mutex};
 
 use super::defaults::{MAX_JSON_DEPTH, MAX_SEQUENCE, MIN_CHECKPOINT_RETAIN};
 use super::dir::DirEntry;
-use super::persist::{
-    classify, lock, now_ms, open_state_dir, parse_aside_name, parse_padded_seq, remove_files, remove_temp_files,
-    set_aside, set_aside_foreign, validate_json, write_file_durable, DurableError, ForeignFile, Result, StateDir,
-    Storage, ERR_CHECKPOINT_LOCKED, ERR_CORRUPT, ERR_INVALID_ARGUMENT, ERR_INVALID_ID, ERR_INVALID_JSON,
-    ERR_INVALID_RETAIN, ERR_NOT_FOUND, ERR_TOO_LARGE, SEQ_DIGITS,
+use super::fs::{
+    classify, open_state_dir, parse_aside_name, parse_padded_seq, remove_files, remove_temp_files, set_aside,
+    set_aside_foreign, validate_json, write_file_durable, DurableError, ForeignFile, Result, StateDir, Storage,
+    ERR_CHECKPOINT_LOCKED, ERR_CORRUPT, ERR_INVALID_ARGUMENT, ERR_INVALID_ID, ERR_INVALID_JSON, ERR_INVALID_RETAIN,
+    ERR_NOT_FOUND, ERR_TOO_LARGE, SEQ_DIGITS,
 };
+use crate::sampling::unix_time_ms;
+use crate::sync::lock;
 
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"HPCCKPT\x01";
 pub const CHECKPOINT_FORMAT_VERSION: u16 = 1;
@@ -174,7 +164,7 @@ impl CheckpointStore {
     /// JSON by construction, so only its depth is checked, not parsed again.
     pub fn write_value(&self, value: &serde_json::Value) -> Result<CheckpointMeta> {
         let payload = serde_json::to_vec(value).map_err(|e| DurableError::new(ERR_INVALID_JSON, e.to_string()))?;
-        if crate::durable::persist::json_nesting_exceeds(&payload, MAX_JSON_DEPTH) {
+        if crate::durable::fs::json_nesting_exceeds(&payload, MAX_JSON_DEPTH) {
             return Err(DurableError::new(
                 ERR_INVALID_JSON,
                 format!("checkpoint payload refused: JSON nests deeper than {MAX_JSON_DEPTH} levels"),
@@ -201,7 +191,7 @@ impl CheckpointStore {
         }
         // Taken even if the write fails: a name is never reused for other content.
         state.highest_seq = seq;
-        let timestamp_ms = now_ms();
+        let timestamp_ms = unix_time_ms() as u64;
         write_file_durable(&self.storage, &self.dir, &file_name(seq), &encode_checkpoint(seq, timestamp_ms, payload))?;
         state.known_valid.insert(seq);
         self.prune(&mut state)?;
@@ -469,8 +459,8 @@ pub fn decode_checkpoint(bytes: &[u8], expected_seq: u64) -> std::result::Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::durable::persist::tests::{mkfifo, names_in, swap_for_symlink, FAULT_STEPS};
-    use crate::durable::persist::{FaultPlan, ERR_PERSIST_FAILED, ERR_UNSAFE_DIRECTORY, TEMP_PREFIX};
+    use crate::durable::fs::test_support::{mkfifo, names_in, swap_for_symlink, FAULT_STEPS};
+    use crate::durable::fs::{FaultPlan, ERR_PERSIST_FAILED, ERR_UNSAFE_DIRECTORY, TEMP_PREFIX};
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
 

@@ -1,14 +1,9 @@
 //! The incident log: JSON Lines in segments, every record durable (fdatasync, shared by
-//! concurrent callers: group commit) before `record` returns its sequence number.
+//! concurrent callers: group commit, [`crate::durable::log`]'s engine) before `record`
+//! returns its sequence number. Here: the line codec, rotation and retention, rate
+//! limits, and the rules for reading back.
 //!
-//! Format: segments `incidents-{first_seq:020}.jsonl`, named by the sequence number of
-//! their first record; one record a line:
-//! `{"seq":N,"timestamp":ms,"kind":"…","severity":"info|warn|error|critical","message":"…","details":…}`.
-//! A segment is closed once it reaches `segment_bytes`; the oldest segments are deleted
-//! beyond `max_segments` or `max_bytes` in all. On open, an incomplete or unparsable tail
-//! of the newest segment (an interrupted append) is truncated away; a bad line with good
-//! lines after it is skipped and reported, never silently (the log is append-only text:
-//! what follows is still worth reading). Sequence numbers continue across restarts.
+//! The format and the rules for reading back are in [`super::format`].
 //!
 //! Each kind is rate limited: at most `rate_limit.max` records per `rate_limit.window_ms`;
 //! the excess is counted, and once the window has passed (on the next record of that kind
@@ -17,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -26,14 +21,15 @@ use super::defaults::{
     INCIDENT_MAX_BYTES, INCIDENT_MAX_SEGMENTS, INCIDENT_RATE_LIMIT_MAX, INCIDENT_RATE_LIMIT_WINDOW_MS,
     INCIDENT_SEGMENT_BYTES, MAX_INCIDENT_KIND_BYTES, MAX_INCIDENT_RECORD_BYTES, MAX_JSON_DEPTH, MAX_RATE_LIMITED_KINDS,
 };
-use super::dir::DirEntry;
-use super::persist::{
-    classify, json_nesting_exceeds, lock, now_ms, open_state_dir, parse_json, remove_files, remove_temp_files,
-    set_aside_foreign, set_aside_foreign_file, write_file_durable, write_file_rewrite, AppendFile, DurableError,
-    ForeignFile, ProblemKind, RecoveryProblem, Result, StateDir, Storage, ERR_INCIDENT_LOG_LOCKED,
-    ERR_INVALID_ARGUMENT, ERR_INVALID_JSON, ERR_NOT_FOUND, ERR_TOO_LARGE,
+use super::fs::{
+    json_nesting_exceeds, open_state_dir, parse_json, set_aside_foreign_file, AppendFile, DurableError, ForeignFile,
+    ProblemKind, RecoveryProblem, Result, Storage, ERR_INCIDENT_LOG_LOCKED, ERR_INVALID_ARGUMENT, ERR_INVALID_JSON,
+    ERR_NOT_FOUND, ERR_TOO_LARGE,
 };
+use super::log::{Appended, GroupCommit, LogFiles, LogWriter, NewFile, Pending};
 use crate::incident::{Incident, IncidentSeverity, IncidentSink};
+use crate::sampling::unix_time_ms;
+use crate::sync::lock;
 
 const FILE_PREFIX: &str = "incidents-";
 const FILE_SUFFIX: &str = ".jsonl";
@@ -67,7 +63,7 @@ impl Default for IncidentLogOptions {
             max_segments: INCIDENT_MAX_SEGMENTS,
             max_bytes: INCIDENT_MAX_BYTES,
             rate_limit: RateLimit { max: INCIDENT_RATE_LIMIT_MAX, window_ms: INCIDENT_RATE_LIMIT_WINDOW_MS },
-            clock: Arc::new(now_ms),
+            clock: Arc::new(|| unix_time_ms() as u64),
         }
     }
 }
@@ -125,41 +121,36 @@ pub struct ReadResult {
 
 /// The incident log in one locked directory.
 pub struct IncidentLog {
-    dir: StateDir,
-    storage: Storage,
+    engine: GroupCommit<IncidentWriter>,
+    /// The clock and the rate limit (the writer keeps the size options).
     options: IncidentLogOptions,
-    state: Mutex<LogState>,
-    /// Signalled whenever a leader hands the writer back.
-    turn: Condvar,
 }
 
 impl fmt::Debug for IncidentLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IncidentLog")
-            .field("dir", &self.dir.path())
+            .field("dir", &self.writer().files.dir.path())
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
 
-struct LogState {
-    queue: Vec<Pending>,
-    /// `None` while a leader is writing.
-    writer: Option<LogWriter>,
-    next_ticket: u64,
-    outcomes: HashMap<u64, Result<RecordOutcome>>,
-    windows: HashMap<String, RateWindow>,
+/// The log's side of the engine: its files and segments.
+struct IncidentWriter {
+    files: LogFiles,
+    segment_bytes: u64,
+    max_segments: usize,
+    max_bytes: u64,
+    /// Locked for the whole of a commit; reads take it for a consistent view.
+    segments: Mutex<Segments>,
 }
 
-/// A record waiting to be written. The sequence number is given at write time, so a
-/// failed write leaves no gap.
-struct Pending {
-    ticket: u64,
-    /// Summary records written on behalf of a caller have no one waiting for them.
-    awaited: bool,
+/// A line waiting to be written. The sequence number is given at write time, so a failed
+/// write leaves no gap.
+struct Line {
     timestamp_ms: u64,
     /// The line after `{"seq":N`.
-    line_tail: String,
+    tail: String,
 }
 
 struct RateWindow {
@@ -168,20 +159,13 @@ struct RateWindow {
     suppressed: u64,
 }
 
-struct LogWriter {
+struct Segments {
     next_seq: u64,
     /// The newest segment, open for appending; `None` when the next write must start a
     /// new segment (none yet, or the last append failed).
     current: Option<AppendFile>,
     /// Segments on disk: first sequence number → durable size.
-    segments: BTreeMap<u64, u64>,
-}
-
-/// Whether a new segment gets the rewrite-once retry of its own or is itself the retry
-/// of a failed append.
-enum NewSegment<'a> {
-    WithRetry,
-    RetryOf(&'a std::io::Error),
+    sizes: BTreeMap<u64, u64>,
 }
 
 impl IncidentLog {
@@ -189,35 +173,41 @@ impl IncidentLog {
     /// open), repairing a torn tail of the newest segment. Returns the problems found.
     pub fn open(dir: &Path, options: IncidentLogOptions, storage: Storage) -> Result<(Self, Vec<RecoveryProblem>)> {
         check_options(&options)?;
-        let dir = open_state_dir(dir, ERR_INCIDENT_LOG_LOCKED)?;
-        remove_temp_files(&storage, &dir, FILE_PREFIX)?;
-        let log = IncidentLog {
-            dir,
-            storage,
-            options,
-            state: Mutex::new(LogState {
-                queue: Vec::new(),
-                writer: None,
-                next_ticket: 0,
-                outcomes: HashMap::new(),
-                windows: HashMap::new(),
-            }),
-            turn: Condvar::new(),
+        let dir = Arc::new(open_state_dir(dir, ERR_INCIDENT_LOG_LOCKED)?);
+        let (files, mut problems) = LogFiles::open(storage, dir, FILE_PREFIX, FILE_SUFFIX, "incident segment", true)?;
+        let mut writer = IncidentWriter {
+            files,
+            segment_bytes: options.segment_bytes,
+            max_segments: options.max_segments,
+            max_bytes: options.max_bytes,
+            segments: Mutex::new(Segments { next_seq: 1, current: None, sizes: BTreeMap::new() }),
         };
-        let (mut writer, problems) = log.recover()?;
-        log.apply_retention(&mut writer);
-        lock(&log.state).writer = Some(writer);
-        Ok((log, problems))
+        let mut segments = writer.recover(&mut problems)?;
+        writer.apply_retention(&mut segments);
+        writer.segments = Mutex::new(segments);
+        let engine = GroupCommit::start("hpc-health-incidents", writer, HashMap::new())?;
+        Ok((IncidentLog { engine, options }, problems))
+    }
+
+    fn writer(&self) -> &IncidentWriter {
+        self.engine.writer()
     }
 
     pub fn is_degraded(&self) -> bool {
-        self.storage.is_degraded()
+        self.writer().files.storage.is_degraded()
     }
 
     /// Writes `incident` durably and returns its sequence number and timestamp, or
     /// `RateLimited`. `ERR_INVALID_ARGUMENT` (kind empty or over 128 bytes),
     /// `ERR_INVALID_JSON` (details too deep), `ERR_TOO_LARGE`, `ERR_PERSIST_FAILED`.
     pub fn record(&self, incident: Incident) -> Result<RecordOutcome> {
+        self.queue_record(incident)?.wait()
+    }
+
+    /// As [`record`](Self::record) without blocking: checks the incident and its rate
+    /// limit and queues it (errors of the incident come back here); returns what settles
+    /// once it is durable (at once for `RateLimited`).
+    pub fn queue_record(&self, incident: Incident) -> Result<Pending<RecordOutcome>> {
         let Incident { kind, severity, message, details } = incident;
         if kind.is_empty() || kind.len() > MAX_INCIDENT_KIND_BYTES {
             return Err(DurableError::new(
@@ -226,29 +216,29 @@ impl IncidentLog {
             ));
         }
         let now = (self.options.clock)();
-        let line_tail = line_tail(now, &kind, severity, &message, &details)?;
-
-        let mut state = lock(&self.state);
+        let tail = line_tail(now, &kind, severity, &message, &details)?;
         let window_ms = self.options.rate_limit.window_ms;
-        let window =
-            state.windows.entry(kind.clone()).or_insert(RateWindow { started_ms: now, count: 0, suppressed: 0 });
-        let mut rolled_over_suppressed = 0;
-        if now.saturating_sub(window.started_ms) >= window_ms {
-            rolled_over_suppressed = window.suppressed;
-            *window = RateWindow { started_ms: now, count: 0, suppressed: 0 };
-        }
-        if window.count >= self.options.rate_limit.max {
-            window.suppressed += 1;
-            return Ok(RecordOutcome::RateLimited);
-        }
-        window.count += 1;
-        if rolled_over_suppressed > 0 {
-            let summary = suppressed_summary(now, &kind, rolled_over_suppressed);
-            enqueue(&mut state, now, summary, false);
-        }
-        forget_idle_windows(&mut state.windows, now, window_ms);
-        let ticket = enqueue(&mut state, now, line_tail, true);
-        self.wait_for(state, ticket).1
+        let pending = self.engine.queue(|inbox| {
+            let windows = &mut inbox.admission;
+            let window = windows.entry(kind.clone()).or_insert(RateWindow { started_ms: now, count: 0, suppressed: 0 });
+            let mut rolled_over_suppressed = 0;
+            if now.saturating_sub(window.started_ms) >= window_ms {
+                rolled_over_suppressed = window.suppressed;
+                *window = RateWindow { started_ms: now, count: 0, suppressed: 0 };
+            }
+            if window.count >= self.options.rate_limit.max {
+                window.suppressed += 1;
+                return None;
+            }
+            window.count += 1;
+            forget_idle_windows(windows, now, window_ms);
+            if rolled_over_suppressed > 0 {
+                let summary = suppressed_summary(now, &kind, rolled_over_suppressed);
+                inbox.push_unawaited(Line { timestamp_ms: now, tail: summary });
+            }
+            Some(inbox.push(Line { timestamp_ms: now, tail }))
+        });
+        Ok(pending.unwrap_or_else(|| Pending::settled(Ok(RecordOutcome::RateLimited))))
     }
 
     /// Writes the summary records of kinds whose rate-limit window has passed with records
@@ -256,41 +246,39 @@ impl IncidentLog {
     pub fn flush_suppressed(&self) -> Result<usize> {
         let now = (self.options.clock)();
         let window_ms = self.options.rate_limit.window_ms;
-        let mut state = lock(&self.state);
-        let mut passed: Vec<(String, u64)> = Vec::new();
-        state.windows.retain(|kind, window| {
-            if now.saturating_sub(window.started_ms) < window_ms {
-                return true;
-            }
-            if window.suppressed > 0 {
-                passed.push((kind.clone(), window.suppressed));
-            }
-            false
+        let pending: Vec<Pending<RecordOutcome>> = self.engine.queue(|inbox| {
+            let mut passed: Vec<(String, u64)> = Vec::new();
+            inbox.admission.retain(|kind, window| {
+                if now.saturating_sub(window.started_ms) < window_ms {
+                    return true;
+                }
+                if window.suppressed > 0 {
+                    passed.push((kind.clone(), window.suppressed));
+                }
+                false
+            });
+            passed.sort();
+            passed
+                .iter()
+                .map(|(kind, suppressed)| {
+                    inbox.push(Line { timestamp_ms: now, tail: suppressed_summary(now, kind, *suppressed) })
+                })
+                .collect()
         });
-        passed.sort();
-        let mut tickets = Vec::new();
-        for (kind, suppressed) in &passed {
-            tickets.push(enqueue(&mut state, now, suppressed_summary(now, kind, *suppressed), true));
-        }
         // Collect every outcome (none left behind), then report the first failure.
-        let mut outcomes = Vec::new();
-        for ticket in tickets {
-            let (next_state, outcome) = self.wait_for(state, ticket);
-            state = next_state;
-            outcomes.push(outcome);
-        }
+        let outcomes: Vec<Result<RecordOutcome>> = pending.into_iter().map(Pending::wait).collect();
         outcomes.into_iter().try_fold(0, |written, outcome| outcome.map(|_| written + 1))
     }
 
     /// Records matching `filter`, oldest first, and the bad lines met on the way.
     pub fn read(&self, filter: &ReadFilter) -> Result<ReadResult> {
+        let writer = self.writer();
         // A consistent view: the segments and the durable length of the newest (bytes
         // past it may be a write in progress).
         let (segments, current_len) = {
-            let state = self.writer_idle();
-            let writer = state.writer.as_ref().expect("writer idle");
-            let current_len = writer.current.as_ref().map(|file| file.len());
-            (writer.segments.keys().copied().collect::<Vec<u64>>(), current_len)
+            let segments = lock(&writer.segments);
+            let current_len = segments.current.as_ref().map(|file| file.len());
+            (segments.sizes.keys().copied().collect::<Vec<u64>>(), current_len)
         };
         let mut result = ReadResult { records: Vec::new(), problems: Vec::new() };
         let mut last_seq = 0;
@@ -301,12 +289,12 @@ impl IncidentLog {
                     continue; // every record here is older than `since`
                 }
             }
-            let name = segment_name(first_seq);
-            let mut bytes = match self.storage.read_bounded(&self.dir, &name, self.segment_read_limit()) {
+            let name = writer.files.name(first_seq);
+            let mut bytes = match writer.files.storage.read_bounded(&writer.files.dir, &name, writer.read_limit()) {
                 Ok(bytes) => bytes,
                 Err(e) if e.code == ERR_NOT_FOUND => continue, // removed by retention meanwhile
                 // Replaced since (by a symlink, a FIFO…): not ours any more; the rest is.
-                Err(e) if self.dir.file_len(&name).is_none() => {
+                Err(e) if writer.files.dir.file_len(&name).is_none() => {
                     let reason = format!("{} (not read)", e.message);
                     let foreign = ForeignFile { name: name.clone(), reason, set_aside_as: None };
                     result.problems.push(foreign.into_problem());
@@ -346,176 +334,128 @@ impl IncidentLog {
 
     /// The sequence number the next record will get.
     pub fn next_seq(&self) -> u64 {
-        self.writer_idle().writer.as_ref().expect("writer idle").next_seq
+        lock(&self.writer().segments).next_seq
     }
+}
 
-    /// The state once no leader is writing (the writer is back).
-    fn writer_idle(&self) -> MutexGuard<'_, LogState> {
-        let mut state = lock(&self.state);
-        while state.writer.is_none() {
-            state = self.turn.wait(state).unwrap_or_else(|p| p.into_inner());
-        }
-        state
-    }
+impl LogWriter for IncidentWriter {
+    type Entry = Line;
+    type Ack = RecordOutcome;
+    /// The rate-limit window of each kind.
+    type Admission = HashMap<String, RateWindow>;
 
-    /// A segment is below `segment_bytes` before an append, and a batch is at most
-    /// `segment_bytes` or one record: anything larger is not ours.
-    fn segment_read_limit(&self) -> u64 {
-        2 * self.options.segment_bytes + MAX_INCIDENT_RECORD_BYTES as u64
-    }
-
-    /// Waits until record `ticket` is written, leading the write if no one is.
-    fn wait_for<'a>(
-        &'a self,
-        mut state: MutexGuard<'a, LogState>,
-        ticket: u64,
-    ) -> (MutexGuard<'a, LogState>, Result<RecordOutcome>) {
-        loop {
-            if let Some(outcome) = state.outcomes.remove(&ticket) {
-                return (state, outcome);
-            }
-            state = match state.writer.take() {
-                Some(writer) => self.lead(state, writer),
-                None => self.turn.wait(state).unwrap_or_else(|p| p.into_inner()),
-            };
-        }
-    }
-
-    /// Writes queued records (up to a segment's worth) with one write and one fdatasync.
-    fn lead<'a>(&'a self, mut state: MutexGuard<'a, LogState>, mut writer: LogWriter) -> MutexGuard<'a, LogState> {
-        // At least one record; more while they fit in a segment, so segments stay near
-        // `segment_bytes` even under a burst.
+    /// At least one line; more while they fit in a segment, so segments stay near
+    /// `segment_bytes` even under a burst.
+    fn batch_len(&self, queued: &[Line]) -> usize {
         let mut batch_bytes = 0u64;
-        let fitting = state
-            .queue
+        queued
             .iter()
-            .take_while(|p| {
-                batch_bytes += p.line_tail.len() as u64;
-                batch_bytes <= self.options.segment_bytes
+            .take_while(|line| {
+                batch_bytes += line.tail.len() as u64;
+                batch_bytes <= self.segment_bytes
             })
-            .count();
-        let take = fitting.max(1).min(state.queue.len());
-        let batch: Vec<Pending> = state.queue.drain(..take).collect();
-        drop(state);
+            .count()
+    }
 
-        let first_seq = writer.next_seq;
-        let mut bytes = Vec::new();
-        for (i, pending) in batch.iter().enumerate() {
-            bytes.extend_from_slice(format!("{{\"seq\":{}", first_seq + i as u64).as_bytes());
-            bytes.extend_from_slice(pending.line_tail.as_bytes());
-        }
+    fn commit(&self, batch: Vec<Line>) -> Result<Vec<RecordOutcome>> {
+        let mut segments = lock(&self.segments);
+        let first_seq = segments.next_seq;
         let last_seq = first_seq + batch.len() as u64 - 1;
-        let result = if last_seq > MAX_SEQ {
-            Err(DurableError::new(
+        if last_seq > MAX_SEQ {
+            return Err(DurableError::new(
                 ERR_INVALID_ARGUMENT,
                 format!("incident sequence numbers are exhausted at {MAX_SEQ}"),
-            ))
-        } else {
-            self.commit(&mut writer, first_seq, &bytes)
-        };
+            ));
+        }
+        let mut bytes = Vec::new();
+        for (i, line) in batch.iter().enumerate() {
+            bytes.extend_from_slice(format!("{{\"seq\":{}", first_seq + i as u64).as_bytes());
+            bytes.extend_from_slice(line.tail.as_bytes());
+        }
+        self.append(&mut segments, first_seq, &bytes)?;
+        segments.next_seq = last_seq + 1;
+        Ok(batch
+            .iter()
+            .enumerate()
+            .map(|(i, line)| RecordOutcome::Written { seq: first_seq + i as u64, timestamp_ms: line.timestamp_ms })
+            .collect())
+    }
+}
 
-        let mut state = lock(&self.state);
-        for (i, pending) in batch.iter().enumerate() {
-            if pending.awaited {
-                let outcome = match &result {
-                    Ok(()) => {
-                        Ok(RecordOutcome::Written { seq: first_seq + i as u64, timestamp_ms: pending.timestamp_ms })
-                    }
-                    Err(e) => Err(e.clone()),
-                };
-                state.outcomes.insert(pending.ticket, outcome);
-            }
-        }
-        if result.is_ok() {
-            writer.next_seq += batch.len() as u64;
-        }
-        state.writer = Some(writer);
-        self.turn.notify_all();
-        state
+impl IncidentWriter {
+    /// A segment is below `segment_bytes` before an append, and a batch is at most
+    /// `segment_bytes` or one record: anything larger is not ours.
+    fn read_limit(&self) -> u64 {
+        2 * self.segment_bytes + MAX_INCIDENT_RECORD_BYTES as u64
     }
 
-    fn commit(&self, writer: &mut LogWriter, first_seq: u64, bytes: &[u8]) -> Result<()> {
-        if writer.current.as_ref().is_none_or(|file| file.len() >= self.options.segment_bytes) {
-            return self.start_segment(writer, first_seq, bytes, NewSegment::WithRetry);
+    /// Appends a batch to the newest segment, or starts a new one with it: when there is
+    /// none, the newest is full, or the append failed (then as its one rewrite).
+    fn append(&self, segments: &mut Segments, first_seq: u64, bytes: &[u8]) -> Result<()> {
+        if segments.current.as_ref().is_none_or(|file| file.len() >= self.segment_bytes) {
+            return self.start_segment(segments, first_seq, bytes, NewFile::WithRetry);
         }
-        let file = writer.current.as_mut().expect("checked above");
-        match file.append(&self.storage, bytes) {
-            Ok(()) => {
-                let len = file.len();
-                if let Some(size) = writer.segments.values_mut().next_back() {
+        match self.files.append(&mut segments.current, bytes) {
+            Appended::InPlace => {
+                let len = segments.current.as_ref().map_or(0, AppendFile::len);
+                if let Some(size) = segments.sizes.values_mut().next_back() {
                     *size = len;
                 }
                 // Total bytes grow with every append, not only at rotation.
-                self.apply_retention(writer);
+                self.apply_retention(segments);
                 Ok(())
             }
-            Err(e) => {
-                // Never append after a failed write or fsync. Cut back what may have
-                // reached the file (best effort) so the new segment alone holds these
-                // records, and start that segment from memory.
-                let durable_len = file.len();
-                let _ = file.truncate_to(&self.storage, durable_len);
-                writer.current = None;
-                self.start_segment(writer, first_seq, bytes, NewSegment::RetryOf(&e))
-            }
+            // The new segment alone holds these records.
+            Appended::Failed(e) => self.start_segment(segments, first_seq, bytes, NewFile::RetryOf(&e)),
         }
     }
 
     /// Writes `bytes` as a new segment named for `first_seq` (whole-file protocol, so a
     /// segment never exists half-written), switches to it and applies retention.
-    fn start_segment(&self, writer: &mut LogWriter, first_seq: u64, bytes: &[u8], mode: NewSegment<'_>) -> Result<()> {
-        let name = segment_name(first_seq);
-        match mode {
-            NewSegment::WithRetry => write_file_durable(&self.storage, &self.dir, &name, bytes)?,
-            NewSegment::RetryOf(first) => write_file_rewrite(&self.storage, &self.dir, &name, bytes, first)?,
-        }
-        let file = AppendFile::open(&self.storage, &self.dir, &name)?;
-        writer.segments.insert(first_seq, file.len());
-        writer.current = Some(file);
-        self.apply_retention(writer);
+    fn start_segment(&self, segments: &mut Segments, first_seq: u64, bytes: &[u8], mode: NewFile<'_>) -> Result<()> {
+        self.files.write_new(first_seq, bytes, mode)?;
+        let file = self.files.open_file(first_seq)?;
+        segments.sizes.insert(first_seq, file.len());
+        segments.current = Some(file);
+        self.apply_retention(segments);
         Ok(())
     }
 
     /// Deletes the oldest segments beyond `max_segments` or `max_bytes` (never the newest).
-    fn apply_retention(&self, writer: &mut LogWriter) {
-        let mut total: u64 = writer.segments.values().sum();
+    fn apply_retention(&self, segments: &mut Segments) {
+        let mut total: u64 = segments.sizes.values().sum();
         let mut doomed = Vec::new();
-        while writer.segments.len() > 1
-            && (writer.segments.len() > self.options.max_segments || total > self.options.max_bytes)
-        {
-            let (first_seq, size) = writer.segments.pop_first().expect("more than one segment");
+        while segments.sizes.len() > 1 && (segments.sizes.len() > self.max_segments || total > self.max_bytes) {
+            let (first_seq, size) = segments.sizes.pop_first().expect("more than one segment");
             total -= size;
-            doomed.push(segment_name(first_seq));
+            doomed.push(first_seq);
         }
-        remove_files(&self.storage, &self.dir, &doomed);
+        self.files.remove(doomed);
     }
 
-    /// Sets aside what this log did not write, lists the segments, repairs the newest
-    /// one's tail and finds the next sequence number.
-    fn recover(&self) -> Result<(LogWriter, Vec<RecoveryProblem>)> {
-        let foreign = set_aside_foreign(&self.storage, &self.dir, FILE_PREFIX, FILE_SUFFIX)?;
-        let mut problems: Vec<RecoveryProblem> = foreign.into_iter().map(ForeignFile::into_problem).collect();
-        let mut segments = BTreeMap::new();
-        for entry in self.dir.list()? {
+    /// Lists the segments, repairs the newest one's tail and finds the next sequence number.
+    fn recover(&self, problems: &mut Vec<RecoveryProblem>) -> Result<Segments> {
+        let mut sizes = BTreeMap::new();
+        for entry in self.files.dir.list()? {
             // A segment gone or replaced since the listing is not one to count on.
-            if let (Some(first_seq), Some(size)) = (segment_seq(&entry), self.dir.file_len(&entry.name)) {
-                segments.insert(first_seq, size);
+            if let (Some(first_seq), Some(size)) = (self.files.number(&entry), self.files.dir.file_len(&entry.name)) {
+                sizes.insert(first_seq, size);
             }
         }
-        let mut writer = LogWriter { next_seq: 1, current: None, segments };
-        let Some((first_seq, scan)) = self.newest_vouched_segment(&mut writer.segments, &mut problems)? else {
-            return Ok((writer, problems));
+        let mut segments = Segments { next_seq: 1, current: None, sizes };
+        let Some((first_seq, scan)) = self.newest_vouched_segment(&mut segments.sizes, problems)? else {
+            return Ok(segments);
         };
-        let name = segment_name(first_seq);
+        let name = self.files.name(first_seq);
         problems.extend(scan.problems(&name));
-        writer.next_seq = scan.records.iter().map(|(_, r)| r.seq + 1).max().unwrap_or(0).max(first_seq);
-        let mut file = AppendFile::open(&self.storage, &self.dir, &name)?;
+        segments.next_seq = scan.records.iter().map(|(_, r)| r.seq + 1).max().unwrap_or(0).max(first_seq);
+        let mut file = self.files.open_file(first_seq)?;
         if (scan.valid_len as u64) < file.len() {
             if let Some(torn) = problems.iter_mut().find(|p| p.kind == ProblemKind::TornTail) {
                 torn.reason.push_str("; truncated");
             }
-            match file.truncate_to(&self.storage, scan.valid_len as u64) {
-                Ok(()) => writer.current = Some(file),
+            match file.truncate_to(&self.files.storage, scan.valid_len as u64) {
+                Ok(()) => segments.current = Some(file),
                 Err(e) => {
                     // Leave it; the next record starts a new segment instead.
                     problems.push(RecoveryProblem {
@@ -528,35 +468,34 @@ impl IncidentLog {
                 }
             }
         } else {
-            writer.current = Some(file);
+            segments.current = Some(file);
         }
-        if writer.current.is_some() {
-            writer.segments.insert(first_seq, scan.valid_len as u64);
+        if segments.current.is_some() {
+            segments.sizes.insert(first_seq, scan.valid_len as u64);
         }
-        Ok((writer, problems))
+        Ok(segments)
     }
-}
 
-impl IncidentLog {
-    /// The newest segment and its scan, setting aside (from `segments` and the directory)
+    /// The newest segment and its scan, setting aside (from `sizes` and the directory)
     /// newer ones that hold no intact record: this log writes a segment's first batch
     /// whole, so each of its segments starts with a record. An empty or garbage file under
     /// a segment name (`incidents-00009007199254740991.jsonl`) is not counted on from.
     fn newest_vouched_segment(
         &self,
-        segments: &mut BTreeMap<u64, u64>,
+        sizes: &mut BTreeMap<u64, u64>,
         problems: &mut Vec<RecoveryProblem>,
     ) -> Result<Option<(u64, SegmentScan)>> {
-        while let Some((&first_seq, _)) = segments.last_key_value() {
-            let name = segment_name(first_seq);
-            let scan = scan_segment(&self.storage.read_bounded(&self.dir, &name, self.segment_read_limit())?);
+        while let Some((&first_seq, _)) = sizes.last_key_value() {
+            let name = self.files.name(first_seq);
+            let scan = scan_segment(&self.files.storage.read_bounded(&self.files.dir, &name, self.read_limit())?);
             // A lone first segment counts on from 1 whatever it holds: nothing is skipped.
-            if !scan.records.is_empty() || (first_seq == 1 && segments.len() == 1) {
+            if !scan.records.is_empty() || (first_seq == 1 && sizes.len() == 1) {
                 return Ok(Some((first_seq, scan)));
             }
-            segments.remove(&first_seq);
+            sizes.remove(&first_seq);
             let reason = format!("{name} holds no intact record, so this log did not write it; not counted on from");
-            problems.push(set_aside_foreign_file(&self.storage, &self.dir, name, FILE_PREFIX, reason).into_problem());
+            let aside = set_aside_foreign_file(&self.files.storage, &self.files.dir, name, FILE_PREFIX, reason);
+            problems.push(aside.into_problem());
         }
         Ok(None)
     }
@@ -625,14 +564,6 @@ fn line_tail(
     Ok(tail)
 }
 
-/// Queues a line to be written; returns its ticket.
-fn enqueue(state: &mut LogState, timestamp_ms: u64, line_tail: String, awaited: bool) -> u64 {
-    let ticket = state.next_ticket;
-    state.next_ticket += 1;
-    state.queue.push(Pending { ticket, awaited, timestamp_ms, line_tail });
-    ticket
-}
-
 fn suppressed_summary(now: u64, kind: &str, suppressed: u64) -> String {
     let details = json!({ "suppressed": suppressed, "kind": kind });
     line_tail(now, kind, IncidentSeverity::Warn, &format!("{suppressed} suppressed"), &details)
@@ -652,6 +583,7 @@ fn matches(filter: &ReadFilter, record: &IncidentRecord) -> bool {
         && filter.kinds.as_ref().is_none_or(|kinds| kinds.contains(&record.kind))
 }
 
+#[cfg(test)]
 fn segment_name(first_seq: u64) -> String {
     format!("{FILE_PREFIX}{first_seq:020}{FILE_SUFFIX}")
 }
@@ -659,11 +591,6 @@ fn segment_name(first_seq: u64) -> String {
 /// The largest sequence number the log hands out or accepts (the bound of every durable
 /// sequence number).
 pub const MAX_SEQ: u64 = super::defaults::MAX_SEQUENCE;
-
-/// The first sequence number of a segment this log could have written (a regular file).
-fn segment_seq(entry: &DirEntry) -> Option<u64> {
-    classify(entry, FILE_PREFIX, FILE_SUFFIX).ours()
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -754,8 +681,8 @@ fn scan_segment(bytes: &[u8]) -> SegmentScan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::durable::persist::tests::{mkfifo, names_in, swap_for_symlink};
-    use crate::durable::persist::{FaultPlan, IoOp, ERR_PERSIST_FAILED, TEMP_PREFIX};
+    use crate::durable::fs::test_support::{mkfifo, names_in, swap_for_symlink};
+    use crate::durable::fs::{FaultPlan, IoOp, ERR_PERSIST_FAILED, TEMP_PREFIX};
     use std::fs;
     use std::io::Write;
     use std::path::PathBuf;
@@ -1074,6 +1001,72 @@ mod tests {
         seqs.sort();
         assert_eq!(seqs, (2..=65).collect::<Vec<_>>());
         assert_eq!(all(&log).len(), 65);
+    }
+
+    /// A summary and its record queued in one call wake the writer even while it waits
+    /// for more records than that (after a larger batch): nothing is left unwritten.
+    #[test]
+    fn two_lines_queued_at_once_are_written_while_the_writer_gathers() {
+        let (_root, dir) = new_dir();
+        let storage = Storage::with_faults(FaultPlan::new().delay(IoOp::Sync, Duration::from_millis(50)));
+        let (clock, now) = ManualClock::new(10_000);
+        let options =
+            IncidentLogOptions { rate_limit: RateLimit { max: 1, window_ms: 1000 }, clock: now, ..Default::default() };
+        let (log, _) = IncidentLog::open(&dir, options, storage.clone()).unwrap();
+        log.record(incident("k", "kept")).unwrap();
+        assert_eq!(log.record(incident("k", "suppressed")).unwrap(), RecordOutcome::RateLimited);
+        // A batch of three: queued while the first record's fdatasync runs.
+        let syncs_before = storage.op_count(IoOp::Sync);
+        let first = log.queue_record(incident("a", "1")).unwrap();
+        while storage.op_count(IoOp::Sync) == syncs_before {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let three: Vec<_> = ["b", "c", "d"].iter().map(|k| log.queue_record(incident(k, "x")).unwrap()).collect();
+        first.wait().unwrap();
+        three.into_iter().for_each(|p| {
+            p.wait().unwrap();
+        });
+        // The window has passed: this call queues the summary and the record together.
+        clock.advance(1000);
+        let pending = log.queue_record(incident("k", "after")).unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || sender.send(pending.wait()));
+        let outcome = receiver.recv_timeout(Duration::from_secs(20)).expect("written, not left waiting");
+        assert!(matches!(outcome, Ok(RecordOutcome::Written { .. })), "{outcome:?}");
+        let messages: Vec<String> = all(&log).into_iter().map(|r| r.message).collect();
+        assert_eq!(messages[messages.len() - 2..], ["1 suppressed".to_string(), "after".to_string()]);
+    }
+
+    /// Records queued without a thread each while one fdatasync runs all go into the
+    /// next commit, and each is acknowledged with its sequence number only after it.
+    #[test]
+    fn one_fdatasync_covers_everything_queued_during_the_previous_one() {
+        let (_root, dir) = new_dir();
+        let storage = Storage::with_faults(FaultPlan::new().delay(IoOp::Sync, Duration::from_millis(100)));
+        let options = IncidentLogOptions { rate_limit: RateLimit { max: 1000, window_ms: 1000 }, ..Default::default() };
+        let (log, _) = IncidentLog::open(&dir, options, storage.clone()).unwrap();
+        log.record(incident("k", "creates the segment")).unwrap();
+        let syncs_before = storage.op_count(IoOp::Sync);
+        let first = log.queue_record(incident("k", "first")).unwrap();
+        while storage.op_count(IoOp::Sync) == syncs_before {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let rest: Vec<Pending<RecordOutcome>> =
+            (0..63).map(|i| log.queue_record(incident("k", &i.to_string())).unwrap()).collect();
+        assert_eq!(seq_of(first.wait().unwrap()), 2);
+        let seqs: Vec<u64> = rest.into_iter().map(|p| seq_of(p.wait().unwrap())).collect();
+        assert_eq!(seqs, (3..=65).collect::<Vec<_>>(), "in the order queued");
+        assert_eq!(
+            storage.op_count(IoOp::Sync) - syncs_before,
+            2,
+            "one for the first, one for the 63 queued meanwhile"
+        );
+        // Rate limited: settled at once, nothing written.
+        let limited = IncidentLogOptions { rate_limit: RateLimit { max: 1, window_ms: 60_000 }, ..Default::default() };
+        let (_root, dir) = new_dir();
+        let (log, _) = IncidentLog::open(&dir, limited, Storage::new()).unwrap();
+        log.record(incident("k", "m")).unwrap();
+        assert_eq!(log.queue_record(incident("k", "m")).unwrap().wait().unwrap(), RecordOutcome::RateLimited);
     }
 
     /// A failed append starts a new segment from memory, once; a second failure is

@@ -1,39 +1,35 @@
 //! The operation journal: which long operations (recoveries, restarts) have begun and not
-//! ended, durable before `begin_operation` / `end_operation` return, so that a restarted
-//! process knows what was interrupted.
+//! ended, durable before `begin_operation` / `end_operation` acknowledge, so that a
+//! restarted process knows what was interrupted.
 //!
-//! File format: `journal-{n:020}.log`, a sequence of frames, each
-//! `u32 length (LE) | u32 CRC-32C (LE) of the 4 length bytes then the payload | payload`,
-//! the payload one JSON record: `{"op":"begin","id":…,"ts":ms,"details":…}` or
-//! `{"op":"end","id":…,"ts":ms,"result":…}`.
+//! The file format and replay rules are in [`super::format`]; the writing (group commit,
+//! new files, failed appends) is [`super::log`]'s engine. Here: the record codec, when a
+//! new file starts (compaction), and replay.
 //!
 //! Every journal file is self-contained: a new one is only ever started (on first open,
 //! by compaction, or to recover from a failed append or a damaged file) holding the
 //! `begin` records of all active operations, and older files are removed only after it is
 //! durable. So replay reads the newest file alone; older ones are leftovers.
-//!
-//! Concurrent callers share fsyncs (group commit): each queues its record; whoever finds
-//! no write in progress becomes the leader, writes everything queued with one write and
-//! one fdatasync, and wakes the others with their outcomes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::defaults::MAX_SEQUENCE;
 use super::defaults::{
     JOURNAL_COMPACT_AT_BYTES, MAX_JOURNAL_FILE_BYTES, MAX_JOURNAL_RECORD_BYTES, MAX_JSON_DEPTH, MAX_OPERATION_ID_BYTES,
 };
-use super::dir::DirEntry;
-use super::persist::{
-    classify, json_nesting_exceeds, lock, now_ms, open_state_dir, parse_json, remove_files, remove_temp_files,
-    set_aside, set_aside_foreign, write_file_durable, write_file_rewrite, AppendFile, DurableError, ForeignFile,
-    ProblemKind, RecoveryProblem, Result, StateDir, Storage, ERR_CHECKPOINT_LOCKED, ERR_DUPLICATE,
-    ERR_INVALID_ARGUMENT, ERR_INVALID_ID, ERR_INVALID_JSON, ERR_NOT_FOUND, ERR_TOO_LARGE,
+use super::fs::{
+    json_nesting_exceeds, open_state_dir, parse_json, set_aside, AppendFile, DurableError, ProblemKind,
+    RecoveryProblem, Result, StateDir, Storage, ERR_CHECKPOINT_LOCKED, ERR_DUPLICATE, ERR_INVALID_ARGUMENT,
+    ERR_INVALID_ID, ERR_INVALID_JSON, ERR_NOT_FOUND, ERR_TOO_LARGE,
 };
+use super::log::{Appended, GroupCommit, Inbox, LogFiles, LogWriter, NewFile, Pending, Reply};
+use crate::sampling::unix_time_ms;
+use crate::sync::lock;
 
 const FILE_PREFIX: &str = "journal-";
 const FILE_SUFFIX: &str = ".log";
@@ -79,40 +75,33 @@ enum JournalRecord {
 type ActiveSet = BTreeMap<String, ActiveOperation>;
 
 /// The operation journal in one locked directory.
-#[derive(Debug)]
 pub struct Journal {
-    dir: Arc<StateDir>,
-    storage: Storage,
+    engine: GroupCommit<JournalWriter>,
+}
+
+impl fmt::Debug for Journal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Journal").field("dir", &self.writer().files.dir.path()).finish_non_exhaustive()
+    }
+}
+
+/// The journal's side of the engine: its files, what is durable, and the file appended to.
+struct JournalWriter {
+    files: LogFiles,
     options: JournalOptions,
-    state: Mutex<JournalState>,
-    /// Signalled whenever a leader (or compaction) hands the writer back.
-    turn: Condvar,
-}
-
-#[derive(Debug)]
-struct JournalState {
     /// Operations whose `begin` is durable and whose `end` is not.
-    committed: ActiveSet,
-    /// The ids active once everything queued is committed: new calls are checked
-    /// against this, so a duplicate or unknown id fails before anything is written.
-    projected: HashSet<String>,
-    queue: Vec<Queued>,
-    /// `None` while a leader or compaction is writing (it holds the writer).
-    writer: Option<JournalWriter>,
-    next_ticket: u64,
-    /// Outcomes of committed (or failed) records, collected by their callers.
-    outcomes: HashMap<u64, Result<()>>,
+    committed: Mutex<ActiveSet>,
+    /// Locked for the whole of a commit or a compaction (taken before `committed`).
+    current: Mutex<CurrentFile>,
 }
 
-#[derive(Debug)]
+/// A record queued: checked, encoded.
 struct Queued {
-    ticket: u64,
     record: JournalRecord,
     frame: Vec<u8>,
 }
 
-#[derive(Debug)]
-struct JournalWriter {
+struct CurrentFile {
     /// Number of the newest journal file.
     number: u64,
     /// That file, open for appending; `None` once an append failed and starting a new
@@ -121,13 +110,6 @@ struct JournalWriter {
     /// Whether the file holds records a snapshot would drop (`end`s and the `begin`s they
     /// close); a file with none is already compact.
     compactable: bool,
-}
-
-/// Whether a new journal file gets the rewrite-once retry of its own or is itself the
-/// retry of a failed append.
-enum NewFile<'a> {
-    WithRetry,
-    RetryOf(&'a std::io::Error),
 }
 
 impl Journal {
@@ -148,62 +130,96 @@ impl Journal {
         storage: Storage,
     ) -> Result<(Self, Vec<RecoveryProblem>)> {
         check_options(&options)?;
-        remove_temp_files(&storage, &dir, FILE_PREFIX)?;
-        let journal = Journal {
-            dir,
-            storage,
-            options,
-            state: Mutex::new(JournalState {
-                committed: ActiveSet::new(),
-                projected: HashSet::new(),
-                queue: Vec::new(),
-                writer: None,
-                next_ticket: 0,
-                outcomes: HashMap::new(),
-            }),
-            turn: Condvar::new(),
-        };
-        let (committed, writer, problems) = journal.recover()?;
-        {
-            let mut state = lock(&journal.state);
-            state.projected = committed.keys().cloned().collect();
-            state.committed = committed;
-            state.writer = Some(writer);
-        }
-        Ok((journal, problems))
+        let (files, mut problems) = LogFiles::open(storage, dir, FILE_PREFIX, FILE_SUFFIX, "journal file", false)?;
+        let (committed, current, replay_problems) = recover(&files, &options)?;
+        problems.extend(replay_problems);
+        let projected: HashSet<String> = committed.keys().cloned().collect();
+        let writer = JournalWriter { files, options, committed: Mutex::new(committed), current: Mutex::new(current) };
+        let engine = GroupCommit::start("hpc-health-journal", writer, projected)?;
+        Ok((Journal { engine }, problems))
+    }
+
+    fn writer(&self) -> &JournalWriter {
+        self.engine.writer()
     }
 
     pub fn is_degraded(&self) -> bool {
-        self.storage.is_degraded()
+        self.writer().files.storage.is_degraded()
     }
 
     /// Records that operation `id` began, durably. `ERR_INVALID_ID` (empty or over 256
     /// bytes), `ERR_DUPLICATE` (already active), `ERR_TOO_LARGE` / `ERR_INVALID_JSON`
     /// (details), `ERR_PERSIST_FAILED`.
     pub fn begin_operation(&self, id: &str, details: Value) -> Result<()> {
-        check_id(id)?;
-        let (record, frame) = self.frame(JournalRecord::Begin { id: id.to_string(), ts: now_ms(), details })?;
-        let mut state = lock(&self.state);
-        if !state.projected.insert(id.to_string()) {
-            return Err(DurableError::new(ERR_DUPLICATE, format!("operation {id:?} is already active")));
-        }
-        self.submit(state, record, frame)
+        self.queue_begin_operation(id, details)?.wait()
     }
 
     /// Records that operation `id` ended, durably. `ERR_NOT_FOUND` if it is not active.
     pub fn end_operation(&self, id: &str, result: Value) -> Result<()> {
+        self.queue_end_operation(id, result)?.wait()
+    }
+
+    /// As [`begin_operation`](Self::begin_operation) without blocking: checks and queues
+    /// the record (errors of the arguments come back here) and returns what settles once
+    /// it is durable. Records are committed in the order they were queued.
+    pub fn queue_begin_operation(&self, id: &str, details: Value) -> Result<Pending<()>> {
+        let queued = self.begin_record(id, details)?;
+        self.engine.queue(|inbox| {
+            admit_begin(&mut inbox.admission, id)?;
+            Ok(inbox.push(queued))
+        })
+    }
+
+    /// As [`queue_begin_operation`](Self::queue_begin_operation), handing every outcome
+    /// to `reply`: an argument error at once, on this thread; the commit's on the writer
+    /// thread (keep it short: the next commit waits for it).
+    pub fn queue_begin_operation_then(&self, id: &str, details: Value, reply: Reply<()>) {
+        let queued = match self.begin_record(id, details) {
+            Ok(queued) => queued,
+            Err(e) => return reply(Err(e)),
+        };
+        self.engine.queue(|inbox| match admit_begin(&mut inbox.admission, id) {
+            Ok(()) => inbox.push_then(queued, reply),
+            Err(e) => reply(Err(e)),
+        })
+    }
+
+    /// As [`end_operation`](Self::end_operation) without blocking (see
+    /// [`queue_begin_operation`](Self::queue_begin_operation)).
+    pub fn queue_end_operation(&self, id: &str, result: Value) -> Result<Pending<()>> {
+        let queued = self.end_record(id, result)?;
+        self.engine.queue(|inbox| {
+            admit_end(&mut inbox.admission, id)?;
+            Ok(inbox.push(queued))
+        })
+    }
+
+    /// As [`queue_end_operation`](Self::queue_end_operation), handing every outcome to
+    /// `reply` (see [`queue_begin_operation_then`](Self::queue_begin_operation_then)).
+    pub fn queue_end_operation_then(&self, id: &str, result: Value, reply: Reply<()>) {
+        let queued = match self.end_record(id, result) {
+            Ok(queued) => queued,
+            Err(e) => return reply(Err(e)),
+        };
+        self.engine.queue(|inbox| match admit_end(&mut inbox.admission, id) {
+            Ok(()) => inbox.push_then(queued, reply),
+            Err(e) => reply(Err(e)),
+        })
+    }
+
+    fn begin_record(&self, id: &str, details: Value) -> Result<Queued> {
         check_id(id)?;
-        let (record, frame) = self.frame(JournalRecord::End { id: id.to_string(), ts: now_ms(), result })?;
-        let mut state = lock(&self.state);
-        if !state.projected.remove(id) {
-            return Err(DurableError::new(ERR_NOT_FOUND, format!("operation {id:?} is not active")));
-        }
-        self.submit(state, record, frame)
+        self.writer().queued(JournalRecord::Begin { id: id.to_string(), ts: unix_time_ms() as u64, details })
+    }
+
+    fn end_record(&self, id: &str, result: Value) -> Result<Queued> {
+        check_id(id)?;
+        self.writer().queued(JournalRecord::End { id: id.to_string(), ts: unix_time_ms() as u64, result })
     }
 
     /// The operations begun and not ended (durably), oldest first.
     pub fn active_operations(&self) -> Vec<ActiveOperation> {
-        let mut ops: Vec<ActiveOperation> = lock(&self.state).committed.values().cloned().collect();
+        let mut ops: Vec<ActiveOperation> = lock(&self.writer().committed).values().cloned().collect();
         ops.sort_by(|a, b| (a.started_at_ms, &a.id).cmp(&(b.started_at_ms, &b.id)));
         ops
     }
@@ -212,29 +228,58 @@ impl Journal {
     /// operations and removes the older ones. Called after a checkpoint; also done
     /// automatically when the file grows past `compact_at_bytes`.
     pub fn compact(&self) -> Result<()> {
-        let mut state = lock(&self.state);
-        let mut writer = loop {
-            match state.writer.take() {
-                Some(writer) => break writer,
-                None => state = self.turn.wait(state).unwrap_or_else(|p| p.into_inner()),
-            }
-        };
-        let ops = state.committed.clone();
-        drop(state);
+        let writer = self.writer();
+        let mut current = lock(&writer.current);
         // A file that is only the active set's `begin`s is compact already.
-        let result = if writer.compactable || writer.file.is_none() {
-            // If this fails, the current file is still intact and stays in use.
-            self.start_new_file(&mut writer, &ops, NewFile::WithRetry)
-        } else {
-            Ok(())
-        };
-        lock(&self.state).writer = Some(writer);
-        self.turn.notify_all();
-        result
+        if !current.compactable && current.file.is_some() {
+            return Ok(());
+        }
+        let ops = lock(&writer.committed).clone();
+        // If this fails, the current file is still intact and stays in use.
+        writer.start_new_file(&mut current, &ops, NewFile::WithRetry)
+    }
+}
+
+impl LogWriter for JournalWriter {
+    type Entry = Queued;
+    type Ack = ();
+    /// The ids active once everything queued is committed: new calls are checked against
+    /// this, so a duplicate or unknown id fails before anything is written.
+    type Admission = HashSet<String>;
+
+    fn commit(&self, batch: Vec<Queued>) -> Result<Vec<()>> {
+        let mut current = lock(&self.current);
+        self.append(&mut current, &batch)?;
+        let mut committed = lock(&self.committed);
+        let count = batch.len();
+        for queued in batch {
+            apply(&mut committed, queued.record);
+        }
+        Ok(vec![(); count])
     }
 
+    /// Recomputes the projected ids from what is durable and re-checks the records queued
+    /// meanwhile: one that relied on a failed record (the `end` of an operation whose
+    /// `begin` failed) fails too, as it would have if called afterwards.
+    fn after_failure(&self, inbox: &mut Inbox<Self>) {
+        let mut projected: HashSet<String> = lock(&self.committed).keys().cloned().collect();
+        inbox.reject_queued(|queued| match &queued.record {
+            JournalRecord::Begin { id, .. } if !projected.insert(id.clone()) => {
+                Some(DurableError::new(ERR_DUPLICATE, format!("operation {id:?} is already active")))
+            }
+            JournalRecord::End { id, .. } if !projected.remove(id) => Some(DurableError::new(
+                ERR_NOT_FOUND,
+                format!("operation {id:?} is not active (its begin failed to persist)"),
+            )),
+            _ => None,
+        });
+        inbox.admission = projected;
+    }
+}
+
+impl JournalWriter {
     /// Serializes and checks a record.
-    fn frame(&self, record: JournalRecord) -> Result<(JournalRecord, Vec<u8>)> {
+    fn queued(&self, record: JournalRecord) -> Result<Queued> {
         let payload = serde_json::to_vec(&record).expect("journal records serialize");
         if payload.len() > self.options.max_record_bytes {
             return Err(DurableError::new(
@@ -252,194 +297,139 @@ impl Journal {
                 format!("operation details/result nest deeper than {} levels", MAX_JSON_DEPTH - 1),
             ));
         }
-        Ok((record, encode_frame(&payload)))
+        Ok(Queued { record, frame: encode_frame(&payload) })
     }
 
-    /// Queues a record and waits until it is committed, leading the commit if no one is.
-    fn submit<'a>(
-        &'a self,
-        mut state: MutexGuard<'a, JournalState>,
-        record: JournalRecord,
-        frame: Vec<u8>,
-    ) -> Result<()> {
-        let ticket = state.next_ticket;
-        state.next_ticket += 1;
-        state.queue.push(Queued { ticket, record, frame });
-        loop {
-            if let Some(outcome) = state.outcomes.remove(&ticket) {
-                return outcome;
-            }
-            state = match state.writer.take() {
-                Some(writer) => self.lead(state, writer),
-                None => self.turn.wait(state).unwrap_or_else(|p| p.into_inner()),
-            };
-        }
-    }
-
-    /// Commits everything queued with one write and one fdatasync; posts the outcomes.
-    fn lead<'a>(
-        &'a self,
-        mut state: MutexGuard<'a, JournalState>,
-        mut writer: JournalWriter,
-    ) -> MutexGuard<'a, JournalState> {
-        let batch = std::mem::take(&mut state.queue);
-        drop(state);
-        let result = self.commit(&mut writer, &batch);
-        let mut state = lock(&self.state);
-        match result {
-            Ok(()) => {
-                for queued in batch {
-                    apply(&mut state.committed, queued.record);
-                    state.outcomes.insert(queued.ticket, Ok(()));
-                }
-            }
-            Err(e) => {
-                for queued in &batch {
-                    state.outcomes.insert(queued.ticket, Err(e.clone()));
-                }
-                reproject(&mut state);
-            }
-        }
-        state.writer = Some(writer);
-        self.turn.notify_all();
-        state
-    }
-
-    fn commit(&self, writer: &mut JournalWriter, batch: &[Queued]) -> Result<()> {
-        let bytes: Vec<u8> = batch.iter().flat_map(|q| q.frame.iter().copied()).collect();
+    /// Appends `batch` with one write and one fdatasync; after a failed append, or when
+    /// no file is open, starts a new file holding the active set with the batch applied.
+    fn append(&self, current: &mut CurrentFile, batch: &[Queued]) -> Result<()> {
         let after_batch = || {
-            let mut ops = lock(&self.state).committed.clone();
+            let mut ops = lock(&self.committed).clone();
             for queued in batch {
                 apply(&mut ops, queued.record.clone());
             }
             ops
         };
-        let Some(file) = writer.file.as_mut() else {
+        if current.file.is_none() {
             // The last append failed and so did its new file: try a new file again.
-            return self.start_new_file(writer, &after_batch(), NewFile::WithRetry);
-        };
-        match file.append(&self.storage, &bytes) {
-            Ok(()) => {
-                writer.compactable |= batch.iter().any(|q| matches!(q.record, JournalRecord::End { .. }));
-                let Some(file) = writer.file.as_ref() else { return Ok(()) };
-                if file.len() > self.options.compact_at_bytes {
+            return self.start_new_file(current, &after_batch(), NewFile::WithRetry);
+        }
+        let bytes: Vec<u8> = batch.iter().flat_map(|q| q.frame.iter().copied()).collect();
+        match self.files.append(&mut current.file, &bytes) {
+            Appended::InPlace => {
+                current.compactable |= batch.iter().any(|q| matches!(q.record, JournalRecord::End { .. }));
+                if current.file.as_ref().is_some_and(|file| file.len() > self.options.compact_at_bytes) {
                     // Best effort: on failure the current file stays in use.
-                    let _ = self.start_new_file(writer, &after_batch(), NewFile::WithRetry);
+                    let _ = self.start_new_file(current, &after_batch(), NewFile::WithRetry);
                 }
                 Ok(())
             }
-            Err(e) => {
-                // Never append after a failed write or fsync: the file's tail is unknown.
-                writer.file = None;
-                self.start_new_file(writer, &after_batch(), NewFile::RetryOf(&e))
-            }
+            // Never append after a failed write or fsync: the file's tail is unknown.
+            Appended::Failed(e) => self.start_new_file(current, &after_batch(), NewFile::RetryOf(&e)),
         }
     }
 
-    /// Writes journal file `writer.number + 1` holding the `begin` records of `ops`,
+    /// Writes journal file `current.number + 1` holding the `begin` records of `ops`,
     /// switches to it, and removes the older files.
-    fn start_new_file(&self, writer: &mut JournalWriter, ops: &ActiveSet, mode: NewFile<'_>) -> Result<()> {
-        self.write_snapshot(writer, ops, mode)?;
-        self.remove_older_files(writer.number);
+    fn start_new_file(&self, current: &mut CurrentFile, ops: &ActiveSet, mode: NewFile<'_>) -> Result<()> {
+        write_snapshot(&self.files, current, ops, mode)?;
+        self.files.remove_before(current.number);
         Ok(())
     }
+}
 
-    /// Writes journal file `writer.number + 1` with the `begin` records of `ops`, durably,
-    /// and switches `writer` to it.
-    fn write_snapshot(&self, writer: &mut JournalWriter, ops: &ActiveSet, mode: NewFile<'_>) -> Result<()> {
-        let number = writer.number + 1;
-        if number > MAX_SEQUENCE {
-            return Err(DurableError::new(
-                ERR_INVALID_ARGUMENT,
-                format!("journal file numbers are exhausted at {MAX_SEQUENCE}"),
-            ));
-        }
-        let name = file_name(number);
-        let mut bytes = Vec::new();
-        for op in ops.values() {
-            let record = JournalRecord::Begin { id: op.id.clone(), ts: op.started_at_ms, details: op.details.clone() };
-            bytes.extend(encode_frame(&serde_json::to_vec(&record).expect("journal records serialize")));
-        }
-        match mode {
-            NewFile::WithRetry => write_file_durable(&self.storage, &self.dir, &name, &bytes)?,
-            NewFile::RetryOf(first) => write_file_rewrite(&self.storage, &self.dir, &name, &bytes, first)?,
-        }
-        // The new file is the newest on disk from here on: never append to an older one,
-        // even if opening this one fails (the next commit then starts yet another).
-        writer.number = number;
-        writer.compactable = false;
-        writer.file = None;
-        writer.file = Some(AppendFile::open(&self.storage, &self.dir, &name)?);
-        Ok(())
+/// Writes journal file `current.number + 1` with the `begin` records of `ops`, durably,
+/// and switches `current` to it.
+fn write_snapshot(files: &LogFiles, current: &mut CurrentFile, ops: &ActiveSet, mode: NewFile<'_>) -> Result<()> {
+    let number = current.number + 1;
+    let mut bytes = Vec::new();
+    for op in ops.values() {
+        let record = JournalRecord::Begin { id: op.id.clone(), ts: op.started_at_ms, details: op.details.clone() };
+        bytes.extend(encode_frame(&serde_json::to_vec(&record).expect("journal records serialize")));
     }
+    files.write_new(number, &bytes, mode)?;
+    // The new file is the newest on disk from here on: never append to an older one,
+    // even if opening this one fails (the next commit then starts yet another).
+    current.number = number;
+    current.compactable = false;
+    current.file = None;
+    current.file = Some(files.open_file(number)?);
+    Ok(())
+}
 
-    fn remove_older_files(&self, current: u64) {
-        let Ok(entries) = self.dir.list() else { return };
-        let older: Vec<String> =
-            entries.into_iter().filter(|e| file_number(e).is_some_and(|k| k < current)).map(|e| e.name).collect();
-        remove_files(&self.storage, &self.dir, &older);
-    }
-
-    /// Sets aside what this journal did not write, replays the newest journal file and
-    /// leaves it ready for appending.
-    fn recover(&self) -> Result<(ActiveSet, JournalWriter, Vec<RecoveryProblem>)> {
-        let foreign = set_aside_foreign(&self.storage, &self.dir, FILE_PREFIX, FILE_SUFFIX)?;
-        let mut problems: Vec<RecoveryProblem> = foreign.into_iter().map(ForeignFile::into_problem).collect();
-        let newest = self.dir.list()?.iter().filter_map(file_number).max();
-        let Some(number) = newest else {
-            let mut writer = JournalWriter { number: 0, file: None, compactable: false };
-            self.write_snapshot(&mut writer, &ActiveSet::new(), NewFile::WithRetry)?;
-            return Ok((ActiveSet::new(), writer, problems));
-        };
-        let name = file_name(number);
-        let bytes = self.storage.read_bounded(&self.dir, &name, self.options.max_file_bytes)?;
-        let replay = replay(&bytes, self.options.max_record_bytes);
-        problems.extend(replay.inconsistencies.into_iter().map(|(offset, reason)| RecoveryProblem {
-            kind: ProblemKind::InconsistentRecord,
-            file: name.clone(),
-            offset,
-            reason,
-            set_aside_as: None,
-        }));
-        // What replay read may hold ended operations: compact at the first chance.
-        let mut writer = JournalWriter { number, file: None, compactable: true };
-        match replay.damage {
-            None => writer.file = Some(AppendFile::open(&self.storage, &self.dir, &name)?),
-            Some(Damage { offset, reason, mid_file: false }) => {
-                // An interrupted append: cut it off and carry on in the same file.
-                let mut file = AppendFile::open(&self.storage, &self.dir, &name)?;
-                match file.truncate_to(&self.storage, offset) {
-                    Ok(()) => writer.file = Some(file),
-                    Err(_) => self.write_snapshot(&mut writer, &replay.ops, NewFile::WithRetry)?,
-                }
-                problems.push(RecoveryProblem {
-                    kind: ProblemKind::TornTail,
-                    file: name,
-                    offset,
-                    reason,
-                    set_aside_as: None,
-                });
+/// Replays the newest journal file and leaves it ready for appending (or starts the
+/// first one).
+fn recover(files: &LogFiles, options: &JournalOptions) -> Result<(ActiveSet, CurrentFile, Vec<RecoveryProblem>)> {
+    let mut problems = Vec::new();
+    let Some(&number) = files.numbers()?.last() else {
+        let mut current = CurrentFile { number: 0, file: None, compactable: false };
+        write_snapshot(files, &mut current, &ActiveSet::new(), NewFile::WithRetry)?;
+        return Ok((ActiveSet::new(), current, problems));
+    };
+    let name = files.name(number);
+    let bytes = files.storage.read_bounded(&files.dir, &name, options.max_file_bytes)?;
+    let replay = replay(&bytes, options.max_record_bytes);
+    problems.extend(replay.inconsistencies.into_iter().map(|(offset, reason)| RecoveryProblem {
+        kind: ProblemKind::InconsistentRecord,
+        file: name.clone(),
+        offset,
+        reason,
+        set_aside_as: None,
+    }));
+    // What replay read may hold ended operations: compact at the first chance.
+    let mut current = CurrentFile { number, file: None, compactable: true };
+    match replay.damage {
+        None => current.file = Some(files.open_file(number)?),
+        Some(Damage { offset, reason, mid_file: false }) => {
+            // An interrupted append: cut it off and carry on in the same file.
+            let mut file = files.open_file(number)?;
+            match file.truncate_to(&files.storage, offset) {
+                Ok(()) => current.file = Some(file),
+                Err(_) => write_snapshot(files, &mut current, &replay.ops, NewFile::WithRetry)?,
             }
-            Some(Damage { offset, reason, mid_file: true }) => {
-                // Not an interrupted write: keep what came before, set the file aside for
-                // inspection. The new file first, so a crash in between loses nothing.
-                self.write_snapshot(&mut writer, &replay.ops, NewFile::WithRetry)?;
-                let (set_aside_as, reason) = match set_aside(&self.storage, &self.dir, &name, FILE_PREFIX) {
-                    Ok(aside) => (Some(aside), reason),
-                    Err(e) => (None, format!("{reason} (could not set it aside: {e})")),
-                };
-                problems.push(RecoveryProblem {
-                    kind: ProblemKind::MidFileCorruption,
-                    file: name,
-                    offset,
-                    reason,
-                    set_aside_as,
-                });
-            }
+            problems.push(RecoveryProblem {
+                kind: ProblemKind::TornTail,
+                file: name,
+                offset,
+                reason,
+                set_aside_as: None,
+            });
         }
-        self.remove_older_files(writer.number);
-        Ok((replay.ops, writer, problems))
+        Some(Damage { offset, reason, mid_file: true }) => {
+            // Not an interrupted write: keep what came before, set the file aside for
+            // inspection. The new file first, so a crash in between loses nothing.
+            write_snapshot(files, &mut current, &replay.ops, NewFile::WithRetry)?;
+            let (set_aside_as, reason) = match set_aside(&files.storage, &files.dir, &name, FILE_PREFIX) {
+                Ok(aside) => (Some(aside), reason),
+                Err(e) => (None, format!("{reason} (could not set it aside: {e})")),
+            };
+            problems.push(RecoveryProblem {
+                kind: ProblemKind::MidFileCorruption,
+                file: name,
+                offset,
+                reason,
+                set_aside_as,
+            });
+        }
     }
+    files.remove_before(current.number);
+    Ok((replay.ops, current, problems))
+}
+
+/// A `begin` of `id` is accepted unless `id` is active once everything queued commits.
+fn admit_begin(projected: &mut HashSet<String>, id: &str) -> Result<()> {
+    if !projected.insert(id.to_string()) {
+        return Err(DurableError::new(ERR_DUPLICATE, format!("operation {id:?} is already active")));
+    }
+    Ok(())
+}
+
+/// An `end` of `id` is accepted if `id` is active once everything queued commits.
+fn admit_end(projected: &mut HashSet<String>, id: &str) -> Result<()> {
+    if !projected.remove(id) {
+        return Err(DurableError::new(ERR_NOT_FOUND, format!("operation {id:?} is not active")));
+    }
+    Ok(())
 }
 
 fn check_options(options: &JournalOptions) -> Result<()> {
@@ -470,40 +460,9 @@ fn apply(ops: &mut ActiveSet, record: JournalRecord) {
     }
 }
 
-/// After a failed commit, recomputes the projected ids from what is durable and re-checks
-/// the records queued meanwhile: one that relied on a failed record (the `end` of an
-/// operation whose `begin` failed) fails too, as it would have if called afterwards.
-fn reproject(state: &mut JournalState) {
-    let mut projected: HashSet<String> = state.committed.keys().cloned().collect();
-    let queue = std::mem::take(&mut state.queue);
-    for queued in queue {
-        let error = match &queued.record {
-            JournalRecord::Begin { id, .. } if !projected.insert(id.clone()) => {
-                Some(DurableError::new(ERR_DUPLICATE, format!("operation {id:?} is already active")))
-            }
-            JournalRecord::End { id, .. } if !projected.remove(id) => Some(DurableError::new(
-                ERR_NOT_FOUND,
-                format!("operation {id:?} is not active (its begin failed to persist)"),
-            )),
-            _ => None,
-        };
-        match error {
-            Some(e) => {
-                state.outcomes.insert(queued.ticket, Err(e));
-            }
-            None => state.queue.push(queued),
-        }
-    }
-    state.projected = projected;
-}
-
+#[cfg(test)]
 fn file_name(number: u64) -> String {
     format!("{FILE_PREFIX}{number:020}{FILE_SUFFIX}")
-}
-
-/// The number of a journal file this journal could have written (a regular file).
-fn file_number(entry: &DirEntry) -> Option<u64> {
-    classify(entry, FILE_PREFIX, FILE_SUFFIX).ours()
 }
 
 fn frame_crc(len_bytes: &[u8; 4], payload: &[u8]) -> u32 {
@@ -627,8 +586,9 @@ fn replay(bytes: &[u8], max_record_bytes: usize) -> Replay {
 mod tests {
     use super::*;
     use crate::durable::checkpoint::CheckpointStore;
-    use crate::durable::persist::tests::{mkfifo, names_in, swap_for_symlink, AddFault, FAULT_STEPS};
-    use crate::durable::persist::{FaultPlan, IoOp, ERR_PERSIST_FAILED, TEMP_PREFIX};
+    use crate::durable::defaults::MAX_SEQUENCE;
+    use crate::durable::fs::test_support::{mkfifo, names_in, swap_for_symlink, AddFault, FAULT_STEPS};
+    use crate::durable::fs::{FaultPlan, IoOp, ERR_PERSIST_FAILED, TEMP_PREFIX};
     use serde_json::json;
     use std::fs;
     use std::path::PathBuf;
@@ -899,6 +859,82 @@ mod tests {
         journal.compact().unwrap();
         assert_eq!(journal_files(&dir), [file_name(2)]);
         assert!(active_ids(&journal).is_empty());
+    }
+
+    /// Records queued without a thread each (as the binding queues them) while one
+    /// fdatasync runs all go into the next commit: one fdatasync for all of them.
+    #[test]
+    fn one_fdatasync_covers_everything_queued_during_the_previous_one() {
+        let (_root, dir) = new_dir();
+        let storage = Storage::with_faults(FaultPlan::new().delay(IoOp::Sync, Duration::from_millis(100)));
+        let (journal, _) = Journal::open(&dir, JournalOptions::default(), storage.clone()).unwrap();
+        let syncs_before = storage.op_count(IoOp::Sync);
+        let first = journal.queue_begin_operation("first", json!(0)).unwrap();
+        // The writer is inside the first commit's fdatasync (100 ms) once it counted it.
+        while storage.op_count(IoOp::Sync) == syncs_before {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let rest: Vec<Pending<()>> =
+            (0..63).map(|i| journal.queue_begin_operation(&format!("op{i}"), json!({"i": i})).unwrap()).collect();
+        first.wait().unwrap();
+        for pending in rest {
+            pending.wait().unwrap();
+        }
+        assert_eq!(
+            storage.op_count(IoOp::Sync) - syncs_before,
+            2,
+            "one for the first, one for the 63 queued meanwhile"
+        );
+        assert_eq!(journal.active_operations().len(), 64);
+    }
+
+    /// A record is acknowledged only once the fdatasync covering it has returned, and is
+    /// then among the active operations.
+    #[test]
+    fn acknowledged_only_after_the_fdatasync() {
+        use futures::FutureExt;
+        let (_root, dir) = new_dir();
+        let storage = Storage::with_faults(FaultPlan::new().delay(IoOp::Sync, Duration::from_millis(300)));
+        let (journal, _) = Journal::open(&dir, JournalOptions::default(), storage.clone()).unwrap();
+        let syncs_before = storage.op_count(IoOp::Sync);
+        let mut pending = journal.queue_begin_operation("a", json!(1)).unwrap();
+        while storage.op_count(IoOp::Sync) == syncs_before {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!((&mut pending).now_or_never().is_none(), "not acknowledged while its fdatasync runs");
+        assert!(journal.active_operations().is_empty());
+        pending.wait().unwrap();
+        assert_eq!(active_ids(&journal), ["a"]);
+        // Argument errors come back when queueing, before anything is written.
+        assert_eq!(journal.queue_begin_operation("a", json!(2)).err().unwrap().code, ERR_DUPLICATE);
+        assert_eq!(journal.queue_end_operation("b", json!(2)).err().unwrap().code, ERR_NOT_FOUND);
+    }
+
+    /// The synchronous calls park their thread rather than run an executor: they work
+    /// from inside one (the RPC fuzzers drive handlers with `block_on`).
+    #[test]
+    fn synchronous_calls_work_inside_an_executor() {
+        let (_root, dir) = new_dir();
+        let (journal, _) = open(&dir);
+        futures::executor::block_on(async { journal.begin_operation("a", json!(1)) }).unwrap();
+        assert_eq!(active_ids(&journal), ["a"]);
+    }
+
+    /// Dropping the journal commits and acknowledges what is still queued.
+    #[test]
+    fn dropping_the_journal_commits_what_is_queued() {
+        let (_root, dir) = new_dir();
+        let storage = Storage::with_faults(FaultPlan::new().delay(IoOp::Sync, Duration::from_millis(20)));
+        let (journal, _) = Journal::open(&dir, JournalOptions::default(), storage).unwrap();
+        let pending: Vec<Pending<()>> =
+            (0..10).map(|i| journal.queue_begin_operation(&format!("op{i}"), json!(i)).unwrap()).collect();
+        drop(journal);
+        for p in pending {
+            p.wait().unwrap();
+        }
+        let (journal, problems) = open(&dir);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(journal.active_operations().len(), 10);
     }
 
     #[test]

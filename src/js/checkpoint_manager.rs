@@ -14,6 +14,7 @@ use super::hooks::{call_data_hook, read_data_hook, read_instance, DataHook};
 use super::incident_log::{problem_json, IncidentLog};
 use super::json::JsonOut;
 use super::memory_monitor::{MemoryMetrics, MemoryMonitor};
+use super::promise_batch::{PromiseBatch, Settle};
 use super::task::coded_error;
 use crate::durable::defaults::{DEFAULT_CHECKPOINT_MAX_BYTES, DEFAULT_CHECKPOINT_RETAIN, MAX_OPERATION_ID_BYTES};
 use crate::durable::{
@@ -137,6 +138,20 @@ impl ManagerCore {
             return Err((ERR_CLOSED, "the checkpoint manager is closed".to_owned()));
         }
         Ok(FilesGuard(guard))
+    }
+
+    /// The open files, taken on the JS thread without blocking it: once `close` waits
+    /// for the directory, the manager counts as closed.
+    fn files_now(&self) -> std::result::Result<FilesGuard<'_>, Failure> {
+        let guard = match self.files.try_read() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        match guard {
+            Some(guard) if guard.is_some() => Ok(FilesGuard(guard)),
+            _ => Err((ERR_CLOSED, "the checkpoint manager is closed".to_owned())),
+        }
     }
 
     /// Waits for operations in flight, then releases the directory. Idempotent.
@@ -298,6 +313,22 @@ impl Checkpointer for PeriodicCheckpoints {
 pub struct CheckpointManager {
     pub(crate) core: Arc<ManagerCore>,
     opened: Value,
+    /// Settles the journal's promises a batch at a time (made on first use).
+    journal_promises: std::cell::OnceCell<Arc<PromiseBatch>>,
+}
+
+impl CheckpointManager {
+    /// A promise for a journal record, settled with the others of its batch.
+    fn journal_promise<'env>(&self, env: &'env Env) -> Result<(PromiseRaw<'env, ()>, Settle)> {
+        let batch = match self.journal_promises.get() {
+            Some(batch) => batch,
+            None => {
+                let batch = PromiseBatch::new(env)?;
+                self.journal_promises.get_or_init(|| batch)
+            }
+        };
+        batch.promise(env)
+    }
 }
 
 fn read_id(env: &Env, value: &Unknown, name: &str) -> Result<String> {
@@ -411,7 +442,7 @@ impl CheckpointManager {
                 );
             }
             let opened = json!({ "skipped": skipped_json(&skipped), "journal_problems": problems.iter().map(problem_json).collect::<Vec<_>>() });
-            Ok(CheckpointManager { core: Arc::new(core), opened })
+            Ok(CheckpointManager { core: Arc::new(core), opened, journal_promises: std::cell::OnceCell::new() })
         })
     }
 
@@ -447,13 +478,18 @@ impl CheckpointManager {
                 .filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined)))
                 .map(|d| super::json_value(env, d, "details"))
                 .transpose()?;
-            let core = self.core.clone();
-            spawn_settled(
-                env,
-                blocking(move || {
-                    core.files()?.journal.begin_operation(&id, details.unwrap_or(Value::Null)).map_err(failed)
-                }),
-            )
+            // Queued here; the journal's writer thread commits every record queued
+            // meanwhile with one fdatasync and settles their promises in one go.
+            let (promise, settle) = self.journal_promise(env)?;
+            match self.core.files_now() {
+                Ok(files) => files.journal.queue_begin_operation_then(
+                    &id,
+                    details.unwrap_or(Value::Null),
+                    Box::new(move |outcome| settle.settle(outcome.map_err(failed))),
+                ),
+                Err(closed) => settle.settle(Err(closed)),
+            }
+            Ok(promise)
         })
     }
 
@@ -472,13 +508,16 @@ impl CheckpointManager {
                 .filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined)))
                 .map(|d| super::json_value(env, d, "result"))
                 .transpose()?;
-            let core = self.core.clone();
-            spawn_settled(
-                env,
-                blocking(move || {
-                    core.files()?.journal.end_operation(&id, result.unwrap_or(Value::Null)).map_err(failed)
-                }),
-            )
+            let (promise, settle) = self.journal_promise(env)?;
+            match self.core.files_now() {
+                Ok(files) => files.journal.queue_end_operation_then(
+                    &id,
+                    result.unwrap_or(Value::Null),
+                    Box::new(move |outcome| settle.settle(outcome.map_err(failed))),
+                ),
+                Err(closed) => settle.settle(Err(closed)),
+            }
+            Ok(promise)
         })
     }
 

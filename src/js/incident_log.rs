@@ -12,7 +12,7 @@ use super::checkpoint_manager::ERR_CLOSED;
 use super::json::JsonOut;
 use super::task::coded_error;
 use crate::durable::{
-    DurableError, IncidentLog as Core, IncidentLogOptions, RateLimit, ReadFilter, RecordOutcome, Storage,
+    DurableError, IncidentLog as Core, IncidentLogOptions, Pending, RateLimit, ReadFilter, RecordOutcome, Storage,
 };
 use crate::incident::IncidentSink;
 use crate::incident::{Incident, IncidentSeverity};
@@ -93,6 +93,20 @@ impl ClosableLog {
     fn close(&self) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
+
+    /// Queues `incident` on the JS thread without blocking it (once `close` waits for
+    /// the directory, the log counts as closed); the writer thread commits it.
+    fn queue_record(&self, incident: Incident) -> crate::durable::Result<Pending<RecordOutcome>> {
+        let guard = match self.0.try_read() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        match guard.as_ref().and_then(|g| g.as_ref()) {
+            Some(log) => log.queue_record(incident),
+            None => Err(DurableError::new(ERR_CLOSED, "the incident log is closed")),
+        }
+    }
 }
 
 impl IncidentSink for ClosableLog {
@@ -170,9 +184,14 @@ impl IncidentLog {
     pub fn record<'env>(&self, env: &'env Env, incident: Unknown) -> Result<PromiseRaw<'env, RecordResult>> {
         super::task::guarded(env, "IncidentLog.record", || {
             let incident = read_incident(env, incident)?;
-            let core = self.core.clone();
+            let pending = self.core.queue_record(incident);
             env.spawn_future_with_callback(
-                async move { Ok(off_thread(move || core.with(|log| log.record(incident))).await) },
+                async move {
+                    Ok(match pending {
+                        Ok(pending) => pending.await,
+                        Err(e) => Err(e),
+                    })
+                },
                 |env, outcome| match outcome {
                     Ok(RecordOutcome::Written { seq, timestamp_ms }) => Ok(RecordResult {
                         seq: Some(seq as f64),

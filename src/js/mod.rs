@@ -15,6 +15,7 @@ mod json_rpc;
 mod memory_monitor;
 mod memory_recovery;
 mod promise;
+mod promise_batch;
 mod receiver;
 mod recovery_outcome;
 mod task;

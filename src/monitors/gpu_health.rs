@@ -8,6 +8,7 @@ use crate::sampling::gpu::{sample_gpus, GpuDetail, GpuDeviceSample};
 use crate::sampling::nvml_session::NvmlSession;
 use crate::sampling::unix_time_ms;
 use crate::sampling::xid_watch::{shared_xid_watch, WatchState, XidEvent, XidWatch};
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
@@ -149,18 +150,18 @@ impl GpuHealthMonitor {
                 report.allocated, report.reserved
             )));
         }
-        self.reports.lock().unwrap_or_else(|p| p.into_inner()).insert(report, unix_time_ms());
+        lock(&self.reports).insert(report, unix_time_ms());
         Ok(())
     }
 
     /// How many reports the table holds now (at most `MAX_ALLOCATOR_REPORTS`).
     pub fn allocator_report_count(&self) -> usize {
-        self.reports.lock().unwrap_or_else(|p| p.into_inner()).latest.len()
+        lock(&self.reports).latest.len()
     }
 
     /// Fresh reports summed per device; stale ones are dropped.
     fn allocator_use(&self, now_ms: f64, max_age_ms: f64) -> BTreeMap<u32, AllocatorUse> {
-        let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reports = lock(&self.reports);
         reports.drop_older_than(now_ms - max_age_ms);
         let mut per_device: BTreeMap<u32, AllocatorUse> = BTreeMap::new();
         for (report, at, _) in reports.latest.values() {

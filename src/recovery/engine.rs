@@ -4,6 +4,7 @@
 
 use crate::incident::{Incident, IncidentCounts, IncidentKind, IncidentSeverity, IncidentSink};
 use crate::sampling::{duration_ms, unix_time_ms};
+use crate::sync::lock;
 use futures::FutureExt;
 use serde_json::{json, Value};
 use std::future::Future;
@@ -373,7 +374,7 @@ impl RecoveryCore {
     }
 
     pub fn last_outcome(&self) -> Option<Arc<RecoveryOutcome>> {
-        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.last).clone()
     }
 
     /// The incidents this object's runs raised, by kind (for the supervisor's metrics).
@@ -387,7 +388,7 @@ impl RecoveryCore {
 
     /// Whether a run is in flight.
     pub fn busy(&self) -> bool {
-        self.flight.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        lock(&self.flight).is_some()
     }
 
     /// Runs `start()` unless a run of the same kind is in flight, in which case this call
@@ -399,7 +400,7 @@ impl RecoveryCore {
     {
         let sender = loop {
             let waiting = {
-                let mut flight = self.flight.lock().unwrap_or_else(|p| p.into_inner());
+                let mut flight = lock(&self.flight);
                 match &*flight {
                     Some((running, receiver)) => (*running == kind, receiver.clone()),
                     None => {
@@ -429,12 +430,12 @@ impl RecoveryCore {
         struct Clear<'a>(&'a RecoveryCore);
         impl Drop for Clear<'_> {
             fn drop(&mut self) {
-                *self.0.flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *lock(&self.0.flight) = None;
             }
         }
         let clear = Clear(self);
         let outcome = Arc::new(start().await);
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome.clone());
+        *lock(&self.last) = Some(outcome.clone());
         drop(clear);
         let _ = sender.send(Some(outcome.clone()));
         outcome

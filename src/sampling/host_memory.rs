@@ -1,5 +1,6 @@
 //! Host RAM through `sysinfo`, with the kernel's MemAvailable semantics.
 
+use crate::sync::lock;
 use std::sync::{Mutex, OnceLock};
 use sysinfo::{MemoryRefreshKind, System};
 
@@ -28,7 +29,7 @@ fn shared_system() -> &'static Mutex<Option<System>> {
 /// Samples `/proc/meminfo` (through sysinfo) now.
 pub fn sample_host_memory() -> Result<HostMemory, String> {
     // A panic elsewhere while holding the lock leaves the System intact; keep using it.
-    let mut slot = shared_system().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut slot = lock(&shared_system());
     if slot.is_none() {
         *slot = Some(System::new().map_err(|e| format!("cannot read host memory: {e}"))?);
     }

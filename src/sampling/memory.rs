@@ -10,6 +10,7 @@ use super::host_memory::{sample_host_memory, HostMemory};
 use super::nvml_session::NvmlSession;
 use super::psi::{read_memory_psi, MemoryPsi};
 use super::unix_time_ms;
+use crate::sync::lock;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -146,7 +147,7 @@ impl MemorySampler {
 
     /// `(limit, working_set, report)`, or `None` when the process is in no memory cgroup.
     fn sample_cgroup(&self) -> Option<(Option<u64>, Option<u64>, CgroupReport)> {
-        let mut cache = self.cgroup.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = lock(&self.cgroup);
         // A failure may mean the process moved to another cgroup: look it up once more.
         for attempt in 0..2 {
             match self.read_cgroup(&mut cache) {

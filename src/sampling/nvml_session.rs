@@ -4,6 +4,7 @@
 //! library; sharing one keeps that to once. A failed open is remembered for a short while
 //! so that a machine without a driver does not retry `dlopen` on every sample.
 
+use crate::sync::lock;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::Nvml;
 use std::collections::HashMap;
@@ -61,7 +62,7 @@ pub struct NvmlSession {
 /// The process-wide session for `library`.
 pub fn shared_session(library: &OsStr) -> Arc<NvmlSession> {
     static SESSIONS: OnceLock<Mutex<HashMap<OsString, Arc<NvmlSession>>>> = OnceLock::new();
-    let mut sessions = SESSIONS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let mut sessions = lock(&SESSIONS.get_or_init(Default::default));
     sessions
         .entry(library.to_owned())
         .or_insert_with(|| {
@@ -199,7 +200,7 @@ impl NvmlSession {
     }
 
     pub fn remember_device(&self, device: KnownDevice) {
-        let mut known = self.known_devices.lock().unwrap_or_else(|p| p.into_inner());
+        let mut known = lock(&self.known_devices);
         let slot = device.index as usize;
         if known.len() <= slot {
             known.resize(slot + 1, None);
@@ -208,13 +209,13 @@ impl NvmlSession {
     }
 
     pub fn known_device(&self, index: u32) -> Option<KnownDevice> {
-        let known = self.known_devices.lock().unwrap_or_else(|p| p.into_inner());
+        let known = lock(&self.known_devices);
         known.get(index as usize).cloned().flatten()
     }
 
     /// Every device that has answered at least once since the process started.
     pub fn known_devices(&self) -> Vec<KnownDevice> {
-        let known = self.known_devices.lock().unwrap_or_else(|p| p.into_inner());
+        let known = lock(&self.known_devices);
         known.iter().flatten().cloned().collect()
     }
 }

@@ -7,6 +7,7 @@
 use super::nvml_session::{describe_nvml_error, NvmlSession};
 use super::unix_time_ms;
 use crate::supervisor::wake::{WakeHandle, WakeSource};
+use crate::sync::lock;
 use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::{nvml_try, NvmlError};
@@ -64,7 +65,7 @@ pub struct XidWatch {
 
 impl XidWatch {
     fn record(&self, event: XidEvent) {
-        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let mut history = lock(&self.history);
         *history.totals.entry((event.device, event.code)).or_default() += 1;
         let recent = history.recent.entry(event.device).or_default();
         if recent.len() == HISTORY_PER_DEVICE {
@@ -75,18 +76,18 @@ impl XidWatch {
 
     /// Wakes every supervisor that asked, forgetting those that are gone.
     fn wake(&self) {
-        self.wakes.lock().unwrap_or_else(|p| p.into_inner()).retain(|w| w.wake(WakeSource::Xid));
+        lock(&self.wakes).retain(|w| w.wake(WakeSource::Xid));
     }
 
     /// Wakes `handle` at each Xid event, and when a watched device is lost.
     pub fn wake_on_events(&self, handle: WakeHandle) {
-        let mut wakes = self.wakes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut wakes = lock(&self.wakes);
         wakes.retain(WakeHandle::is_alive);
         wakes.push(handle);
     }
 
     fn set_state(&self, state: WatchState) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+        *lock(&self.state) = state;
     }
 
     /// The NVML session generation the watch last armed in (0 before it first armed).
@@ -95,12 +96,12 @@ impl XidWatch {
     }
 
     pub fn state(&self) -> WatchState {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.state).clone()
     }
 
     /// Events at or after `since_ms`, oldest first.
     pub fn events_since(&self, since_ms: f64) -> Vec<XidEvent> {
-        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let history = lock(&self.history);
         let mut events: Vec<XidEvent> =
             history.recent.values().flatten().filter(|e| e.timestamp_ms >= since_ms).cloned().collect();
         events.sort_by(|a, b| a.timestamp_ms.total_cmp(&b.timestamp_ms));
@@ -109,14 +110,14 @@ impl XidWatch {
 
     /// Every event seen since the process started, by (device, Xid).
     pub fn totals(&self) -> BTreeMap<(u32, u64), u64> {
-        self.history.lock().unwrap_or_else(|p| p.into_inner()).totals.clone()
+        lock(&self.history).totals.clone()
     }
 }
 
 /// The watch of `session`, started if nobody holds one yet.
 pub fn shared_xid_watch(session: &Arc<NvmlSession>) -> Arc<XidWatch> {
     static WATCHES: OnceLock<Mutex<HashMap<OsString, Weak<XidWatch>>>> = OnceLock::new();
-    let mut watches = WATCHES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let mut watches = lock(&WATCHES.get_or_init(Default::default));
     let key = session.library().to_owned();
     if let Some(watch) = watches.get(&key).and_then(Weak::upgrade) {
         return watch;

@@ -30,6 +30,7 @@ use crate::sampling::gpu::GpuDetail;
 use crate::sampling::memory::MemoryMetrics;
 use crate::sampling::pressure_events::{PressureWatcher, PsiTrigger};
 use crate::sampling::{duration_ms, unix_time_ms};
+use crate::sync::lock;
 use detection::Detection;
 use episode::{Backoff, EpisodeChange, Hysteresis, RecoveryBudget};
 use planner::{ActionKind, ActionResult};
@@ -249,10 +250,6 @@ pub struct Supervisor {
     sample_now: Arc<Notify>,
     /// The fast samples' monotonic clock (the forecasts' times).
     clock: Instant,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Supervisor {
