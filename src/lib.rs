@@ -13,5 +13,6 @@ pub mod recovery;
 pub mod rpc;
 pub mod sampling;
 pub mod supervisor;
+pub mod vocabulary;
 
 mod js;

@@ -45,7 +45,7 @@ use wake::{Wake, WakeSource};
 pub use status::{action_json, health_summary, issue_json};
 
 // The kinds of check and recovery operators ask for are the RPC layer's words.
-pub use crate::rpc::{CheckType, RecoveryType};
+pub use crate::vocabulary::{CheckType, RecoveryType};
 
 /// While `stop` waits for the loop, how often it interrupts recoveries again.
 const STOP_INTERRUPT_REPEAT: Duration = Duration::from_millis(50);

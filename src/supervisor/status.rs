@@ -107,7 +107,7 @@ pub fn skipped(kind: ActionKind, detail: &str) -> RecoveryAction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::CheckType;
+    use crate::vocabulary::CheckType;
 
     fn health(issues: Vec<HealthIssue>) -> SystemHealth {
         SystemHealth {
