@@ -15,10 +15,12 @@
 //! Plain Rust: nothing here knows of JavaScript.
 
 pub mod checkpoint;
+pub mod closable;
 pub mod defaults;
 pub(crate) mod dir;
 pub mod incident_log;
 pub mod journal;
+pub mod manager;
 pub mod persist;
 
 pub use checkpoint::{Checkpoint, CheckpointMeta, CheckpointStore, LatestValid, SkippedFile};

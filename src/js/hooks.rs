@@ -11,6 +11,7 @@ use super::args::{describe, type_error, OptionsObject};
 use super::engine::{call, global, take_exception};
 use super::json::{from_js, JsonOut};
 use super::promise::{settle_later, Settlement};
+use crate::durable::manager::{DataHook, HookFuture as DataHookFuture};
 use crate::recovery::engine::{Hook, HookFuture, StepError};
 
 /// The argument a hook gets: nothing, or (for `emergencyCleanup`) the step's error.
@@ -193,35 +194,31 @@ impl FromNapiValue for ValueReturn {
 }
 
 /// A hook that takes JSON data and gives JSON data back (`captureState`, the restore hooks).
-pub type DataHook = ThreadsafeFunction<JsonOut, ValueReturn, JsonOut, Status, false, true>;
+type DataFunction = ThreadsafeFunction<JsonOut, ValueReturn, JsonOut, Status, false, true>;
 
-/// Reads an optional data hook (see [`read_hook`]).
-pub fn read_data_hook(env: &Env, options: &OptionsObject, key: &str) -> Result<Option<Arc<DataHook>>> {
-    let Some(value) = read_function(env, options, key)? else { return Ok(None) };
-    let function: Function<'_, JsonOut, ValueReturn> = unsafe { value.cast()? };
-    Ok(Some(Arc::new(
-        function.build_threadsafe_function::<JsonOut>().weak::<true>().callee_handled::<false>().build()?,
-    )))
+pub struct JsDataHook(Arc<DataFunction>);
+
+impl DataHook for JsDataHook {
+    /// Its value, or why it failed (threw, rejected, or returned what JSON cannot hold); the
+    /// manager bounds it with the step timeout.
+    fn call(&self, arg: serde_json::Value) -> DataHookFuture {
+        let function = self.0.clone();
+        Box::pin(async move {
+            match function.call_async_catch(JsonOut(arg)).await {
+                Ok(ValueReturn::Now(value)) => Ok(value),
+                Ok(ValueReturn::Later(settlement)) => settlement.await,
+                Err(e) => Err(e.reason.clone()),
+            }
+        })
+    }
 }
 
-/// Calls a data hook under `timeout`: its value, or why it failed (threw, rejected, returned
-/// what JSON cannot hold, or did not settle in time).
-pub async fn call_data_hook(
-    hook: &DataHook,
-    arg: serde_json::Value,
-    timeout: std::time::Duration,
-    name: &str,
-) -> std::result::Result<serde_json::Value, (&'static str, String)> {
-    let call = async {
-        match hook.call_async_catch(JsonOut(arg)).await {
-            Ok(ValueReturn::Now(value)) => Ok(value),
-            Ok(ValueReturn::Later(settlement)) => settlement.await,
-            Err(e) => Err(e.reason.clone()),
-        }
-    };
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(message)) => Err(("ERR_STEP_FAILED", format!("{name} failed: {message}"))),
-        Err(_) => Err(("ERR_STEP_TIMEOUT", format!("{name} did not finish within {} ms", timeout.as_millis()))),
-    }
+/// Reads an optional data hook (see [`read_hook`]).
+pub fn read_data_hook(env: &Env, options: &OptionsObject, key: &str) -> Result<Option<Arc<dyn DataHook>>> {
+    let Some(value) = read_function(env, options, key)? else { return Ok(None) };
+    // SAFETY: `read_function` checked that `value` is a function.
+    let function: Function<'_, JsonOut, ValueReturn> = unsafe { value.cast()? };
+    let threadsafe =
+        function.build_threadsafe_function::<JsonOut>().weak::<true>().callee_handled::<false>().build()?;
+    Ok(Some(Arc::new(JsDataHook(Arc::new(threadsafe)))))
 }

@@ -5,15 +5,14 @@ use napi::{Env, Unknown, ValueType};
 use napi_derive::napi;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use super::args::{describe, range_error, range_violation, type_error, OptionsObject};
-use super::checkpoint_manager::ERR_CLOSED;
 use super::json::JsonOut;
 use super::task::coded_error;
-use crate::durable::{
-    DurableError, IncidentLog as Core, IncidentLogOptions, RateLimit, ReadFilter, RecordOutcome, Storage,
-};
+use crate::durable::closable::Closable;
+use crate::durable::manager::{off_thread, problem_json};
+use crate::durable::{IncidentLog as Core, IncidentLogOptions, RateLimit, ReadFilter, RecordOutcome, Storage};
 use crate::incident::IncidentSink;
 use crate::incident::{Incident, IncidentSeverity};
 use crate::policy::thresholds::{ThresholdSpec, MAX_INTERVAL_MS, MAX_SAFE_INTEGER};
@@ -79,25 +78,12 @@ pub struct RecordResult {
 
 /// The log, until `close` releases its directory. It is the incident sink that the
 /// recoveries, the checkpoint manager and the supervisor write to.
-pub struct ClosableLog(RwLock<Option<Core>>);
-
-impl ClosableLog {
-    fn with<T>(&self, work: impl FnOnce(&Core) -> crate::durable::Result<T>) -> crate::durable::Result<T> {
-        let guard = self.0.read().unwrap_or_else(|p| p.into_inner());
-        match guard.as_ref() {
-            Some(log) => work(log),
-            None => Err(DurableError::new(ERR_CLOSED, "the incident log is closed")),
-        }
-    }
-
-    fn close(&self) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-}
+pub struct ClosableLog(Closable<Core>);
 
 impl IncidentSink for ClosableLog {
     fn record(&self, incident: Incident) -> std::result::Result<u64, String> {
-        self.with(|log| Ok(IncidentSink::record(log, incident)))
+        self.0
+            .with(|log| Ok(IncidentSink::record(log, incident)))
             .unwrap_or_else(|e| Err(format!("{}: {}", e.code, e.message)))
     }
 }
@@ -149,7 +135,7 @@ impl IncidentLog {
             let (core, problems) = Core::open(&PathBuf::from(directory), settings, Storage::new())
                 .map_err(|e| coded_error(&env, e.code, &e.message))?;
             let problems = Value::Array(problems.iter().map(problem_json).collect());
-            Ok(IncidentLog { core: Arc::new(ClosableLog(RwLock::new(Some(core)))), problems })
+            Ok(IncidentLog { core: Arc::new(ClosableLog(Closable::new("the incident log", core))), problems })
         })
     }
 
@@ -172,7 +158,7 @@ impl IncidentLog {
             let incident = read_incident(env, incident)?;
             let core = self.core.clone();
             env.spawn_future_with_callback(
-                async move { Ok(off_thread(move || core.with(|log| log.record(incident))).await) },
+                async move { Ok(off_thread(move || core.0.with(|log| log.record(incident))).await) },
                 |env, outcome| match outcome {
                     Ok(RecordOutcome::Written { seq, timestamp_ms }) => Ok(RecordResult {
                         seq: Some(seq as f64),
@@ -195,7 +181,7 @@ impl IncidentLog {
             env.spawn_future_with_callback(
                 async move {
                     Ok(off_thread(move || {
-                        core.close();
+                        core.0.close();
                         Ok(())
                     })
                     .await)
@@ -216,7 +202,7 @@ impl IncidentLog {
             let filter = read_filter(env, filter)?;
             let core = self.core.clone();
             env.spawn_future_with_callback(
-                async move { Ok(off_thread(move || core.with(|log| log.read(&filter))).await) },
+                async move { Ok(off_thread(move || core.0.with(|log| log.read(&filter))).await) },
                 |env, result| match result {
                     Ok(read) => Ok(JsonOut(Value::Array(
                         read.records
@@ -238,19 +224,6 @@ impl IncidentLog {
             )
         })
     }
-}
-
-/// Runs durable work on the blocking pool; a panic there is an `ERR_INTERNAL` failure.
-async fn off_thread<T: Send + 'static>(
-    work: impl FnOnce() -> crate::durable::Result<T> + Send + 'static,
-) -> crate::durable::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| Err(DurableError::new("ERR_INTERNAL", format!("internal error in hpc-health: {e}"))))
-}
-
-pub fn problem_json(p: &crate::durable::RecoveryProblem) -> Value {
-    json!({ "kind": p.kind.as_str(), "file": p.file, "offset": p.offset, "reason": p.reason, "set_aside_as": p.set_aside_as })
 }
 
 fn read_incident(env: &Env, value: Unknown) -> Result<Incident> {
