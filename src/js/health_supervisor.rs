@@ -17,8 +17,8 @@ use super::memory_monitor::{pressure_report, MemoryMonitor, MemoryPressureReport
 use super::memory_recovery::MemoryRecovery;
 use crate::policy::issues::{Action, HealthIssue as CoreIssue, IssueCode, Severity};
 use crate::policy::thresholds::{
-    stale_after_default_ms, ThresholdSpec, BUDGET_MAX, BUDGET_WINDOW_MS, CHECKPOINT_INTERVAL_MS, CHECK_TIMEOUT_MS,
-    FAST_SAMPLE_MS, FORECAST_HORIZON_MS, HEALTHY_AFTER, INTERVAL_MS, STALE_AFTER_MS, STEP_TIMEOUT_MS, UNHEALTHY_AFTER,
+    ThresholdSpec, BUDGET_MAX, BUDGET_WINDOW_MS, CHECKPOINT_INTERVAL_MS, CHECK_TIMEOUT_MS, FAST_SAMPLE_MS,
+    FORECAST_HORIZON_MS, HEALTHY_AFTER, INTERVAL_MS, STALE_AFTER_MS, UNHEALTHY_AFTER,
 };
 use crate::supervisor::{
     action_json, CheckType, EventSink, RecoveryType, Supervisor, SupervisorOptions, SupervisorParts, SystemHealth,
@@ -178,21 +178,9 @@ impl HealthSupervisor {
             super::receiver::require_new::<Self>(&env, &this, "HealthSupervisor")?;
             let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
             let mut parts = SupervisorParts::default();
-            let mut settings = SupervisorOptions {
-                interval: Duration::from_millis(INTERVAL_MS.default as u64),
-                auto_recover: true,
-                budget_max: BUDGET_MAX.default as u32,
-                budget_window_ms: BUDGET_WINDOW_MS.default,
-                checkpoint_interval: None,
-                unhealthy_after: UNHEALTHY_AFTER.default as u32,
-                healthy_after: HEALTHY_AFTER.default as u32,
-                check_timeout: Duration::from_millis(CHECK_TIMEOUT_MS.default as u64),
-                stale_after: Duration::ZERO,
-                step_timeout: Duration::from_millis(STEP_TIMEOUT_MS.default as u64),
-                fast_sample: None,
-                forecast_horizon_ms: FORECAST_HORIZON_MS.default,
-                preemptive_pause: true,
-            };
+            let mut settings = SupervisorOptions::default();
+            // Given or not; the defaults of these follow the interval and check timeout read.
+            let mut stale_after = None;
             // `undefined`: the default; `null`: off.
             let mut fast_sample_ms = Some(None);
             if let Some(o) = options {
@@ -244,7 +232,7 @@ impl HealthSupervisor {
                             ),
                         ));
                     }
-                    settings.stale_after = Duration::from_millis(ms as u64);
+                    stale_after = Some(Duration::from_millis(ms as u64));
                 }
                 settings.auto_recover = o.boolean("autoRecover")?.unwrap_or(true);
                 if o.raw(FAST_SAMPLE_MS.key())?.is_some() {
@@ -294,19 +282,13 @@ impl HealthSupervisor {
                 }
             }
             settings.fast_sample = fast_sample_ms.map(|ms| {
-                // The default never samples slower than the checks (nor faster than allowed).
-                let ms = ms.unwrap_or_else(|| {
-                    FAST_SAMPLE_MS.default.min(settings.interval.as_millis() as f64).max(FAST_SAMPLE_MS.min)
-                });
-                Duration::from_millis(ms as u64)
+                ms.map_or_else(
+                    || SupervisorOptions::default_fast_sample(settings.interval),
+                    |ms| Duration::from_millis(ms as u64),
+                )
             });
-            if settings.stale_after.is_zero() {
-                let ms = stale_after_default_ms(
-                    settings.interval.as_millis() as f64,
-                    settings.check_timeout.as_millis() as f64,
-                );
-                settings.stale_after = Duration::from_millis(ms as u64);
-            }
+            settings.stale_after = stale_after
+                .unwrap_or_else(|| SupervisorOptions::default_stale_after(settings.interval, settings.check_timeout));
             let listeners = Arc::new(Listeners::default());
             let core = Supervisor::new(parts, settings, listeners.clone());
             Ok(HealthSupervisor { core: Arc::new(core), listeners, listener_refs: Vec::new() })
