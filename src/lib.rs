@@ -7,6 +7,8 @@ pub mod durable;
 #[cfg(test)]
 mod hostile_input;
 pub mod incident;
+#[cfg(test)]
+mod layering;
 pub mod monitors;
 pub mod policy;
 pub mod recovery;
