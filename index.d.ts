@@ -49,6 +49,148 @@ export interface SupervisorStatus {
   check_failures: number
 }
 
+export interface AllocatorUse {
+  allocated: number
+  reserved: number
+  fragmentation: number
+  reported_at: number
+}
+
+export interface CgroupReport {
+  version: number | null
+  path: string | null
+  limit: number | null
+  error: string | null
+}
+
+export interface GpuDeviceHealth {
+  index: number
+  uuid: string | null
+  name: string | null
+  status: 'pass' | 'warn' | 'fail'
+  temperature: number | null
+  slowdown_temperature: number | null
+  shutdown_temperature: number | null
+  memory_used: number
+  memory_total: number
+  utilization: number | null
+  power_watts: number | null
+  power_limit_watts: number | null
+  throttle_reasons: Array<string> | null
+  ecc_uncorrected: number | null
+  retired_pages_pending: boolean | null
+  remapped_rows: RemappedRows | null
+  xid_errors: Array<XidError>
+  lost: boolean
+  allocator: AllocatorUse | null
+  error: string | null
+}
+
+export interface GpuHealth {
+  timestamp: number
+  memory_fragmentation: number
+  temperature: number | null
+  memory_allocated: number
+  memory_reserved: number
+  healthy: boolean
+  status: 'pass' | 'warn' | 'fail'
+  gpu_available: boolean
+  gpu_error: string | null
+  devices: Array<GpuDeviceHealth>
+  issues: Array<HealthIssue>
+  xid_watch: XidWatchStatus | null
+}
+
+export interface GpuMemory {
+  index: number
+  uuid: string | null
+  name: string | null
+  used: number
+  total: number
+  lost: boolean
+  error: string | null
+}
+
+export interface GpuPressure {
+  index: number
+  ratio: number | null
+  pressure: boolean
+}
+
+export interface HealthIssue {
+  code: string
+  severity: 'warn' | 'fail'
+  device: number | null
+  message: string
+  action: 'none' | 'clear_cache' | 'restart_app' | 'reset_gpu' | 'reboot_node'
+  /** Until the projected exhaustion, in milliseconds: only on `MEMORY_EXHAUSTION_FORECAST`. */
+  eta_ms?: number
+}
+
+export interface MemoryMetrics {
+  timestamp: number
+  gpu_used: number
+  gpu_total: number
+  system_used: number
+  system_total: number
+  system_error: string | null
+  memory_limit_source: 'host' | 'cgroup'
+  psi: MemoryPsi | null
+  gpu_available: boolean
+  gpu_error: string | null
+  gpus: Array<GpuMemory>
+  cgroup: CgroupReport | null
+}
+
+export interface MemoryPressureReport {
+  gpu_pressure: boolean
+  system_pressure: boolean
+  gpu_ratio: number
+  system_ratio: number
+  gpus: Array<GpuPressure>
+  metrics: MemoryMetrics
+}
+
+export interface MemoryPsi {
+  some_avg10: number
+  full_avg10: number
+}
+
+export interface RemappedRows {
+  correctable: number
+  uncorrectable: number
+  pending: boolean
+  failure: boolean
+}
+
+/** One health check of the whole system. */
+export interface SystemHealthReport {
+  healthy: boolean
+  check_type: 'quick' | 'full'
+  timestamp: number
+  duration_ms: number
+  /** The memory pressure check, or `null` without a `memoryMonitor`. */
+  memory: MemoryPressureReport | null
+  /** GPU health (for `'quick'`, from memory and temperature only), or `null` without a `gpuMonitor`. */
+  gpu: GpuHealth | null
+  issues: Array<HealthIssue>
+  accepting_requests: boolean
+}
+
+export interface XidError {
+  code: number
+  timestamp: number
+  action: 'none' | 'clear_cache' | 'restart_app' | 'reset_gpu' | 'reboot_node'
+}
+
+/** Whether the background Xid watch is working. */
+export interface XidWatchStatus {
+  state: 'starting' | 'watching' | 'retrying'
+  /** Indices of the devices being watched. */
+  devices: Array<number>
+  error: string | null
+}
+
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -268,20 +410,6 @@ export interface AllocatorStats {
   pid?: number
 }
 
-export interface AllocatorUse {
-  allocated: number
-  reserved: number
-  fragmentation: number
-  reported_at: number
-}
-
-export interface CgroupReport {
-  version: number | null
-  path: string | null
-  limit: number | null
-  error: string | null
-}
-
 /** A checkpoint as `createCheckpoint` and restore return it (declared for the typings). */
 export interface Checkpoint {
   id: string
@@ -313,44 +441,6 @@ export interface CheckpointManagerOptions {
   stepTimeoutMs?: number
 }
 
-export interface GpuDeviceHealth {
-  index: number
-  uuid: string | null
-  name: string | null
-  status: 'pass' | 'warn' | 'fail'
-  temperature: number | null
-  slowdown_temperature: number | null
-  shutdown_temperature: number | null
-  memory_used: number
-  memory_total: number
-  utilization: number | null
-  power_watts: number | null
-  power_limit_watts: number | null
-  throttle_reasons: Array<string> | null
-  ecc_uncorrected: number | null
-  retired_pages_pending: boolean | null
-  remapped_rows: RemappedRows | null
-  xid_errors: Array<XidError>
-  lost: boolean
-  allocator: AllocatorUse | null
-  error: string | null
-}
-
-export interface GpuHealth {
-  timestamp: number
-  memory_fragmentation: number
-  temperature: number | null
-  memory_allocated: number
-  memory_reserved: number
-  healthy: boolean
-  status: 'pass' | 'warn' | 'fail'
-  gpu_available: boolean
-  gpu_error: string | null
-  devices: Array<GpuDeviceHealth>
-  issues: Array<HealthIssue>
-  xid_watch: XidWatchStatus | null
-}
-
 /** Options of `new GPUHealthMonitor(options)`; declared for the typings, read by hand. */
 export interface GpuHealthMonitorOptions {
   thresholds?: GpuThresholdsInput
@@ -363,22 +453,6 @@ export interface GpuHealthMonitorOptions {
   /** Watch for Xid events in the background (default true). */
   watchXid?: boolean
   nvmlLibraryPath?: string
-}
-
-export interface GpuMemory {
-  index: number
-  uuid: string | null
-  name: string | null
-  used: number
-  total: number
-  lost: boolean
-  error: string | null
-}
-
-export interface GpuPressure {
-  index: number
-  ratio: number | null
-  pressure: boolean
 }
 
 /** Hooks and options of `new GPURecovery(gpu, options)` (declared for the typings). */
@@ -409,14 +483,6 @@ export interface GpuThresholds {
 export interface GpuThresholdsInput {
   temperature?: number
   memory_fragmentation?: number
-}
-
-export interface HealthIssue {
-  code: string
-  severity: 'warn' | 'fail'
-  device: number | null
-  message: string
-  action: 'none' | 'clear_cache' | 'restart_app' | 'reset_gpu' | 'reboot_node'
 }
 
 /** Options of `new HealthSupervisor(options)` (declared for the typings). */
@@ -477,21 +543,6 @@ export interface IncidentRecord {
   details: unknown
 }
 
-export interface MemoryMetrics {
-  timestamp: number
-  gpu_used: number
-  gpu_total: number
-  system_used: number
-  system_total: number
-  system_error: string | null
-  memory_limit_source: 'host' | 'cgroup'
-  psi: MemoryPsi | null
-  gpu_available: boolean
-  gpu_error: string | null
-  gpus: Array<GpuMemory>
-  cgroup: CgroupReport | null
-}
-
 /**
  * Options of `new MemoryMonitor(options)`; declared for the typings, read by hand so that
  * each bad value gets its own message.
@@ -502,20 +553,6 @@ export interface MemoryMonitorOptions {
   nvmlLibraryPath?: string
   /** Directory under which `/proc` and `/sys` are read (default `/`). */
   fsRoot?: string
-}
-
-export interface MemoryPressureReport {
-  gpu_pressure: boolean
-  system_pressure: boolean
-  gpu_ratio: number
-  system_ratio: number
-  gpus: Array<GpuPressure>
-  metrics: MemoryMetrics
-}
-
-export interface MemoryPsi {
-  some_avg10: number
-  full_avg10: number
 }
 
 /** Hooks and options of `new MemoryRecovery(monitor, options)` (declared for the typings). */
@@ -580,39 +617,4 @@ export interface RecoveryStep {
   error: string | null
   /** What the step found or did, e.g. `{ released_bytes }` or a pressure check. */
   detail: Record<string, unknown> | null | null
-}
-
-export interface RemappedRows {
-  correctable: number
-  uncorrectable: number
-  pending: boolean
-  failure: boolean
-}
-
-/** One health check of the whole system. */
-export interface SystemHealthReport {
-  healthy: boolean
-  check_type: 'quick' | 'full'
-  timestamp: number
-  duration_ms: number
-  /** The memory pressure check, or `null` without a `memoryMonitor`. */
-  memory: MemoryPressureReport | null
-  /** GPU health (for `'quick'`, from memory and temperature only), or `null` without a `gpuMonitor`. */
-  gpu: GpuHealth | null
-  issues: Array<HealthIssue>
-  accepting_requests: boolean
-}
-
-export interface XidError {
-  code: number
-  timestamp: number
-  action: 'none' | 'clear_cache' | 'restart_app' | 'reset_gpu' | 'reboot_node'
-}
-
-/** Whether the background Xid watch is working. */
-export interface XidWatchStatus {
-  state: 'starting' | 'watching' | 'retrying'
-  /** Indices of the devices being watched. */
-  devices: Array<number>
-  error: string | null
 }

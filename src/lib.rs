@@ -14,6 +14,7 @@ pub mod policy;
 pub mod recovery;
 pub mod rpc;
 pub mod sampling;
+pub mod shapes;
 pub mod supervisor;
 pub mod vocabulary;
 

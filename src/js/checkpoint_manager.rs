@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::{describe, range_error, range_violation, type_error, OptionsObject};
-use super::gpu_health_monitor::{GpuHealth, GpuHealthMonitor};
+use super::gpu_health_monitor::GpuHealthMonitor;
 use super::hooks::{read_data_hook, read_instance};
 use super::incident_log::IncidentLog;
 use super::json::JsonOut;
-use super::memory_monitor::{MemoryMetrics, MemoryMonitor};
+use super::memory_monitor::MemoryMonitor;
 use super::task::coded_error;
 use crate::durable::defaults::MAX_OPERATION_ID_BYTES;
 use crate::durable::manager::{
@@ -21,6 +21,7 @@ use crate::durable::manager::{
 };
 use crate::incident::IncidentSink;
 use crate::policy::thresholds::{ThresholdSpec, MAX_SAFE_INTEGER, STEP_TIMEOUT_MS};
+use crate::shapes::to_json;
 
 const OPTION_NAMES: &[&str] = &[
     "directory",
@@ -145,15 +146,8 @@ impl CheckpointManager {
                 step_timeout: step_timeout.map_or(defaults.step_timeout, |v| Duration::from_millis(v as u64)),
             };
             let parts = ManagerParts {
-                memory: memory.map(|m| {
-                    Arc::new(move || {
-                        serde_json::to_value(MemoryMetrics::from(m.get_memory_metrics())).unwrap_or(Value::Null)
-                    }) as Arc<dyn StateSource>
-                }),
-                gpu: gpu.map(|g| {
-                    Arc::new(move || serde_json::to_value(GpuHealth::from(g.check_gpu_health())).unwrap_or(Value::Null))
-                        as Arc<dyn StateSource>
-                }),
+                memory: memory.map(|m| Arc::new(move || to_json(&m.get_memory_metrics())) as Arc<dyn StateSource>),
+                gpu: gpu.map(|g| Arc::new(move || to_json(&g.check_gpu_health())) as Arc<dyn StateSource>),
                 hooks: ManagerHooks { capture_state, clean_current_state, restore_memory_state, restore_operations },
                 incidents,
             };

@@ -6,17 +6,14 @@ use napi_derive::napi;
 use std::sync::Arc;
 
 use super::args::{frozen, range_error, range_violation, OptionsObject};
+use super::json::JsonShape;
 use super::task::{Job, OffThread};
-use crate::monitors::gpu_health::{AllocatorReport, DeviceHealth, GpuHealthMonitor as Core, GpuHealthReport};
-use crate::policy::issues::HealthIssue as CoreIssue;
+use crate::monitors::gpu_health::{AllocatorReport, GpuHealthMonitor as Core, GpuHealthReport};
 use crate::policy::thresholds::{
     GpuHealthPolicy, ThresholdSpec, ALLOCATOR_REPORT_MAX_AGE_MS, EXPECTED_GPUS, GPU_THRESHOLDS, MEMORY_FRAGMENTATION,
     REPORT_ALLOCATED, REPORT_DEVICE, REPORT_PID, REPORT_RESERVED, TEMPERATURE, XID_WINDOW_MS,
 };
-use crate::policy::xid_catalog::classify_xid;
-use crate::sampling::gpu::decode_throttle_reasons;
 use crate::sampling::nvml_session::{resolve_nvml_library, shared_session};
-use crate::sampling::xid_watch::WatchState;
 
 const OPTION_NAMES: &[&str] =
     &["thresholds", "expectedGpus", "xidWindowMs", "allocatorReportMaxAgeMs", "watchXid", "nvmlLibraryPath"];
@@ -66,202 +63,6 @@ pub struct AllocatorStats {
     pub reserved: f64,
     /// The reporting process; reports of different processes on one device add up.
     pub pid: Option<u32>,
-}
-
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct HealthIssue {
-    pub code: String,
-    #[napi(ts_type = "'warn' | 'fail'")]
-    pub severity: String,
-    pub device: Option<u32>,
-    pub message: String,
-    #[napi(ts_type = "'none' | 'clear_cache' | 'restart_app' | 'reset_gpu' | 'reboot_node'")]
-    pub action: String,
-}
-
-impl From<CoreIssue> for HealthIssue {
-    fn from(issue: CoreIssue) -> Self {
-        HealthIssue {
-            code: issue.code.as_str().to_owned(),
-            severity: issue.severity.as_str().to_owned(),
-            device: issue.device,
-            message: issue.message,
-            action: issue.action.as_str().to_owned(),
-        }
-    }
-}
-
-#[derive(serde::Serialize)]
-#[napi(object)]
-pub struct XidError {
-    pub code: f64,
-    pub timestamp: f64,
-    #[napi(ts_type = "'none' | 'clear_cache' | 'restart_app' | 'reset_gpu' | 'reboot_node'")]
-    pub action: String,
-}
-
-#[derive(serde::Serialize)]
-#[napi(object)]
-pub struct RemappedRows {
-    pub correctable: u32,
-    pub uncorrectable: u32,
-    pub pending: bool,
-    pub failure: bool,
-}
-
-#[derive(serde::Serialize)]
-#[napi(object)]
-pub struct AllocatorUse {
-    pub allocated: f64,
-    pub reserved: f64,
-    pub fragmentation: f64,
-    #[napi(js_name = "reported_at")]
-    pub reported_at: f64,
-}
-
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct GpuDeviceHealth {
-    pub index: u32,
-    pub uuid: Option<String>,
-    pub name: Option<String>,
-    #[napi(ts_type = "'pass' | 'warn' | 'fail'")]
-    pub status: String,
-    pub temperature: Option<u32>,
-    #[napi(js_name = "slowdown_temperature")]
-    pub slowdown_temperature: Option<u32>,
-    #[napi(js_name = "shutdown_temperature")]
-    pub shutdown_temperature: Option<u32>,
-    #[napi(js_name = "memory_used")]
-    pub memory_used: f64,
-    #[napi(js_name = "memory_total")]
-    pub memory_total: f64,
-    pub utilization: Option<u32>,
-    #[napi(js_name = "power_watts")]
-    pub power_watts: Option<f64>,
-    #[napi(js_name = "power_limit_watts")]
-    pub power_limit_watts: Option<f64>,
-    #[napi(js_name = "throttle_reasons")]
-    pub throttle_reasons: Option<Vec<String>>,
-    #[napi(js_name = "ecc_uncorrected")]
-    pub ecc_uncorrected: Option<f64>,
-    #[napi(js_name = "retired_pages_pending")]
-    pub retired_pages_pending: Option<bool>,
-    #[napi(js_name = "remapped_rows")]
-    pub remapped_rows: Option<RemappedRows>,
-    #[napi(js_name = "xid_errors")]
-    pub xid_errors: Vec<XidError>,
-    pub lost: bool,
-    pub allocator: Option<AllocatorUse>,
-    pub error: Option<String>,
-}
-
-impl From<DeviceHealth> for GpuDeviceHealth {
-    fn from(d: DeviceHealth) -> Self {
-        let signals = d.sample.signals.unwrap_or_default();
-        GpuDeviceHealth {
-            index: d.sample.index,
-            uuid: d.sample.uuid,
-            name: d.sample.name,
-            status: d.verdict.status.to_owned(),
-            temperature: signals.temperature,
-            slowdown_temperature: signals.slowdown_temperature,
-            shutdown_temperature: signals.shutdown_temperature,
-            memory_used: d.sample.used as f64,
-            memory_total: d.sample.total as f64,
-            utilization: signals.utilization,
-            power_watts: signals.power_watts,
-            power_limit_watts: signals.power_limit_watts,
-            throttle_reasons: signals.throttle_reasons.map(decode_throttle_reasons),
-            ecc_uncorrected: signals.ecc_uncorrected.map(|c| c as f64),
-            retired_pages_pending: signals.retired_pages_pending,
-            remapped_rows: signals.remapped_rows.map(|r| RemappedRows {
-                correctable: r.correctable,
-                uncorrectable: r.uncorrectable,
-                pending: r.pending,
-                failure: r.failure,
-            }),
-            xid_errors: d
-                .verdict
-                .xid_errors
-                .into_iter()
-                .map(|e| XidError {
-                    code: e.code as f64,
-                    timestamp: e.timestamp_ms,
-                    action: classify_xid(e.code).action.as_str().to_owned(),
-                })
-                .collect(),
-            lost: d.sample.lost,
-            allocator: d.allocator.map(|a| AllocatorUse {
-                allocated: a.allocated as f64,
-                reserved: a.reserved as f64,
-                fragmentation: a.fragmentation,
-                reported_at: a.reported_at_ms,
-            }),
-            error: d.sample.error,
-        }
-    }
-}
-
-/// Whether the background Xid watch is working.
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct XidWatchStatus {
-    #[napi(ts_type = "'starting' | 'watching' | 'retrying'")]
-    pub state: String,
-    /// Indices of the devices being watched.
-    pub devices: Vec<u32>,
-    pub error: Option<String>,
-}
-
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct GpuHealth {
-    pub timestamp: f64,
-    #[napi(js_name = "memory_fragmentation")]
-    pub memory_fragmentation: f64,
-    pub temperature: Option<u32>,
-    #[napi(js_name = "memory_allocated")]
-    pub memory_allocated: f64,
-    #[napi(js_name = "memory_reserved")]
-    pub memory_reserved: f64,
-    pub healthy: bool,
-    #[napi(ts_type = "'pass' | 'warn' | 'fail'")]
-    pub status: String,
-    #[napi(js_name = "gpu_available")]
-    pub gpu_available: bool,
-    #[napi(js_name = "gpu_error")]
-    pub gpu_error: Option<String>,
-    pub devices: Vec<GpuDeviceHealth>,
-    pub issues: Vec<HealthIssue>,
-    #[napi(js_name = "xid_watch")]
-    pub xid_watch: Option<XidWatchStatus>,
-}
-
-impl From<GpuHealthReport> for GpuHealth {
-    fn from(r: GpuHealthReport) -> Self {
-        GpuHealth {
-            timestamp: r.timestamp_ms,
-            memory_fragmentation: r.memory_fragmentation,
-            temperature: r.temperature,
-            memory_allocated: r.memory_allocated as f64,
-            memory_reserved: r.memory_reserved as f64,
-            healthy: r.healthy,
-            status: r.status.to_owned(),
-            gpu_available: r.gpu_available,
-            gpu_error: r.gpu_error,
-            devices: r.devices.into_iter().map(Into::into).collect(),
-            issues: r.issues.into_iter().map(Into::into).collect(),
-            xid_watch: r.xid_watch.map(|state| match state {
-                WatchState::Starting => XidWatchStatus { state: "starting".into(), devices: vec![], error: None },
-                WatchState::Watching(devices) => XidWatchStatus { state: "watching".into(), devices, error: None },
-                WatchState::Retrying(error) => {
-                    XidWatchStatus { state: "retrying".into(), devices: vec![], error: Some(error) }
-                }
-            }),
-        }
-    }
 }
 
 fn checked(env: &Env, spec: ThresholdSpec, value: f64) -> Result<f64> {
@@ -387,12 +188,12 @@ pub struct CheckGpuHealth(Arc<Core>);
 
 impl OffThread for CheckGpuHealth {
     type Output = GpuHealthReport;
-    type Js = GpuHealth;
+    type Js = JsonShape;
     fn run(&self) -> GpuHealthReport {
         self.0.check_gpu_health()
     }
-    fn to_js(output: GpuHealthReport) -> GpuHealth {
-        output.into()
+    fn to_js(output: GpuHealthReport) -> JsonShape {
+        JsonShape::of(&output)
     }
 }
 

@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::args::{describe, range_error, range_violation, type_error, OptionsObject};
-use super::gpu_health_monitor::{GpuHealth, GpuHealthMonitor, HealthIssue};
+use super::gpu_health_monitor::GpuHealthMonitor;
 use super::gpu_recovery::GpuRecovery;
 use super::hooks::{read_hook, read_instance};
-use super::json::JsonOut;
-use super::memory_monitor::{pressure_report, MemoryMonitor, MemoryPressureReport};
+use super::json::{JsonOut, JsonShape};
+use super::memory_monitor::MemoryMonitor;
 use super::memory_recovery::MemoryRecovery;
 use crate::policy::issues::{Action, HealthIssue as CoreIssue, IssueCode, Severity};
 use crate::policy::thresholds::{
@@ -44,40 +44,6 @@ const OPTION_NAMES: &[&str] = &[
     "preemptivePause",
 ];
 pub const EVENTS: &[&str] = &["health", "unhealthy", "warning", "recovery", "incident", "error"];
-
-/// One health check of the whole system.
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct SystemHealthReport {
-    pub healthy: bool,
-    #[napi(js_name = "check_type", ts_type = "'quick' | 'full'")]
-    pub check_type: String,
-    pub timestamp: f64,
-    #[napi(js_name = "duration_ms")]
-    pub duration_ms: f64,
-    /// The memory pressure check, or `null` without a `memoryMonitor`.
-    pub memory: Option<MemoryPressureReport>,
-    /// GPU health (for `'quick'`, from memory and temperature only), or `null` without a `gpuMonitor`.
-    pub gpu: Option<GpuHealth>,
-    pub issues: Vec<HealthIssue>,
-    #[napi(js_name = "accepting_requests")]
-    pub accepting_requests: bool,
-}
-
-impl From<SystemHealth> for SystemHealthReport {
-    fn from(h: SystemHealth) -> Self {
-        SystemHealthReport {
-            healthy: h.healthy,
-            check_type: h.check_type.as_str().to_owned(),
-            timestamp: h.timestamp_ms,
-            duration_ms: h.duration_ms,
-            memory: h.memory.map(|(pressure, metrics)| pressure_report(pressure, metrics)),
-            gpu: h.gpu.map(Into::into),
-            issues: h.issues.into_iter().map(Into::into).collect(),
-            accepting_requests: h.accepting_requests,
-        }
-    }
-}
 
 /// Options of `new HealthSupervisor(options)` (declared for the typings).
 #[allow(dead_code)]
@@ -325,7 +291,7 @@ impl HealthSupervisor {
         &self,
         env: &'env Env,
         check_type: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, SystemHealthReport>> {
+    ) -> Result<PromiseRaw<'env, JsonShape>> {
         super::task::guarded(env, "HealthSupervisor.checkSystemHealth", || {
             let check_type = read_check_type(env, check_type)?;
             let core = self.core.clone();
@@ -338,7 +304,9 @@ impl HealthSupervisor {
                     Ok(health)
                 },
                 |env, health| {
-                    health.map(Into::into).map_err(|e| super::task::coded_error(env, "ERR_CHECK_FAILED", &e.message))
+                    health
+                        .map(|h| JsonShape::of(&h))
+                        .map_err(|e| super::task::coded_error(env, "ERR_CHECK_FAILED", &e.message))
                 },
             )
         })

@@ -42,6 +42,34 @@ impl ToNapiValue for JsonOut {
     }
 }
 
+/// A core shape (`crate::shapes`) for JavaScript, as its JSON text: the keys keep the order
+/// the shape defines (a `serde_json::Value` would sort them).
+pub struct JsonShape(String);
+
+impl JsonShape {
+    pub fn of(value: &impl serde::Serialize) -> Self {
+        // The shapes are plain data with string keys: serializing them cannot fail.
+        JsonShape(serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned()))
+    }
+}
+
+impl TypeName for JsonShape {
+    fn type_name() -> &'static str {
+        "JSON"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Unknown
+    }
+}
+
+impl ToNapiValue for JsonShape {
+    unsafe fn to_napi_value(env: sys::napi_env, value: Self) -> Result<sys::napi_value> {
+        // SAFETY: `env` is the live environment napi-rs passes to this conversion.
+        unsafe { parse(env, &value.0) }
+    }
+}
+
 /// `JSON.parse(text)`; a failure (text over the engine's string limit) is an error, with no
 /// exception left pending.
 unsafe fn parse(env: sys::napi_env, text: &str) -> Result<sys::napi_value> {

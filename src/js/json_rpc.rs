@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::{describe, range_violation, type_error, OptionsObject};
-use super::health_supervisor::{HealthSupervisor, SystemHealthReport};
+use super::health_supervisor::HealthSupervisor;
 use super::hooks::as_promise;
 use super::json::JsonOut;
 use super::promise::{settle_later, Settlement};
@@ -71,7 +71,7 @@ impl RpcBackend for SupervisorRpc {
         Box::pin(async move {
             let health = supervisor.check_system_health(check_type).await.map_err(MethodError::internal)?;
             supervisor.remember(&health);
-            serde_json::to_value(SystemHealthReport::from(health)).map_err(|e| MethodError::internal(e.to_string()))
+            serde_json::to_value(&health).map_err(|e| MethodError::internal(e.to_string()))
         })
     }
 

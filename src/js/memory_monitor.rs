@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::args::{frozen, range_violation, OptionsObject};
+use super::json::JsonShape;
 use super::task::{Job, OffThread};
 use crate::monitors::memory::MemoryMonitor as MemoryMonitorCore;
 use crate::policy::pressure::MemoryPressure;
@@ -14,6 +15,7 @@ use crate::policy::thresholds::{MemoryThresholds as CoreThresholds, MEMORY_THRES
 use crate::sampling::memory::MemoryMetrics as CoreMetrics;
 use crate::sampling::memory::MemorySampler;
 use crate::sampling::nvml_session::{resolve_nvml_library, shared_session};
+use crate::shapes::PressureReport;
 
 const OPTION_NAMES: &[&str] = &["thresholds", "nvmlLibraryPath", "fsRoot"];
 
@@ -49,135 +51,6 @@ pub struct MemoryThresholdsInput {
     pub system_memory: Option<f64>,
     #[napi(js_name = "warning_interval")]
     pub warning_interval: Option<f64>,
-}
-
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct MemoryPsi {
-    #[napi(js_name = "some_avg10")]
-    pub some_avg10: f64,
-    #[napi(js_name = "full_avg10")]
-    pub full_avg10: f64,
-}
-
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct GpuMemory {
-    pub index: u32,
-    pub uuid: Option<String>,
-    pub name: Option<String>,
-    pub used: f64,
-    pub total: f64,
-    pub lost: bool,
-    pub error: Option<String>,
-}
-
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct CgroupReport {
-    pub version: Option<u32>,
-    pub path: Option<String>,
-    pub limit: Option<f64>,
-    pub error: Option<String>,
-}
-
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct MemoryMetrics {
-    pub timestamp: f64,
-    #[napi(js_name = "gpu_used")]
-    pub gpu_used: f64,
-    #[napi(js_name = "gpu_total")]
-    pub gpu_total: f64,
-    #[napi(js_name = "system_used")]
-    pub system_used: f64,
-    #[napi(js_name = "system_total")]
-    pub system_total: f64,
-    #[napi(js_name = "system_error")]
-    pub system_error: Option<String>,
-    #[napi(js_name = "memory_limit_source", ts_type = "'host' | 'cgroup'")]
-    pub memory_limit_source: String,
-    pub psi: Option<MemoryPsi>,
-    #[napi(js_name = "gpu_available")]
-    pub gpu_available: bool,
-    #[napi(js_name = "gpu_error")]
-    pub gpu_error: Option<String>,
-    pub gpus: Vec<GpuMemory>,
-    pub cgroup: Option<CgroupReport>,
-}
-
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct GpuPressure {
-    pub index: u32,
-    pub ratio: Option<f64>,
-    pub pressure: bool,
-}
-
-#[derive(serde::Serialize)]
-#[napi(object)]
-pub struct MemoryPressureReport {
-    #[napi(js_name = "gpu_pressure")]
-    pub gpu_pressure: bool,
-    #[napi(js_name = "system_pressure")]
-    pub system_pressure: bool,
-    #[napi(js_name = "gpu_ratio")]
-    pub gpu_ratio: f64,
-    #[napi(js_name = "system_ratio")]
-    pub system_ratio: f64,
-    pub gpus: Vec<GpuPressure>,
-    pub metrics: MemoryMetrics,
-}
-
-impl From<CoreMetrics> for MemoryMetrics {
-    fn from(m: CoreMetrics) -> Self {
-        MemoryMetrics {
-            timestamp: m.timestamp_ms,
-            gpu_used: m.gpu_used as f64,
-            gpu_total: m.gpu_total as f64,
-            system_used: m.system_used as f64,
-            system_total: m.system_total as f64,
-            system_error: m.system_error,
-            memory_limit_source: m.memory_limit_source.as_str().to_owned(),
-            psi: m.psi.map(|p| MemoryPsi { some_avg10: p.some_avg10, full_avg10: p.full_avg10 }),
-            gpu_available: m.gpu_available,
-            gpu_error: m.gpu_error,
-            gpus: m
-                .gpus
-                .into_iter()
-                .map(|d| GpuMemory {
-                    index: d.index,
-                    uuid: d.uuid,
-                    name: d.name,
-                    used: d.used as f64,
-                    total: d.total as f64,
-                    lost: d.lost,
-                    error: d.error,
-                })
-                .collect(),
-            cgroup: m.cgroup.map(|c| CgroupReport {
-                version: c.version.map(|v| v.number()),
-                path: c.path,
-                limit: c.limit.map(|l| l as f64),
-                error: c.error,
-            }),
-        }
-    }
-}
-
-pub(crate) fn pressure_report(pressure: MemoryPressure, metrics: CoreMetrics) -> MemoryPressureReport {
-    MemoryPressureReport {
-        gpu_pressure: pressure.gpu_pressure,
-        system_pressure: pressure.system_pressure,
-        gpu_ratio: pressure.gpu_ratio,
-        system_ratio: pressure.system_ratio,
-        gpus: pressure
-            .gpus
-            .into_iter()
-            .map(|d| GpuPressure { index: d.index, ratio: d.ratio, pressure: d.pressure })
-            .collect(),
-        metrics: metrics.into(),
-    }
 }
 
 /// Reads `thresholds` over `base`: keys given replace, keys left out keep `base`.
@@ -272,12 +145,12 @@ pub struct SampleMetrics(Arc<MemoryMonitorCore>);
 
 impl OffThread for SampleMetrics {
     type Output = CoreMetrics;
-    type Js = MemoryMetrics;
+    type Js = JsonShape;
     fn run(&self) -> CoreMetrics {
         self.0.get_memory_metrics()
     }
-    fn to_js(output: CoreMetrics) -> MemoryMetrics {
-        output.into()
+    fn to_js(output: CoreMetrics) -> JsonShape {
+        JsonShape::of(&output)
     }
 }
 
@@ -285,11 +158,11 @@ pub struct CheckPressure(Arc<MemoryMonitorCore>);
 
 impl OffThread for CheckPressure {
     type Output = (MemoryPressure, CoreMetrics);
-    type Js = MemoryPressureReport;
+    type Js = JsonShape;
     fn run(&self) -> Self::Output {
         self.0.check_memory_pressure()
     }
-    fn to_js((pressure, metrics): Self::Output) -> MemoryPressureReport {
-        pressure_report(pressure, metrics)
+    fn to_js((pressure, metrics): Self::Output) -> JsonShape {
+        JsonShape::of(&PressureReport { pressure: &pressure, metrics: &metrics })
     }
 }
