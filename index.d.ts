@@ -191,6 +191,23 @@ export interface XidWatchStatus {
   error: string | null
 }
 
+/** An incident as `read` returns it. */
+export interface IncidentRecord {
+  seq: number
+  timestamp: number
+  kind: string
+  severity: 'info' | 'warn' | 'error' | 'critical'
+  message: string
+  details: unknown
+}
+
+/** Memory thresholds (fractions in (0, 1], milliseconds for `warning_interval`). */
+export interface MemoryThresholds {
+  gpu_memory: number
+  system_memory: number
+  warning_interval: number
+}
+
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -533,16 +550,6 @@ export interface HealthSupervisorOptions {
   preemptivePause?: boolean
 }
 
-/** An incident as `read` returns it (declared for the typings; handed over as JSON). */
-export interface IncidentRecord {
-  seq: number
-  timestamp: number
-  kind: string
-  severity: 'info' | 'warn' | 'error' | 'critical'
-  message: string
-  details: unknown
-}
-
 /**
  * Options of `new MemoryMonitor(options)`; declared for the typings, read by hand so that
  * each bad value gets its own message.
@@ -566,13 +573,6 @@ export interface MemoryRecoveryOptions {
   stepTimeoutMs?: number
   /** Where `recovery_started` (before the first step acts) and `recovery_finished` go. */
   incidentLog?: IncidentLog
-}
-
-/** Memory thresholds (fractions in (0, 1], milliseconds for `warning_interval`). */
-export interface MemoryThresholds {
-  gpu_memory: number
-  system_memory: number
-  warning_interval: number
 }
 
 export interface MemoryThresholdsInput {

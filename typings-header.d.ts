@@ -190,3 +190,20 @@ export interface XidWatchStatus {
   devices: Array<number>
   error: string | null
 }
+
+/** An incident as `read` returns it. */
+export interface IncidentRecord {
+  seq: number
+  timestamp: number
+  kind: string
+  severity: 'info' | 'warn' | 'error' | 'critical'
+  message: string
+  details: unknown
+}
+
+/** Memory thresholds (fractions in (0, 1], milliseconds for `warning_interval`). */
+export interface MemoryThresholds {
+  gpu_memory: number
+  system_memory: number
+  warning_interval: number
+}

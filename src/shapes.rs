@@ -9,10 +9,12 @@
 
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
+use crate::durable::IncidentRecord;
 use crate::monitors::gpu_health::{DeviceHealth, GpuHealthReport};
 use crate::policy::gpu_health::AllocatorUse;
 use crate::policy::issues::HealthIssue;
 use crate::policy::pressure::{DevicePressure, MemoryPressure};
+use crate::policy::thresholds::MemoryThresholds;
 use crate::policy::xid_catalog::classify_xid;
 use crate::sampling::gpu::{decode_throttle_reasons, GpuDeviceSample, RemappedRows};
 use crate::sampling::memory::{CgroupReport, MemoryMetrics};
@@ -241,6 +243,31 @@ impl Serialize for SystemHealth {
     }
 }
 
+/// An incident as `IncidentLog.read` returns it.
+impl Serialize for IncidentRecord {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        fields!(s, "IncidentRecord", {
+            "seq" => self.seq,
+            "timestamp" => self.timestamp_ms,
+            "kind" => self.kind,
+            "severity" => self.severity.as_str(),
+            "message" => self.message,
+            "details" => self.details,
+        })
+    }
+}
+
+/// `MemoryMonitor.thresholds`.
+impl Serialize for MemoryThresholds {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        fields!(s, "MemoryThresholds", {
+            "gpu_memory" => self.gpu_memory,
+            "system_memory" => self.system_memory,
+            "warning_interval" => self.warning_interval_ms,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +402,27 @@ mod tests {
         assert_eq!(
             value["allocator"],
             json!({ "allocated": 1, "reserved": 4, "fragmentation": 0.75, "reported_at": 6.0 })
+        );
+    }
+
+    #[test]
+    fn incident_records_and_memory_thresholds_read_as_documented() {
+        let record = IncidentRecord {
+            seq: 7,
+            timestamp_ms: 1_700_000_000_000,
+            kind: "checkpoint_created".into(),
+            severity: crate::incident::IncidentSeverity::Warn,
+            message: "m".into(),
+            details: json!({ "id": 1 }),
+        };
+        assert_eq!(
+            serde_json::to_string(&record).unwrap(),
+            r#"{"seq":7,"timestamp":1700000000000,"kind":"checkpoint_created","severity":"warn","message":"m","details":{"id":1}}"#
+        );
+        let thresholds = MemoryThresholds { gpu_memory: 0.9, system_memory: 0.8, warning_interval_ms: 1000.0 };
+        assert_eq!(
+            to_json(&thresholds),
+            json!({ "gpu_memory": 0.9, "system_memory": 0.8, "warning_interval": 1000.0 })
         );
     }
 

@@ -3,12 +3,12 @@
 use napi::bindgen_prelude::*;
 use napi::{Env, Unknown, ValueType};
 use napi_derive::napi;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::args::{describe, range_error, range_violation, type_error, OptionsObject};
-use super::json::JsonOut;
+use super::json::{JsonOut, JsonShape};
 use super::task::coded_error;
 use crate::durable::closable::Closable;
 use crate::durable::manager::{off_thread, problem_json};
@@ -52,20 +52,6 @@ const RATE_WINDOW: ThresholdSpec = ThresholdSpec {
     max: MAX_INTERVAL_MS,
     integer: true,
 };
-
-/// An incident as `read` returns it (declared for the typings; handed over as JSON).
-#[allow(dead_code)]
-#[napi(object)]
-pub struct IncidentRecord {
-    pub seq: f64,
-    pub timestamp: f64,
-    pub kind: String,
-    #[napi(ts_type = "'info' | 'warn' | 'error' | 'critical'")]
-    pub severity: String,
-    pub message: String,
-    #[napi(ts_type = "unknown")]
-    pub details: Value,
-}
 
 /// `record`'s answer: where the incident is, or that rate limiting held it back.
 #[napi(object, use_nullable = true)]
@@ -197,28 +183,14 @@ impl IncidentLog {
         ts_args_type = "filter?: { sinceSeq?: number, since?: number, kinds?: string[], limit?: number }",
         ts_return_type = "Promise<IncidentRecord[]>"
     )]
-    pub fn read<'env>(&self, env: &'env Env, filter: Option<Unknown>) -> Result<PromiseRaw<'env, JsonOut>> {
+    pub fn read<'env>(&self, env: &'env Env, filter: Option<Unknown>) -> Result<PromiseRaw<'env, JsonShape>> {
         super::task::guarded(env, "IncidentLog.read", || {
             let filter = read_filter(env, filter)?;
             let core = self.core.clone();
             env.spawn_future_with_callback(
                 async move { Ok(off_thread(move || core.0.with(|log| log.read(&filter))).await) },
                 |env, result| match result {
-                    Ok(read) => Ok(JsonOut(Value::Array(
-                        read.records
-                            .into_iter()
-                            .map(|r| {
-                                json!({
-                                    "seq": r.seq,
-                                    "timestamp": r.timestamp_ms,
-                                    "kind": r.kind,
-                                    "severity": r.severity.as_str(),
-                                    "message": r.message,
-                                    "details": r.details,
-                                })
-                            })
-                            .collect(),
-                    ))),
+                    Ok(read) => Ok(JsonShape::of(&read.records)),
                     Err(e) => Err(coded_error(env, e.code, &e.message)),
                 },
             )

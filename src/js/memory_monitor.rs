@@ -19,17 +19,6 @@ use crate::shapes::PressureReport;
 
 const OPTION_NAMES: &[&str] = &["thresholds", "nvmlLibraryPath", "fsRoot"];
 
-/// Memory thresholds (fractions in (0, 1], milliseconds for `warning_interval`).
-#[napi(object)]
-pub struct MemoryThresholds {
-    #[napi(js_name = "gpu_memory")]
-    pub gpu_memory: f64,
-    #[napi(js_name = "system_memory")]
-    pub system_memory: f64,
-    #[napi(js_name = "warning_interval")]
-    pub warning_interval: f64,
-}
-
 /// Options of `new MemoryMonitor(options)`; declared for the typings, read by hand so that
 /// each bad value gets its own message.
 #[allow(dead_code)]
@@ -102,15 +91,7 @@ impl MemoryMonitor {
     /// The current thresholds, as a frozen copy: assign a new object to change them.
     #[napi(getter, ts_return_type = "MemoryThresholds")]
     pub fn get_thresholds<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
-        super::task::guarded(env, "MemoryMonitor.thresholds", || {
-            let t = self.core.thresholds();
-            let value = MemoryThresholds {
-                gpu_memory: t.gpu_memory,
-                system_memory: t.system_memory,
-                warning_interval: t.warning_interval_ms,
-            };
-            frozen(env, value)
-        })
+        super::task::guarded(env, "MemoryMonitor.thresholds", || frozen(env, JsonShape::of(&self.core.thresholds())))
     }
 
     /// Replaces the thresholds given; those left out keep their current values.
