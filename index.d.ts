@@ -366,7 +366,7 @@ export declare class IncidentLog {
    * Throws `ERR_INCIDENT_LOG_LOCKED` when another process owns it, `ERR_UNSAFE_DIRECTORY`
    * when it is a symlink, not ours, or open to others.
    */
-  constructor(options: { directory: string, segmentBytes?: number, maxSegments?: number, maxBytes?: number, rateLimit?: { max?: number, windowMs?: number } })
+  constructor(options: IncidentLogOptions)
   /** What opening found and repaired: `[{ kind, file, offset, reason, set_aside_as }]`. */
   get problems(): Array<{ kind: string, file: string, offset: number, reason: string, set_aside_as: string | null }>
   /** Writes one incident; resolves once it is on disk. */
@@ -438,7 +438,7 @@ export interface Checkpoint {
   state: unknown
 }
 
-/** Options of `new CheckpointManager(options)` (declared for the typings). */
+/** Options of `new CheckpointManager(options)`. */
 export interface CheckpointManagerOptions {
   /** Created 0700; refused if a symlink, not ours, or open to others. */
   directory: string
@@ -458,11 +458,11 @@ export interface CheckpointManagerOptions {
   stepTimeoutMs?: number
 }
 
-/** Options of `new GPUHealthMonitor(options)`; declared for the typings, read by hand. */
+/** Options of `new GPUHealthMonitor(options)`. */
 export interface GpuHealthMonitorOptions {
   thresholds?: GpuThresholdsInput
   /** Fewer visible GPUs than this is `GPU_MISSING`; `null` (default) expects nothing. */
-  expectedGpus?: number
+  expectedGpus?: number | null
   /** How long an Xid event counts in the verdict (default one hour). */
   xidWindowMs?: number
   /** How long an allocator report counts (default five minutes). */
@@ -472,7 +472,7 @@ export interface GpuHealthMonitorOptions {
   nvmlLibraryPath?: string
 }
 
-/** Hooks and options of `new GPURecovery(gpu, options)` (declared for the typings). */
+/** Hooks and options of `new GPURecovery(gpu, options)`. */
 export interface GpuRecoveryOptions {
   /** e.g. ask the worker for `torch.cuda.empty_cache()`. */
   emptyCache?: () => unknown
@@ -497,6 +497,7 @@ export interface GpuThresholds {
   memory_fragmentation: number
 }
 
+/** GPU thresholds to change; those left out keep their values. */
 export interface GpuThresholdsInput {
   temperature?: number
   memory_fragmentation?: number
@@ -550,10 +551,21 @@ export interface HealthSupervisorOptions {
   preemptivePause?: boolean
 }
 
-/**
- * Options of `new MemoryMonitor(options)`; declared for the typings, read by hand so that
- * each bad value gets its own message.
- */
+/** Options of `new IncidentLog(options)`. */
+export interface IncidentLogOptions {
+  /** Created 0700; refused if a symlink, not ours, or open to others. */
+  directory: string
+  /** A segment is closed once it holds this many bytes (default 1 MiB). */
+  segmentBytes?: number
+  /** At most this many segments are kept (default 16) … */
+  maxSegments?: number
+  /** … and at most this many bytes in all (default 64 MiB); the oldest go first. */
+  maxBytes?: number
+  /** Per kind, at most `max` records per `windowMs` (default 20 per 60000). */
+  rateLimit?: RateLimitInput
+}
+
+/** Options of `new MemoryMonitor(options)`. */
 export interface MemoryMonitorOptions {
   thresholds?: MemoryThresholdsInput
   /** NVML library to load; default `HPC_HEALTH_NVML_LIBRARY`, else `libnvidia-ml.so.1`. */
@@ -562,7 +574,7 @@ export interface MemoryMonitorOptions {
   fsRoot?: string
 }
 
-/** Hooks and options of `new MemoryRecovery(monitor, options)` (declared for the typings). */
+/** Hooks and options of `new MemoryRecovery(monitor, options)`. */
 export interface MemoryRecoveryOptions {
   /** Clears the GPU cache, e.g. asks the worker for `torch.cuda.empty_cache()`. */
   clearGPUCache?: () => unknown
@@ -575,10 +587,16 @@ export interface MemoryRecoveryOptions {
   incidentLog?: IncidentLog
 }
 
+/** Memory thresholds to change; those left out keep their values. */
 export interface MemoryThresholdsInput {
   gpu_memory?: number
   system_memory?: number
   warning_interval?: number
+}
+
+export interface RateLimitInput {
+  max?: number
+  windowMs?: number
 }
 
 /** `record`'s answer: where the incident is, or that rate limiting held it back. */

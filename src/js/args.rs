@@ -110,12 +110,16 @@ impl<'env> OptionsObject<'env> {
 
     /// Fields of a constructor's options object are named as users write them
     /// (`thresholds.gpu_memory`, `nvmlLibraryPath`); deeper ones with their path.
-    fn field_name(&self, key: &str) -> String {
+    pub fn field_name(&self, key: &str) -> String {
         if self.name == "options" {
             key.to_owned()
         } else {
             format!("{}.{key}", self.name)
         }
+    }
+
+    pub fn env(&self) -> &'env Env {
+        self.env
     }
 
     /// The raw value of `key`, `None` when undefined.

@@ -8,34 +8,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::args::{describe, range_error, range_violation, type_error, OptionsObject};
+use super::args::{describe, range_error, type_error};
 use super::gpu_health_monitor::GpuHealthMonitor;
-use super::hooks::{read_data_hook, read_instance};
 use super::incident_log::IncidentLog;
+use super::input::{js_fields, Fields, Instance};
 use super::json::JsonOut;
 use super::memory_monitor::MemoryMonitor;
 use super::task::coded_error;
 use crate::durable::defaults::MAX_OPERATION_ID_BYTES;
 use crate::durable::manager::{
-    off_thread, CheckpointManager as Core, ManagerHooks, ManagerOptions, ManagerParts, StateSource,
+    off_thread, CheckpointManager as Core, DataHook, ManagerHooks, ManagerOptions, ManagerParts, StateSource,
 };
 use crate::incident::IncidentSink;
 use crate::policy::thresholds::{ThresholdSpec, MAX_SAFE_INTEGER, STEP_TIMEOUT_MS};
 use crate::shapes::to_json;
 
-const OPTION_NAMES: &[&str] = &[
-    "directory",
-    "retain",
-    "maxBytes",
-    "memoryMonitor",
-    "gpuMonitor",
-    "captureState",
-    "cleanCurrentState",
-    "restoreMemoryState",
-    "restoreOperations",
-    "incidentLog",
-    "stepTimeoutMs",
-];
 const RETAIN: ThresholdSpec =
     ThresholdSpec { name: "retain", default: 3.0, min: 2.0, min_inclusive: true, max: 1000.0, integer: true };
 const MAX_BYTES: ThresholdSpec = ThresholdSpec {
@@ -100,58 +87,29 @@ impl CheckpointManager {
     pub fn new(env: Env, this: This<Unknown>, options: Option<Unknown>) -> Result<Self> {
         super::task::guarded(&env, "CheckpointManager.constructor", || {
             super::receiver::require_new::<Self>(&env, &this, "CheckpointManager")?;
-            let o = OptionsObject::required(&env, options, "options", OPTION_NAMES)?;
-            let directory = o.string("directory")?.ok_or_else(|| {
-                type_error(&env, "ERR_INVALID_ARG_TYPE", "directory must be a string, got undefined".into())
-            })?;
-            let retain =
-                o.number("retain")?.map(|v| RETAIN.check(v).map_err(|e| range_violation(&env, e))).transpose()?;
-            let max_bytes =
-                o.number("maxBytes")?.map(|v| MAX_BYTES.check(v).map_err(|e| range_violation(&env, e))).transpose()?;
-            let step_timeout = o
-                .number(STEP_TIMEOUT_MS.name)?
-                .map(|v| STEP_TIMEOUT_MS.check(v).map_err(|e| range_violation(&env, e)))
-                .transpose()?;
-            let memory = o
-                .raw("memoryMonitor")?
-                .map(|v| {
-                    read_instance(&env, Some(v), "memoryMonitor", "MemoryMonitor", |m: &MemoryMonitor| m.core.clone())
-                })
-                .transpose()?;
-            let gpu = o
-                .raw("gpuMonitor")?
-                .map(|v| {
-                    read_instance(&env, Some(v), "gpuMonitor", "GPUHealthMonitor", |m: &GpuHealthMonitor| {
-                        m.core.clone()
-                    })
-                })
-                .transpose()?;
-            let incidents = o
-                .raw("incidentLog")?
-                .map(|v| {
-                    read_instance(&env, Some(v), "incidentLog", "IncidentLog", |l: &IncidentLog| {
-                        l.core.clone() as Arc<dyn IncidentSink>
-                    })
-                })
-                .transpose()?;
-            let capture_state = read_data_hook(&env, &o, "captureState")?;
-            let clean_current_state = read_data_hook(&env, &o, "cleanCurrentState")?;
-            let restore_memory_state = read_data_hook(&env, &o, "restoreMemoryState")?;
-            let restore_operations = read_data_hook(&env, &o, "restoreOperations")?;
-
+            let o = CheckpointManagerOptions::required(&env, options, "options")?;
             let defaults = ManagerOptions::default();
             let options = ManagerOptions {
-                retain: retain.map_or(defaults.retain, |v| v as usize),
-                max_bytes: max_bytes.map_or(defaults.max_bytes, |v| v as u64),
-                step_timeout: step_timeout.map_or(defaults.step_timeout, |v| Duration::from_millis(v as u64)),
+                retain: o.retain.map_or(defaults.retain, |v| v as usize),
+                max_bytes: o.max_bytes.map_or(defaults.max_bytes, |v| v as u64),
+                step_timeout: o.step_timeout_ms.map_or(defaults.step_timeout, |v| Duration::from_millis(v as u64)),
             };
             let parts = ManagerParts {
-                memory: memory.map(|m| Arc::new(move || to_json(&m.get_memory_metrics())) as Arc<dyn StateSource>),
-                gpu: gpu.map(|g| Arc::new(move || to_json(&g.check_gpu_health())) as Arc<dyn StateSource>),
-                hooks: ManagerHooks { capture_state, clean_current_state, restore_memory_state, restore_operations },
-                incidents,
+                memory: o
+                    .memory_monitor
+                    .map(|Instance(m)| Arc::new(move || to_json(&m.get_memory_metrics())) as Arc<dyn StateSource>),
+                gpu: o
+                    .gpu_monitor
+                    .map(|Instance(g)| Arc::new(move || to_json(&g.check_gpu_health())) as Arc<dyn StateSource>),
+                hooks: ManagerHooks {
+                    capture_state: o.capture_state,
+                    clean_current_state: o.clean_current_state,
+                    restore_memory_state: o.restore_memory_state,
+                    restore_operations: o.restore_operations,
+                },
+                incidents: o.incident_log.map(|Instance(log)| log as Arc<dyn IncidentSink>),
             };
-            let (core, opened) = Core::open(&PathBuf::from(&directory), options, parts)
+            let (core, opened) = Core::open(&PathBuf::from(&o.directory), options, parts)
                 .map_err(|e| coded_error(&env, e.code, &e.message))?;
             Ok(CheckpointManager { core: Arc::new(core), opened: opened.to_json() })
         })
@@ -298,9 +256,8 @@ impl CheckpointManager {
     }
 }
 
-/// Options of `new CheckpointManager(options)` (declared for the typings).
-#[allow(dead_code)]
-#[napi(object)]
+/// Options of `new CheckpointManager(options)`.
+#[napi(object, object_from_js = false, object_to_js = false)]
 pub struct CheckpointManagerOptions {
     /// Created 0700; refused if a symlink, not ours, or open to others.
     pub directory: String,
@@ -308,21 +265,38 @@ pub struct CheckpointManagerOptions {
     pub retain: Option<f64>,
     /// Largest checkpoint written or read (default 64 MiB).
     pub max_bytes: Option<f64>,
-    pub memory_monitor: Option<ClassInstance<'static, MemoryMonitor>>,
-    pub gpu_monitor: Option<ClassInstance<'static, GpuHealthMonitor>>,
-    pub incident_log: Option<ClassInstance<'static, IncidentLog>>,
+    #[napi(ts_type = "MemoryMonitor")]
+    pub memory_monitor: Option<Instance<MemoryMonitor>>,
+    #[napi(ts_type = "GpuHealthMonitor")]
+    pub gpu_monitor: Option<Instance<GpuHealthMonitor>>,
+    #[napi(ts_type = "IncidentLog")]
+    pub incident_log: Option<Instance<IncidentLog>>,
     /// The service's own state, stored as `state`.
     #[napi(ts_type = "() => unknown")]
-    pub capture_state: Option<Value>,
+    pub capture_state: Option<Arc<dyn DataHook>>,
     #[napi(ts_type = "() => unknown")]
-    pub clean_current_state: Option<Value>,
+    pub clean_current_state: Option<Arc<dyn DataHook>>,
     #[napi(ts_type = "(memoryState: unknown) => unknown")]
-    pub restore_memory_state: Option<Value>,
+    pub restore_memory_state: Option<Arc<dyn DataHook>>,
     #[napi(ts_type = "(operations: Array<{ id: string, started_at: number, details: unknown }>) => unknown")]
-    pub restore_operations: Option<Value>,
+    pub restore_operations: Option<Arc<dyn DataHook>>,
     /// Longest a hook may take (default 30000).
     pub step_timeout_ms: Option<f64>,
 }
+
+js_fields!(CheckpointManagerOptions {
+    directory = "directory",
+    retain = "retain" check RETAIN,
+    max_bytes = "maxBytes" check MAX_BYTES,
+    memory_monitor = "memoryMonitor",
+    gpu_monitor = "gpuMonitor",
+    incident_log = "incidentLog",
+    capture_state = "captureState",
+    clean_current_state = "cleanCurrentState",
+    restore_memory_state = "restoreMemoryState",
+    restore_operations = "restoreOperations",
+    step_timeout_ms = "stepTimeoutMs" check STEP_TIMEOUT_MS,
+});
 
 /// A checkpoint as `createCheckpoint` and restore return it (declared for the typings).
 #[allow(dead_code)]

@@ -7,17 +7,19 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::args::{describe, range_error, range_violation, type_error, OptionsObject};
+use super::args::{describe, range_error, type_error, OptionsObject};
+use super::input::{js_fields, Fields};
 use super::json::{JsonOut, JsonShape};
 use super::task::coded_error;
 use crate::durable::closable::Closable;
 use crate::durable::manager::{off_thread, problem_json};
-use crate::durable::{IncidentLog as Core, IncidentLogOptions, RateLimit, ReadFilter, RecordOutcome, Storage};
+use crate::durable::{
+    IncidentLog as Core, IncidentLogOptions as Settings, RateLimit, ReadFilter, RecordOutcome, Storage,
+};
 use crate::incident::IncidentSink;
 use crate::incident::{Incident, IncidentSeverity};
 use crate::policy::thresholds::{ThresholdSpec, MAX_INTERVAL_MS, MAX_SAFE_INTEGER};
 
-const OPTION_NAMES: &[&str] = &["directory", "segmentBytes", "maxSegments", "maxBytes", "rateLimit"];
 const SEGMENT_BYTES: ThresholdSpec = ThresholdSpec {
     name: "segmentBytes",
     default: 1_048_576.0,
@@ -53,6 +55,38 @@ const RATE_WINDOW: ThresholdSpec = ThresholdSpec {
     integer: true,
 };
 
+/// Options of `new IncidentLog(options)`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct IncidentLogOptions {
+    /// Created 0700; refused if a symlink, not ours, or open to others.
+    pub directory: String,
+    /// A segment is closed once it holds this many bytes (default 1 MiB).
+    pub segment_bytes: Option<f64>,
+    /// At most this many segments are kept (default 16) …
+    pub max_segments: Option<f64>,
+    /// … and at most this many bytes in all (default 64 MiB); the oldest go first.
+    pub max_bytes: Option<f64>,
+    /// Per kind, at most `max` records per `windowMs` (default 20 per 60000).
+    pub rate_limit: Option<RateLimitInput>,
+}
+
+js_fields!(IncidentLogOptions {
+    directory = "directory",
+    segment_bytes = "segmentBytes" check SEGMENT_BYTES,
+    max_segments = "maxSegments" check MAX_SEGMENTS,
+    max_bytes = "maxBytes" check MAX_BYTES,
+    rate_limit = "rateLimit",
+});
+
+/// `rateLimit`: per incident kind, at most `max` records per `windowMs`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct RateLimitInput {
+    pub max: Option<f64>,
+    pub window_ms: Option<f64>,
+}
+
+js_fields!(RateLimitInput { max = "max" check RATE_MAX, window_ms = "windowMs" check RATE_WINDOW });
+
 /// `record`'s answer: where the incident is, or that rate limiting held it back.
 #[napi(object, use_nullable = true)]
 pub struct RecordResult {
@@ -83,8 +117,12 @@ pub struct IncidentLog {
     problems: Value,
 }
 
-fn spec_number(env: &Env, options: &OptionsObject, spec: ThresholdSpec) -> Result<Option<f64>> {
-    options.number(spec.key())?.map(|v| spec.check(v).map_err(|e| range_violation(env, e))).transpose()
+impl super::input::Attachable for IncidentLog {
+    const JS_NAME: &'static str = "IncidentLog";
+    type Core = Arc<ClosableLog>;
+    fn core(&self) -> Self::Core {
+        self.core.clone()
+    }
 }
 
 #[napi]
@@ -92,32 +130,27 @@ impl IncidentLog {
     /// Opens (creating it 0700) the directory and repairs a torn tail; synchronously, once.
     /// Throws `ERR_INCIDENT_LOG_LOCKED` when another process owns it, `ERR_UNSAFE_DIRECTORY`
     /// when it is a symlink, not ours, or open to others.
-    #[napi(
-        constructor,
-        ts_args_type = "options: { directory: string, segmentBytes?: number, maxSegments?: number, maxBytes?: number, rateLimit?: { max?: number, windowMs?: number } }"
-    )]
+    #[napi(constructor, ts_args_type = "options: IncidentLogOptions")]
     pub fn new(env: Env, this: This<Unknown>, options: Option<Unknown>) -> Result<Self> {
         super::task::guarded(&env, "IncidentLog.constructor", || {
             super::receiver::require_new::<Self>(&env, &this, "IncidentLog")?;
-            let options = OptionsObject::required(&env, options, "options", OPTION_NAMES)?;
-            let directory = options.string("directory")?.ok_or_else(|| {
-                type_error(&env, "ERR_INVALID_ARG_TYPE", "directory must be a string, got undefined".into())
-            })?;
-            let mut settings = IncidentLogOptions::default();
-            if let Some(v) = spec_number(&env, &options, SEGMENT_BYTES)? {
+            let options = IncidentLogOptions::required(&env, options, "options")?;
+            let mut settings = Settings::default();
+            if let Some(v) = options.segment_bytes {
                 settings.segment_bytes = v as u64;
             }
-            if let Some(v) = spec_number(&env, &options, MAX_SEGMENTS)? {
+            if let Some(v) = options.max_segments {
                 settings.max_segments = v as usize;
             }
-            if let Some(v) = spec_number(&env, &options, MAX_BYTES)? {
+            if let Some(v) = options.max_bytes {
                 settings.max_bytes = v as u64;
             }
-            if let Some(rate) = options.object("rateLimit", &["max", "windowMs"])? {
-                let max = spec_number(&env, &rate, RATE_MAX)?.map_or(settings.rate_limit.max, |v| v as u32);
-                let window = spec_number(&env, &rate, RATE_WINDOW)?.map_or(settings.rate_limit.window_ms, |v| v as u64);
+            if let Some(rate) = options.rate_limit {
+                let max = rate.max.map_or(settings.rate_limit.max, |v| v as u32);
+                let window = rate.window_ms.map_or(settings.rate_limit.window_ms, |v| v as u64);
                 settings.rate_limit = RateLimit { max, window_ms: window };
             }
+            let directory = options.directory;
             let (core, problems) = Core::open(&PathBuf::from(directory), settings, Storage::new())
                 .map_err(|e| coded_error(&env, e.code, &e.message))?;
             let problems = Value::Array(problems.iter().map(problem_json).collect());

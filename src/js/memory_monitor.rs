@@ -6,23 +6,20 @@ use napi_derive::napi;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::args::{frozen, range_violation, OptionsObject};
+use super::args::{frozen, range_violation};
+use super::input::{js_fields, Fields};
 use super::json::JsonShape;
 use super::task::{Job, OffThread};
 use crate::monitors::memory::MemoryMonitor as MemoryMonitorCore;
 use crate::policy::pressure::MemoryPressure;
-use crate::policy::thresholds::{MemoryThresholds as CoreThresholds, MEMORY_THRESHOLDS};
+use crate::policy::thresholds::MemoryThresholds as CoreThresholds;
 use crate::sampling::memory::MemoryMetrics as CoreMetrics;
 use crate::sampling::memory::MemorySampler;
 use crate::sampling::nvml_session::{resolve_nvml_library, shared_session};
 use crate::shapes::PressureReport;
 
-const OPTION_NAMES: &[&str] = &["thresholds", "nvmlLibraryPath", "fsRoot"];
-
-/// Options of `new MemoryMonitor(options)`; declared for the typings, read by hand so that
-/// each bad value gets its own message.
-#[allow(dead_code)]
-#[napi(object)]
+/// Options of `new MemoryMonitor(options)`.
+#[napi(object, object_from_js = false, object_to_js = false)]
 pub struct MemoryMonitorOptions {
     pub thresholds: Option<MemoryThresholdsInput>,
     /// NVML library to load; default `HPC_HEALTH_NVML_LIBRARY`, else `libnvidia-ml.so.1`.
@@ -31,8 +28,14 @@ pub struct MemoryMonitorOptions {
     pub fs_root: Option<String>,
 }
 
-#[allow(dead_code)]
-#[napi(object)]
+js_fields!(MemoryMonitorOptions {
+    thresholds = "thresholds",
+    nvml_library_path = "nvmlLibraryPath",
+    fs_root = "fsRoot",
+});
+
+/// Memory thresholds to change; those left out keep their values.
+#[napi(object, object_from_js = false, object_to_js = false)]
 pub struct MemoryThresholdsInput {
     #[napi(js_name = "gpu_memory")]
     pub gpu_memory: Option<f64>,
@@ -42,19 +45,22 @@ pub struct MemoryThresholdsInput {
     pub warning_interval: Option<f64>,
 }
 
-/// Reads `thresholds` over `base`: keys given replace, keys left out keep `base`.
-fn read_thresholds(env: &Env, thresholds: &OptionsObject, base: CoreThresholds) -> Result<CoreThresholds> {
-    let [gpu, system, interval] = threshold_names();
-    CoreThresholds::from_values(
-        Some(thresholds.number(gpu)?.unwrap_or(base.gpu_memory)),
-        Some(thresholds.number(system)?.unwrap_or(base.system_memory)),
-        Some(thresholds.number(interval)?.unwrap_or(base.warning_interval_ms)),
-    )
-    .map_err(|v| range_violation(env, v))
-}
+js_fields!(MemoryThresholdsInput {
+    gpu_memory = "gpu_memory",
+    system_memory = "system_memory",
+    warning_interval = "warning_interval",
+});
 
-fn threshold_names() -> [&'static str; 3] {
-    MEMORY_THRESHOLDS.map(|spec| spec.key())
+impl MemoryThresholdsInput {
+    /// These over `base`: keys given replace, keys left out keep `base`; checked together.
+    fn over(self, env: &Env, base: CoreThresholds) -> Result<CoreThresholds> {
+        CoreThresholds::from_values(
+            Some(self.gpu_memory.unwrap_or(base.gpu_memory)),
+            Some(self.system_memory.unwrap_or(base.system_memory)),
+            Some(self.warning_interval.unwrap_or(base.warning_interval_ms)),
+        )
+        .map_err(|v| range_violation(env, v))
+    }
 }
 
 /// Watches host and GPU memory pressure. Every sample is taken off the JS thread.
@@ -63,22 +69,30 @@ pub struct MemoryMonitor {
     pub(crate) core: Arc<MemoryMonitorCore>,
 }
 
+impl super::input::Attachable for MemoryMonitor {
+    const JS_NAME: &'static str = "MemoryMonitor";
+    type Core = Arc<MemoryMonitorCore>;
+    fn core(&self) -> Self::Core {
+        self.core.clone()
+    }
+}
+
 #[napi]
 impl MemoryMonitor {
     #[napi(constructor, ts_args_type = "options?: MemoryMonitorOptions")]
     pub fn new(env: Env, this: This<Unknown>, options: Option<Unknown>) -> Result<Self> {
         super::task::guarded(&env, "MemoryMonitor.constructor", || {
             super::receiver::require_new::<Self>(&env, &this, "MemoryMonitor")?;
-            let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
+            let options = MemoryMonitorOptions::read(&env, options, "options")?;
             let mut thresholds = CoreThresholds::default();
             let mut library = None;
             let mut root = PathBuf::from("/");
             if let Some(options) = options {
-                if let Some(given) = options.object("thresholds", &threshold_names())? {
-                    thresholds = read_thresholds(&env, &given, thresholds)?;
+                if let Some(given) = options.thresholds {
+                    thresholds = given.over(&env, thresholds)?;
                 }
-                library = options.string("nvmlLibraryPath")?;
-                if let Some(fs_root) = options.string("fsRoot")? {
+                library = options.nvml_library_path;
+                if let Some(fs_root) = options.fs_root {
                     root = PathBuf::from(fs_root);
                 }
             }
@@ -98,8 +112,8 @@ impl MemoryMonitor {
     #[napi(setter, js_name = "thresholds", ts_args_type = "value: MemoryThresholdsInput")]
     pub fn set_thresholds(&self, env: Env, value: Unknown) -> Result<()> {
         super::task::guarded(&env, "MemoryMonitor.thresholds", || {
-            let given = OptionsObject::required(&env, Some(value), "thresholds", &threshold_names())?;
-            let thresholds = read_thresholds(&env, &given, self.core.thresholds())?;
+            let given = MemoryThresholdsInput::required(&env, Some(value), "thresholds")?;
+            let thresholds = given.over(&env, self.core.thresholds())?;
             self.core.set_thresholds(thresholds);
             Ok(())
         })
@@ -145,5 +159,16 @@ impl OffThread for CheckPressure {
     }
     fn to_js((pressure, metrics): Self::Output) -> JsonShape {
         JsonShape::of(&PressureReport { pressure: &pressure, metrics: &metrics })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::thresholds::MEMORY_THRESHOLDS;
+
+    #[test]
+    fn the_threshold_keys_are_the_specs_keys() {
+        assert_eq!(MemoryThresholdsInput::KEYS, MEMORY_THRESHOLDS.map(|spec| spec.key()));
     }
 }
