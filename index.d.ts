@@ -208,6 +208,47 @@ export interface MemoryThresholds {
   warning_interval: number
 }
 
+/** A checkpoint as `createCheckpoint` and restore return it. */
+export interface Checkpoint {
+  id: string
+  seq: number
+  timestamp: number
+  memory_state: unknown
+  active_operations: Array<{ id: string, started_at: number, details: unknown }>
+  gpu_state: unknown
+  state: unknown
+}
+
+/** The complete record of a recovery run. */
+export interface RecoveryOutcome {
+  id: string
+  type: 'memory' | 'out_of_memory' | 'device_lost'
+  started_at: number
+  finished_at: number
+  result: 'recovered' | 'not_recovered' | 'failed' | 'interrupted'
+  steps: Array<RecoveryStep>
+  /** Memory runs: the pressure check before the first step. */
+  pressure_before: { gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined
+  /** Memory runs: the verifying pressure check. */
+  pressure_after: { gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined
+  /** GPU runs: device memory or the known devices before the first step. */
+  before: Record<string, unknown> | null | undefined
+  /** GPU runs: what verification saw. */
+  after: Record<string, unknown> | null | undefined
+  error: { step: string, code: string, message: string } | null
+  cleanup_error: string | null
+}
+
+/** One step of a recovery run. */
+export interface RecoveryStep {
+  name: string
+  status: 'ok' | 'skipped' | 'failed' | 'timed_out' | 'interrupted'
+  duration_ms: number
+  error: string | null
+  /** What the step found or did, e.g. `{ released_bytes }` or a pressure check. */
+  detail: Record<string, unknown> | null
+}
+
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -427,17 +468,6 @@ export interface AllocatorStats {
   pid?: number
 }
 
-/** A checkpoint as `createCheckpoint` and restore return it (declared for the typings). */
-export interface Checkpoint {
-  id: string
-  seq: number
-  timestamp: number
-  memory_state: unknown
-  active_operations: Array<{ id: string, started_at: number, details: unknown }>
-  gpu_state: unknown
-  state: unknown
-}
-
 /** Options of `new CheckpointManager(options)`. */
 export interface CheckpointManagerOptions {
   /** Created 0700; refused if a symlink, not ours, or open to others. */
@@ -503,7 +533,7 @@ export interface GpuThresholdsInput {
   memory_fragmentation?: number
 }
 
-/** Options of `new HealthSupervisor(options)` (declared for the typings). */
+/** Options of `new HealthSupervisor(options)`. */
 export interface HealthSupervisorOptions {
   memoryMonitor?: MemoryMonitor
   gpuMonitor?: GPUHealthMonitor
@@ -518,13 +548,13 @@ export interface HealthSupervisorOptions {
   /** Recover automatically when unhealthy (default true). */
   autoRecover?: boolean
   /** At most `max` automatic recoveries per `windowMs` (default 3 per 600000). */
-  recoveryBudget?: { max?: number, windowMs?: number }
+  recoveryBudget?: RecoveryBudgetInput
   /** Take a checkpoint this often (needs `checkpointManager`); `null` (default) for never. */
-  checkpointIntervalMs?: number
+  checkpointIntervalMs?: number | null
   /** What restarting the application means for this service (Xids that call for it). */
   restartProcess?: () => unknown
   /** Consecutive checks that start and end an episode (default 2 and 2). */
-  hysteresis?: { unhealthyAfter?: number, healthyAfter?: number }
+  hysteresis?: HysteresisInput
   /**
    * Longest one check may take before the state is `'unknown'` and the service not ready
    * (default 10000: far beyond a slow driver, well inside a 30 s probe window).
@@ -549,6 +579,12 @@ export interface HealthSupervisorOptions {
   forecastHorizonMs?: number
   /** Hold intake while an exhaustion forecast stands (default true). */
   preemptivePause?: boolean
+}
+
+/** `hysteresis`: consecutive checks that start and end an episode. */
+export interface HysteresisInput {
+  unhealthyAfter?: number
+  healthyAfter?: number
 }
 
 /** Options of `new IncidentLog(options)`. */
@@ -594,6 +630,7 @@ export interface MemoryThresholdsInput {
   warning_interval?: number
 }
 
+/** `rateLimit`: per incident kind, at most `max` records per `windowMs`. */
 export interface RateLimitInput {
   max?: number
   windowMs?: number
@@ -607,32 +644,8 @@ export interface RecordResult {
   suppressed: boolean
 }
 
-/** The complete record of a recovery run (declared for the typings; built as JSON). */
-export interface RecoveryOutcome {
-  id: string
-  type: 'memory' | 'out_of_memory' | 'device_lost'
-  started_at: number
-  finished_at: number
-  result: 'recovered' | 'not_recovered' | 'failed' | 'interrupted'
-  steps: Array<RecoveryStep>
-  /** Memory runs: the pressure check before the first step. */
-  pressure_before: { gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined | null
-  /** Memory runs: the verifying pressure check. */
-  pressure_after: { gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined | null
-  /** GPU runs: device memory or the known devices before the first step. */
-  before: Record<string, unknown> | null | undefined | null
-  /** GPU runs: what verification saw. */
-  after: Record<string, unknown> | null | undefined | null
-  error: { step: string, code: string, message: string } | null | null
-  cleanup_error: string | null
-}
-
-/** One step of a recovery run. */
-export interface RecoveryStep {
-  name: string
-  status: 'ok' | 'skipped' | 'failed' | 'timed_out' | 'interrupted'
-  duration_ms: number
-  error: string | null
-  /** What the step found or did, e.g. `{ released_bytes }` or a pressure check. */
-  detail: Record<string, unknown> | null | null
+/** `recoveryBudget`: at most `max` automatic recoveries per `windowMs`. */
+export interface RecoveryBudgetInput {
+  max?: number
+  windowMs?: number
 }

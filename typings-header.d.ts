@@ -207,3 +207,44 @@ export interface MemoryThresholds {
   system_memory: number
   warning_interval: number
 }
+
+/** A checkpoint as `createCheckpoint` and restore return it. */
+export interface Checkpoint {
+  id: string
+  seq: number
+  timestamp: number
+  memory_state: unknown
+  active_operations: Array<{ id: string, started_at: number, details: unknown }>
+  gpu_state: unknown
+  state: unknown
+}
+
+/** The complete record of a recovery run. */
+export interface RecoveryOutcome {
+  id: string
+  type: 'memory' | 'out_of_memory' | 'device_lost'
+  started_at: number
+  finished_at: number
+  result: 'recovered' | 'not_recovered' | 'failed' | 'interrupted'
+  steps: Array<RecoveryStep>
+  /** Memory runs: the pressure check before the first step. */
+  pressure_before: { gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined
+  /** Memory runs: the verifying pressure check. */
+  pressure_after: { gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined
+  /** GPU runs: device memory or the known devices before the first step. */
+  before: Record<string, unknown> | null | undefined
+  /** GPU runs: what verification saw. */
+  after: Record<string, unknown> | null | undefined
+  error: { step: string, code: string, message: string } | null
+  cleanup_error: string | null
+}
+
+/** One step of a recovery run. */
+export interface RecoveryStep {
+  name: string
+  status: 'ok' | 'skipped' | 'failed' | 'timed_out' | 'interrupted'
+  duration_ms: number
+  error: string | null
+  /** What the step found or did, e.g. `{ released_bytes }` or a pressure check. */
+  detail: Record<string, unknown> | null
+}

@@ -78,6 +78,14 @@ fn spawn_json<'env>(
     spawn_settled(env, async move { work.await.map(JsonOut) })
 }
 
+impl super::input::Attachable for CheckpointManager {
+    const JS_NAME: &'static str = "CheckpointManager";
+    type Core = Arc<Core>;
+    fn core(&self) -> Self::Core {
+        self.core.clone()
+    }
+}
+
 #[napi]
 impl CheckpointManager {
     /// Opens (creating it 0700) the directory, removes leftover temporary files, replays the
@@ -297,20 +305,3 @@ js_fields!(CheckpointManagerOptions {
     restore_operations = "restoreOperations",
     step_timeout_ms = "stepTimeoutMs" check STEP_TIMEOUT_MS,
 });
-
-/// A checkpoint as `createCheckpoint` and restore return it (declared for the typings).
-#[allow(dead_code)]
-#[napi(object, js_name = "Checkpoint")]
-pub struct CheckpointShape {
-    pub id: String,
-    pub seq: f64,
-    pub timestamp: f64,
-    #[napi(js_name = "memory_state", ts_type = "unknown")]
-    pub memory_state: Value,
-    #[napi(js_name = "active_operations", ts_type = "Array<{ id: string, started_at: number, details: unknown }>")]
-    pub active_operations: Value,
-    #[napi(js_name = "gpu_state", ts_type = "unknown")]
-    pub gpu_state: Value,
-    #[napi(ts_type = "unknown")]
-    pub state: Value,
-}

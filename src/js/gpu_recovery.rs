@@ -57,6 +57,14 @@ pub struct GpuRecovery {
     pub(crate) core: Arc<Core>,
 }
 
+impl super::input::Attachable for GpuRecovery {
+    const JS_NAME: &'static str = "GPURecovery";
+    type Core = Arc<Core>;
+    fn core(&self) -> Self::Core {
+        self.core.clone()
+    }
+}
+
 #[napi]
 impl GpuRecovery {
     #[napi(constructor, ts_args_type = "gpu: GPUHealthMonitor, options?: GpuRecoveryOptions")]

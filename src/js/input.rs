@@ -62,6 +62,19 @@ impl<'env> Field<'env> for Option<Nullable> {
     }
 }
 
+/// A number where `null` means "off" and `undefined` "the default", as `fastSampleMs`:
+/// `Some(OrOff(None))` is off.
+pub struct OrOff(pub Option<f64>);
+
+impl<'env> Field<'env> for Option<OrOff> {
+    fn read(options: &OptionsObject<'env>, key: &str) -> Result<Self> {
+        if options.raw(key)?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(OrOff(options.optional_number(key)?)))
+    }
+}
+
 impl<'env> Field<'env> for Option<Arc<dyn crate::recovery::engine::Hook>> {
     /// A function called as a recovery hook.
     fn read(options: &OptionsObject<'env>, key: &str) -> Result<Self> {
@@ -141,6 +154,12 @@ impl InRange for Option<f64> {
 impl InRange for Option<Nullable> {
     fn in_range(self, spec: ThresholdSpec, env: &Env) -> Result<Self> {
         Ok(self.map(|n| n.0).in_range(spec, env)?.map(Nullable))
+    }
+}
+
+impl InRange for Option<OrOff> {
+    fn in_range(self, spec: ThresholdSpec, env: &Env) -> Result<Self> {
+        self.map(|OrOff(n)| n.in_range(spec, env).map(OrOff)).transpose()
     }
 }
 

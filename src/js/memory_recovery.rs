@@ -50,6 +50,14 @@ pub struct MemoryRecovery {
     pub(crate) core: Arc<Core>,
 }
 
+impl super::input::Attachable for MemoryRecovery {
+    const JS_NAME: &'static str = "MemoryRecovery";
+    type Core = Arc<Core>;
+    fn core(&self) -> Self::Core {
+        self.core.clone()
+    }
+}
+
 #[napi]
 impl MemoryRecovery {
     #[napi(constructor, ts_args_type = "monitor: MemoryMonitor, options?: MemoryRecoveryOptions")]
