@@ -43,6 +43,51 @@ pub fn describe(value: &Unknown) -> String {
     }
 }
 
+/// A string argument: anything else is a `TypeError` naming `name` (empty strings pass).
+pub fn js_string(env: &Env, value: &Unknown, name: &str) -> Result<String> {
+    if value.get_type()? != ValueType::String {
+        return Err(type_error(
+            env,
+            "ERR_INVALID_ARG_TYPE",
+            format!("{name} must be a string, got {}", describe(value)),
+        ));
+    }
+    // SAFETY: the value was just checked to be a string.
+    unsafe { value.cast() }
+}
+
+/// A string argument that names one of `choices` (as `word` writes each): not a string is a
+/// `TypeError`, another string a `RangeError`; both say `{name} must be {expected}`.
+pub fn choice<T: Copy>(
+    env: &Env,
+    value: &Unknown,
+    name: &str,
+    expected: &str,
+    choices: &[T],
+    word: impl Fn(T) -> &'static str,
+) -> Result<T> {
+    if value.get_type()? != ValueType::String {
+        let message = format!("{name} must be {expected}, got {}", describe(value));
+        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", message));
+    }
+    // SAFETY: the value was just checked to be a string.
+    let text: String = unsafe { value.cast()? };
+    choices
+        .iter()
+        .copied()
+        .find(|&c| word(c) == text)
+        .ok_or_else(|| range_error(env, format!("{name} must be {expected}, got {text:?}")))
+}
+
+/// How a set of words reads in a message: `'a' or 'b'`, `'a', 'b' or 'c'`.
+pub fn alternatives(words: &[&str]) -> String {
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => quoted.join(""),
+    }
+}
+
 fn is_nullish(value: &Unknown) -> bool {
     matches!(value.get_type(), Ok(ValueType::Undefined) | Ok(ValueType::Null))
 }
@@ -211,5 +256,17 @@ impl<'env> OptionsObject<'env> {
             ));
         }
         OptionsObject::read(self.env, Some(value), &self.field_name(key), allowed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alternatives;
+
+    #[test]
+    fn alternatives_read_as_a_sentence() {
+        assert_eq!(alternatives(&["quick", "full"]), "'quick' or 'full'");
+        assert_eq!(alternatives(&["memory", "gpu", "process"]), "'memory', 'gpu' or 'process'");
+        assert_eq!(alternatives(&["only"]), "'only'");
     }
 }

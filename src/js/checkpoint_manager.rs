@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::args::{describe, range_error, type_error};
+use super::args::{describe, js_string, range_error, type_error};
 use super::gpu_health_monitor::GpuHealthMonitor;
 use super::incident_log::IncidentLog;
 use super::input::{js_fields, Fields, Instance};
@@ -43,14 +43,7 @@ pub struct CheckpointManager {
 }
 
 fn read_id(env: &Env, value: &Unknown, name: &str) -> Result<String> {
-    if value.get_type()? != ValueType::String {
-        return Err(type_error(
-            env,
-            "ERR_INVALID_ARG_TYPE",
-            format!("{name} must be a string, got {}", describe(value)),
-        ));
-    }
-    let id: String = unsafe { value.cast()? };
+    let id = js_string(env, value, name)?;
     if id.is_empty() || id.len() > MAX_OPERATION_ID_BYTES {
         return Err(range_error(
             env,

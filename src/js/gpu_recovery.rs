@@ -1,12 +1,12 @@
 //! `GPURecovery`: out-of-memory and lost-device handling.
 
 use napi::bindgen_prelude::*;
-use napi::{Env, Unknown, ValueType};
+use napi::{Env, Unknown};
 use napi_derive::napi;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::args::{describe, type_error};
+use super::args::js_string;
 use super::gpu_health_monitor::GpuHealthMonitor;
 use super::hooks::read_instance;
 use super::incident_log::IncidentLog;
@@ -102,14 +102,7 @@ impl GpuRecovery {
     #[napi(ts_args_type = "errorType: 'out_of_memory' | 'device_lost' | string", ts_return_type = "Promise<boolean>")]
     pub fn handle_gpu_error<'env>(&self, env: &'env Env, error_type: Unknown) -> Result<PromiseRaw<'env, bool>> {
         super::task::guarded(env, "GPURecovery.handleGpuError", || {
-            if error_type.get_type()? != ValueType::String {
-                return Err(type_error(
-                    env,
-                    "ERR_INVALID_ARG_TYPE",
-                    format!("errorType must be a string, got {}", describe(&error_type)),
-                ));
-            }
-            let kind: String = unsafe { error_type.cast()? };
+            let kind = js_string(env, &error_type, "errorType")?;
             let core = self.core.clone();
             env.spawn_future_with_callback(async move { Ok(core.handle_gpu_error(&kind).await) }, |env, outcome| {
                 match outcome {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::args::{describe, range_error, type_error, OptionsObject};
+use super::args::{alternatives, choice, describe, range_error, type_error, OptionsObject};
 use super::checkpoint_manager::CheckpointManager;
 use super::gpu_health_monitor::GpuHealthMonitor;
 use super::gpu_recovery::GpuRecovery;
@@ -403,48 +403,18 @@ fn read_check_type(env: &Env, value: Option<Unknown>) -> Result<CheckType> {
     let Some(value) = value.filter(|v| !matches!(v.get_type(), Ok(ValueType::Undefined))) else {
         return Ok(CheckType::Quick);
     };
-    if value.get_type()? != ValueType::String {
-        return Err(type_error(
-            env,
-            "ERR_INVALID_ARG_TYPE",
-            format!("checkType must be 'quick' or 'full', got {}", describe(&value)),
-        ));
-    }
-    let text: String = unsafe { value.cast()? };
-    match text.as_str() {
-        "quick" => Ok(CheckType::Quick),
-        "full" => Ok(CheckType::Full),
-        other => Err(range_error(env, format!("checkType must be 'quick' or 'full', got {other:?}"))),
-    }
+    let expected = alternatives(&CheckType::ALL.map(CheckType::as_str));
+    choice(env, &value, "checkType", &expected, &CheckType::ALL, CheckType::as_str)
 }
 
 fn read_recovery_type(env: &Env, value: Unknown) -> Result<RecoveryType> {
-    if value.get_type()? != ValueType::String {
-        return Err(type_error(
-            env,
-            "ERR_INVALID_ARG_TYPE",
-            format!("errorType must be 'memory', 'gpu' or 'process', got {}", describe(&value)),
-        ));
-    }
-    let text: String = unsafe { value.cast()? };
-    RecoveryType::parse(&text)
-        .ok_or_else(|| range_error(env, format!("errorType must be 'memory', 'gpu' or 'process', got {text:?}")))
+    let expected = alternatives(&RecoveryType::ALL.map(RecoveryType::as_str));
+    choice(env, &value, "errorType", &expected, &RecoveryType::ALL, RecoveryType::as_str)
 }
 
 fn read_event(env: &Env, value: Unknown) -> Result<String> {
-    let expected = EVENTS.iter().map(|e| format!("'{e}'")).collect::<Vec<_>>().join(", ");
-    if value.get_type()? != ValueType::String {
-        return Err(type_error(
-            env,
-            "ERR_INVALID_ARG_TYPE",
-            format!("event must be one of {expected}, got {}", describe(&value)),
-        ));
-    }
-    let text: String = unsafe { value.cast()? };
-    if !EVENTS.contains(&text.as_str()) {
-        return Err(range_error(env, format!("event must be one of {expected}, got {text:?}")));
-    }
-    Ok(text)
+    let expected = format!("one of {}", EVENTS.iter().map(|e| format!("'{e}'")).collect::<Vec<_>>().join(", "));
+    choice(env, &value, "event", &expected, EVENTS, |e| e).map(str::to_owned)
 }
 
 /// Reads `health.issues` as `checkSystemHealth` wrote them.

@@ -7,11 +7,12 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::args::{describe, range_error, type_error, OptionsObject};
+use super::args::{describe, js_string, range_error, type_error, OptionsObject};
 use super::input::{js_fields, Fields};
 use super::json::{JsonOut, JsonShape};
 use super::task::coded_error;
 use crate::durable::closable::Closable;
+use crate::durable::defaults::MAX_INCIDENT_KIND_BYTES;
 use crate::durable::manager::{off_thread, problem_json};
 use crate::durable::{
     IncidentLog as Core, IncidentLogOptions as Settings, RateLimit, ReadFilter, RecordOutcome, Storage,
@@ -236,13 +237,14 @@ fn read_incident(env: &Env, value: Unknown) -> Result<Incident> {
     let kind = fields.string("kind")?.ok_or_else(|| {
         type_error(env, "ERR_INVALID_ARG_TYPE", "incident.kind must be a string, got undefined".into())
     })?;
-    if kind.len() > 128 {
-        return Err(range_error(env, format!("incident.kind must be at most 128 bytes, got {}", kind.len())));
+    if kind.len() > MAX_INCIDENT_KIND_BYTES {
+        let message = format!("incident.kind must be at most {MAX_INCIDENT_KIND_BYTES} bytes, got {}", kind.len());
+        return Err(range_error(env, message));
     }
     let severity = match fields.raw("severity")? {
         None => IncidentSeverity::Info,
-        Some(v) if v.get_type()? == ValueType::String => {
-            let text: String = unsafe { v.cast()? };
+        Some(v) => {
+            let text = js_string(env, &v, "incident.severity")?;
             IncidentSeverity::parse(&text).ok_or_else(|| {
                 range_error(
                     env,
@@ -250,23 +252,9 @@ fn read_incident(env: &Env, value: Unknown) -> Result<Incident> {
                 )
             })?
         }
-        Some(v) => {
-            return Err(type_error(
-                env,
-                "ERR_INVALID_ARG_TYPE",
-                format!("incident.severity must be a string, got {}", describe(&v)),
-            ))
-        }
     };
     let message = match fields.raw("message")? {
-        Some(v) if v.get_type()? == ValueType::String => unsafe { v.cast::<String>()? },
-        Some(v) => {
-            return Err(type_error(
-                env,
-                "ERR_INVALID_ARG_TYPE",
-                format!("incident.message must be a string, got {}", describe(&v)),
-            ))
-        }
+        Some(v) => js_string(env, &v, "incident.message")?,
         None => {
             return Err(type_error(
                 env,
