@@ -130,3 +130,26 @@ fn the_supervisor_takes_nothing_from_rpc_and_the_core_nothing_from_the_binding()
         assert!(!text.contains("crate::js::") && !text.contains("napi_derive"), "{} names the binding", file.display());
     }
 }
+
+/// Every `unsafe` block of the binding says why it is sound, on the lines just above it
+/// (`// SAFETY: …`, or `as above` for a run of like calls).
+#[test]
+fn every_unsafe_block_in_the_binding_has_a_safety_comment() {
+    let mut missing = Vec::new();
+    for file in files_under(&Path::new(SRC).join("js")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if !code.contains("unsafe {") {
+                continue;
+            }
+            // The comment may sit above the statement the block is part of (up to 3 lines up).
+            let above = &lines[i.saturating_sub(3)..i];
+            if !above.iter().any(|l| l.contains("// SAFETY:")) {
+                missing.push(format!("{}:{}", file.display(), i + 1));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "unsafe blocks without a SAFETY comment:\n{}", missing.join("\n"));
+}

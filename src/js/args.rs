@@ -26,6 +26,7 @@ pub fn range_violation(env: &Env, violation: RangeViolation) -> Error {
 /// How a value is described in messages: `got 1.5`, `got a string`, `got null`.
 pub fn describe(value: &Unknown) -> String {
     match value.get_type() {
+        // SAFETY: the match arm checked that the value is a number.
         Ok(ValueType::Number) => match unsafe { value.cast::<f64>() } {
             Ok(n) => js_number(n),
             Err(_) => "a number".to_owned(),
@@ -94,6 +95,8 @@ fn is_nullish(value: &Unknown) -> bool {
 
 /// `value` as a frozen JavaScript object: a copy that cannot be mistaken for live state.
 pub fn frozen<'env, T: ToNapiValue>(env: &'env Env, value: T) -> Result<Object<'env>> {
+    // SAFETY: `env` is this call's live environment, and the handle `to_napi_value` returns lives in its scope;
+    // `Object::from_napi_value` only wraps it (every `T` given here converts to an object).
     let mut object: Object<'env> = unsafe { Object::from_napi_value(env.raw(), T::to_napi_value(env.raw(), value)?)? };
     object.freeze()?;
     Ok(object)
@@ -122,6 +125,7 @@ impl<'env> OptionsObject<'env> {
                 format!("{name} must be an object, got {}", describe(&value)),
             ));
         }
+        // SAFETY: the value was checked just above to be an object.
         let object: Object<'env> = unsafe { value.cast()? };
         let keys = object.get_property_names()?;
         let mut unknown = Vec::new();
@@ -181,6 +185,7 @@ impl<'env> OptionsObject<'env> {
     /// user meant); ranges are the caller's to check.
     pub fn number(&self, key: &str) -> Result<Option<f64>> {
         let Some(value) = self.present(key)? else { return Ok(None) };
+        // SAFETY: the cast runs only when the type check just before says it is a number.
         let number = (value.get_type()? == ValueType::Number).then(|| unsafe { value.cast::<f64>() }).transpose()?;
         match number {
             Some(n) if !n.is_nan() => Ok(Some(n)),
@@ -221,6 +226,7 @@ impl<'env> OptionsObject<'env> {
                 format!("{} must be a boolean, got {}", self.field_name(key), describe(&value)),
             ));
         }
+        // SAFETY: the value was checked just above to be a boolean.
         Ok(Some(unsafe { value.cast::<bool>()? }))
     }
 
@@ -234,6 +240,7 @@ impl<'env> OptionsObject<'env> {
                 format!("{} must be a string, got {}", self.field_name(key), describe(&value)),
             ));
         }
+        // SAFETY: the value was checked just above to be a string.
         let text: String = unsafe { value.cast()? };
         if text.is_empty() || text.contains('\0') {
             return Err(type_error(

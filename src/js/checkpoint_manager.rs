@@ -220,6 +220,7 @@ impl CheckpointManager {
                 None => None,
                 Some(value) if value.get_type()? == ValueType::String => Some(read_id(env, &value, "checkpointOrId")?),
                 Some(value) if value.get_type()? == ValueType::Object => {
+                    // SAFETY: the match guard checked that the value is an object.
                     let object: Object = unsafe { value.cast()? };
                     let id: Unknown = object.get_named_property("id")?;
                     Some(read_id(env, &id, "checkpointOrId.id")?)

@@ -350,6 +350,7 @@ impl HealthSupervisor {
                     format!("listener must be a function, got {}", describe(&listener)),
                 ));
             }
+            // SAFETY: the value was checked just above to be a function.
             let function: Function<'_, JsonOut, UnknownReturnValue> = unsafe { listener.cast()? };
             let threadsafe =
                 function.build_threadsafe_function::<JsonOut>().weak::<true>().callee_handled::<false>().build()?;
@@ -426,6 +427,7 @@ fn read_issues(env: &Env, health: Unknown) -> Result<Vec<CoreIssue>> {
             format!("health must be an object, got {}", describe(&health)),
         ));
     }
+    // SAFETY: the value was checked just above to be an object.
     let object: Object = unsafe { health.cast()? };
     let issues: Unknown = object.get_named_property("issues")?;
     if !issues.is_array()? {
@@ -435,6 +437,7 @@ fn read_issues(env: &Env, health: Unknown) -> Result<Vec<CoreIssue>> {
             format!("health.issues must be an array, got {}", describe(&issues)),
         ));
     }
+    // SAFETY: the value was checked just above to be an array, which is an object.
     let issues: Object = unsafe { issues.cast()? };
     let mut read = Vec::new();
     for i in 0..issues.get_array_length()? {

@@ -20,6 +20,7 @@ pub struct HookArg(Option<StepError>);
 impl ToNapiValue for HookArg {
     unsafe fn to_napi_value(env: napi::sys::napi_env, value: Self) -> Result<napi::sys::napi_value> {
         match value.0 {
+            // SAFETY: `env` is the live environment napi-rs passes to this conversion.
             None => unsafe { <()>::to_napi_value(env, ()) },
             Some(error) => {
                 let env = Env::from_raw(env);
@@ -51,6 +52,7 @@ pub unsafe fn as_promise(
 ) -> Result<Option<napi::sys::napi_value>> {
     use napi::sys;
     use std::ptr;
+    // SAFETY: `env` and `value` are valid in the current scope (this function's contract); out pointers are locals.
     unsafe {
         let mut is_promise = false;
         napi::check_status!(sys::napi_is_promise(env, value, &mut is_promise))?;
@@ -86,7 +88,11 @@ pub unsafe fn as_promise(
 /// Runs a conversion of what a hook returned on the JS thread: an exception it raised (a
 /// throwing getter, `then`, or `toJSON`) is taken and becomes the error, so it fails that
 /// call and nothing else.
+///
+/// # Safety
+/// `env` and the handles given must be valid in the current JS thread's scope.
 unsafe fn catching<T>(env: napi::sys::napi_env, convert: impl FnOnce() -> Result<T>) -> Result<T> {
+    // SAFETY: on the JS thread, with the environment of the conversion (this function's contract).
     convert().map_err(|e| match unsafe { take_exception(env) } {
         Some(message) => Error::new(Status::GenericFailure, message),
         None => e,
@@ -95,6 +101,7 @@ unsafe fn catching<T>(env: napi::sys::napi_env, convert: impl FnOnce() -> Result
 
 impl FromNapiValue for HookReturn {
     unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
+        // SAFETY: napi-rs calls this conversion on the JS thread with a live `env` and `value`.
         unsafe {
             catching(env, || match as_promise(env, value)? {
                 Some(promise) => Ok(HookReturn::Pending(settle_later(env, promise, |_, _| Ok(()))?)),
@@ -126,6 +133,7 @@ impl Hook for JsHook {
 /// is a `TypeError` naming it.
 pub fn read_hook(env: &Env, options: &OptionsObject, key: &str) -> Result<Option<Arc<dyn Hook>>> {
     let Some(value) = read_function(env, options, key)? else { return Ok(None) };
+    // SAFETY: `read_function` checked that the value is a function.
     let function: Function<'_, HookArg, HookReturn> = unsafe { value.cast()? };
     let threadsafe =
         function.build_threadsafe_function::<HookArg>().weak::<true>().callee_handled::<false>().build()?;
@@ -168,7 +176,8 @@ pub fn read_instance<T: JavaScriptClassExt + MaybeTypeTag + 'static, R>(
             return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be a {class}, got undefined")))
         }
     };
-    // Checks the class's type tag before use; the instance stays owned by its JS object.
+    // SAFETY: `instance_of` checked above that `value` is an instance of `T`, and
+    // `from_napi_value` checks its type tag again; the instance stays owned by its JS object.
     let instance = unsafe { ClassInstance::<T>::from_napi_value(env.raw(), value.raw())? };
     Ok(take(&instance))
 }
@@ -181,6 +190,7 @@ pub enum ValueReturn {
 
 impl FromNapiValue for ValueReturn {
     unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
+        // SAFETY: napi-rs calls this conversion on the JS thread with a live `env` and `value`.
         unsafe {
             catching(env, || match as_promise(env, value)? {
                 Some(promise) => {

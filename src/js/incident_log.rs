@@ -295,6 +295,7 @@ fn read_filter(env: &Env, value: Option<Unknown>) -> Result<ReadFilter> {
         if !kinds.is_array()? {
             return Err(bad());
         }
+        // SAFETY: the value was checked just above to be an array, which is an object.
         let array: Object = unsafe { kinds.cast()? };
         let mut list = Vec::new();
         for i in 0..array.get_array_length()? {
@@ -302,6 +303,7 @@ fn read_filter(env: &Env, value: Option<Unknown>) -> Result<ReadFilter> {
             if item.get_type()? != ValueType::String {
                 return Err(bad());
             }
+            // SAFETY: the element was checked just above to be a string.
             list.push(unsafe { item.cast::<String>()? });
         }
         filter.kinds = Some(list);

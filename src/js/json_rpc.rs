@@ -29,26 +29,37 @@ pub enum Verdict {
 }
 
 /// Only the boolean `true` allows.
+///
+/// # Safety
+/// `env` and the handles given must be valid in the current JS thread's scope.
 unsafe fn is_true(env: napi::sys::napi_env, value: napi::sys::napi_value) -> bool {
     let mut kind = 0;
+    // SAFETY: `env` and `value` are valid in the current scope (this function's contract).
     let status = unsafe { napi::sys::napi_typeof(env, value, &mut kind) };
     status == napi::sys::Status::napi_ok
         && kind == napi::sys::ValueType::napi_boolean
+        // SAFETY: the engine said just above that the value is a boolean.
         && unsafe { bool::from_napi_value(env, value) }.unwrap_or(false)
 }
 
 impl FromNapiValue for Verdict {
     unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
         let mut kind = 0;
+        // SAFETY: napi-rs calls this conversion on the JS thread with a live `env` and `value`.
         napi::check_status!(unsafe { napi::sys::napi_typeof(env, value, &mut kind) })?;
         if kind != napi::sys::ValueType::napi_object && kind != napi::sys::ValueType::napi_function {
+            // SAFETY: as above.
             return Ok(Verdict::Now(unsafe { is_true(env, value) }));
         }
         // A promise, or any object that may be a thenable: `Promise.resolve` adopts it as
         // `await` would (a `then` getter that throws rejects it), so both are awaited alike.
+        // SAFETY: as above.
         match unsafe { as_promise(env, value) } {
             Ok(Some(promise)) => {
+                // SAFETY: the settlement calls `convert` on the JS thread with the live environment and the settled
+                // value.
                 let convert = |env, value| Ok(unsafe { is_true(env, value) });
+                // SAFETY: `env` and `promise` are valid in this conversion's scope.
                 Ok(Verdict::Later(unsafe { settle_later(env, promise, convert)? }))
             }
             // No thenable, or `Promise.resolve` itself threw (nothing is left pending): refused.
@@ -136,6 +147,7 @@ impl HealthSupervisor {
             let authorize = match options.as_ref().map(|o| o.raw("authorize")).transpose()?.flatten() {
                 None => None,
                 Some(f) if f.get_type()? == ValueType::Function => {
+                    // SAFETY: the match guard checked that the value is a function.
                     let function: Function<'_, JsonOut, Verdict> = unsafe { f.cast()? };
                     Some(Arc::new(
                         function
@@ -158,6 +170,7 @@ impl HealthSupervisor {
                 Parsed(Value),
             }
             let message = match message.get_type()? {
+                // SAFETY: the match arm checked that the value is a string.
                 ValueType::String => Message::Text(unsafe { message.cast()? }),
                 ValueType::Object => Message::Parsed(super::json_value(env, message, "message")?),
                 _ => {
