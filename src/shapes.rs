@@ -115,17 +115,21 @@ impl Serialize for PressureReport<'_> {
     }
 }
 
+/// The keys of a `HealthIssue`, as written here and read back by `triggerRecovery`.
+pub const HEALTH_ISSUE_KEYS: [&str; 6] = ["code", "severity", "device", "message", "action", "eta_ms"];
+
 impl Serialize for HealthIssue {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let [code, severity, device, message, action, eta_ms] = HEALTH_ISSUE_KEYS;
         // Only a forecast has an `eta_ms`: every other issue keeps its five fields.
         let mut out = s.serialize_struct("HealthIssue", 5 + usize::from(self.eta_ms.is_some()))?;
-        out.serialize_field("code", self.code.as_str())?;
-        out.serialize_field("severity", self.severity.as_str())?;
-        out.serialize_field("device", &self.device)?;
-        out.serialize_field("message", &self.message)?;
-        out.serialize_field("action", self.action.as_str())?;
-        if let Some(eta_ms) = self.eta_ms {
-            out.serialize_field("eta_ms", &eta_ms)?;
+        out.serialize_field(code, self.code.as_str())?;
+        out.serialize_field(severity, self.severity.as_str())?;
+        out.serialize_field(device, &self.device)?;
+        out.serialize_field(message, &self.message)?;
+        out.serialize_field(action, self.action.as_str())?;
+        if let Some(value) = self.eta_ms {
+            out.serialize_field(eta_ms, &value)?;
         }
         out.end()
     }

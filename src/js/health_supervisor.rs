@@ -13,7 +13,7 @@ use super::checkpoint_manager::CheckpointManager;
 use super::gpu_health_monitor::GpuHealthMonitor;
 use super::gpu_recovery::GpuRecovery;
 use super::incident_log::IncidentLog;
-use super::input::{js_fields, Fields, Instance, Nullable, OrOff};
+use super::input::{js_fields, Field, Fields, Instance, Nullable, OrOff};
 use super::json::{JsonOut, JsonShape};
 use super::memory_monitor::MemoryMonitor;
 use super::memory_recovery::MemoryRecovery;
@@ -24,6 +24,7 @@ use crate::policy::thresholds::{
     HEALTHY_AFTER, INTERVAL_MS, STALE_AFTER_MS, UNHEALTHY_AFTER,
 };
 use crate::recovery::engine::Hook;
+use crate::shapes::HEALTH_ISSUE_KEYS;
 use crate::supervisor::{
     action_json, CheckType, EventSink, RecoveryType, Supervisor, SupervisorOptions, SupervisorParts, SystemHealth,
 };
@@ -418,6 +419,33 @@ fn read_event(env: &Env, value: Unknown) -> Result<String> {
     choice(env, &value, "event", &expected, EVENTS, |e| e).map(str::to_owned)
 }
 
+/// A health issue read back as `checkSystemHealth` wrote it (`crate::shapes`): the one
+/// `HealthIssue` type, by the same keys.
+impl<'env> Fields<'env> for CoreIssue {
+    const KEYS: &'static [&'static str] = &HEALTH_ISSUE_KEYS;
+
+    fn read_fields(fields: &OptionsObject<'env>) -> Result<Self> {
+        let [code, severity, device, message, action, eta_ms] = HEALTH_ISSUE_KEYS;
+        let (env, name) = (fields.env(), |key| fields.field_name(key));
+        let code_text = String::read(fields, code)?;
+        let code = IssueCode::parse(&code_text).ok_or_else(|| {
+            range_error(env, format!("{} is not a known issue code, got {code_text:?}", name("code")))
+        })?;
+        let severity_text = String::read(fields, severity)?;
+        let severity = Severity::parse(&severity_text).ok_or_else(|| {
+            range_error(env, format!("{} must be 'warn' or 'fail', got {severity_text:?}", name("severity")))
+        })?;
+        let action_text = String::read(fields, action)?;
+        let action = Action::parse(&action_text).ok_or_else(|| {
+            range_error(env, format!("{} is not a known action, got {action_text:?}", name("action")))
+        })?;
+        let device = fields.optional_number(device)?.map(|d| d as u32);
+        let message = fields.string(message)?.unwrap_or_default();
+        let eta_ms = fields.optional_number(eta_ms)?.filter(|ms| ms.is_finite() && *ms >= 0.0).map(|ms| ms as u64);
+        Ok(CoreIssue { code, severity, device, message, action, eta_ms })
+    }
+}
+
 /// Reads `health.issues` as `checkSystemHealth` wrote them.
 fn read_issues(env: &Env, health: Unknown) -> Result<Vec<CoreIssue>> {
     if health.get_type()? != ValueType::Object {
@@ -441,33 +469,8 @@ fn read_issues(env: &Env, health: Unknown) -> Result<Vec<CoreIssue>> {
     let issues: Object = unsafe { issues.cast()? };
     let mut read = Vec::new();
     for i in 0..issues.get_array_length()? {
-        let name = format!("health.issues[{i}]");
         let item: Unknown = issues.get_element(i)?;
-        let fields = OptionsObject::required(
-            env,
-            Some(item),
-            &name,
-            &["code", "severity", "device", "message", "action", "eta_ms"],
-        )?;
-        let text = |key: &str| -> Result<String> {
-            fields.string(key)?.ok_or_else(|| {
-                type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name}.{key} must be a string, got undefined"))
-            })
-        };
-        let code_text = text("code")?;
-        let code = IssueCode::parse(&code_text)
-            .ok_or_else(|| range_error(env, format!("{name}.code is not a known issue code, got {code_text:?}")))?;
-        let severity_text = text("severity")?;
-        let severity = Severity::parse(&severity_text).ok_or_else(|| {
-            range_error(env, format!("{name}.severity must be 'warn' or 'fail', got {severity_text:?}"))
-        })?;
-        let action_text = text("action")?;
-        let action = Action::parse(&action_text)
-            .ok_or_else(|| range_error(env, format!("{name}.action is not a known action, got {action_text:?}")))?;
-        let device = fields.optional_number("device")?.map(|d| d as u32);
-        let message = fields.string("message")?.unwrap_or_default();
-        let eta_ms = fields.optional_number("eta_ms")?.filter(|ms| ms.is_finite() && *ms >= 0.0).map(|ms| ms as u64);
-        read.push(CoreIssue { code, severity, device, message, action, eta_ms });
+        read.push(CoreIssue::required(env, Some(item), &format!("health.issues[{i}]"))?);
     }
     Ok(read)
 }
