@@ -411,7 +411,7 @@ export declare class IncidentLog {
   /** What opening found and repaired: `[{ kind, file, offset, reason, set_aside_as }]`. */
   get problems(): Array<{ kind: string, file: string, offset: number, reason: string, set_aside_as: string | null }>
   /** Writes one incident; resolves once it is on disk. */
-  record(incident: { kind: string, severity?: 'info' | 'warn' | 'error' | 'critical', message: string, details?: unknown }): Promise<RecordResult>
+  record(incident: IncidentInput): Promise<RecordResult>
   /**
    * Releases the directory for another process; later calls reject with `ERR_CLOSED`,
    * and recoveries or supervisors still attached report the failure. Idempotent.
@@ -421,7 +421,7 @@ export declare class IncidentLog {
    * Reads records, oldest first: `sinceSeq` and `since` (ms) are inclusive, `kinds`
    * filters, `limit` caps the count.
    */
-  read(filter?: { sinceSeq?: number, since?: number, kinds?: string[], limit?: number }): Promise<IncidentRecord[]>
+  read(filter?: ReadFilterInput): Promise<IncidentRecord[]>
 }
 
 /** Watches host and GPU memory pressure. Every sample is taken off the JS thread. */
@@ -587,6 +587,15 @@ export interface HysteresisInput {
   healthyAfter?: number
 }
 
+/** One incident to record, as `record` takes it. */
+export interface IncidentInput {
+  /** A short machine-readable kind, e.g. `recovery_started` (at most 128 bytes). */
+  kind: string
+  severity?: 'info' | 'warn' | 'error' | 'critical'
+  message: string
+  details?: unknown
+}
+
 /** Options of `new IncidentLog(options)`. */
 export interface IncidentLogOptions {
   /** Created 0700; refused if a symlink, not ours, or open to others. */
@@ -634,6 +643,18 @@ export interface MemoryThresholdsInput {
 export interface RateLimitInput {
   max?: number
   windowMs?: number
+}
+
+/** Which records `read` returns. */
+export interface ReadFilterInput {
+  /** From this sequence number on (inclusive). */
+  sinceSeq?: number
+  /** From this time on, in ms since the epoch (inclusive). */
+  since?: number
+  /** Only these kinds. */
+  kinds?: Array<string>
+  /** At most this many records. */
+  limit?: number
 }
 
 /** `record`'s answer: where the incident is, or that rate limiting held it back. */

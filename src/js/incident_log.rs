@@ -1,14 +1,14 @@
 //! `IncidentLog`: every incident on disk before `record` resolves.
 
 use napi::bindgen_prelude::*;
-use napi::{Env, Unknown, ValueType};
+use napi::{Env, Unknown};
 use napi_derive::napi;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::args::{describe, js_string, range_error, type_error, OptionsObject};
-use super::input::{js_fields, Fields};
+use super::args::range_error;
+use super::input::{js_fields, Count, Fields, Text};
 use super::json::{JsonOut, JsonShape};
 use super::task::coded_error;
 use crate::durable::closable::Closable;
@@ -169,10 +169,7 @@ impl IncidentLog {
     }
 
     /// Writes one incident; resolves once it is on disk.
-    #[napi(
-        ts_args_type = "incident: { kind: string, severity?: 'info' | 'warn' | 'error' | 'critical', message: string, details?: unknown }",
-        ts_return_type = "Promise<RecordResult>"
-    )]
+    #[napi(ts_args_type = "incident: IncidentInput", ts_return_type = "Promise<RecordResult>")]
     pub fn record<'env>(&self, env: &'env Env, incident: Unknown) -> Result<PromiseRaw<'env, RecordResult>> {
         super::task::guarded(env, "IncidentLog.record", || {
             let incident = read_incident(env, incident)?;
@@ -213,10 +210,7 @@ impl IncidentLog {
 
     /// Reads records, oldest first: `sinceSeq` and `since` (ms) are inclusive, `kinds`
     /// filters, `limit` caps the count.
-    #[napi(
-        ts_args_type = "filter?: { sinceSeq?: number, since?: number, kinds?: string[], limit?: number }",
-        ts_return_type = "Promise<IncidentRecord[]>"
-    )]
+    #[napi(ts_args_type = "filter?: ReadFilterInput", ts_return_type = "Promise<IncidentRecord[]>")]
     pub fn read<'env>(&self, env: &'env Env, filter: Option<Unknown>) -> Result<PromiseRaw<'env, JsonShape>> {
         super::task::guarded(env, "IncidentLog.read", || {
             let filter = read_filter(env, filter)?;
@@ -232,81 +226,57 @@ impl IncidentLog {
     }
 }
 
+/// One incident to record, as `record` takes it.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct IncidentInput {
+    /// A short machine-readable kind, e.g. `recovery_started` (at most 128 bytes).
+    pub kind: String,
+    #[napi(ts_type = "'info' | 'warn' | 'error' | 'critical'")]
+    pub severity: Option<IncidentSeverity>,
+    #[napi(ts_type = "string")]
+    pub message: Text,
+    #[napi(ts_type = "unknown")]
+    pub details: Option<Value>,
+}
+
+js_fields!(IncidentInput { kind = "kind", severity = "severity", message = "message", details = "details" });
+
 fn read_incident(env: &Env, value: Unknown) -> Result<Incident> {
-    let fields = OptionsObject::required(env, Some(value), "incident", &["kind", "severity", "message", "details"])?;
-    let kind = fields.string("kind")?.ok_or_else(|| {
-        type_error(env, "ERR_INVALID_ARG_TYPE", "incident.kind must be a string, got undefined".into())
-    })?;
+    let IncidentInput { kind, severity, message: Text(message), details } =
+        IncidentInput::required(env, Some(value), "incident")?;
     if kind.len() > MAX_INCIDENT_KIND_BYTES {
         let message = format!("incident.kind must be at most {MAX_INCIDENT_KIND_BYTES} bytes, got {}", kind.len());
         return Err(range_error(env, message));
     }
-    let severity = match fields.raw("severity")? {
-        None => IncidentSeverity::Info,
-        Some(v) => {
-            let text = js_string(env, &v, "incident.severity")?;
-            IncidentSeverity::parse(&text).ok_or_else(|| {
-                range_error(
-                    env,
-                    format!("incident.severity must be 'info', 'warn', 'error' or 'critical', got {text:?}"),
-                )
-            })?
-        }
-    };
-    let message = match fields.raw("message")? {
-        Some(v) => js_string(env, &v, "incident.message")?,
-        None => {
-            return Err(type_error(
-                env,
-                "ERR_INVALID_ARG_TYPE",
-                "incident.message must be a string, got undefined".into(),
-            ))
-        }
-    };
-    let details = match fields.raw("details")? {
-        None => Value::Null,
-        Some(v) => super::json_value(env, v, "incident.details")?,
-    };
-    Ok(Incident { kind, severity, message, details })
+    let severity = severity.unwrap_or(IncidentSeverity::Info);
+    Ok(Incident { kind, severity, message, details: details.unwrap_or(Value::Null) })
 }
+
+/// Which records `read` returns.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct ReadFilterInput {
+    /// From this sequence number on (inclusive).
+    #[napi(ts_type = "number")]
+    pub since_seq: Option<Count>,
+    /// From this time on, in ms since the epoch (inclusive).
+    #[napi(ts_type = "number")]
+    pub since: Option<Count>,
+    /// Only these kinds.
+    pub kinds: Option<Vec<String>>,
+    /// At most this many records.
+    #[napi(ts_type = "number")]
+    pub limit: Option<Count>,
+}
+
+js_fields!(ReadFilterInput { since_seq = "sinceSeq", since = "since", kinds = "kinds", limit = "limit" });
 
 fn read_filter(env: &Env, value: Option<Unknown>) -> Result<ReadFilter> {
     let mut filter = ReadFilter::default();
-    let Some(fields) = OptionsObject::read(env, value, "filter", &["sinceSeq", "since", "kinds", "limit"])? else {
-        return Ok(filter);
-    };
-    let count = |key: &str, value: f64| -> Result<u64> {
-        if value < 0.0 || value.fract() != 0.0 || value > MAX_SAFE_INTEGER {
-            return Err(range_error(env, format!("filter.{key} must be a non-negative integer, got {value}")));
-        }
-        Ok(value as u64)
-    };
-    filter.since_seq = fields.number("sinceSeq")?.map(|v| count("sinceSeq", v)).transpose()?;
-    filter.since_ms = fields.number("since")?.map(|v| count("since", v)).transpose()?;
-    filter.limit = fields.number("limit")?.map(|v| count("limit", v).map(|n| n as usize)).transpose()?;
-    if let Some(kinds) = fields.raw("kinds")? {
-        let bad = || {
-            type_error(
-                env,
-                "ERR_INVALID_ARG_TYPE",
-                format!("filter.kinds must be an array of strings, got {}", describe(&kinds)),
-            )
-        };
-        if !kinds.is_array()? {
-            return Err(bad());
-        }
-        // SAFETY: the value was checked just above to be an array, which is an object.
-        let array: Object = unsafe { kinds.cast()? };
-        let mut list = Vec::new();
-        for i in 0..array.get_array_length()? {
-            let item: Unknown = array.get_element(i)?;
-            if item.get_type()? != ValueType::String {
-                return Err(bad());
-            }
-            // SAFETY: the element was checked just above to be a string.
-            list.push(unsafe { item.cast::<String>()? });
-        }
-        filter.kinds = Some(list);
+    if let Some(given) = ReadFilterInput::read(env, value, "filter")? {
+        filter.since_seq = given.since_seq.map(|Count(n)| n);
+        filter.since_ms = given.since.map(|Count(n)| n);
+        filter.limit = given.limit.map(|Count(n)| n as usize);
+        filter.kinds = given.kinds;
     }
     Ok(filter)
 }

@@ -5,11 +5,12 @@
 //! `stats.device`), and unknown keys are refused with the list of known ones.
 
 use napi::bindgen_prelude::*;
-use napi::Env;
+use napi::{Env, Unknown, ValueType};
 use std::sync::Arc;
 
-use super::args::{range_violation, type_error, OptionsObject};
-use crate::policy::thresholds::ThresholdSpec;
+use super::args::{describe, js_string, range_violation, type_error, OptionsObject};
+use crate::incident::IncidentSeverity;
+use crate::policy::thresholds::{ThresholdSpec, MAX_SAFE_INTEGER};
 
 /// A field of an options object, read by its key.
 pub trait Field<'env>: Sized {
@@ -50,6 +51,82 @@ impl<'env> Field<'env> for String {
             let message = format!("{} must be a string, got undefined", options.field_name(key));
             type_error(options.env(), "ERR_INVALID_ARG_TYPE", message)
         })
+    }
+}
+
+/// A string that must be given; empty strings pass (an incident's `message`).
+pub struct Text(pub String);
+
+impl<'env> Field<'env> for Text {
+    fn read(options: &OptionsObject<'env>, key: &str) -> Result<Self> {
+        let name = options.field_name(key);
+        match options.raw(key)? {
+            Some(value) => js_string(options.env(), &value, &name).map(Text),
+            None => Err(type_error(
+                options.env(),
+                "ERR_INVALID_ARG_TYPE",
+                format!("{name} must be a string, got undefined"),
+            )),
+        }
+    }
+}
+
+impl<'env> Field<'env> for Option<serde_json::Value> {
+    /// JSON data (`details`): what JSON cannot hold is a `TypeError` naming the field.
+    fn read(options: &OptionsObject<'env>, key: &str) -> Result<Self> {
+        let name = options.field_name(key);
+        options.raw(key)?.map(|value| super::json_value(options.env(), value, &name)).transpose()
+    }
+}
+
+/// A count or position: a non-negative integer a JavaScript number holds exactly.
+pub struct Count(pub u64);
+
+impl<'env> Field<'env> for Option<Count> {
+    fn read(options: &OptionsObject<'env>, key: &str) -> Result<Self> {
+        let Some(value) = options.number(key)? else { return Ok(None) };
+        if value < 0.0 || value.fract() != 0.0 || value > MAX_SAFE_INTEGER {
+            let message = format!("{} must be a non-negative integer, got {value}", options.field_name(key));
+            return Err(super::args::range_error(options.env(), message));
+        }
+        Ok(Some(Count(value as u64)))
+    }
+}
+
+impl<'env> Field<'env> for Option<Vec<String>> {
+    /// An array of strings (`kinds`).
+    fn read(options: &OptionsObject<'env>, key: &str) -> Result<Self> {
+        let Some(value) = options.raw(key)? else { return Ok(None) };
+        let bad = || {
+            let message = format!("{} must be an array of strings, got {}", options.field_name(key), describe(&value));
+            type_error(options.env(), "ERR_INVALID_ARG_TYPE", message)
+        };
+        if !value.is_array()? {
+            return Err(bad());
+        }
+        // SAFETY: the value was checked just above to be an array, which is an object.
+        let array: Object = unsafe { value.cast()? };
+        let mut list = Vec::new();
+        for i in 0..array.get_array_length()? {
+            let item: Unknown = array.get_element(i)?;
+            if item.get_type()? != ValueType::String {
+                return Err(bad());
+            }
+            // SAFETY: the element was checked just above to be a string.
+            list.push(unsafe { item.cast::<String>()? });
+        }
+        Ok(Some(list))
+    }
+}
+
+impl<'env> Field<'env> for Option<IncidentSeverity> {
+    fn read(options: &OptionsObject<'env>, key: &str) -> Result<Self> {
+        let Some(value) = options.raw(key)? else { return Ok(None) };
+        let name = options.field_name(key);
+        let text = js_string(options.env(), &value, &name)?;
+        let words: Vec<&str> = IncidentSeverity::ALL.iter().map(|s| s.as_str()).collect();
+        let message = format!("{name} must be {}, got {text:?}", super::args::alternatives(&words));
+        IncidentSeverity::parse(&text).map(Some).ok_or_else(|| super::args::range_error(options.env(), message))
     }
 }
 
