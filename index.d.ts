@@ -394,7 +394,7 @@ export declare class HealthSupervisor {
    * returns (or resolves, promise or thenable) `true` within `authorizeTimeoutMs` (default
    * 10000); otherwise they are refused with -32001.
    */
-  handleJsonRpc(message: string | object, options?: { authorize?: (request: { method: string, params: unknown }) => boolean | PromiseLike<boolean>, authorizeTimeoutMs?: number }): Promise<object | null>
+  handleJsonRpc(message: string | object, options?: JsonRpcOptions): Promise<object | null>
 }
 
 /**
@@ -608,6 +608,14 @@ export interface IncidentLogOptions {
   maxBytes?: number
   /** Per kind, at most `max` records per `windowMs` (default 20 per 60000). */
   rateLimit?: RateLimitInput
+}
+
+/** Options of `handleJsonRpc(message, options)`. */
+export interface JsonRpcOptions {
+  /** Whether this caller may run a control method; only `true` allows. */
+  authorize?: (request: { method: string, params: unknown }) => boolean | PromiseLike<boolean>
+  /** Longest `authorize` may take before the call is refused (default 10000). */
+  authorizeTimeoutMs?: number
 }
 
 /** Options of `new MemoryMonitor(options)`. */

@@ -61,6 +61,7 @@ test('each options interface lists exactly the keys its reader accepts', () => {
     ['HealthSupervisorOptions', () => new h.HealthSupervisor({ ...x })],
     ['RecoveryBudgetInput', () => new h.HealthSupervisor({ recoveryBudget: { ...x } })],
     ['HysteresisInput', () => new h.HealthSupervisor({ hysteresis: { ...x } })],
+    ['JsonRpcOptions', () => new h.HealthSupervisor({}).handleJsonRpc('{}', { ...x })],
     ['HealthIssue', () => new h.HealthSupervisor({}).triggerRecovery({ issues: [{ ...x }] })],
   ]
   for (const [name, make] of cases) {

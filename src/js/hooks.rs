@@ -142,7 +142,7 @@ pub fn read_hook(env: &Env, options: &OptionsObject, key: &str) -> Result<Option
 
 /// An optional function option: `undefined` is none, anything else but a function is a
 /// `TypeError` naming the option.
-fn read_function<'env>(env: &Env, options: &OptionsObject<'env>, key: &str) -> Result<Option<Unknown<'env>>> {
+pub fn read_function<'env>(env: &Env, options: &OptionsObject<'env>, key: &str) -> Result<Option<Unknown<'env>>> {
     let Some(value) = options.raw(key)? else { return Ok(None) };
     if value.get_type()? != ValueType::Function {
         return Err(type_error(

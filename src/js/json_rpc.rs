@@ -9,9 +9,10 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::args::{describe, range_violation, type_error, OptionsObject};
+use super::args::{describe, type_error, OptionsObject};
 use super::health_supervisor::HealthSupervisor;
-use super::hooks::as_promise;
+use super::hooks::{as_promise, read_function};
+use super::input::{js_fields, Field, Fields};
 use super::json::JsonOut;
 use super::promise::{settle_later, Settlement};
 use crate::monitors::gpu_health::{AllocatorReport, GpuHealthMonitor};
@@ -69,6 +70,31 @@ impl FromNapiValue for Verdict {
 }
 
 type Authorize = ThreadsafeFunction<JsonOut, Verdict, JsonOut, Status, false, true>;
+
+impl<'env> Field<'env> for Option<Arc<Authorize>> {
+    /// The `authorize` callback, called off the JS thread's stack through a weak threadsafe
+    /// function (it never keeps the process alive).
+    fn read(options: &OptionsObject<'env>, key: &str) -> Result<Self> {
+        let Some(value) = read_function(options.env(), options, key)? else { return Ok(None) };
+        // SAFETY: `read_function` checked that the value is a function.
+        let function: Function<'_, JsonOut, Verdict> = unsafe { value.cast()? };
+        let threadsafe =
+            function.build_threadsafe_function::<JsonOut>().weak::<true>().callee_handled::<false>().build()?;
+        Ok(Some(Arc::new(threadsafe)))
+    }
+}
+
+/// Options of `handleJsonRpc(message, options)`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct JsonRpcOptions {
+    /// Whether this caller may run a control method; only `true` allows.
+    #[napi(ts_type = "(request: { method: string, params: unknown }) => boolean | PromiseLike<boolean>")]
+    pub authorize: Option<Arc<Authorize>>,
+    /// Longest `authorize` may take before the call is refused (default 10000).
+    pub authorize_timeout_ms: Option<f64>,
+}
+
+js_fields!(JsonRpcOptions { authorize = "authorize", authorize_timeout_ms = "authorizeTimeoutMs" check AUTHORIZE_TIMEOUT_MS });
 
 struct SupervisorRpc {
     supervisor: Arc<Supervisor>,
@@ -128,7 +154,7 @@ impl HealthSupervisor {
     /// returns (or resolves, promise or thenable) `true` within `authorizeTimeoutMs` (default
     /// 10000); otherwise they are refused with -32001.
     #[napi(
-        ts_args_type = "message: string | object, options?: { authorize?: (request: { method: string, params: unknown }) => boolean | PromiseLike<boolean>, authorizeTimeoutMs?: number }",
+        ts_args_type = "message: string | object, options?: JsonRpcOptions",
         ts_return_type = "Promise<object | null>"
     )]
     pub fn handle_json_rpc<'env>(
@@ -138,33 +164,15 @@ impl HealthSupervisor {
         options: Option<Unknown>,
     ) -> Result<PromiseRaw<'env, JsonOut>> {
         super::task::guarded(env, "HealthSupervisor.handleJsonRpc", || {
-            let options = OptionsObject::read(env, options, "options", &["authorize", AUTHORIZE_TIMEOUT_MS.name])?;
+            let options = JsonRpcOptions::read(env, options, "options")?;
             let mut limits = RpcLimits::default();
-            if let Some(ms) = options.as_ref().map(|o| o.number(AUTHORIZE_TIMEOUT_MS.name)).transpose()?.flatten() {
-                let ms = AUTHORIZE_TIMEOUT_MS.check(ms).map_err(|v| range_violation(env, v))?;
-                limits.authorize_timeout = Duration::from_millis(ms as u64);
+            let mut authorize = None;
+            if let Some(options) = options {
+                if let Some(ms) = options.authorize_timeout_ms {
+                    limits.authorize_timeout = Duration::from_millis(ms as u64);
+                }
+                authorize = options.authorize;
             }
-            let authorize = match options.as_ref().map(|o| o.raw("authorize")).transpose()?.flatten() {
-                None => None,
-                Some(f) if f.get_type()? == ValueType::Function => {
-                    // SAFETY: the match guard checked that the value is a function.
-                    let function: Function<'_, JsonOut, Verdict> = unsafe { f.cast()? };
-                    Some(Arc::new(
-                        function
-                            .build_threadsafe_function::<JsonOut>()
-                            .weak::<true>()
-                            .callee_handled::<false>()
-                            .build()?,
-                    ))
-                }
-                Some(other) => {
-                    return Err(type_error(
-                        env,
-                        "ERR_INVALID_ARG_TYPE",
-                        format!("authorize must be a function, got {}", describe(&other)),
-                    ))
-                }
-            };
             enum Message {
                 Text(String),
                 Parsed(Value),
