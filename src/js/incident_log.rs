@@ -14,9 +14,7 @@ use super::task::coded_error;
 use crate::durable::closable::Closable;
 use crate::durable::defaults::MAX_INCIDENT_KIND_BYTES;
 use crate::durable::manager::{off_thread, problem_json};
-use crate::durable::{
-    IncidentLog as Core, IncidentLogOptions as Settings, RateLimit, ReadFilter, RecordOutcome, Storage,
-};
+use crate::durable::{IncidentLog as Core, IncidentLogOptions, RateLimit, ReadFilter, RecordOutcome, Storage};
 use crate::incident::IncidentSink;
 use crate::incident::{Incident, IncidentSeverity};
 use crate::policy::thresholds::{ThresholdSpec, MAX_INTERVAL_MS, MAX_SAFE_INTEGER};
@@ -57,8 +55,8 @@ const RATE_WINDOW: ThresholdSpec = ThresholdSpec {
 };
 
 /// Options of `new IncidentLog(options)`.
-#[napi(object, object_from_js = false, object_to_js = false)]
-pub struct IncidentLogOptions {
+#[napi(object, js_name = "IncidentLogOptions", object_from_js = false, object_to_js = false)]
+pub struct IncidentLogInput {
     /// Created 0700; refused if a symlink, not ours, or open to others.
     pub directory: String,
     /// A segment is closed once it holds this many bytes (default 1 MiB).
@@ -71,7 +69,7 @@ pub struct IncidentLogOptions {
     pub rate_limit: Option<RateLimitInput>,
 }
 
-js_fields!(IncidentLogOptions {
+js_fields!(IncidentLogInput {
     directory = "directory",
     segment_bytes = "segmentBytes" check SEGMENT_BYTES,
     max_segments = "maxSegments" check MAX_SEGMENTS,
@@ -135,8 +133,8 @@ impl IncidentLog {
     pub fn new(env: Env, this: This<Unknown>, options: Option<Unknown>) -> Result<Self> {
         super::task::guarded(&env, "IncidentLog.constructor", || {
             super::receiver::require_new::<Self>(&env, &this, "IncidentLog")?;
-            let options = IncidentLogOptions::required(&env, options, "options")?;
-            let mut settings = Settings::default();
+            let options = IncidentLogInput::required(&env, options, "options")?;
+            let mut settings = IncidentLogOptions::default();
             if let Some(v) = options.segment_bytes {
                 settings.segment_bytes = v as u64;
             }
