@@ -49,6 +49,206 @@ export interface SupervisorStatus {
   check_failures: number
 }
 
+export interface AllocatorUse {
+  allocated: number
+  reserved: number
+  fragmentation: number
+  reported_at: number
+}
+
+export interface CgroupReport {
+  version: number | null
+  path: string | null
+  limit: number | null
+  error: string | null
+}
+
+export interface GpuDeviceHealth {
+  index: number
+  uuid: string | null
+  name: string | null
+  status: 'pass' | 'warn' | 'fail'
+  temperature: number | null
+  slowdown_temperature: number | null
+  shutdown_temperature: number | null
+  memory_used: number
+  memory_total: number
+  utilization: number | null
+  power_watts: number | null
+  power_limit_watts: number | null
+  throttle_reasons: Array<string> | null
+  ecc_uncorrected: number | null
+  retired_pages_pending: boolean | null
+  remapped_rows: RemappedRows | null
+  xid_errors: Array<XidError>
+  lost: boolean
+  allocator: AllocatorUse | null
+  error: string | null
+}
+
+export interface GpuHealth {
+  timestamp: number
+  memory_fragmentation: number
+  temperature: number | null
+  memory_allocated: number
+  memory_reserved: number
+  healthy: boolean
+  status: 'pass' | 'warn' | 'fail'
+  gpu_available: boolean
+  gpu_error: string | null
+  devices: Array<GpuDeviceHealth>
+  issues: Array<HealthIssue>
+  xid_watch: XidWatchStatus | null
+}
+
+export interface GpuMemory {
+  index: number
+  uuid: string | null
+  name: string | null
+  used: number
+  total: number
+  lost: boolean
+  error: string | null
+}
+
+export interface GpuPressure {
+  index: number
+  ratio: number | null
+  pressure: boolean
+}
+
+export interface HealthIssue {
+  code: string
+  severity: 'warn' | 'fail'
+  device: number | null
+  message: string
+  action: 'none' | 'clear_cache' | 'restart_app' | 'reset_gpu' | 'reboot_node'
+  /** Until the projected exhaustion, in milliseconds: only on `MEMORY_EXHAUSTION_FORECAST`. */
+  eta_ms?: number
+}
+
+export interface MemoryMetrics {
+  timestamp: number
+  gpu_used: number
+  gpu_total: number
+  system_used: number
+  system_total: number
+  system_error: string | null
+  memory_limit_source: 'host' | 'cgroup'
+  psi: MemoryPsi | null
+  gpu_available: boolean
+  gpu_error: string | null
+  gpus: Array<GpuMemory>
+  cgroup: CgroupReport | null
+}
+
+export interface MemoryPressureReport {
+  gpu_pressure: boolean
+  system_pressure: boolean
+  gpu_ratio: number
+  system_ratio: number
+  gpus: Array<GpuPressure>
+  metrics: MemoryMetrics
+}
+
+export interface MemoryPsi {
+  some_avg10: number
+  full_avg10: number
+}
+
+export interface RemappedRows {
+  correctable: number
+  uncorrectable: number
+  pending: boolean
+  failure: boolean
+}
+
+/** One health check of the whole system. */
+export interface SystemHealthReport {
+  healthy: boolean
+  check_type: 'quick' | 'full'
+  timestamp: number
+  duration_ms: number
+  /** The memory pressure check, or `null` without a `memoryMonitor`. */
+  memory: MemoryPressureReport | null
+  /** GPU health (for `'quick'`, from memory and temperature only), or `null` without a `gpuMonitor`. */
+  gpu: GpuHealth | null
+  issues: Array<HealthIssue>
+  accepting_requests: boolean
+}
+
+export interface XidError {
+  code: number
+  timestamp: number
+  action: 'none' | 'clear_cache' | 'restart_app' | 'reset_gpu' | 'reboot_node'
+}
+
+/** Whether the background Xid watch is working. */
+export interface XidWatchStatus {
+  state: 'starting' | 'watching' | 'retrying'
+  /** Indices of the devices being watched. */
+  devices: Array<number>
+  error: string | null
+}
+
+/** An incident as `read` returns it. */
+export interface IncidentRecord {
+  seq: number
+  timestamp: number
+  kind: string
+  severity: 'info' | 'warn' | 'error' | 'critical'
+  message: string
+  details: unknown
+}
+
+/** Memory thresholds (fractions in (0, 1], milliseconds for `warning_interval`). */
+export interface MemoryThresholds {
+  gpu_memory: number
+  system_memory: number
+  warning_interval: number
+}
+
+/** A checkpoint as `createCheckpoint` and restore return it. */
+export interface Checkpoint {
+  id: string
+  seq: number
+  timestamp: number
+  memory_state: unknown
+  active_operations: Array<{ id: string, started_at: number, details: unknown }>
+  gpu_state: unknown
+  state: unknown
+}
+
+/** The complete record of a recovery run. */
+export interface RecoveryOutcome {
+  id: string
+  type: 'memory' | 'out_of_memory' | 'device_lost'
+  started_at: number
+  finished_at: number
+  result: 'recovered' | 'not_recovered' | 'failed' | 'interrupted'
+  steps: Array<RecoveryStep>
+  /** Memory runs: the pressure check before the first step. */
+  pressure_before: { gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined
+  /** Memory runs: the verifying pressure check. */
+  pressure_after: { gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined
+  /** GPU runs: device memory or the known devices before the first step. */
+  before: Record<string, unknown> | null | undefined
+  /** GPU runs: what verification saw. */
+  after: Record<string, unknown> | null | undefined
+  error: { step: string, code: string, message: string } | null
+  cleanup_error: string | null
+}
+
+/** One step of a recovery run. */
+export interface RecoveryStep {
+  name: string
+  status: 'ok' | 'skipped' | 'failed' | 'timed_out' | 'interrupted'
+  duration_ms: number
+  error: string | null
+  /** What the step found or did, e.g. `{ released_bytes }` or a pressure check. */
+  detail: Record<string, unknown> | null
+}
+
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -194,7 +394,7 @@ export declare class HealthSupervisor {
    * returns (or resolves, promise or thenable) `true` within `authorizeTimeoutMs` (default
    * 10000); otherwise they are refused with -32001.
    */
-  handleJsonRpc(message: string | object, options?: { authorize?: (request: { method: string, params: unknown }) => boolean | PromiseLike<boolean>, authorizeTimeoutMs?: number }): Promise<object | null>
+  handleJsonRpc(message: string | object, options?: JsonRpcOptions): Promise<object | null>
 }
 
 /**
@@ -207,11 +407,11 @@ export declare class IncidentLog {
    * Throws `ERR_INCIDENT_LOG_LOCKED` when another process owns it, `ERR_UNSAFE_DIRECTORY`
    * when it is a symlink, not ours, or open to others.
    */
-  constructor(options: { directory: string, segmentBytes?: number, maxSegments?: number, maxBytes?: number, rateLimit?: { max?: number, windowMs?: number } })
+  constructor(options: IncidentLogOptions)
   /** What opening found and repaired: `[{ kind, file, offset, reason, set_aside_as }]`. */
   get problems(): Array<{ kind: string, file: string, offset: number, reason: string, set_aside_as: string | null }>
   /** Writes one incident; resolves once it is on disk. */
-  record(incident: { kind: string, severity?: 'info' | 'warn' | 'error' | 'critical', message: string, details?: unknown }): Promise<RecordResult>
+  record(incident: IncidentInput): Promise<RecordResult>
   /**
    * Releases the directory for another process; later calls reject with `ERR_CLOSED`,
    * and recoveries or supervisors still attached report the failure. Idempotent.
@@ -221,7 +421,7 @@ export declare class IncidentLog {
    * Reads records, oldest first: `sinceSeq` and `since` (ms) are inclusive, `kinds`
    * filters, `limit` caps the count.
    */
-  read(filter?: { sinceSeq?: number, since?: number, kinds?: string[], limit?: number }): Promise<IncidentRecord[]>
+  read(filter?: ReadFilterInput): Promise<IncidentRecord[]>
 }
 
 /** Watches host and GPU memory pressure. Every sample is taken off the JS thread. */
@@ -268,32 +468,7 @@ export interface AllocatorStats {
   pid?: number
 }
 
-export interface AllocatorUse {
-  allocated: number
-  reserved: number
-  fragmentation: number
-  reported_at: number
-}
-
-export interface CgroupReport {
-  version: number | null
-  path: string | null
-  limit: number | null
-  error: string | null
-}
-
-/** A checkpoint as `createCheckpoint` and restore return it (declared for the typings). */
-export interface Checkpoint {
-  id: string
-  seq: number
-  timestamp: number
-  memory_state: unknown
-  active_operations: Array<{ id: string, started_at: number, details: unknown }>
-  gpu_state: unknown
-  state: unknown
-}
-
-/** Options of `new CheckpointManager(options)` (declared for the typings). */
+/** Options of `new CheckpointManager(options)`. */
 export interface CheckpointManagerOptions {
   /** Created 0700; refused if a symlink, not ours, or open to others. */
   directory: string
@@ -313,49 +488,11 @@ export interface CheckpointManagerOptions {
   stepTimeoutMs?: number
 }
 
-export interface GpuDeviceHealth {
-  index: number
-  uuid: string | null
-  name: string | null
-  status: 'pass' | 'warn' | 'fail'
-  temperature: number | null
-  slowdown_temperature: number | null
-  shutdown_temperature: number | null
-  memory_used: number
-  memory_total: number
-  utilization: number | null
-  power_watts: number | null
-  power_limit_watts: number | null
-  throttle_reasons: Array<string> | null
-  ecc_uncorrected: number | null
-  retired_pages_pending: boolean | null
-  remapped_rows: RemappedRows | null
-  xid_errors: Array<XidError>
-  lost: boolean
-  allocator: AllocatorUse | null
-  error: string | null
-}
-
-export interface GpuHealth {
-  timestamp: number
-  memory_fragmentation: number
-  temperature: number | null
-  memory_allocated: number
-  memory_reserved: number
-  healthy: boolean
-  status: 'pass' | 'warn' | 'fail'
-  gpu_available: boolean
-  gpu_error: string | null
-  devices: Array<GpuDeviceHealth>
-  issues: Array<HealthIssue>
-  xid_watch: XidWatchStatus | null
-}
-
-/** Options of `new GPUHealthMonitor(options)`; declared for the typings, read by hand. */
+/** Options of `new GPUHealthMonitor(options)`. */
 export interface GpuHealthMonitorOptions {
   thresholds?: GpuThresholdsInput
   /** Fewer visible GPUs than this is `GPU_MISSING`; `null` (default) expects nothing. */
-  expectedGpus?: number
+  expectedGpus?: number | null
   /** How long an Xid event counts in the verdict (default one hour). */
   xidWindowMs?: number
   /** How long an allocator report counts (default five minutes). */
@@ -365,23 +502,7 @@ export interface GpuHealthMonitorOptions {
   nvmlLibraryPath?: string
 }
 
-export interface GpuMemory {
-  index: number
-  uuid: string | null
-  name: string | null
-  used: number
-  total: number
-  lost: boolean
-  error: string | null
-}
-
-export interface GpuPressure {
-  index: number
-  ratio: number | null
-  pressure: boolean
-}
-
-/** Hooks and options of `new GPURecovery(gpu, options)` (declared for the typings). */
+/** Hooks and options of `new GPURecovery(gpu, options)`. */
 export interface GpuRecoveryOptions {
   /** e.g. ask the worker for `torch.cuda.empty_cache()`. */
   emptyCache?: () => unknown
@@ -406,20 +527,13 @@ export interface GpuThresholds {
   memory_fragmentation: number
 }
 
+/** GPU thresholds to change; those left out keep their values. */
 export interface GpuThresholdsInput {
   temperature?: number
   memory_fragmentation?: number
 }
 
-export interface HealthIssue {
-  code: string
-  severity: 'warn' | 'fail'
-  device: number | null
-  message: string
-  action: 'none' | 'clear_cache' | 'restart_app' | 'reset_gpu' | 'reboot_node'
-}
-
-/** Options of `new HealthSupervisor(options)` (declared for the typings). */
+/** Options of `new HealthSupervisor(options)`. */
 export interface HealthSupervisorOptions {
   memoryMonitor?: MemoryMonitor
   gpuMonitor?: GPUHealthMonitor
@@ -434,13 +548,13 @@ export interface HealthSupervisorOptions {
   /** Recover automatically when unhealthy (default true). */
   autoRecover?: boolean
   /** At most `max` automatic recoveries per `windowMs` (default 3 per 600000). */
-  recoveryBudget?: { max?: number, windowMs?: number }
+  recoveryBudget?: RecoveryBudgetInput
   /** Take a checkpoint this often (needs `checkpointManager`); `null` (default) for never. */
-  checkpointIntervalMs?: number
+  checkpointIntervalMs?: number | null
   /** What restarting the application means for this service (Xids that call for it). */
   restartProcess?: () => unknown
   /** Consecutive checks that start and end an episode (default 2 and 2). */
-  hysteresis?: { unhealthyAfter?: number, healthyAfter?: number }
+  hysteresis?: HysteresisInput
   /**
    * Longest one check may take before the state is `'unknown'` and the service not ready
    * (default 10000: far beyond a slow driver, well inside a 30 s probe window).
@@ -467,35 +581,44 @@ export interface HealthSupervisorOptions {
   preemptivePause?: boolean
 }
 
-/** An incident as `read` returns it (declared for the typings; handed over as JSON). */
-export interface IncidentRecord {
-  seq: number
-  timestamp: number
+/** `hysteresis`: consecutive checks that start and end an episode. */
+export interface HysteresisInput {
+  unhealthyAfter?: number
+  healthyAfter?: number
+}
+
+/** One incident to record, as `record` takes it. */
+export interface IncidentInput {
+  /** A short machine-readable kind, e.g. `recovery_started` (at most 128 bytes). */
   kind: string
-  severity: 'info' | 'warn' | 'error' | 'critical'
+  severity?: 'info' | 'warn' | 'error' | 'critical'
   message: string
-  details: unknown
+  details?: unknown
 }
 
-export interface MemoryMetrics {
-  timestamp: number
-  gpu_used: number
-  gpu_total: number
-  system_used: number
-  system_total: number
-  system_error: string | null
-  memory_limit_source: 'host' | 'cgroup'
-  psi: MemoryPsi | null
-  gpu_available: boolean
-  gpu_error: string | null
-  gpus: Array<GpuMemory>
-  cgroup: CgroupReport | null
+/** Options of `new IncidentLog(options)`. */
+export interface IncidentLogOptions {
+  /** Created 0700; refused if a symlink, not ours, or open to others. */
+  directory: string
+  /** A segment is closed once it holds this many bytes (default 1 MiB). */
+  segmentBytes?: number
+  /** At most this many segments are kept (default 16) … */
+  maxSegments?: number
+  /** … and at most this many bytes in all (default 64 MiB); the oldest go first. */
+  maxBytes?: number
+  /** Per kind, at most `max` records per `windowMs` (default 20 per 60000). */
+  rateLimit?: RateLimitInput
 }
 
-/**
- * Options of `new MemoryMonitor(options)`; declared for the typings, read by hand so that
- * each bad value gets its own message.
- */
+/** Options of `handleJsonRpc(message, options)`. */
+export interface JsonRpcOptions {
+  /** Whether this caller may run a control method; only `true` allows. */
+  authorize?: (request: { method: string, params: unknown }) => boolean | PromiseLike<boolean>
+  /** Longest `authorize` may take before the call is refused (default 10000). */
+  authorizeTimeoutMs?: number
+}
+
+/** Options of `new MemoryMonitor(options)`. */
 export interface MemoryMonitorOptions {
   thresholds?: MemoryThresholdsInput
   /** NVML library to load; default `HPC_HEALTH_NVML_LIBRARY`, else `libnvidia-ml.so.1`. */
@@ -504,21 +627,7 @@ export interface MemoryMonitorOptions {
   fsRoot?: string
 }
 
-export interface MemoryPressureReport {
-  gpu_pressure: boolean
-  system_pressure: boolean
-  gpu_ratio: number
-  system_ratio: number
-  gpus: Array<GpuPressure>
-  metrics: MemoryMetrics
-}
-
-export interface MemoryPsi {
-  some_avg10: number
-  full_avg10: number
-}
-
-/** Hooks and options of `new MemoryRecovery(monitor, options)` (declared for the typings). */
+/** Hooks and options of `new MemoryRecovery(monitor, options)`. */
 export interface MemoryRecoveryOptions {
   /** Clears the GPU cache, e.g. asks the worker for `torch.cuda.empty_cache()`. */
   clearGPUCache?: () => unknown
@@ -531,17 +640,29 @@ export interface MemoryRecoveryOptions {
   incidentLog?: IncidentLog
 }
 
-/** Memory thresholds (fractions in (0, 1], milliseconds for `warning_interval`). */
-export interface MemoryThresholds {
-  gpu_memory: number
-  system_memory: number
-  warning_interval: number
-}
-
+/** Memory thresholds to change; those left out keep their values. */
 export interface MemoryThresholdsInput {
   gpu_memory?: number
   system_memory?: number
   warning_interval?: number
+}
+
+/** `rateLimit`: per incident kind, at most `max` records per `windowMs`. */
+export interface RateLimitInput {
+  max?: number
+  windowMs?: number
+}
+
+/** Which records `read` returns. */
+export interface ReadFilterInput {
+  /** From this sequence number on (inclusive). */
+  sinceSeq?: number
+  /** From this time on, in ms since the epoch (inclusive). */
+  since?: number
+  /** Only these kinds. */
+  kinds?: Array<string>
+  /** At most this many records. */
+  limit?: number
 }
 
 /** `record`'s answer: where the incident is, or that rate limiting held it back. */
@@ -552,67 +673,8 @@ export interface RecordResult {
   suppressed: boolean
 }
 
-/** The complete record of a recovery run (declared for the typings; built as JSON). */
-export interface RecoveryOutcome {
-  id: string
-  type: 'memory' | 'out_of_memory' | 'device_lost'
-  started_at: number
-  finished_at: number
-  result: 'recovered' | 'not_recovered' | 'failed' | 'interrupted'
-  steps: Array<RecoveryStep>
-  /** Memory runs: the pressure check before the first step. */
-  pressure_before: { gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined | null
-  /** Memory runs: the verifying pressure check. */
-  pressure_after: { gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined | null
-  /** GPU runs: device memory or the known devices before the first step. */
-  before: Record<string, unknown> | null | undefined | null
-  /** GPU runs: what verification saw. */
-  after: Record<string, unknown> | null | undefined | null
-  error: { step: string, code: string, message: string } | null | null
-  cleanup_error: string | null
-}
-
-/** One step of a recovery run. */
-export interface RecoveryStep {
-  name: string
-  status: 'ok' | 'skipped' | 'failed' | 'timed_out' | 'interrupted'
-  duration_ms: number
-  error: string | null
-  /** What the step found or did, e.g. `{ released_bytes }` or a pressure check. */
-  detail: Record<string, unknown> | null | null
-}
-
-export interface RemappedRows {
-  correctable: number
-  uncorrectable: number
-  pending: boolean
-  failure: boolean
-}
-
-/** One health check of the whole system. */
-export interface SystemHealthReport {
-  healthy: boolean
-  check_type: 'quick' | 'full'
-  timestamp: number
-  duration_ms: number
-  /** The memory pressure check, or `null` without a `memoryMonitor`. */
-  memory: MemoryPressureReport | null
-  /** GPU health (for `'quick'`, from memory and temperature only), or `null` without a `gpuMonitor`. */
-  gpu: GpuHealth | null
-  issues: Array<HealthIssue>
-  accepting_requests: boolean
-}
-
-export interface XidError {
-  code: number
-  timestamp: number
-  action: 'none' | 'clear_cache' | 'restart_app' | 'reset_gpu' | 'reboot_node'
-}
-
-/** Whether the background Xid watch is working. */
-export interface XidWatchStatus {
-  state: 'starting' | 'watching' | 'retrying'
-  /** Indices of the devices being watched. */
-  devices: Array<number>
-  error: string | null
+/** `recoveryBudget`: at most `max` automatic recoveries per `windowMs`. */
+export interface RecoveryBudgetInput {
+  max?: number
+  windowMs?: number
 }

@@ -48,3 +48,203 @@ export interface SupervisorStatus {
   checks: number
   check_failures: number
 }
+
+export interface AllocatorUse {
+  allocated: number
+  reserved: number
+  fragmentation: number
+  reported_at: number
+}
+
+export interface CgroupReport {
+  version: number | null
+  path: string | null
+  limit: number | null
+  error: string | null
+}
+
+export interface GpuDeviceHealth {
+  index: number
+  uuid: string | null
+  name: string | null
+  status: 'pass' | 'warn' | 'fail'
+  temperature: number | null
+  slowdown_temperature: number | null
+  shutdown_temperature: number | null
+  memory_used: number
+  memory_total: number
+  utilization: number | null
+  power_watts: number | null
+  power_limit_watts: number | null
+  throttle_reasons: Array<string> | null
+  ecc_uncorrected: number | null
+  retired_pages_pending: boolean | null
+  remapped_rows: RemappedRows | null
+  xid_errors: Array<XidError>
+  lost: boolean
+  allocator: AllocatorUse | null
+  error: string | null
+}
+
+export interface GpuHealth {
+  timestamp: number
+  memory_fragmentation: number
+  temperature: number | null
+  memory_allocated: number
+  memory_reserved: number
+  healthy: boolean
+  status: 'pass' | 'warn' | 'fail'
+  gpu_available: boolean
+  gpu_error: string | null
+  devices: Array<GpuDeviceHealth>
+  issues: Array<HealthIssue>
+  xid_watch: XidWatchStatus | null
+}
+
+export interface GpuMemory {
+  index: number
+  uuid: string | null
+  name: string | null
+  used: number
+  total: number
+  lost: boolean
+  error: string | null
+}
+
+export interface GpuPressure {
+  index: number
+  ratio: number | null
+  pressure: boolean
+}
+
+export interface HealthIssue {
+  code: string
+  severity: 'warn' | 'fail'
+  device: number | null
+  message: string
+  action: 'none' | 'clear_cache' | 'restart_app' | 'reset_gpu' | 'reboot_node'
+  /** Until the projected exhaustion, in milliseconds: only on `MEMORY_EXHAUSTION_FORECAST`. */
+  eta_ms?: number
+}
+
+export interface MemoryMetrics {
+  timestamp: number
+  gpu_used: number
+  gpu_total: number
+  system_used: number
+  system_total: number
+  system_error: string | null
+  memory_limit_source: 'host' | 'cgroup'
+  psi: MemoryPsi | null
+  gpu_available: boolean
+  gpu_error: string | null
+  gpus: Array<GpuMemory>
+  cgroup: CgroupReport | null
+}
+
+export interface MemoryPressureReport {
+  gpu_pressure: boolean
+  system_pressure: boolean
+  gpu_ratio: number
+  system_ratio: number
+  gpus: Array<GpuPressure>
+  metrics: MemoryMetrics
+}
+
+export interface MemoryPsi {
+  some_avg10: number
+  full_avg10: number
+}
+
+export interface RemappedRows {
+  correctable: number
+  uncorrectable: number
+  pending: boolean
+  failure: boolean
+}
+
+/** One health check of the whole system. */
+export interface SystemHealthReport {
+  healthy: boolean
+  check_type: 'quick' | 'full'
+  timestamp: number
+  duration_ms: number
+  /** The memory pressure check, or `null` without a `memoryMonitor`. */
+  memory: MemoryPressureReport | null
+  /** GPU health (for `'quick'`, from memory and temperature only), or `null` without a `gpuMonitor`. */
+  gpu: GpuHealth | null
+  issues: Array<HealthIssue>
+  accepting_requests: boolean
+}
+
+export interface XidError {
+  code: number
+  timestamp: number
+  action: 'none' | 'clear_cache' | 'restart_app' | 'reset_gpu' | 'reboot_node'
+}
+
+/** Whether the background Xid watch is working. */
+export interface XidWatchStatus {
+  state: 'starting' | 'watching' | 'retrying'
+  /** Indices of the devices being watched. */
+  devices: Array<number>
+  error: string | null
+}
+
+/** An incident as `read` returns it. */
+export interface IncidentRecord {
+  seq: number
+  timestamp: number
+  kind: string
+  severity: 'info' | 'warn' | 'error' | 'critical'
+  message: string
+  details: unknown
+}
+
+/** Memory thresholds (fractions in (0, 1], milliseconds for `warning_interval`). */
+export interface MemoryThresholds {
+  gpu_memory: number
+  system_memory: number
+  warning_interval: number
+}
+
+/** A checkpoint as `createCheckpoint` and restore return it. */
+export interface Checkpoint {
+  id: string
+  seq: number
+  timestamp: number
+  memory_state: unknown
+  active_operations: Array<{ id: string, started_at: number, details: unknown }>
+  gpu_state: unknown
+  state: unknown
+}
+
+/** The complete record of a recovery run. */
+export interface RecoveryOutcome {
+  id: string
+  type: 'memory' | 'out_of_memory' | 'device_lost'
+  started_at: number
+  finished_at: number
+  result: 'recovered' | 'not_recovered' | 'failed' | 'interrupted'
+  steps: Array<RecoveryStep>
+  /** Memory runs: the pressure check before the first step. */
+  pressure_before: { gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined
+  /** Memory runs: the verifying pressure check. */
+  pressure_after: { gpu_pressure: boolean, system_pressure: boolean, gpu_ratio: number, system_ratio: number } | null | undefined
+  /** GPU runs: device memory or the known devices before the first step. */
+  before: Record<string, unknown> | null | undefined
+  /** GPU runs: what verification saw. */
+  after: Record<string, unknown> | null | undefined
+  error: { step: string, code: string, message: string } | null
+  cleanup_error: string | null
+}
+
+/** One step of a recovery run. */
+export interface RecoveryStep {
+  name: string
+  status: 'ok' | 'skipped' | 'failed' | 'timed_out' | 'interrupted'
+  duration_ms: number
+  error: string | null
+  /** What the step found or did, e.g. `{ released_bytes }` or a pressure check. */
+  detail: Record<string, unknown> | null
+}

@@ -14,6 +14,9 @@ pub enum IncidentSeverity {
 }
 
 impl IncidentSeverity {
+    pub const ALL: [IncidentSeverity; 4] =
+        [IncidentSeverity::Info, IncidentSeverity::Warn, IncidentSeverity::Error, IncidentSeverity::Critical];
+
     pub fn as_str(self) -> &'static str {
         match self {
             IncidentSeverity::Info => "info",
@@ -24,13 +27,7 @@ impl IncidentSeverity {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "info" => Some(IncidentSeverity::Info),
-            "warn" => Some(IncidentSeverity::Warn),
-            "error" => Some(IncidentSeverity::Error),
-            "critical" => Some(IncidentSeverity::Critical),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

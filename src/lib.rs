@@ -5,12 +5,16 @@
 
 pub mod durable;
 pub mod incident;
+#[cfg(test)]
+mod layering;
 pub mod monitors;
 pub mod policy;
 pub mod recovery;
 pub mod rpc;
 pub mod sampling;
+pub mod shapes;
 pub mod supervisor;
 mod sync;
+pub mod vocabulary;
 
 mod js;

@@ -19,6 +19,7 @@
 //! Plain Rust: nothing here knows of JavaScript.
 
 pub mod checkpoint;
+pub mod closable;
 pub mod defaults;
 pub(crate) mod dir;
 pub mod format;
@@ -26,6 +27,7 @@ pub mod fs;
 pub mod incident_log;
 pub mod journal;
 pub mod log;
+pub mod manager;
 
 pub use checkpoint::{Checkpoint, CheckpointMeta, CheckpointStore, LatestValid, SkippedFile};
 pub use fs::{

@@ -26,6 +26,7 @@ pub fn range_violation(env: &Env, violation: RangeViolation) -> Error {
 /// How a value is described in messages: `got 1.5`, `got a string`, `got null`.
 pub fn describe(value: &Unknown) -> String {
     match value.get_type() {
+        // SAFETY: the match arm checked that the value is a number.
         Ok(ValueType::Number) => match unsafe { value.cast::<f64>() } {
             Ok(n) => js_number(n),
             Err(_) => "a number".to_owned(),
@@ -43,12 +44,59 @@ pub fn describe(value: &Unknown) -> String {
     }
 }
 
+/// A string argument: anything else is a `TypeError` naming `name` (empty strings pass).
+pub fn js_string(env: &Env, value: &Unknown, name: &str) -> Result<String> {
+    if value.get_type()? != ValueType::String {
+        return Err(type_error(
+            env,
+            "ERR_INVALID_ARG_TYPE",
+            format!("{name} must be a string, got {}", describe(value)),
+        ));
+    }
+    // SAFETY: the value was just checked to be a string.
+    unsafe { value.cast() }
+}
+
+/// A string argument that names one of `choices` (as `word` writes each): not a string is a
+/// `TypeError`, another string a `RangeError`; both say `{name} must be {expected}`.
+pub fn choice<T: Copy>(
+    env: &Env,
+    value: &Unknown,
+    name: &str,
+    expected: &str,
+    choices: &[T],
+    word: impl Fn(T) -> &'static str,
+) -> Result<T> {
+    if value.get_type()? != ValueType::String {
+        let message = format!("{name} must be {expected}, got {}", describe(value));
+        return Err(type_error(env, "ERR_INVALID_ARG_TYPE", message));
+    }
+    // SAFETY: the value was just checked to be a string.
+    let text: String = unsafe { value.cast()? };
+    choices
+        .iter()
+        .copied()
+        .find(|&c| word(c) == text)
+        .ok_or_else(|| range_error(env, format!("{name} must be {expected}, got {text:?}")))
+}
+
+/// How a set of words reads in a message: `'a' or 'b'`, `'a', 'b' or 'c'`.
+pub fn alternatives(words: &[&str]) -> String {
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => quoted.join(""),
+    }
+}
+
 fn is_nullish(value: &Unknown) -> bool {
     matches!(value.get_type(), Ok(ValueType::Undefined) | Ok(ValueType::Null))
 }
 
 /// `value` as a frozen JavaScript object: a copy that cannot be mistaken for live state.
 pub fn frozen<'env, T: ToNapiValue>(env: &'env Env, value: T) -> Result<Object<'env>> {
+    // SAFETY: `env` is this call's live environment, and the handle `to_napi_value` returns lives in its scope;
+    // `Object::from_napi_value` only wraps it (every `T` given here converts to an object).
     let mut object: Object<'env> = unsafe { Object::from_napi_value(env.raw(), T::to_napi_value(env.raw(), value)?)? };
     object.freeze()?;
     Ok(object)
@@ -77,6 +125,7 @@ impl<'env> OptionsObject<'env> {
                 format!("{name} must be an object, got {}", describe(&value)),
             ));
         }
+        // SAFETY: the value was checked just above to be an object.
         let object: Object<'env> = unsafe { value.cast()? };
         let keys = object.get_property_names()?;
         let mut unknown = Vec::new();
@@ -110,12 +159,16 @@ impl<'env> OptionsObject<'env> {
 
     /// Fields of a constructor's options object are named as users write them
     /// (`thresholds.gpu_memory`, `nvmlLibraryPath`); deeper ones with their path.
-    fn field_name(&self, key: &str) -> String {
+    pub fn field_name(&self, key: &str) -> String {
         if self.name == "options" {
             key.to_owned()
         } else {
             format!("{}.{key}", self.name)
         }
+    }
+
+    pub fn env(&self) -> &'env Env {
+        self.env
     }
 
     /// The raw value of `key`, `None` when undefined.
@@ -132,6 +185,7 @@ impl<'env> OptionsObject<'env> {
     /// user meant); ranges are the caller's to check.
     pub fn number(&self, key: &str) -> Result<Option<f64>> {
         let Some(value) = self.present(key)? else { return Ok(None) };
+        // SAFETY: the cast runs only when the type check just before says it is a number.
         let number = (value.get_type()? == ValueType::Number).then(|| unsafe { value.cast::<f64>() }).transpose()?;
         match number {
             Some(n) if !n.is_nan() => Ok(Some(n)),
@@ -172,6 +226,7 @@ impl<'env> OptionsObject<'env> {
                 format!("{} must be a boolean, got {}", self.field_name(key), describe(&value)),
             ));
         }
+        // SAFETY: the value was checked just above to be a boolean.
         Ok(Some(unsafe { value.cast::<bool>()? }))
     }
 
@@ -185,6 +240,7 @@ impl<'env> OptionsObject<'env> {
                 format!("{} must be a string, got {}", self.field_name(key), describe(&value)),
             ));
         }
+        // SAFETY: the value was checked just above to be a string.
         let text: String = unsafe { value.cast()? };
         if text.is_empty() || text.contains('\0') {
             return Err(type_error(
@@ -207,5 +263,17 @@ impl<'env> OptionsObject<'env> {
             ));
         }
         OptionsObject::read(self.env, Some(value), &self.field_name(key), allowed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alternatives;
+
+    #[test]
+    fn alternatives_read_as_a_sentence() {
+        assert_eq!(alternatives(&["quick", "full"]), "'quick' or 'full'");
+        assert_eq!(alternatives(&["memory", "gpu", "process"]), "'memory', 'gpu' or 'process'");
+        assert_eq!(alternatives(&["only"]), "'only'");
     }
 }

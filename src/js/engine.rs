@@ -15,9 +15,11 @@ use super::args::describe;
 /// `env` must be the current JS thread's environment.
 pub unsafe fn global(env: sys::napi_env, path: &[&CStr]) -> Result<sys::napi_value> {
     let mut value = ptr::null_mut();
+    // SAFETY: `env` is the current JS thread's environment (this function's contract); the out pointer is a local.
     napi::check_status!(unsafe { sys::napi_get_global(env, &mut value) })?;
     for name in path {
         let mut member = ptr::null_mut();
+        // SAFETY: as above; `value` is a handle the engine just returned and `name` is NUL-terminated.
         napi::check_status!(unsafe { sys::napi_get_named_property(env, value, name.as_ptr(), &mut member) })?;
         value = member;
     }
@@ -35,6 +37,8 @@ pub unsafe fn call(
     function: sys::napi_value,
     args: &[sys::napi_value],
 ) -> std::result::Result<sys::napi_value, String> {
+    // SAFETY: `env` and every handle are valid in the current scope (this function's contract); out pointers are locals
+    // that outlive the calls.
     unsafe {
         let this = match this {
             Some(this) => this,
@@ -65,21 +69,26 @@ pub fn message_of(value: &Unknown) -> Option<String> {
 /// `env` must be the current JS thread's environment.
 pub unsafe fn take_exception(env: sys::napi_env) -> Option<String> {
     let mut pending = false;
+    // SAFETY: `env` is the current JS thread's environment (this function's contract); the out pointer is a local.
     unsafe { sys::napi_is_exception_pending(env, &mut pending) };
     if !pending {
         return None;
     }
     let mut exception = ptr::null_mut();
+    // SAFETY: as above.
     unsafe { sys::napi_get_and_clear_last_exception(env, &mut exception) };
+    // SAFETY: `exception` was just handed out by the engine in this scope.
     let message = match unsafe { Unknown::from_napi_value(env, exception) } {
         Ok(value) => message_of(&value).unwrap_or_else(|| format!("threw {}", describe(&value))),
         Err(e) => e.reason,
     };
     // Reading the message must not leave a second exception behind (a hostile proxy).
     let mut again = false;
+    // SAFETY: as above.
     unsafe { sys::napi_is_exception_pending(env, &mut again) };
     if again {
         let mut ignored = ptr::null_mut();
+        // SAFETY: as above.
         unsafe { sys::napi_get_and_clear_last_exception(env, &mut ignored) };
     }
     Some(message)

@@ -1,42 +1,35 @@
 //! `GPURecovery`: out-of-memory and lost-device handling.
 
 use napi::bindgen_prelude::*;
-use napi::{Env, Unknown, ValueType};
+use napi::{Env, Unknown};
 use napi_derive::napi;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::args::{describe, range_violation, type_error, OptionsObject};
+use super::args::js_string;
 use super::gpu_health_monitor::GpuHealthMonitor;
-use super::hooks::{read_hook, read_instance};
+use super::hooks::read_instance;
+use super::incident_log::IncidentLog;
+use super::input::{js_fields, Fields, Instance};
 use super::json::JsonOut;
 use super::recovery_outcome::{outcome_value, settle};
+use crate::incident::IncidentSink;
 use crate::policy::thresholds::{DEVICE_WAIT_MS, RECOVERY_MEMORY_THRESHOLD, STEP_TIMEOUT_MS};
+use crate::recovery::engine::Hook;
 use crate::recovery::gpu::{GpuHooks, GpuRecovery as Core};
 
-const OPTION_NAMES: &[&str] = &[
-    "emptyCache",
-    "resetPeakMemoryStats",
-    "reinitialize",
-    "stepTimeoutMs",
-    "deviceWaitMs",
-    "memoryThreshold",
-    "incidentLog",
-];
-
-/// Hooks and options of `new GPURecovery(gpu, options)` (declared for the typings).
-#[allow(dead_code)]
-#[napi(object)]
+/// Hooks and options of `new GPURecovery(gpu, options)`.
+#[napi(object, object_from_js = false, object_to_js = false)]
 pub struct GpuRecoveryOptions {
     /// e.g. ask the worker for `torch.cuda.empty_cache()`.
     #[napi(ts_type = "() => unknown")]
-    pub empty_cache: Option<serde_json::Value>,
+    pub empty_cache: Option<Arc<dyn Hook>>,
     /// e.g. `torch.cuda.reset_peak_memory_stats()`.
     #[napi(ts_type = "() => unknown")]
-    pub reset_peak_memory_stats: Option<serde_json::Value>,
+    pub reset_peak_memory_stats: Option<Arc<dyn Hook>>,
     /// Re-creates the worker's CUDA context after a lost device came back (e.g. restart it).
     #[napi(ts_type = "() => unknown")]
-    pub reinitialize: Option<serde_json::Value>,
+    pub reinitialize: Option<Arc<dyn Hook>>,
     /// Longest a step may take (default 30000).
     pub step_timeout_ms: Option<f64>,
     /// Longest `reinitializeGpu` waits for every known device (default 30000).
@@ -44,13 +37,32 @@ pub struct GpuRecoveryOptions {
     /// A device's memory use must be below this after `recoverFromOom` (default 0.85).
     pub memory_threshold: Option<f64>,
     /// Where `recovery_started` (before the first step acts) and `recovery_finished` go.
-    pub incident_log: Option<ClassInstance<'static, super::incident_log::IncidentLog>>,
+    #[napi(ts_type = "IncidentLog")]
+    pub incident_log: Option<Instance<IncidentLog>>,
 }
+
+js_fields!(GpuRecoveryOptions {
+    empty_cache = "emptyCache",
+    reset_peak_memory_stats = "resetPeakMemoryStats",
+    reinitialize = "reinitialize",
+    step_timeout_ms = "stepTimeoutMs" check STEP_TIMEOUT_MS,
+    device_wait_ms = "deviceWaitMs" check DEVICE_WAIT_MS,
+    memory_threshold = "memoryThreshold" check RECOVERY_MEMORY_THRESHOLD,
+    incident_log = "incidentLog",
+});
 
 /// Recovers the GPU side: `handleGpuError('out_of_memory' | 'device_lost')`.
 #[napi(js_name = "GPURecovery")]
 pub struct GpuRecovery {
     pub(crate) core: Arc<Core>,
+}
+
+impl super::input::Attachable for GpuRecovery {
+    const JS_NAME: &'static str = "GPURecovery";
+    type Core = Arc<Core>;
+    fn core(&self) -> Self::Core {
+        self.core.clone()
+    }
 }
 
 #[napi]
@@ -60,25 +72,18 @@ impl GpuRecovery {
         super::task::guarded(&env, "GPURecovery.constructor", || {
             super::receiver::require_new::<Self>(&env, &this, "GPURecovery")?;
             let gpu = read_instance(&env, gpu, "gpu", "GPUHealthMonitor", |g: &GpuHealthMonitor| g.core.clone())?;
-            let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
             let mut hooks = GpuHooks::default();
             let (mut step_timeout, mut device_wait, mut threshold) =
                 (STEP_TIMEOUT_MS.default, DEVICE_WAIT_MS.default, RECOVERY_MEMORY_THRESHOLD.default);
             let mut incidents = None;
-            if let Some(options) = options {
-                incidents = super::durable::read_incident_log(&env, &options)?;
-                hooks.empty_cache = read_hook(&env, &options, "emptyCache")?;
-                hooks.reset_peak_memory_stats = read_hook(&env, &options, "resetPeakMemoryStats")?;
-                hooks.reinitialize = read_hook(&env, &options, "reinitialize")?;
-                for (spec, slot) in [
-                    (STEP_TIMEOUT_MS, &mut step_timeout),
-                    (DEVICE_WAIT_MS, &mut device_wait),
-                    (RECOVERY_MEMORY_THRESHOLD, &mut threshold),
-                ] {
-                    if let Some(value) = options.number(spec.name)? {
-                        *slot = spec.check(value).map_err(|v| range_violation(&env, v))?;
-                    }
-                }
+            if let Some(options) = GpuRecoveryOptions::read(&env, options, "options")? {
+                incidents = options.incident_log.map(|Instance(log)| log as Arc<dyn IncidentSink>);
+                hooks.empty_cache = options.empty_cache;
+                hooks.reset_peak_memory_stats = options.reset_peak_memory_stats;
+                hooks.reinitialize = options.reinitialize;
+                step_timeout = options.step_timeout_ms.unwrap_or(step_timeout);
+                device_wait = options.device_wait_ms.unwrap_or(device_wait);
+                threshold = options.memory_threshold.unwrap_or(threshold);
             }
             let core = Core::new(
                 gpu,
@@ -97,14 +102,7 @@ impl GpuRecovery {
     #[napi(ts_args_type = "errorType: 'out_of_memory' | 'device_lost' | string", ts_return_type = "Promise<boolean>")]
     pub fn handle_gpu_error<'env>(&self, env: &'env Env, error_type: Unknown) -> Result<PromiseRaw<'env, bool>> {
         super::task::guarded(env, "GPURecovery.handleGpuError", || {
-            if error_type.get_type()? != ValueType::String {
-                return Err(type_error(
-                    env,
-                    "ERR_INVALID_ARG_TYPE",
-                    format!("errorType must be a string, got {}", describe(&error_type)),
-                ));
-            }
-            let kind: String = unsafe { error_type.cast()? };
+            let kind = js_string(env, &error_type, "errorType")?;
             let core = self.core.clone();
             env.spawn_future_with_callback(async move { Ok(core.handle_gpu_error(&kind).await) }, |env, outcome| {
                 match outcome {

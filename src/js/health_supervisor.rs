@@ -8,104 +8,60 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::args::{describe, range_error, range_violation, type_error, OptionsObject};
-use super::gpu_health_monitor::{GpuHealth, GpuHealthMonitor, HealthIssue};
+use super::args::{alternatives, choice, describe, range_error, type_error, OptionsObject};
+use super::checkpoint_manager::CheckpointManager;
+use super::gpu_health_monitor::GpuHealthMonitor;
 use super::gpu_recovery::GpuRecovery;
-use super::hooks::{read_hook, read_instance};
-use super::json::JsonOut;
-use super::memory_monitor::{pressure_report, MemoryMonitor, MemoryPressureReport};
+use super::incident_log::IncidentLog;
+use super::input::{js_fields, Field, Fields, Instance, Nullable, OrOff};
+use super::json::{JsonOut, JsonShape};
+use super::memory_monitor::MemoryMonitor;
 use super::memory_recovery::MemoryRecovery;
+use crate::incident::IncidentSink;
 use crate::policy::issues::{Action, HealthIssue as CoreIssue, IssueCode, Severity};
 use crate::policy::thresholds::{
-    stale_after_default_ms, ThresholdSpec, BUDGET_MAX, BUDGET_WINDOW_MS, CHECKPOINT_INTERVAL_MS, CHECK_TIMEOUT_MS,
-    FAST_SAMPLE_MS, FORECAST_HORIZON_MS, HEALTHY_AFTER, INTERVAL_MS, STALE_AFTER_MS, STEP_TIMEOUT_MS, UNHEALTHY_AFTER,
+    BUDGET_MAX, BUDGET_WINDOW_MS, CHECKPOINT_INTERVAL_MS, CHECK_TIMEOUT_MS, FAST_SAMPLE_MS, FORECAST_HORIZON_MS,
+    HEALTHY_AFTER, INTERVAL_MS, STALE_AFTER_MS, UNHEALTHY_AFTER,
 };
+use crate::recovery::engine::Hook;
+use crate::shapes::HEALTH_ISSUE_KEYS;
 use crate::supervisor::{
     action_json, CheckType, EventSink, RecoveryType, Supervisor, SupervisorOptions, SupervisorParts, SystemHealth,
 };
 
-const OPTION_NAMES: &[&str] = &[
-    "memoryMonitor",
-    "gpuMonitor",
-    "memoryRecovery",
-    "gpuRecovery",
-    "checkpointManager",
-    "incidentLog",
-    "intervalMs",
-    "autoRecover",
-    "recoveryBudget",
-    "checkpointIntervalMs",
-    "restartProcess",
-    "hysteresis",
-    "checkTimeoutMs",
-    "staleAfterMs",
-    "fastSampleMs",
-    "forecastHorizonMs",
-    "preemptivePause",
-];
 pub const EVENTS: &[&str] = &["health", "unhealthy", "warning", "recovery", "incident", "error"];
 
-/// One health check of the whole system.
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct SystemHealthReport {
-    pub healthy: bool,
-    #[napi(js_name = "check_type", ts_type = "'quick' | 'full'")]
-    pub check_type: String,
-    pub timestamp: f64,
-    #[napi(js_name = "duration_ms")]
-    pub duration_ms: f64,
-    /// The memory pressure check, or `null` without a `memoryMonitor`.
-    pub memory: Option<MemoryPressureReport>,
-    /// GPU health (for `'quick'`, from memory and temperature only), or `null` without a `gpuMonitor`.
-    pub gpu: Option<GpuHealth>,
-    pub issues: Vec<HealthIssue>,
-    #[napi(js_name = "accepting_requests")]
-    pub accepting_requests: bool,
-}
-
-impl From<SystemHealth> for SystemHealthReport {
-    fn from(h: SystemHealth) -> Self {
-        SystemHealthReport {
-            healthy: h.healthy,
-            check_type: h.check_type.as_str().to_owned(),
-            timestamp: h.timestamp_ms,
-            duration_ms: h.duration_ms,
-            memory: h.memory.map(|(pressure, metrics)| pressure_report(pressure, metrics)),
-            gpu: h.gpu.map(Into::into),
-            issues: h.issues.into_iter().map(Into::into).collect(),
-            accepting_requests: h.accepting_requests,
-        }
-    }
-}
-
-/// Options of `new HealthSupervisor(options)` (declared for the typings).
-#[allow(dead_code)]
-#[napi(object)]
+/// Options of `new HealthSupervisor(options)`.
+#[napi(object, object_from_js = false, object_to_js = false)]
 pub struct HealthSupervisorOptions {
-    pub memory_monitor: Option<ClassInstance<'static, MemoryMonitor>>,
-    pub gpu_monitor: Option<ClassInstance<'static, GpuHealthMonitor>>,
-    pub memory_recovery: Option<ClassInstance<'static, MemoryRecovery>>,
-    pub gpu_recovery: Option<ClassInstance<'static, GpuRecovery>>,
+    #[napi(ts_type = "MemoryMonitor")]
+    pub memory_monitor: Option<Instance<MemoryMonitor>>,
+    #[napi(ts_type = "GPUHealthMonitor")]
+    pub gpu_monitor: Option<Instance<GpuHealthMonitor>>,
+    #[napi(ts_type = "MemoryRecovery")]
+    pub memory_recovery: Option<Instance<MemoryRecovery>>,
+    #[napi(ts_type = "GPURecovery")]
+    pub gpu_recovery: Option<Instance<GpuRecovery>>,
     /// Takes the periodic checkpoints (`checkpointIntervalMs`).
-    pub checkpoint_manager: Option<ClassInstance<'static, super::checkpoint_manager::CheckpointManager>>,
+    #[napi(ts_type = "CheckpointManager")]
+    pub checkpoint_manager: Option<Instance<CheckpointManager>>,
     /// Where the supervisor records its incidents.
-    pub incident_log: Option<ClassInstance<'static, super::incident_log::IncidentLog>>,
+    #[napi(ts_type = "IncidentLog")]
+    pub incident_log: Option<Instance<IncidentLog>>,
     /// Check every this many milliseconds (default 60000).
     pub interval_ms: Option<f64>,
     /// Recover automatically when unhealthy (default true).
     pub auto_recover: Option<bool>,
     /// At most `max` automatic recoveries per `windowMs` (default 3 per 600000).
-    #[napi(ts_type = "{ max?: number, windowMs?: number }")]
-    pub recovery_budget: Option<serde_json::Value>,
+    pub recovery_budget: Option<RecoveryBudgetInput>,
     /// Take a checkpoint this often (needs `checkpointManager`); `null` (default) for never.
-    pub checkpoint_interval_ms: Option<f64>,
+    #[napi(ts_type = "number | null")]
+    pub checkpoint_interval_ms: Option<Nullable>,
     /// What restarting the application means for this service (Xids that call for it).
     #[napi(ts_type = "() => unknown")]
-    pub restart_process: Option<serde_json::Value>,
+    pub restart_process: Option<Arc<dyn Hook>>,
     /// Consecutive checks that start and end an episode (default 2 and 2).
-    #[napi(ts_type = "{ unhealthyAfter?: number, healthyAfter?: number }")]
-    pub hysteresis: Option<serde_json::Value>,
+    pub hysteresis: Option<HysteresisInput>,
     /// Longest one check may take before the state is `'unknown'` and the service not ready
     /// (default 10000: far beyond a slow driver, well inside a 30 s probe window).
     pub check_timeout_ms: Option<f64>,
@@ -117,13 +73,54 @@ pub struct HealthSupervisorOptions {
     /// shorter); `null` turns fast sampling, and with it the crossings and forecasts between
     /// the checks, off. Needs a `memoryMonitor`.
     #[napi(ts_type = "number | null")]
-    pub fast_sample_ms: Option<f64>,
+    pub fast_sample_ms: Option<OrOff>,
     /// Raise `MEMORY_EXHAUSTION_FORECAST` when the fast samples' trend projects memory full
     /// within this many milliseconds (default 60000; 10000 to 86400000).
     pub forecast_horizon_ms: Option<f64>,
     /// Hold intake while an exhaustion forecast stands (default true).
     pub preemptive_pause: Option<bool>,
 }
+
+js_fields!(HealthSupervisorOptions {
+    memory_monitor = "memoryMonitor",
+    gpu_monitor = "gpuMonitor",
+    memory_recovery = "memoryRecovery",
+    gpu_recovery = "gpuRecovery",
+    checkpoint_manager = "checkpointManager",
+    incident_log = "incidentLog",
+    interval_ms = "intervalMs" check INTERVAL_MS,
+    auto_recover = "autoRecover",
+    recovery_budget = "recoveryBudget",
+    checkpoint_interval_ms = "checkpointIntervalMs" check CHECKPOINT_INTERVAL_MS,
+    restart_process = "restartProcess",
+    hysteresis = "hysteresis",
+    check_timeout_ms = "checkTimeoutMs" check CHECK_TIMEOUT_MS,
+    stale_after_ms = "staleAfterMs" check STALE_AFTER_MS,
+    fast_sample_ms = "fastSampleMs" check FAST_SAMPLE_MS,
+    forecast_horizon_ms = "forecastHorizonMs" check FORECAST_HORIZON_MS,
+    preemptive_pause = "preemptivePause",
+});
+
+/// `recoveryBudget`: at most `max` automatic recoveries per `windowMs`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct RecoveryBudgetInput {
+    pub max: Option<f64>,
+    pub window_ms: Option<f64>,
+}
+
+js_fields!(RecoveryBudgetInput { max = "max" check BUDGET_MAX, window_ms = "windowMs" check BUDGET_WINDOW_MS });
+
+/// `hysteresis`: consecutive checks that start and end an episode.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct HysteresisInput {
+    pub unhealthy_after: Option<f64>,
+    pub healthy_after: Option<f64>,
+}
+
+js_fields!(HysteresisInput {
+    unhealthy_after = "unhealthyAfter" check UNHEALTHY_AFTER,
+    healthy_after = "healthyAfter" check HEALTHY_AFTER,
+});
 
 type Listener = ThreadsafeFunction<JsonOut, UnknownReturnValue, JsonOut, Status, false, true>;
 
@@ -156,10 +153,6 @@ impl EventSink for Listeners {
     }
 }
 
-fn read_number(env: &Env, options: &OptionsObject, spec: ThresholdSpec) -> Result<Option<f64>> {
-    options.number(spec.key())?.map(|v| spec.check(v).map_err(|e| range_violation(env, e))).transpose()
-}
-
 /// Runs the requirements' health-check loop off the JS thread, recovers within a budget,
 /// and answers operators (status, metrics, JSON-RPC).
 #[napi]
@@ -176,65 +169,28 @@ impl HealthSupervisor {
     pub fn new(env: Env, this: This<Unknown>, options: Option<Unknown>) -> Result<Self> {
         super::task::guarded(&env, "HealthSupervisor.constructor", || {
             super::receiver::require_new::<Self>(&env, &this, "HealthSupervisor")?;
-            let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
+            let options = HealthSupervisorOptions::read(&env, options, "options")?;
             let mut parts = SupervisorParts::default();
-            let mut settings = SupervisorOptions {
-                interval: Duration::from_millis(INTERVAL_MS.default as u64),
-                auto_recover: true,
-                budget_max: BUDGET_MAX.default as u32,
-                budget_window_ms: BUDGET_WINDOW_MS.default,
-                checkpoint_interval: None,
-                unhealthy_after: UNHEALTHY_AFTER.default as u32,
-                healthy_after: HEALTHY_AFTER.default as u32,
-                check_timeout: Duration::from_millis(CHECK_TIMEOUT_MS.default as u64),
-                stale_after: Duration::ZERO,
-                step_timeout: Duration::from_millis(STEP_TIMEOUT_MS.default as u64),
-                fast_sample: None,
-                forecast_horizon_ms: FORECAST_HORIZON_MS.default,
-                preemptive_pause: true,
-            };
+            let mut settings = SupervisorOptions::default();
+            // Given or not; the defaults of these follow the interval and check timeout read.
+            let mut stale_after = None;
             // `undefined`: the default; `null`: off.
             let mut fast_sample_ms = Some(None);
             if let Some(o) = options {
-                parts.memory_monitor = o
-                    .raw("memoryMonitor")?
-                    .map(|v| {
-                        read_instance(&env, Some(v), "memoryMonitor", "MemoryMonitor", |m: &MemoryMonitor| {
-                            m.core.clone()
-                        })
-                    })
-                    .transpose()?;
-                parts.gpu_monitor = o
-                    .raw("gpuMonitor")?
-                    .map(|v| {
-                        read_instance(&env, Some(v), "gpuMonitor", "GPUHealthMonitor", |m: &GpuHealthMonitor| {
-                            m.core.clone()
-                        })
-                    })
-                    .transpose()?;
-                parts.memory_recovery = o
-                    .raw("memoryRecovery")?
-                    .map(|v| {
-                        read_instance(&env, Some(v), "memoryRecovery", "MemoryRecovery", |m: &MemoryRecovery| {
-                            m.core.clone()
-                        })
-                    })
-                    .transpose()?;
-                parts.gpu_recovery = o
-                    .raw("gpuRecovery")?
-                    .map(|v| {
-                        read_instance(&env, Some(v), "gpuRecovery", "GPURecovery", |m: &GpuRecovery| m.core.clone())
-                    })
-                    .transpose()?;
-                super::durable::attach_to_supervisor(&env, &o, &mut parts)?;
-                parts.restart_process = read_hook(&env, &o, "restartProcess")?;
-                if let Some(ms) = read_number(&env, &o, INTERVAL_MS)? {
+                parts.memory_monitor = o.memory_monitor.map(|Instance(m)| m);
+                parts.gpu_monitor = o.gpu_monitor.map(|Instance(m)| m);
+                parts.memory_recovery = o.memory_recovery.map(|Instance(m)| m);
+                parts.gpu_recovery = o.gpu_recovery.map(|Instance(m)| m);
+                parts.incidents = o.incident_log.map(|Instance(log)| log as Arc<dyn IncidentSink>);
+                parts.checkpointer = o.checkpoint_manager.map(|Instance(m)| super::durable::periodic_checkpoints(m));
+                parts.restart_process = o.restart_process;
+                if let Some(ms) = o.interval_ms {
                     settings.interval = Duration::from_millis(ms as u64);
                 }
-                if let Some(ms) = read_number(&env, &o, CHECK_TIMEOUT_MS)? {
+                if let Some(ms) = o.check_timeout_ms {
                     settings.check_timeout = Duration::from_millis(ms as u64);
                 }
-                if let Some(ms) = read_number(&env, &o, STALE_AFTER_MS)? {
+                if let Some(ms) = o.stale_after_ms {
                     if ms <= settings.interval.as_millis() as f64 {
                         return Err(range_error(
                             &env,
@@ -244,12 +200,10 @@ impl HealthSupervisor {
                             ),
                         ));
                     }
-                    settings.stale_after = Duration::from_millis(ms as u64);
+                    stale_after = Some(Duration::from_millis(ms as u64));
                 }
-                settings.auto_recover = o.boolean("autoRecover")?.unwrap_or(true);
-                if o.raw(FAST_SAMPLE_MS.key())?.is_some() {
-                    let ms = o.optional_number(FAST_SAMPLE_MS.key())?;
-                    let ms = ms.map(|ms| FAST_SAMPLE_MS.check(ms).map_err(|e| range_violation(&env, e))).transpose()?;
+                settings.auto_recover = o.auto_recover.unwrap_or(true);
+                if let Some(OrOff(ms)) = o.fast_sample_ms {
                     if let Some(ms) = ms.filter(|&ms| ms > settings.interval.as_millis() as f64) {
                         return Err(range_error(
                             &env,
@@ -261,28 +215,19 @@ impl HealthSupervisor {
                     }
                     fast_sample_ms = ms.map(Some);
                 }
-                if let Some(ms) = read_number(&env, &o, FORECAST_HORIZON_MS)? {
+                if let Some(ms) = o.forecast_horizon_ms {
                     settings.forecast_horizon_ms = ms;
                 }
-                settings.preemptive_pause = o.boolean("preemptivePause")?.unwrap_or(true);
-                if let Some(budget) = o.object("recoveryBudget", &[BUDGET_MAX.key(), BUDGET_WINDOW_MS.key()])? {
-                    if let Some(max) = read_number(&env, &budget, BUDGET_MAX)? {
-                        settings.budget_max = max as u32;
-                    }
-                    if let Some(window) = read_number(&env, &budget, BUDGET_WINDOW_MS)? {
-                        settings.budget_window_ms = window;
-                    }
+                settings.preemptive_pause = o.preemptive_pause.unwrap_or(true);
+                if let Some(budget) = o.recovery_budget {
+                    settings.budget_max = budget.max.map_or(settings.budget_max, |max| max as u32);
+                    settings.budget_window_ms = budget.window_ms.unwrap_or(settings.budget_window_ms);
                 }
-                if let Some(h) = o.object("hysteresis", &[UNHEALTHY_AFTER.key(), HEALTHY_AFTER.key()])? {
-                    if let Some(n) = read_number(&env, &h, UNHEALTHY_AFTER)? {
-                        settings.unhealthy_after = n as u32;
-                    }
-                    if let Some(n) = read_number(&env, &h, HEALTHY_AFTER)? {
-                        settings.healthy_after = n as u32;
-                    }
+                if let Some(h) = o.hysteresis {
+                    settings.unhealthy_after = h.unhealthy_after.map_or(settings.unhealthy_after, |n| n as u32);
+                    settings.healthy_after = h.healthy_after.map_or(settings.healthy_after, |n| n as u32);
                 }
-                if let Some(ms) = o.optional_number(CHECKPOINT_INTERVAL_MS.name)? {
-                    let ms = CHECKPOINT_INTERVAL_MS.check(ms).map_err(|v| range_violation(&env, v))?;
+                if let Some(Nullable(ms)) = o.checkpoint_interval_ms {
                     if parts.checkpointer.is_none() {
                         return Err(type_error(
                             &env,
@@ -294,19 +239,13 @@ impl HealthSupervisor {
                 }
             }
             settings.fast_sample = fast_sample_ms.map(|ms| {
-                // The default never samples slower than the checks (nor faster than allowed).
-                let ms = ms.unwrap_or_else(|| {
-                    FAST_SAMPLE_MS.default.min(settings.interval.as_millis() as f64).max(FAST_SAMPLE_MS.min)
-                });
-                Duration::from_millis(ms as u64)
+                ms.map_or_else(
+                    || SupervisorOptions::default_fast_sample(settings.interval),
+                    |ms| Duration::from_millis(ms as u64),
+                )
             });
-            if settings.stale_after.is_zero() {
-                let ms = stale_after_default_ms(
-                    settings.interval.as_millis() as f64,
-                    settings.check_timeout.as_millis() as f64,
-                );
-                settings.stale_after = Duration::from_millis(ms as u64);
-            }
+            settings.stale_after = stale_after
+                .unwrap_or_else(|| SupervisorOptions::default_stale_after(settings.interval, settings.check_timeout));
             let listeners = Arc::new(Listeners::default());
             let core = Supervisor::new(parts, settings, listeners.clone());
             Ok(HealthSupervisor { core: Arc::new(core), listeners, listener_refs: Vec::new() })
@@ -343,7 +282,7 @@ impl HealthSupervisor {
         &self,
         env: &'env Env,
         check_type: Option<Unknown>,
-    ) -> Result<PromiseRaw<'env, SystemHealthReport>> {
+    ) -> Result<PromiseRaw<'env, JsonShape>> {
         super::task::guarded(env, "HealthSupervisor.checkSystemHealth", || {
             let check_type = read_check_type(env, check_type)?;
             let core = self.core.clone();
@@ -356,7 +295,9 @@ impl HealthSupervisor {
                     Ok(health)
                 },
                 |env, health| {
-                    health.map(Into::into).map_err(|e| super::task::coded_error(env, "ERR_CHECK_FAILED", &e.message))
+                    health
+                        .map(|h| JsonShape::of(&h))
+                        .map_err(|e| super::task::coded_error(env, "ERR_CHECK_FAILED", &e.message))
                 },
             )
         })
@@ -410,6 +351,7 @@ impl HealthSupervisor {
                     format!("listener must be a function, got {}", describe(&listener)),
                 ));
             }
+            // SAFETY: the value was checked just above to be a function.
             let function: Function<'_, JsonOut, UnknownReturnValue> = unsafe { listener.cast()? };
             let threadsafe =
                 function.build_threadsafe_function::<JsonOut>().weak::<true>().callee_handled::<false>().build()?;
@@ -463,48 +405,45 @@ fn read_check_type(env: &Env, value: Option<Unknown>) -> Result<CheckType> {
     let Some(value) = value.filter(|v| !matches!(v.get_type(), Ok(ValueType::Undefined))) else {
         return Ok(CheckType::Quick);
     };
-    if value.get_type()? != ValueType::String {
-        return Err(type_error(
-            env,
-            "ERR_INVALID_ARG_TYPE",
-            format!("checkType must be 'quick' or 'full', got {}", describe(&value)),
-        ));
-    }
-    let text: String = unsafe { value.cast()? };
-    match text.as_str() {
-        "quick" => Ok(CheckType::Quick),
-        "full" => Ok(CheckType::Full),
-        other => Err(range_error(env, format!("checkType must be 'quick' or 'full', got {other:?}"))),
-    }
+    let expected = alternatives(&CheckType::ALL.map(CheckType::as_str));
+    choice(env, &value, "checkType", &expected, &CheckType::ALL, CheckType::as_str)
 }
 
 fn read_recovery_type(env: &Env, value: Unknown) -> Result<RecoveryType> {
-    if value.get_type()? != ValueType::String {
-        return Err(type_error(
-            env,
-            "ERR_INVALID_ARG_TYPE",
-            format!("errorType must be 'memory', 'gpu' or 'process', got {}", describe(&value)),
-        ));
-    }
-    let text: String = unsafe { value.cast()? };
-    RecoveryType::parse(&text)
-        .ok_or_else(|| range_error(env, format!("errorType must be 'memory', 'gpu' or 'process', got {text:?}")))
+    let expected = alternatives(&RecoveryType::ALL.map(RecoveryType::as_str));
+    choice(env, &value, "errorType", &expected, &RecoveryType::ALL, RecoveryType::as_str)
 }
 
 fn read_event(env: &Env, value: Unknown) -> Result<String> {
-    let expected = EVENTS.iter().map(|e| format!("'{e}'")).collect::<Vec<_>>().join(", ");
-    if value.get_type()? != ValueType::String {
-        return Err(type_error(
-            env,
-            "ERR_INVALID_ARG_TYPE",
-            format!("event must be one of {expected}, got {}", describe(&value)),
-        ));
+    let expected = format!("one of {}", EVENTS.iter().map(|e| format!("'{e}'")).collect::<Vec<_>>().join(", "));
+    choice(env, &value, "event", &expected, EVENTS, |e| e).map(str::to_owned)
+}
+
+/// A health issue read back as `checkSystemHealth` wrote it (`crate::shapes`): the one
+/// `HealthIssue` type, by the same keys.
+impl<'env> Fields<'env> for CoreIssue {
+    const KEYS: &'static [&'static str] = &HEALTH_ISSUE_KEYS;
+
+    fn read_fields(fields: &OptionsObject<'env>) -> Result<Self> {
+        let [code, severity, device, message, action, eta_ms] = HEALTH_ISSUE_KEYS;
+        let (env, name) = (fields.env(), |key| fields.field_name(key));
+        let code_text = String::read(fields, code)?;
+        let code = IssueCode::parse(&code_text).ok_or_else(|| {
+            range_error(env, format!("{} is not a known issue code, got {code_text:?}", name("code")))
+        })?;
+        let severity_text = String::read(fields, severity)?;
+        let severity = Severity::parse(&severity_text).ok_or_else(|| {
+            range_error(env, format!("{} must be 'warn' or 'fail', got {severity_text:?}", name("severity")))
+        })?;
+        let action_text = String::read(fields, action)?;
+        let action = Action::parse(&action_text).ok_or_else(|| {
+            range_error(env, format!("{} is not a known action, got {action_text:?}", name("action")))
+        })?;
+        let device = fields.optional_number(device)?.map(|d| d as u32);
+        let message = fields.string(message)?.unwrap_or_default();
+        let eta_ms = fields.optional_number(eta_ms)?.filter(|ms| ms.is_finite() && *ms >= 0.0).map(|ms| ms as u64);
+        Ok(CoreIssue { code, severity, device, message, action, eta_ms })
     }
-    let text: String = unsafe { value.cast()? };
-    if !EVENTS.contains(&text.as_str()) {
-        return Err(range_error(env, format!("event must be one of {expected}, got {text:?}")));
-    }
-    Ok(text)
 }
 
 /// Reads `health.issues` as `checkSystemHealth` wrote them.
@@ -516,6 +455,7 @@ fn read_issues(env: &Env, health: Unknown) -> Result<Vec<CoreIssue>> {
             format!("health must be an object, got {}", describe(&health)),
         ));
     }
+    // SAFETY: the value was checked just above to be an object.
     let object: Object = unsafe { health.cast()? };
     let issues: Unknown = object.get_named_property("issues")?;
     if !issues.is_array()? {
@@ -525,36 +465,12 @@ fn read_issues(env: &Env, health: Unknown) -> Result<Vec<CoreIssue>> {
             format!("health.issues must be an array, got {}", describe(&issues)),
         ));
     }
+    // SAFETY: the value was checked just above to be an array, which is an object.
     let issues: Object = unsafe { issues.cast()? };
     let mut read = Vec::new();
     for i in 0..issues.get_array_length()? {
-        let name = format!("health.issues[{i}]");
         let item: Unknown = issues.get_element(i)?;
-        let fields = OptionsObject::required(
-            env,
-            Some(item),
-            &name,
-            &["code", "severity", "device", "message", "action", "eta_ms"],
-        )?;
-        let text = |key: &str| -> Result<String> {
-            fields.string(key)?.ok_or_else(|| {
-                type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name}.{key} must be a string, got undefined"))
-            })
-        };
-        let code_text = text("code")?;
-        let code = IssueCode::parse(&code_text)
-            .ok_or_else(|| range_error(env, format!("{name}.code is not a known issue code, got {code_text:?}")))?;
-        let severity_text = text("severity")?;
-        let severity = Severity::parse(&severity_text).ok_or_else(|| {
-            range_error(env, format!("{name}.severity must be 'warn' or 'fail', got {severity_text:?}"))
-        })?;
-        let action_text = text("action")?;
-        let action = Action::parse(&action_text)
-            .ok_or_else(|| range_error(env, format!("{name}.action is not a known action, got {action_text:?}")))?;
-        let device = fields.optional_number("device")?.map(|d| d as u32);
-        let message = fields.string("message")?.unwrap_or_default();
-        let eta_ms = fields.optional_number("eta_ms")?.filter(|ms| ms.is_finite() && *ms >= 0.0).map(|ms| ms as u64);
-        read.push(CoreIssue { code, severity, device, message, action, eta_ms });
+        read.push(CoreIssue::required(env, Some(item), &format!("health.issues[{i}]"))?);
     }
     Ok(read)
 }

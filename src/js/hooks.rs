@@ -11,6 +11,7 @@ use super::args::{describe, type_error, OptionsObject};
 use super::engine::{call, global, take_exception};
 use super::json::{from_js, JsonOut};
 use super::promise::{settle_later, Settlement};
+use crate::durable::manager::{DataHook, HookFuture as DataHookFuture};
 use crate::recovery::engine::{Hook, HookFuture, StepError};
 
 /// The argument a hook gets: nothing, or (for `emergencyCleanup`) the step's error.
@@ -19,6 +20,7 @@ pub struct HookArg(Option<StepError>);
 impl ToNapiValue for HookArg {
     unsafe fn to_napi_value(env: napi::sys::napi_env, value: Self) -> Result<napi::sys::napi_value> {
         match value.0 {
+            // SAFETY: `env` is the live environment napi-rs passes to this conversion.
             None => unsafe { <()>::to_napi_value(env, ()) },
             Some(error) => {
                 let env = Env::from_raw(env);
@@ -50,6 +52,7 @@ pub unsafe fn as_promise(
 ) -> Result<Option<napi::sys::napi_value>> {
     use napi::sys;
     use std::ptr;
+    // SAFETY: `env` and `value` are valid in the current scope (this function's contract); out pointers are locals.
     unsafe {
         let mut is_promise = false;
         napi::check_status!(sys::napi_is_promise(env, value, &mut is_promise))?;
@@ -85,7 +88,11 @@ pub unsafe fn as_promise(
 /// Runs a conversion of what a hook returned on the JS thread: an exception it raised (a
 /// throwing getter, `then`, or `toJSON`) is taken and becomes the error, so it fails that
 /// call and nothing else.
+///
+/// # Safety
+/// `env` and the handles given must be valid in the current JS thread's scope.
 unsafe fn catching<T>(env: napi::sys::napi_env, convert: impl FnOnce() -> Result<T>) -> Result<T> {
+    // SAFETY: on the JS thread, with the environment of the conversion (this function's contract).
     convert().map_err(|e| match unsafe { take_exception(env) } {
         Some(message) => Error::new(Status::GenericFailure, message),
         None => e,
@@ -94,6 +101,7 @@ unsafe fn catching<T>(env: napi::sys::napi_env, convert: impl FnOnce() -> Result
 
 impl FromNapiValue for HookReturn {
     unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
+        // SAFETY: napi-rs calls this conversion on the JS thread with a live `env` and `value`.
         unsafe {
             catching(env, || match as_promise(env, value)? {
                 Some(promise) => Ok(HookReturn::Pending(settle_later(env, promise, |_, _| Ok(()))?)),
@@ -125,6 +133,7 @@ impl Hook for JsHook {
 /// is a `TypeError` naming it.
 pub fn read_hook(env: &Env, options: &OptionsObject, key: &str) -> Result<Option<Arc<dyn Hook>>> {
     let Some(value) = read_function(env, options, key)? else { return Ok(None) };
+    // SAFETY: `read_function` checked that the value is a function.
     let function: Function<'_, HookArg, HookReturn> = unsafe { value.cast()? };
     let threadsafe =
         function.build_threadsafe_function::<HookArg>().weak::<true>().callee_handled::<false>().build()?;
@@ -133,7 +142,7 @@ pub fn read_hook(env: &Env, options: &OptionsObject, key: &str) -> Result<Option
 
 /// An optional function option: `undefined` is none, anything else but a function is a
 /// `TypeError` naming the option.
-fn read_function<'env>(env: &Env, options: &OptionsObject<'env>, key: &str) -> Result<Option<Unknown<'env>>> {
+pub fn read_function<'env>(env: &Env, options: &OptionsObject<'env>, key: &str) -> Result<Option<Unknown<'env>>> {
     let Some(value) = options.raw(key)? else { return Ok(None) };
     if value.get_type()? != ValueType::Function {
         return Err(type_error(
@@ -167,7 +176,8 @@ pub fn read_instance<T: JavaScriptClassExt + MaybeTypeTag + 'static, R>(
             return Err(type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be a {class}, got undefined")))
         }
     };
-    // Checks the class's type tag before use; the instance stays owned by its JS object.
+    // SAFETY: `instance_of` checked above that `value` is an instance of `T`, and
+    // `from_napi_value` checks its type tag again; the instance stays owned by its JS object.
     let instance = unsafe { ClassInstance::<T>::from_napi_value(env.raw(), value.raw())? };
     Ok(take(&instance))
 }
@@ -180,6 +190,7 @@ pub enum ValueReturn {
 
 impl FromNapiValue for ValueReturn {
     unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
+        // SAFETY: napi-rs calls this conversion on the JS thread with a live `env` and `value`.
         unsafe {
             catching(env, || match as_promise(env, value)? {
                 Some(promise) => {
@@ -193,35 +204,31 @@ impl FromNapiValue for ValueReturn {
 }
 
 /// A hook that takes JSON data and gives JSON data back (`captureState`, the restore hooks).
-pub type DataHook = ThreadsafeFunction<JsonOut, ValueReturn, JsonOut, Status, false, true>;
+type DataFunction = ThreadsafeFunction<JsonOut, ValueReturn, JsonOut, Status, false, true>;
 
-/// Reads an optional data hook (see [`read_hook`]).
-pub fn read_data_hook(env: &Env, options: &OptionsObject, key: &str) -> Result<Option<Arc<DataHook>>> {
-    let Some(value) = read_function(env, options, key)? else { return Ok(None) };
-    let function: Function<'_, JsonOut, ValueReturn> = unsafe { value.cast()? };
-    Ok(Some(Arc::new(
-        function.build_threadsafe_function::<JsonOut>().weak::<true>().callee_handled::<false>().build()?,
-    )))
+pub struct JsDataHook(Arc<DataFunction>);
+
+impl DataHook for JsDataHook {
+    /// Its value, or why it failed (threw, rejected, or returned what JSON cannot hold); the
+    /// manager bounds it with the step timeout.
+    fn call(&self, arg: serde_json::Value) -> DataHookFuture {
+        let function = self.0.clone();
+        Box::pin(async move {
+            match function.call_async_catch(JsonOut(arg)).await {
+                Ok(ValueReturn::Now(value)) => Ok(value),
+                Ok(ValueReturn::Later(settlement)) => settlement.await,
+                Err(e) => Err(e.reason.clone()),
+            }
+        })
+    }
 }
 
-/// Calls a data hook under `timeout`: its value, or why it failed (threw, rejected, returned
-/// what JSON cannot hold, or did not settle in time).
-pub async fn call_data_hook(
-    hook: &DataHook,
-    arg: serde_json::Value,
-    timeout: std::time::Duration,
-    name: &str,
-) -> std::result::Result<serde_json::Value, (&'static str, String)> {
-    let call = async {
-        match hook.call_async_catch(JsonOut(arg)).await {
-            Ok(ValueReturn::Now(value)) => Ok(value),
-            Ok(ValueReturn::Later(settlement)) => settlement.await,
-            Err(e) => Err(e.reason.clone()),
-        }
-    };
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(message)) => Err(("ERR_STEP_FAILED", format!("{name} failed: {message}"))),
-        Err(_) => Err(("ERR_STEP_TIMEOUT", format!("{name} did not finish within {} ms", timeout.as_millis()))),
-    }
+/// Reads an optional data hook (see [`read_hook`]).
+pub fn read_data_hook(env: &Env, options: &OptionsObject, key: &str) -> Result<Option<Arc<dyn DataHook>>> {
+    let Some(value) = read_function(env, options, key)? else { return Ok(None) };
+    // SAFETY: `read_function` checked that `value` is a function.
+    let function: Function<'_, JsonOut, ValueReturn> = unsafe { value.cast()? };
+    let threadsafe =
+        function.build_threadsafe_function::<JsonOut>().weak::<true>().callee_handled::<false>().build()?;
+    Ok(Some(Arc::new(JsDataHook(Arc::new(threadsafe)))))
 }

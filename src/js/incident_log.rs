@@ -1,24 +1,24 @@
 //! `IncidentLog`: every incident on disk before `record` resolves.
 
 use napi::bindgen_prelude::*;
-use napi::{Env, Unknown, ValueType};
+use napi::{Env, Unknown};
 use napi_derive::napi;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use super::args::{describe, range_error, range_violation, type_error, OptionsObject};
-use super::checkpoint_manager::ERR_CLOSED;
-use super::json::JsonOut;
+use super::args::range_error;
+use super::input::{js_fields, Count, Fields, Text};
+use super::json::{JsonOut, JsonShape};
 use super::task::coded_error;
-use crate::durable::{
-    DurableError, IncidentLog as Core, IncidentLogOptions, Pending, RateLimit, ReadFilter, RecordOutcome, Storage,
-};
+use crate::durable::closable::Closable;
+use crate::durable::defaults::MAX_INCIDENT_KIND_BYTES;
+use crate::durable::manager::{off_thread, problem_json};
+use crate::durable::{IncidentLog as Core, IncidentLogOptions, Pending, RateLimit, ReadFilter, RecordOutcome, Storage};
 use crate::incident::IncidentSink;
 use crate::incident::{Incident, IncidentSeverity};
 use crate::policy::thresholds::{ThresholdSpec, MAX_INTERVAL_MS, MAX_SAFE_INTEGER};
 
-const OPTION_NAMES: &[&str] = &["directory", "segmentBytes", "maxSegments", "maxBytes", "rateLimit"];
 const SEGMENT_BYTES: ThresholdSpec = ThresholdSpec {
     name: "segmentBytes",
     default: 1_048_576.0,
@@ -54,19 +54,37 @@ const RATE_WINDOW: ThresholdSpec = ThresholdSpec {
     integer: true,
 };
 
-/// An incident as `read` returns it (declared for the typings; handed over as JSON).
-#[allow(dead_code)]
-#[napi(object)]
-pub struct IncidentRecord {
-    pub seq: f64,
-    pub timestamp: f64,
-    pub kind: String,
-    #[napi(ts_type = "'info' | 'warn' | 'error' | 'critical'")]
-    pub severity: String,
-    pub message: String,
-    #[napi(ts_type = "unknown")]
-    pub details: Value,
+/// Options of `new IncidentLog(options)`.
+#[napi(object, js_name = "IncidentLogOptions", object_from_js = false, object_to_js = false)]
+pub struct IncidentLogInput {
+    /// Created 0700; refused if a symlink, not ours, or open to others.
+    pub directory: String,
+    /// A segment is closed once it holds this many bytes (default 1 MiB).
+    pub segment_bytes: Option<f64>,
+    /// At most this many segments are kept (default 16) …
+    pub max_segments: Option<f64>,
+    /// … and at most this many bytes in all (default 64 MiB); the oldest go first.
+    pub max_bytes: Option<f64>,
+    /// Per kind, at most `max` records per `windowMs` (default 20 per 60000).
+    pub rate_limit: Option<RateLimitInput>,
 }
+
+js_fields!(IncidentLogInput {
+    directory = "directory",
+    segment_bytes = "segmentBytes" check SEGMENT_BYTES,
+    max_segments = "maxSegments" check MAX_SEGMENTS,
+    max_bytes = "maxBytes" check MAX_BYTES,
+    rate_limit = "rateLimit",
+});
+
+/// `rateLimit`: per incident kind, at most `max` records per `windowMs`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct RateLimitInput {
+    pub max: Option<f64>,
+    pub window_ms: Option<f64>,
+}
+
+js_fields!(RateLimitInput { max = "max" check RATE_MAX, window_ms = "windowMs" check RATE_WINDOW });
 
 /// `record`'s answer: where the incident is, or that rate limiting held it back.
 #[napi(object, use_nullable = true)]
@@ -79,39 +97,20 @@ pub struct RecordResult {
 
 /// The log, until `close` releases its directory. It is the incident sink that the
 /// recoveries, the checkpoint manager and the supervisor write to.
-pub struct ClosableLog(RwLock<Option<Core>>);
+pub struct ClosableLog(Closable<Core>);
 
 impl ClosableLog {
-    fn with<T>(&self, work: impl FnOnce(&Core) -> crate::durable::Result<T>) -> crate::durable::Result<T> {
-        let guard = self.0.read().unwrap_or_else(|p| p.into_inner());
-        match guard.as_ref() {
-            Some(log) => work(log),
-            None => Err(DurableError::new(ERR_CLOSED, "the incident log is closed")),
-        }
-    }
-
-    fn close(&self) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-
     /// Queues `incident` on the JS thread without blocking it (once `close` waits for
     /// the directory, the log counts as closed); the writer thread commits it.
     fn queue_record(&self, incident: Incident) -> crate::durable::Result<Pending<RecordOutcome>> {
-        let guard = match self.0.try_read() {
-            Ok(guard) => Some(guard),
-            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        };
-        match guard.as_ref().and_then(|g| g.as_ref()) {
-            Some(log) => log.queue_record(incident),
-            None => Err(DurableError::new(ERR_CLOSED, "the incident log is closed")),
-        }
+        self.0.try_with(|log| log.queue_record(incident))
     }
 }
 
 impl IncidentSink for ClosableLog {
     fn record(&self, incident: Incident) -> std::result::Result<u64, String> {
-        self.with(|log| Ok(IncidentSink::record(log, incident)))
+        self.0
+            .with(|log| Ok(IncidentSink::record(log, incident)))
             .unwrap_or_else(|e| Err(format!("{}: {}", e.code, e.message)))
     }
 }
@@ -125,8 +124,12 @@ pub struct IncidentLog {
     problems: Value,
 }
 
-fn spec_number(env: &Env, options: &OptionsObject, spec: ThresholdSpec) -> Result<Option<f64>> {
-    options.number(spec.key())?.map(|v| spec.check(v).map_err(|e| range_violation(env, e))).transpose()
+impl super::input::Attachable for IncidentLog {
+    const JS_NAME: &'static str = "IncidentLog";
+    type Core = Arc<ClosableLog>;
+    fn core(&self) -> Self::Core {
+        self.core.clone()
+    }
 }
 
 #[napi]
@@ -134,36 +137,31 @@ impl IncidentLog {
     /// Opens (creating it 0700) the directory and repairs a torn tail; synchronously, once.
     /// Throws `ERR_INCIDENT_LOG_LOCKED` when another process owns it, `ERR_UNSAFE_DIRECTORY`
     /// when it is a symlink, not ours, or open to others.
-    #[napi(
-        constructor,
-        ts_args_type = "options: { directory: string, segmentBytes?: number, maxSegments?: number, maxBytes?: number, rateLimit?: { max?: number, windowMs?: number } }"
-    )]
+    #[napi(constructor, ts_args_type = "options: IncidentLogOptions")]
     pub fn new(env: Env, this: This<Unknown>, options: Option<Unknown>) -> Result<Self> {
         super::task::guarded(&env, "IncidentLog.constructor", || {
             super::receiver::require_new::<Self>(&env, &this, "IncidentLog")?;
-            let options = OptionsObject::required(&env, options, "options", OPTION_NAMES)?;
-            let directory = options.string("directory")?.ok_or_else(|| {
-                type_error(&env, "ERR_INVALID_ARG_TYPE", "directory must be a string, got undefined".into())
-            })?;
+            let options = IncidentLogInput::required(&env, options, "options")?;
             let mut settings = IncidentLogOptions::default();
-            if let Some(v) = spec_number(&env, &options, SEGMENT_BYTES)? {
+            if let Some(v) = options.segment_bytes {
                 settings.segment_bytes = v as u64;
             }
-            if let Some(v) = spec_number(&env, &options, MAX_SEGMENTS)? {
+            if let Some(v) = options.max_segments {
                 settings.max_segments = v as usize;
             }
-            if let Some(v) = spec_number(&env, &options, MAX_BYTES)? {
+            if let Some(v) = options.max_bytes {
                 settings.max_bytes = v as u64;
             }
-            if let Some(rate) = options.object("rateLimit", &["max", "windowMs"])? {
-                let max = spec_number(&env, &rate, RATE_MAX)?.map_or(settings.rate_limit.max, |v| v as u32);
-                let window = spec_number(&env, &rate, RATE_WINDOW)?.map_or(settings.rate_limit.window_ms, |v| v as u64);
+            if let Some(rate) = options.rate_limit {
+                let max = rate.max.map_or(settings.rate_limit.max, |v| v as u32);
+                let window = rate.window_ms.map_or(settings.rate_limit.window_ms, |v| v as u64);
                 settings.rate_limit = RateLimit { max, window_ms: window };
             }
+            let directory = options.directory;
             let (core, problems) = Core::open(&PathBuf::from(directory), settings, Storage::new())
                 .map_err(|e| coded_error(&env, e.code, &e.message))?;
             let problems = Value::Array(problems.iter().map(problem_json).collect());
-            Ok(IncidentLog { core: Arc::new(ClosableLog(RwLock::new(Some(core)))), problems })
+            Ok(IncidentLog { core: Arc::new(ClosableLog(Closable::new("the incident log", core))), problems })
         })
     }
 
@@ -177,10 +175,7 @@ impl IncidentLog {
     }
 
     /// Writes one incident; resolves once it is on disk.
-    #[napi(
-        ts_args_type = "incident: { kind: string, severity?: 'info' | 'warn' | 'error' | 'critical', message: string, details?: unknown }",
-        ts_return_type = "Promise<RecordResult>"
-    )]
+    #[napi(ts_args_type = "incident: IncidentInput", ts_return_type = "Promise<RecordResult>")]
     pub fn record<'env>(&self, env: &'env Env, incident: Unknown) -> Result<PromiseRaw<'env, RecordResult>> {
         super::task::guarded(env, "IncidentLog.record", || {
             let incident = read_incident(env, incident)?;
@@ -214,7 +209,7 @@ impl IncidentLog {
             env.spawn_future_with_callback(
                 async move {
                     Ok(off_thread(move || {
-                        core.close();
+                        core.0.close();
                         Ok(())
                     })
                     .await)
@@ -226,32 +221,15 @@ impl IncidentLog {
 
     /// Reads records, oldest first: `sinceSeq` and `since` (ms) are inclusive, `kinds`
     /// filters, `limit` caps the count.
-    #[napi(
-        ts_args_type = "filter?: { sinceSeq?: number, since?: number, kinds?: string[], limit?: number }",
-        ts_return_type = "Promise<IncidentRecord[]>"
-    )]
-    pub fn read<'env>(&self, env: &'env Env, filter: Option<Unknown>) -> Result<PromiseRaw<'env, JsonOut>> {
+    #[napi(ts_args_type = "filter?: ReadFilterInput", ts_return_type = "Promise<IncidentRecord[]>")]
+    pub fn read<'env>(&self, env: &'env Env, filter: Option<Unknown>) -> Result<PromiseRaw<'env, JsonShape>> {
         super::task::guarded(env, "IncidentLog.read", || {
             let filter = read_filter(env, filter)?;
             let core = self.core.clone();
             env.spawn_future_with_callback(
-                async move { Ok(off_thread(move || core.with(|log| log.read(&filter))).await) },
+                async move { Ok(off_thread(move || core.0.with(|log| log.read(&filter))).await) },
                 |env, result| match result {
-                    Ok(read) => Ok(JsonOut(Value::Array(
-                        read.records
-                            .into_iter()
-                            .map(|r| {
-                                json!({
-                                    "seq": r.seq,
-                                    "timestamp": r.timestamp_ms,
-                                    "kind": r.kind,
-                                    "severity": r.severity.as_str(),
-                                    "message": r.message,
-                                    "details": r.details,
-                                })
-                            })
-                            .collect(),
-                    ))),
+                    Ok(read) => Ok(JsonShape::of(&read.records)),
                     Err(e) => Err(coded_error(env, e.code, &e.message)),
                 },
             )
@@ -259,105 +237,57 @@ impl IncidentLog {
     }
 }
 
-/// Runs durable work on the blocking pool; a panic there is an `ERR_INTERNAL` failure.
-async fn off_thread<T: Send + 'static>(
-    work: impl FnOnce() -> crate::durable::Result<T> + Send + 'static,
-) -> crate::durable::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| Err(DurableError::new("ERR_INTERNAL", format!("internal error in hpc-health: {e}"))))
+/// One incident to record, as `record` takes it.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct IncidentInput {
+    /// A short machine-readable kind, e.g. `recovery_started` (at most 128 bytes).
+    pub kind: String,
+    #[napi(ts_type = "'info' | 'warn' | 'error' | 'critical'")]
+    pub severity: Option<IncidentSeverity>,
+    #[napi(ts_type = "string")]
+    pub message: Text,
+    #[napi(ts_type = "unknown")]
+    pub details: Option<Value>,
 }
 
-pub fn problem_json(p: &crate::durable::RecoveryProblem) -> Value {
-    json!({ "kind": p.kind.as_str(), "file": p.file, "offset": p.offset, "reason": p.reason, "set_aside_as": p.set_aside_as })
-}
+js_fields!(IncidentInput { kind = "kind", severity = "severity", message = "message", details = "details" });
 
 fn read_incident(env: &Env, value: Unknown) -> Result<Incident> {
-    let fields = OptionsObject::required(env, Some(value), "incident", &["kind", "severity", "message", "details"])?;
-    let kind = fields.string("kind")?.ok_or_else(|| {
-        type_error(env, "ERR_INVALID_ARG_TYPE", "incident.kind must be a string, got undefined".into())
-    })?;
-    if kind.len() > 128 {
-        return Err(range_error(env, format!("incident.kind must be at most 128 bytes, got {}", kind.len())));
+    let IncidentInput { kind, severity, message: Text(message), details } =
+        IncidentInput::required(env, Some(value), "incident")?;
+    if kind.len() > MAX_INCIDENT_KIND_BYTES {
+        let message = format!("incident.kind must be at most {MAX_INCIDENT_KIND_BYTES} bytes, got {}", kind.len());
+        return Err(range_error(env, message));
     }
-    let severity = match fields.raw("severity")? {
-        None => IncidentSeverity::Info,
-        Some(v) if v.get_type()? == ValueType::String => {
-            let text: String = unsafe { v.cast()? };
-            IncidentSeverity::parse(&text).ok_or_else(|| {
-                range_error(
-                    env,
-                    format!("incident.severity must be 'info', 'warn', 'error' or 'critical', got {text:?}"),
-                )
-            })?
-        }
-        Some(v) => {
-            return Err(type_error(
-                env,
-                "ERR_INVALID_ARG_TYPE",
-                format!("incident.severity must be a string, got {}", describe(&v)),
-            ))
-        }
-    };
-    let message = match fields.raw("message")? {
-        Some(v) if v.get_type()? == ValueType::String => unsafe { v.cast::<String>()? },
-        Some(v) => {
-            return Err(type_error(
-                env,
-                "ERR_INVALID_ARG_TYPE",
-                format!("incident.message must be a string, got {}", describe(&v)),
-            ))
-        }
-        None => {
-            return Err(type_error(
-                env,
-                "ERR_INVALID_ARG_TYPE",
-                "incident.message must be a string, got undefined".into(),
-            ))
-        }
-    };
-    let details = match fields.raw("details")? {
-        None => Value::Null,
-        Some(v) => super::json_value(env, v, "incident.details")?,
-    };
-    Ok(Incident { kind, severity, message, details })
+    let severity = severity.unwrap_or(IncidentSeverity::Info);
+    Ok(Incident { kind, severity, message, details: details.unwrap_or(Value::Null) })
 }
+
+/// Which records `read` returns.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct ReadFilterInput {
+    /// From this sequence number on (inclusive).
+    #[napi(ts_type = "number")]
+    pub since_seq: Option<Count>,
+    /// From this time on, in ms since the epoch (inclusive).
+    #[napi(ts_type = "number")]
+    pub since: Option<Count>,
+    /// Only these kinds.
+    pub kinds: Option<Vec<String>>,
+    /// At most this many records.
+    #[napi(ts_type = "number")]
+    pub limit: Option<Count>,
+}
+
+js_fields!(ReadFilterInput { since_seq = "sinceSeq", since = "since", kinds = "kinds", limit = "limit" });
 
 fn read_filter(env: &Env, value: Option<Unknown>) -> Result<ReadFilter> {
     let mut filter = ReadFilter::default();
-    let Some(fields) = OptionsObject::read(env, value, "filter", &["sinceSeq", "since", "kinds", "limit"])? else {
-        return Ok(filter);
-    };
-    let count = |key: &str, value: f64| -> Result<u64> {
-        if value < 0.0 || value.fract() != 0.0 || value > MAX_SAFE_INTEGER {
-            return Err(range_error(env, format!("filter.{key} must be a non-negative integer, got {value}")));
-        }
-        Ok(value as u64)
-    };
-    filter.since_seq = fields.number("sinceSeq")?.map(|v| count("sinceSeq", v)).transpose()?;
-    filter.since_ms = fields.number("since")?.map(|v| count("since", v)).transpose()?;
-    filter.limit = fields.number("limit")?.map(|v| count("limit", v).map(|n| n as usize)).transpose()?;
-    if let Some(kinds) = fields.raw("kinds")? {
-        let bad = || {
-            type_error(
-                env,
-                "ERR_INVALID_ARG_TYPE",
-                format!("filter.kinds must be an array of strings, got {}", describe(&kinds)),
-            )
-        };
-        if !kinds.is_array()? {
-            return Err(bad());
-        }
-        let array: Object = unsafe { kinds.cast()? };
-        let mut list = Vec::new();
-        for i in 0..array.get_array_length()? {
-            let item: Unknown = array.get_element(i)?;
-            if item.get_type()? != ValueType::String {
-                return Err(bad());
-            }
-            list.push(unsafe { item.cast::<String>()? });
-        }
-        filter.kinds = Some(list);
+    if let Some(given) = ReadFilterInput::read(env, value, "filter")? {
+        filter.since_seq = given.since_seq.map(|Count(n)| n);
+        filter.since_ms = given.since.map(|Count(n)| n);
+        filter.limit = given.limit.map(|Count(n)| n as usize);
+        filter.kinds = given.kinds;
     }
     Ok(filter)
 }

@@ -38,13 +38,47 @@ impl TypeName for JsonOut {
 impl ToNapiValue for JsonOut {
     unsafe fn to_napi_value(env: sys::napi_env, value: Self) -> Result<sys::napi_value> {
         let text = serde_json::to_string(&value.0).map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
+        // SAFETY: `env` is the live environment napi-rs passes to this conversion.
         unsafe { parse(env, &text) }
+    }
+}
+
+/// A core shape (`crate::shapes`) for JavaScript, as its JSON text: the keys keep the order
+/// the shape defines (a `serde_json::Value` would sort them).
+pub struct JsonShape(String);
+
+impl JsonShape {
+    pub fn of(value: &impl serde::Serialize) -> Self {
+        // The shapes are plain data with string keys: serializing them cannot fail.
+        JsonShape(serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned()))
+    }
+}
+
+impl TypeName for JsonShape {
+    fn type_name() -> &'static str {
+        "JSON"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Unknown
+    }
+}
+
+impl ToNapiValue for JsonShape {
+    unsafe fn to_napi_value(env: sys::napi_env, value: Self) -> Result<sys::napi_value> {
+        // SAFETY: `env` is the live environment napi-rs passes to this conversion.
+        unsafe { parse(env, &value.0) }
     }
 }
 
 /// `JSON.parse(text)`; a failure (text over the engine's string limit) is an error, with no
 /// exception left pending.
+///
+/// # Safety
+/// `env` and the handles given must be valid in the current JS thread's scope.
 unsafe fn parse(env: sys::napi_env, text: &str) -> Result<sys::napi_value> {
+    // SAFETY: `env` is the current JS thread's environment (this function's contract); pointer and length come from
+    // `text`, which outlives the call.
     unsafe {
         let parse = global(env, &[c"JSON", c"parse"])?;
         let mut string = ptr::null_mut();
@@ -65,6 +99,8 @@ unsafe fn parse(env: sys::napi_env, text: &str) -> Result<sys::napi_value> {
 unsafe extern "C" fn refuse_non_data(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     let mut argc = 2;
     let mut argv = [ptr::null_mut(); 2];
+    // SAFETY: the engine calls this replacer on the JS thread with a live `env` and `info`; `argv` has room for the two
+    // arguments asked for.
     unsafe {
         if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut())
             != sys::Status::napi_ok
@@ -91,6 +127,7 @@ unsafe extern "C" fn refuse_non_data(env: sys::napi_env, info: sys::napi_callbac
 /// # Safety
 /// `env` and `value` must be valid handles of the current JS thread's scope.
 pub unsafe fn stringify(env: sys::napi_env, value: sys::napi_value) -> std::result::Result<Option<String>, String> {
+    // SAFETY: `env` and `value` are valid in the current scope (this function's contract); out pointers are locals.
     unsafe {
         let function = global(env, &[c"JSON", c"stringify"]).map_err(|e| e.reason)?;
         let mut replacer = ptr::null_mut();
@@ -123,6 +160,7 @@ pub unsafe fn stringify(env: sys::napi_env, value: sys::napi_value) -> std::resu
 /// # Safety
 /// `env` and `value` must be valid handles of the current JS thread's scope.
 pub unsafe fn from_js(env: sys::napi_env, value: sys::napi_value) -> std::result::Result<Value, String> {
+    // SAFETY: this function's own contract is what `stringify` needs.
     match unsafe { stringify(env, value)? } {
         None => Ok(Value::Null),
         Some(text) => serde_json::from_str(&text).map_err(|e| e.to_string()),
@@ -133,6 +171,7 @@ pub unsafe fn from_js(env: sys::napi_env, value: sys::napi_value) -> std::result
 /// for what cannot be (functions, symbols, bigints, cycles, what a getter threw, nesting
 /// beyond what the durable formats take).
 pub fn json_value(env: &napi::Env, value: Unknown, name: &str) -> Result<Value> {
+    // SAFETY: `env` is this call's live environment and `value` a handle in its scope.
     unsafe { from_js(env.raw(), napi::JsValue::raw(&value)) }.map_err(|reason| {
         type_error(env, "ERR_INVALID_ARG_TYPE", format!("{name} must be JSON-serialisable data: {reason}"))
     })

@@ -9,9 +9,10 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::args::{describe, range_violation, type_error, OptionsObject};
-use super::health_supervisor::{HealthSupervisor, SystemHealthReport};
-use super::hooks::as_promise;
+use super::args::{describe, type_error, OptionsObject};
+use super::health_supervisor::HealthSupervisor;
+use super::hooks::{as_promise, read_function};
+use super::input::{js_fields, Field, Fields};
 use super::json::JsonOut;
 use super::promise::{settle_later, Settlement};
 use crate::monitors::gpu_health::{AllocatorReport, GpuHealthMonitor};
@@ -29,26 +30,37 @@ pub enum Verdict {
 }
 
 /// Only the boolean `true` allows.
+///
+/// # Safety
+/// `env` and the handles given must be valid in the current JS thread's scope.
 unsafe fn is_true(env: napi::sys::napi_env, value: napi::sys::napi_value) -> bool {
     let mut kind = 0;
+    // SAFETY: `env` and `value` are valid in the current scope (this function's contract).
     let status = unsafe { napi::sys::napi_typeof(env, value, &mut kind) };
     status == napi::sys::Status::napi_ok
         && kind == napi::sys::ValueType::napi_boolean
+        // SAFETY: the engine said just above that the value is a boolean.
         && unsafe { bool::from_napi_value(env, value) }.unwrap_or(false)
 }
 
 impl FromNapiValue for Verdict {
     unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
         let mut kind = 0;
+        // SAFETY: napi-rs calls this conversion on the JS thread with a live `env` and `value`.
         napi::check_status!(unsafe { napi::sys::napi_typeof(env, value, &mut kind) })?;
         if kind != napi::sys::ValueType::napi_object && kind != napi::sys::ValueType::napi_function {
+            // SAFETY: as above.
             return Ok(Verdict::Now(unsafe { is_true(env, value) }));
         }
         // A promise, or any object that may be a thenable: `Promise.resolve` adopts it as
         // `await` would (a `then` getter that throws rejects it), so both are awaited alike.
+        // SAFETY: as above.
         match unsafe { as_promise(env, value) } {
             Ok(Some(promise)) => {
+                // SAFETY: the settlement calls `convert` on the JS thread with the live environment and the settled
+                // value.
                 let convert = |env, value| Ok(unsafe { is_true(env, value) });
+                // SAFETY: `env` and `promise` are valid in this conversion's scope.
                 Ok(Verdict::Later(unsafe { settle_later(env, promise, convert)? }))
             }
             // No thenable, or `Promise.resolve` itself threw (nothing is left pending): refused.
@@ -58,6 +70,31 @@ impl FromNapiValue for Verdict {
 }
 
 type Authorize = ThreadsafeFunction<JsonOut, Verdict, JsonOut, Status, false, true>;
+
+impl<'env> Field<'env> for Option<Arc<Authorize>> {
+    /// The `authorize` callback, called off the JS thread's stack through a weak threadsafe
+    /// function (it never keeps the process alive).
+    fn read(options: &OptionsObject<'env>, key: &str) -> Result<Self> {
+        let Some(value) = read_function(options.env(), options, key)? else { return Ok(None) };
+        // SAFETY: `read_function` checked that the value is a function.
+        let function: Function<'_, JsonOut, Verdict> = unsafe { value.cast()? };
+        let threadsafe =
+            function.build_threadsafe_function::<JsonOut>().weak::<true>().callee_handled::<false>().build()?;
+        Ok(Some(Arc::new(threadsafe)))
+    }
+}
+
+/// Options of `handleJsonRpc(message, options)`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct JsonRpcOptions {
+    /// Whether this caller may run a control method; only `true` allows.
+    #[napi(ts_type = "(request: { method: string, params: unknown }) => boolean | PromiseLike<boolean>")]
+    pub authorize: Option<Arc<Authorize>>,
+    /// Longest `authorize` may take before the call is refused (default 10000).
+    pub authorize_timeout_ms: Option<f64>,
+}
+
+js_fields!(JsonRpcOptions { authorize = "authorize", authorize_timeout_ms = "authorizeTimeoutMs" check AUTHORIZE_TIMEOUT_MS });
 
 struct SupervisorRpc {
     supervisor: Arc<Supervisor>,
@@ -71,7 +108,7 @@ impl RpcBackend for SupervisorRpc {
         Box::pin(async move {
             let health = supervisor.check_system_health(check_type).await.map_err(MethodError::internal)?;
             supervisor.remember(&health);
-            serde_json::to_value(SystemHealthReport::from(health)).map_err(|e| MethodError::internal(e.to_string()))
+            serde_json::to_value(&health).map_err(|e| MethodError::internal(e.to_string()))
         })
     }
 
@@ -117,7 +154,7 @@ impl HealthSupervisor {
     /// returns (or resolves, promise or thenable) `true` within `authorizeTimeoutMs` (default
     /// 10000); otherwise they are refused with -32001.
     #[napi(
-        ts_args_type = "message: string | object, options?: { authorize?: (request: { method: string, params: unknown }) => boolean | PromiseLike<boolean>, authorizeTimeoutMs?: number }",
+        ts_args_type = "message: string | object, options?: JsonRpcOptions",
         ts_return_type = "Promise<object | null>"
     )]
     pub fn handle_json_rpc<'env>(
@@ -127,37 +164,21 @@ impl HealthSupervisor {
         options: Option<Unknown>,
     ) -> Result<PromiseRaw<'env, JsonOut>> {
         super::task::guarded(env, "HealthSupervisor.handleJsonRpc", || {
-            let options = OptionsObject::read(env, options, "options", &["authorize", AUTHORIZE_TIMEOUT_MS.name])?;
+            let options = JsonRpcOptions::read(env, options, "options")?;
             let mut limits = RpcLimits::default();
-            if let Some(ms) = options.as_ref().map(|o| o.number(AUTHORIZE_TIMEOUT_MS.name)).transpose()?.flatten() {
-                let ms = AUTHORIZE_TIMEOUT_MS.check(ms).map_err(|v| range_violation(env, v))?;
-                limits.authorize_timeout = Duration::from_millis(ms as u64);
+            let mut authorize = None;
+            if let Some(options) = options {
+                if let Some(ms) = options.authorize_timeout_ms {
+                    limits.authorize_timeout = Duration::from_millis(ms as u64);
+                }
+                authorize = options.authorize;
             }
-            let authorize = match options.as_ref().map(|o| o.raw("authorize")).transpose()?.flatten() {
-                None => None,
-                Some(f) if f.get_type()? == ValueType::Function => {
-                    let function: Function<'_, JsonOut, Verdict> = unsafe { f.cast()? };
-                    Some(Arc::new(
-                        function
-                            .build_threadsafe_function::<JsonOut>()
-                            .weak::<true>()
-                            .callee_handled::<false>()
-                            .build()?,
-                    ))
-                }
-                Some(other) => {
-                    return Err(type_error(
-                        env,
-                        "ERR_INVALID_ARG_TYPE",
-                        format!("authorize must be a function, got {}", describe(&other)),
-                    ))
-                }
-            };
             enum Message {
                 Text(String),
                 Parsed(Value),
             }
             let message = match message.get_type()? {
+                // SAFETY: the match arm checked that the value is a string.
                 ValueType::String => Message::Text(unsafe { message.cast()? }),
                 ValueType::Object => Message::Parsed(super::json_value(env, message, "message")?),
                 _ => {

@@ -6,32 +6,20 @@ use napi_derive::napi;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::args::{frozen, range_violation, OptionsObject};
+use super::args::{frozen, range_violation};
+use super::input::{js_fields, Fields};
+use super::json::JsonShape;
 use super::task::{Job, OffThread};
 use crate::monitors::memory::MemoryMonitor as MemoryMonitorCore;
 use crate::policy::pressure::MemoryPressure;
-use crate::policy::thresholds::{MemoryThresholds as CoreThresholds, MEMORY_THRESHOLDS};
+use crate::policy::thresholds::MemoryThresholds as CoreThresholds;
 use crate::sampling::memory::MemoryMetrics as CoreMetrics;
 use crate::sampling::memory::MemorySampler;
 use crate::sampling::nvml_session::{resolve_nvml_library, shared_session};
+use crate::shapes::PressureReport;
 
-const OPTION_NAMES: &[&str] = &["thresholds", "nvmlLibraryPath", "fsRoot"];
-
-/// Memory thresholds (fractions in (0, 1], milliseconds for `warning_interval`).
-#[napi(object)]
-pub struct MemoryThresholds {
-    #[napi(js_name = "gpu_memory")]
-    pub gpu_memory: f64,
-    #[napi(js_name = "system_memory")]
-    pub system_memory: f64,
-    #[napi(js_name = "warning_interval")]
-    pub warning_interval: f64,
-}
-
-/// Options of `new MemoryMonitor(options)`; declared for the typings, read by hand so that
-/// each bad value gets its own message.
-#[allow(dead_code)]
-#[napi(object)]
+/// Options of `new MemoryMonitor(options)`.
+#[napi(object, object_from_js = false, object_to_js = false)]
 pub struct MemoryMonitorOptions {
     pub thresholds: Option<MemoryThresholdsInput>,
     /// NVML library to load; default `HPC_HEALTH_NVML_LIBRARY`, else `libnvidia-ml.so.1`.
@@ -40,8 +28,14 @@ pub struct MemoryMonitorOptions {
     pub fs_root: Option<String>,
 }
 
-#[allow(dead_code)]
-#[napi(object)]
+js_fields!(MemoryMonitorOptions {
+    thresholds = "thresholds",
+    nvml_library_path = "nvmlLibraryPath",
+    fs_root = "fsRoot",
+});
+
+/// Memory thresholds to change; those left out keep their values.
+#[napi(object, object_from_js = false, object_to_js = false)]
 pub struct MemoryThresholdsInput {
     #[napi(js_name = "gpu_memory")]
     pub gpu_memory: Option<f64>,
@@ -51,148 +45,22 @@ pub struct MemoryThresholdsInput {
     pub warning_interval: Option<f64>,
 }
 
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct MemoryPsi {
-    #[napi(js_name = "some_avg10")]
-    pub some_avg10: f64,
-    #[napi(js_name = "full_avg10")]
-    pub full_avg10: f64,
-}
+js_fields!(MemoryThresholdsInput {
+    gpu_memory = "gpu_memory",
+    system_memory = "system_memory",
+    warning_interval = "warning_interval",
+});
 
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct GpuMemory {
-    pub index: u32,
-    pub uuid: Option<String>,
-    pub name: Option<String>,
-    pub used: f64,
-    pub total: f64,
-    pub lost: bool,
-    pub error: Option<String>,
-}
-
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct CgroupReport {
-    pub version: Option<u32>,
-    pub path: Option<String>,
-    pub limit: Option<f64>,
-    pub error: Option<String>,
-}
-
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct MemoryMetrics {
-    pub timestamp: f64,
-    #[napi(js_name = "gpu_used")]
-    pub gpu_used: f64,
-    #[napi(js_name = "gpu_total")]
-    pub gpu_total: f64,
-    #[napi(js_name = "system_used")]
-    pub system_used: f64,
-    #[napi(js_name = "system_total")]
-    pub system_total: f64,
-    #[napi(js_name = "system_error")]
-    pub system_error: Option<String>,
-    #[napi(js_name = "memory_limit_source", ts_type = "'host' | 'cgroup'")]
-    pub memory_limit_source: String,
-    pub psi: Option<MemoryPsi>,
-    #[napi(js_name = "gpu_available")]
-    pub gpu_available: bool,
-    #[napi(js_name = "gpu_error")]
-    pub gpu_error: Option<String>,
-    pub gpus: Vec<GpuMemory>,
-    pub cgroup: Option<CgroupReport>,
-}
-
-#[derive(serde::Serialize)]
-#[napi(object, use_nullable = true)]
-pub struct GpuPressure {
-    pub index: u32,
-    pub ratio: Option<f64>,
-    pub pressure: bool,
-}
-
-#[derive(serde::Serialize)]
-#[napi(object)]
-pub struct MemoryPressureReport {
-    #[napi(js_name = "gpu_pressure")]
-    pub gpu_pressure: bool,
-    #[napi(js_name = "system_pressure")]
-    pub system_pressure: bool,
-    #[napi(js_name = "gpu_ratio")]
-    pub gpu_ratio: f64,
-    #[napi(js_name = "system_ratio")]
-    pub system_ratio: f64,
-    pub gpus: Vec<GpuPressure>,
-    pub metrics: MemoryMetrics,
-}
-
-impl From<CoreMetrics> for MemoryMetrics {
-    fn from(m: CoreMetrics) -> Self {
-        MemoryMetrics {
-            timestamp: m.timestamp_ms,
-            gpu_used: m.gpu_used as f64,
-            gpu_total: m.gpu_total as f64,
-            system_used: m.system_used as f64,
-            system_total: m.system_total as f64,
-            system_error: m.system_error,
-            memory_limit_source: m.memory_limit_source.as_str().to_owned(),
-            psi: m.psi.map(|p| MemoryPsi { some_avg10: p.some_avg10, full_avg10: p.full_avg10 }),
-            gpu_available: m.gpu_available,
-            gpu_error: m.gpu_error,
-            gpus: m
-                .gpus
-                .into_iter()
-                .map(|d| GpuMemory {
-                    index: d.index,
-                    uuid: d.uuid,
-                    name: d.name,
-                    used: d.used as f64,
-                    total: d.total as f64,
-                    lost: d.lost,
-                    error: d.error,
-                })
-                .collect(),
-            cgroup: m.cgroup.map(|c| CgroupReport {
-                version: c.version.map(|v| v.number()),
-                path: c.path,
-                limit: c.limit.map(|l| l as f64),
-                error: c.error,
-            }),
-        }
+impl MemoryThresholdsInput {
+    /// These over `base`: keys given replace, keys left out keep `base`; checked together.
+    fn over(self, env: &Env, base: CoreThresholds) -> Result<CoreThresholds> {
+        CoreThresholds::from_values(
+            Some(self.gpu_memory.unwrap_or(base.gpu_memory)),
+            Some(self.system_memory.unwrap_or(base.system_memory)),
+            Some(self.warning_interval.unwrap_or(base.warning_interval_ms)),
+        )
+        .map_err(|v| range_violation(env, v))
     }
-}
-
-pub(crate) fn pressure_report(pressure: MemoryPressure, metrics: CoreMetrics) -> MemoryPressureReport {
-    MemoryPressureReport {
-        gpu_pressure: pressure.gpu_pressure,
-        system_pressure: pressure.system_pressure,
-        gpu_ratio: pressure.gpu_ratio,
-        system_ratio: pressure.system_ratio,
-        gpus: pressure
-            .gpus
-            .into_iter()
-            .map(|d| GpuPressure { index: d.index, ratio: d.ratio, pressure: d.pressure })
-            .collect(),
-        metrics: metrics.into(),
-    }
-}
-
-/// Reads `thresholds` over `base`: keys given replace, keys left out keep `base`.
-fn read_thresholds(env: &Env, thresholds: &OptionsObject, base: CoreThresholds) -> Result<CoreThresholds> {
-    let [gpu, system, interval] = threshold_names();
-    CoreThresholds::from_values(
-        Some(thresholds.number(gpu)?.unwrap_or(base.gpu_memory)),
-        Some(thresholds.number(system)?.unwrap_or(base.system_memory)),
-        Some(thresholds.number(interval)?.unwrap_or(base.warning_interval_ms)),
-    )
-    .map_err(|v| range_violation(env, v))
-}
-
-fn threshold_names() -> [&'static str; 3] {
-    MEMORY_THRESHOLDS.map(|spec| spec.key())
 }
 
 /// Watches host and GPU memory pressure. Every sample is taken off the JS thread.
@@ -201,22 +69,30 @@ pub struct MemoryMonitor {
     pub(crate) core: Arc<MemoryMonitorCore>,
 }
 
+impl super::input::Attachable for MemoryMonitor {
+    const JS_NAME: &'static str = "MemoryMonitor";
+    type Core = Arc<MemoryMonitorCore>;
+    fn core(&self) -> Self::Core {
+        self.core.clone()
+    }
+}
+
 #[napi]
 impl MemoryMonitor {
     #[napi(constructor, ts_args_type = "options?: MemoryMonitorOptions")]
     pub fn new(env: Env, this: This<Unknown>, options: Option<Unknown>) -> Result<Self> {
         super::task::guarded(&env, "MemoryMonitor.constructor", || {
             super::receiver::require_new::<Self>(&env, &this, "MemoryMonitor")?;
-            let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
+            let options = MemoryMonitorOptions::read(&env, options, "options")?;
             let mut thresholds = CoreThresholds::default();
             let mut library = None;
             let mut root = PathBuf::from("/");
             if let Some(options) = options {
-                if let Some(given) = options.object("thresholds", &threshold_names())? {
-                    thresholds = read_thresholds(&env, &given, thresholds)?;
+                if let Some(given) = options.thresholds {
+                    thresholds = given.over(&env, thresholds)?;
                 }
-                library = options.string("nvmlLibraryPath")?;
-                if let Some(fs_root) = options.string("fsRoot")? {
+                library = options.nvml_library_path;
+                if let Some(fs_root) = options.fs_root {
                     root = PathBuf::from(fs_root);
                 }
             }
@@ -229,23 +105,15 @@ impl MemoryMonitor {
     /// The current thresholds, as a frozen copy: assign a new object to change them.
     #[napi(getter, ts_return_type = "MemoryThresholds")]
     pub fn get_thresholds<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
-        super::task::guarded(env, "MemoryMonitor.thresholds", || {
-            let t = self.core.thresholds();
-            let value = MemoryThresholds {
-                gpu_memory: t.gpu_memory,
-                system_memory: t.system_memory,
-                warning_interval: t.warning_interval_ms,
-            };
-            frozen(env, value)
-        })
+        super::task::guarded(env, "MemoryMonitor.thresholds", || frozen(env, JsonShape::of(&self.core.thresholds())))
     }
 
     /// Replaces the thresholds given; those left out keep their current values.
     #[napi(setter, js_name = "thresholds", ts_args_type = "value: MemoryThresholdsInput")]
     pub fn set_thresholds(&self, env: Env, value: Unknown) -> Result<()> {
         super::task::guarded(&env, "MemoryMonitor.thresholds", || {
-            let given = OptionsObject::required(&env, Some(value), "thresholds", &threshold_names())?;
-            let thresholds = read_thresholds(&env, &given, self.core.thresholds())?;
+            let given = MemoryThresholdsInput::required(&env, Some(value), "thresholds")?;
+            let thresholds = given.over(&env, self.core.thresholds())?;
             self.core.set_thresholds(thresholds);
             Ok(())
         })
@@ -272,12 +140,12 @@ pub struct SampleMetrics(Arc<MemoryMonitorCore>);
 
 impl OffThread for SampleMetrics {
     type Output = CoreMetrics;
-    type Js = MemoryMetrics;
+    type Js = JsonShape;
     fn run(&self) -> CoreMetrics {
         self.0.get_memory_metrics()
     }
-    fn to_js(output: CoreMetrics) -> MemoryMetrics {
-        output.into()
+    fn to_js(output: CoreMetrics) -> JsonShape {
+        JsonShape::of(&output)
     }
 }
 
@@ -285,11 +153,22 @@ pub struct CheckPressure(Arc<MemoryMonitorCore>);
 
 impl OffThread for CheckPressure {
     type Output = (MemoryPressure, CoreMetrics);
-    type Js = MemoryPressureReport;
+    type Js = JsonShape;
     fn run(&self) -> Self::Output {
         self.0.check_memory_pressure()
     }
-    fn to_js((pressure, metrics): Self::Output) -> MemoryPressureReport {
-        pressure_report(pressure, metrics)
+    fn to_js((pressure, metrics): Self::Output) -> JsonShape {
+        JsonShape::of(&PressureReport { pressure: &pressure, metrics: &metrics })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::thresholds::MEMORY_THRESHOLDS;
+
+    #[test]
+    fn the_threshold_keys_are_the_specs_keys() {
+        assert_eq!(MemoryThresholdsInput::KEYS, MEMORY_THRESHOLDS.map(|spec| spec.key()));
     }
 }

@@ -6,40 +6,56 @@ use napi_derive::napi;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::args::{range_violation, OptionsObject};
-use super::hooks::{read_hook, read_instance};
+use super::hooks::read_instance;
+use super::incident_log::IncidentLog;
+use super::input::{js_fields, Fields, Instance};
 use super::json::JsonOut;
 use super::memory_monitor::MemoryMonitor;
 use super::recovery_outcome::{outcome_value, settle};
+use crate::incident::IncidentSink;
 use crate::policy::thresholds::STEP_TIMEOUT_MS;
+use crate::recovery::engine::Hook;
 use crate::recovery::memory::{MemoryHooks, MemoryRecovery as Core};
 
-const OPTION_NAMES: &[&str] =
-    &["clearGPUCache", "defragmentMemory", "emergencyCleanup", "stepTimeoutMs", "incidentLog"];
-
-/// Hooks and options of `new MemoryRecovery(monitor, options)` (declared for the typings).
-#[allow(dead_code)]
-#[napi(object)]
+/// Hooks and options of `new MemoryRecovery(monitor, options)`.
+#[napi(object, object_from_js = false, object_to_js = false)]
 pub struct MemoryRecoveryOptions {
     /// Clears the GPU cache, e.g. asks the worker for `torch.cuda.empty_cache()`.
     #[napi(js_name = "clearGPUCache", ts_type = "() => unknown")]
-    pub clear_gpu_cache: Option<serde_json::Value>,
+    pub clear_gpu_cache: Option<Arc<dyn Hook>>,
     #[napi(ts_type = "() => unknown")]
-    pub defragment_memory: Option<serde_json::Value>,
+    pub defragment_memory: Option<Arc<dyn Hook>>,
     /// Runs when a step throws or times out, with that error.
     #[napi(ts_type = "(error: Error & { code: string, step: string }) => unknown")]
-    pub emergency_cleanup: Option<serde_json::Value>,
+    pub emergency_cleanup: Option<Arc<dyn Hook>>,
     /// Longest a step may take (default 30000).
     pub step_timeout_ms: Option<f64>,
     /// Where `recovery_started` (before the first step acts) and `recovery_finished` go.
-    pub incident_log: Option<ClassInstance<'static, super::incident_log::IncidentLog>>,
+    #[napi(ts_type = "IncidentLog")]
+    pub incident_log: Option<Instance<IncidentLog>>,
 }
+
+js_fields!(MemoryRecoveryOptions {
+    clear_gpu_cache = "clearGPUCache",
+    defragment_memory = "defragmentMemory",
+    emergency_cleanup = "emergencyCleanup",
+    step_timeout_ms = "stepTimeoutMs" check STEP_TIMEOUT_MS,
+    incident_log = "incidentLog",
+});
 
 /// Recovers from memory pressure: stop intake, clear the GPU cache, defragment, return
 /// freed native heap, verify. One run at a time; concurrent calls join it.
 #[napi]
 pub struct MemoryRecovery {
     pub(crate) core: Arc<Core>,
+}
+
+impl super::input::Attachable for MemoryRecovery {
+    const JS_NAME: &'static str = "MemoryRecovery";
+    type Core = Arc<Core>;
+    fn core(&self) -> Self::Core {
+        self.core.clone()
+    }
 }
 
 #[napi]
@@ -49,18 +65,15 @@ impl MemoryRecovery {
         super::task::guarded(&env, "MemoryRecovery.constructor", || {
             super::receiver::require_new::<Self>(&env, &this, "MemoryRecovery")?;
             let monitor = read_instance(&env, monitor, "monitor", "MemoryMonitor", |m: &MemoryMonitor| m.core.clone())?;
-            let options = OptionsObject::read(&env, options, "options", OPTION_NAMES)?;
             let mut hooks = MemoryHooks::default();
             let mut step_timeout = STEP_TIMEOUT_MS.default;
             let mut incidents = None;
-            if let Some(options) = options {
-                incidents = super::durable::read_incident_log(&env, &options)?;
-                hooks.clear_gpu_cache = read_hook(&env, &options, "clearGPUCache")?;
-                hooks.defragment_memory = read_hook(&env, &options, "defragmentMemory")?;
-                hooks.emergency_cleanup = read_hook(&env, &options, "emergencyCleanup")?;
-                if let Some(ms) = options.number(STEP_TIMEOUT_MS.name)? {
-                    step_timeout = STEP_TIMEOUT_MS.check(ms).map_err(|v| range_violation(&env, v))?;
-                }
+            if let Some(options) = MemoryRecoveryOptions::read(&env, options, "options")? {
+                incidents = options.incident_log.map(|Instance(log)| log as Arc<dyn IncidentSink>);
+                hooks.clear_gpu_cache = options.clear_gpu_cache;
+                hooks.defragment_memory = options.defragment_memory;
+                hooks.emergency_cleanup = options.emergency_cleanup;
+                step_timeout = options.step_timeout_ms.unwrap_or(step_timeout);
             }
             let core = Core::new(monitor, hooks, Duration::from_millis(step_timeout as u64));
             core.core().set_incident_sink(incidents);

@@ -10,6 +10,7 @@ mod gpu_recovery;
 mod health_supervisor;
 mod hooks;
 mod incident_log;
+mod input;
 mod json;
 mod json_rpc;
 mod memory_monitor;

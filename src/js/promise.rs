@@ -75,12 +75,16 @@ pub unsafe fn settle_later<T: Send + 'static>(
     let (sender, receiver) = oneshot::channel();
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let settler: Settler = Box::new(move |env, fulfilled, value| {
+        // SAFETY: the settler runs in `settle`, on the JS thread, with the live environment and value the engine
+        // passed.
         let result = if fulfilled { convert(env, value) } else { Err(unsafe { rejection_message(env, value) }) };
         let _ = sender.send(result);
     });
     pending().insert(id, settler);
     // From here on, an early return drops the settlement and with it the entry.
     let settlement = Settlement { id, receiver };
+    // SAFETY: `env` and `promise` are valid in the current scope (this function's contract); every handle made here is
+    // used in the same scope.
     unsafe {
         let settle = settle_function(env)?;
         let mut id_value = ptr::null_mut();
@@ -98,30 +102,43 @@ pub unsafe fn settle_later<T: Send + 'static>(
 
 /// The message of a rejection reason, read without running its getters or `toString`;
 /// a reason without one is named by its type (`rejected with undefined`).
+///
+/// # Safety
+/// `env` and the handles given must be valid in the current JS thread's scope.
 unsafe fn rejection_message(env: sys::napi_env, reason: sys::napi_value) -> String {
+    // SAFETY: `env` and `reason` are valid in the current scope (this function's contract).
     match unsafe { Unknown::from_napi_value(env, reason) } {
         Ok(value) => message_of(&value).unwrap_or_else(|| format!("rejected with {}", describe(&value))),
         Err(error) => error.reason,
     }
 }
 
+/// # Safety
+/// `env` and the handles given must be valid in the current JS thread's scope.
 unsafe fn named_property(
     env: sys::napi_env,
     object: sys::napi_value,
     name: &std::ffi::CStr,
 ) -> napi::Result<sys::napi_value> {
     let mut value = ptr::null_mut();
+    // SAFETY: `env` and `object` are valid (the caller's contract); `name` is NUL-terminated; the out pointer is a
+    // local.
     napi::check_status!(unsafe { sys::napi_get_named_property(env, object, name.as_ptr(), &mut value) })?;
     Ok(value)
 }
 
 /// `settle.bind(undefined, id, fulfilled)`
+///
+/// # Safety
+/// `env` and the handles given must be valid in the current JS thread's scope.
 unsafe fn bind(
     env: sys::napi_env,
     settle: sys::napi_value,
     id: sys::napi_value,
     fulfilled: bool,
 ) -> napi::Result<sys::napi_value> {
+    // SAFETY: the handles are valid in the current scope (the caller's contract); out pointers are locals and the
+    // argument array outlives the call.
     unsafe {
         let bind = named_property(env, settle, c"bind")?;
         let (mut this, mut flag, mut bound) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
@@ -133,10 +150,16 @@ unsafe fn bind(
 }
 
 /// This environment's `settle` function, made on first use and kept for its lifetime.
+///
+/// # Safety
+/// `env` and the handles given must be valid in the current JS thread's scope.
 unsafe fn settle_function(env: sys::napi_env) -> napi::Result<sys::napi_value> {
     let known = SETTLE_FUNCTIONS.with_borrow(|list| list.iter().find(|(e, _)| *e == env as usize).map(|(_, r)| *r));
     let reference = match known {
         Some(reference) => reference,
+        // SAFETY: `env` is the current JS thread's environment (the caller's contract); `settle` has napi's callback
+        // signature; the reference keeps the function for the environment's lifetime, and the cleanup hook forgets it
+        // when that ends.
         None => unsafe {
             let mut function = ptr::null_mut();
             napi::check_status!(sys::napi_create_function(
@@ -156,6 +179,7 @@ unsafe fn settle_function(env: sys::napi_env) -> napi::Result<sys::napi_value> {
         },
     };
     let mut function = ptr::null_mut();
+    // SAFETY: `reference` was made in this environment, which still lives (it is forgotten when the environment ends).
     napi::check_status!(unsafe { sys::napi_get_reference_value(env, reference, &mut function) })?;
     Ok(function)
 }
@@ -171,6 +195,8 @@ unsafe extern "C" fn settle(env: sys::napi_env, info: sys::napi_callback_info) -
     let mut argv = [ptr::null_mut(); 3];
     let mut id = 0f64;
     let mut fulfilled = false;
+    // SAFETY: the engine calls this function on the JS thread with a live `env` and `info`; `argv` has room for the
+    // three arguments asked for.
     unsafe {
         if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut())
             != sys::Status::napi_ok
@@ -187,6 +213,7 @@ unsafe extern "C" fn settle(env: sys::napi_env, info: sys::napi_callback_info) -
         let _ = super::task::catch_panic(|| settler(env, fulfilled, argv[2]));
     }
     // Nothing a conversion raised may escape into the promise chain as an unhandled rejection.
+    // SAFETY: on the JS thread, with this callback's environment.
     let _ = unsafe { take_exception(env) };
     ptr::null_mut()
 }

@@ -21,15 +21,22 @@ struct Member {
 }
 
 /// Throws a `TypeError` with `code`; for the raw callbacks below.
+///
+/// # Safety
+/// `env` and the handles given must be valid in the current JS thread's scope.
 unsafe fn throw_type_error(env: sys::napi_env, code: &str, message: String) {
     let code = CString::new(code).unwrap_or_default();
     let message = CString::new(message).unwrap_or_default();
+    // SAFETY: `env` is the current environment (the caller's contract); both strings are NUL-terminated and outlive the
+    // call.
     unsafe { sys::napi_throw_type_error(env, code.as_ptr(), message.as_ptr()) };
 }
 
 /// The wrapper put in place of every method, getter and setter: checks `this`, then calls
 /// the member napi-rs defined with the same `this` and arguments.
 unsafe extern "C" fn checked_member(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: the engine calls this on the JS thread with a live `env` and `info`; `data` is the `Member` this wrapper
+    // was made with, freed only by the wrapper's finalizer, so it outlives every call.
     let run = || unsafe {
         let (mut argc, mut this, mut data) = (0usize, ptr::null_mut(), ptr::null_mut());
         if sys::napi_get_cb_info(env, info, &mut argc, ptr::null_mut(), &mut this, &mut data) != sys::Status::napi_ok {
@@ -69,11 +76,16 @@ unsafe extern "C" fn checked_member(env: sys::napi_env, info: sys::napi_callback
 }
 
 unsafe extern "C" fn free_member(env: sys::napi_env, data: *mut std::ffi::c_void, _hint: *mut std::ffi::c_void) {
+    // SAFETY: `data` is the `Box<Member>` leaked in `wrapper`; the finalizer runs once.
     let member = unsafe { Box::from_raw(data as *mut Member) };
+    // SAFETY: `member.original` is a reference made in this environment and deleted only here.
     unsafe { sys::napi_delete_reference(env, member.original) };
 }
 
 /// A wrapper of `original` (a function) for the member `name` of `class`.
+///
+/// # Safety
+/// `env` and the handles given must be valid in the current JS thread's scope.
 unsafe fn wrapper(
     env: sys::napi_env,
     tag: sys::napi_type_tag,
@@ -81,6 +93,8 @@ unsafe fn wrapper(
     name: &str,
     original: sys::napi_value,
 ) -> Result<sys::napi_value> {
+    // SAFETY: `env` and `original` are valid in the current scope (the caller's contract); `member` is freed by the
+    // finalizer, or right here when it could not be attached.
     unsafe {
         let mut reference = ptr::null_mut();
         napi::check_status!(sys::napi_create_reference(env, original, 1, &mut reference))?;
@@ -117,7 +131,7 @@ unsafe fn wrapper(
 pub fn guard_members<T: TypeTag>(env: &Env, exports: &Object, class: &'static str) -> Result<()> {
     let tag = T::type_tag();
     let constructor: Unknown = exports.get_named_property(class)?;
-    // A class is a function: read it as the object it also is.
+    // SAFETY: a class is a function, and a function is an object: read it as the object it also is.
     let constructor: Object = unsafe { constructor.cast()? };
     let prototype: Object = constructor.get_named_property("prototype")?;
     let names = prototype.get_all_property_names(
@@ -126,6 +140,7 @@ pub fn guard_members<T: TypeTag>(env: &Env, exports: &Object, class: &'static st
         napi::KeyConversion::NumbersToStrings,
     )?;
     let raw = env.raw();
+    // SAFETY: `raw` is this call's live environment; every handle used is made or read in this scope.
     unsafe {
         let describe_property = global(raw, &[c"Object", c"getOwnPropertyDescriptor"])?;
         let define_property = global(raw, &[c"Object", c"defineProperty"])?;
@@ -162,7 +177,10 @@ pub fn guard_members<T: TypeTag>(env: &Env, exports: &Object, class: &'static st
 pub fn require_new<T: JavaScriptClassExt + 'static>(env: &Env, this: &Unknown, class: &str) -> Result<()> {
     let fresh = T::instance_of(env, this)? && {
         let mut wrapped = ptr::null_mut();
+        // SAFETY: `this` is a handle in this call's scope; unwrapping only reads the wrapped pointer, and the exception
+        // a failure leaves is cleared next.
         let status = unsafe { sys::napi_unwrap(env.raw(), this.raw(), &mut wrapped) };
+        // SAFETY: on the JS thread, with this call's environment.
         unsafe { take_exception(env.raw()) };
         status != sys::Status::napi_ok
     };

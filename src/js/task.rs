@@ -70,6 +70,7 @@ pub fn guarded<T>(env: &Env, entry: &str, body: impl FnOnce() -> Result<T>) -> R
         Ok(result) => result,
         Err(message) => {
             // Whatever the body left pending gives way to the internal error.
+            // SAFETY: on the JS thread, with this call's environment.
             let _ = unsafe { super::engine::take_exception(env.raw()) };
             Err(coded_error(env, "ERR_INTERNAL", &message))
         }

@@ -3,7 +3,7 @@
 //! `tools/call`. Per MCP, a tool that fails while running answers with a result carrying
 //! `isError: true`; only an unknown tool or invalid arguments is a JSON-RPC error (-32602).
 
-use super::dispatch::{call_tool, CallError};
+use super::call::{call_tool, CallError};
 use super::error::MethodError;
 use super::tools::{tool_list, Tool};
 use super::{RpcBackend, RpcLimits, ServerInfo};

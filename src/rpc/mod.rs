@@ -10,6 +10,7 @@
 //! The dispatcher is stateless: it does not track MCP sessions (a `tools/call` before
 //! `initialize` is served), so one dispatcher serves both kinds of client on one channel.
 
+mod call;
 mod dispatch;
 pub mod error;
 pub mod mcp;
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use crate::policy::thresholds::AUTHORIZE_TIMEOUT_MS;
 
+pub use crate::vocabulary::{CheckType, RecoveryType};
 pub use dispatch::{handle_json_rpc, handle_json_rpc_value};
 pub use error::MethodError;
 pub use tools::{allocator_tool, monitoring_tools, Tool, CONTROL_TOOLS};
@@ -56,53 +58,6 @@ pub trait RpcBackend: Send + Sync {
     fn authorize(&self, method: &str, params: &Value) -> RpcFuture<bool> {
         let _ = (method, params);
         Box::pin(async { false })
-    }
-}
-
-/// `getSystemHealth`'s `checkType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum CheckType {
-    #[default]
-    Quick,
-    Full,
-}
-
-impl CheckType {
-    pub const ALL: [CheckType; 2] = [CheckType::Quick, CheckType::Full];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckType::Quick => "quick",
-            CheckType::Full => "full",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|value| value.as_str() == text)
-    }
-}
-
-/// `recoverSystem`'s `errorType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RecoveryType {
-    Memory,
-    Gpu,
-    Process,
-}
-
-impl RecoveryType {
-    pub const ALL: [RecoveryType; 3] = [RecoveryType::Memory, RecoveryType::Gpu, RecoveryType::Process];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecoveryType::Memory => "memory",
-            RecoveryType::Gpu => "gpu",
-            RecoveryType::Process => "process",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|value| value.as_str() == text)
     }
 }
 

@@ -21,7 +21,10 @@ use crate::monitors::memory::MemoryMonitor;
 use crate::policy::forecast::{ExhaustionForecast, ForecastPolicy, ForecastTransition};
 use crate::policy::issues::{Action, HealthIssue, IssueCode, Severity};
 use crate::policy::pressure::{pressure_issues, MemoryPressure};
-use crate::policy::thresholds::{MemoryThresholds, FAILURES_FOR_UNKNOWN, WAKE_MIN_GAP_MS};
+use crate::policy::thresholds::{
+    stale_after_default_ms, MemoryThresholds, BUDGET_MAX, BUDGET_WINDOW_MS, CHECK_TIMEOUT_MS, FAILURES_FOR_UNKNOWN,
+    FAST_SAMPLE_MS, FORECAST_HORIZON_MS, HEALTHY_AFTER, INTERVAL_MS, STEP_TIMEOUT_MS, UNHEALTHY_AFTER, WAKE_MIN_GAP_MS,
+};
 use crate::recovery::engine::{Hook, Interrupter};
 use crate::recovery::gpu::GpuRecovery;
 use crate::recovery::memory::MemoryRecovery;
@@ -48,7 +51,7 @@ use wake::{Wake, WakeSource};
 pub use status::{action_json, health_summary, issue_json};
 
 // The kinds of check and recovery operators ask for are the RPC layer's words.
-pub use crate::rpc::{CheckType, RecoveryType};
+pub use crate::vocabulary::{CheckType, RecoveryType};
 
 /// While `stop` waits for the loop, how often it interrupts recoveries again.
 const STOP_INTERRUPT_REPEAT: Duration = Duration::from_millis(50);
@@ -131,6 +134,43 @@ pub struct SupervisorOptions {
     pub forecast_horizon_ms: f64,
     /// Hold intake while a forecast stands.
     pub preemptive_pause: bool,
+}
+
+impl SupervisorOptions {
+    /// `staleAfterMs` when not given: two intervals and a check timeout.
+    pub fn default_stale_after(interval: Duration, check_timeout: Duration) -> Duration {
+        let ms = stale_after_default_ms(interval.as_millis() as f64, check_timeout.as_millis() as f64);
+        Duration::from_millis(ms as u64)
+    }
+
+    /// `fastSampleMs` when not given: never slower than the checks, nor faster than allowed.
+    pub fn default_fast_sample(interval: Duration) -> Duration {
+        let ms = FAST_SAMPLE_MS.default.min(interval.as_millis() as f64).max(FAST_SAMPLE_MS.min);
+        Duration::from_millis(ms as u64)
+    }
+}
+
+impl Default for SupervisorOptions {
+    /// The documented defaults; `stale_after` and `fast_sample` follow the default interval.
+    fn default() -> Self {
+        let interval = Duration::from_millis(INTERVAL_MS.default as u64);
+        let check_timeout = Duration::from_millis(CHECK_TIMEOUT_MS.default as u64);
+        SupervisorOptions {
+            interval,
+            auto_recover: true,
+            budget_max: BUDGET_MAX.default as u32,
+            budget_window_ms: BUDGET_WINDOW_MS.default,
+            checkpoint_interval: None,
+            unhealthy_after: UNHEALTHY_AFTER.default as u32,
+            healthy_after: HEALTHY_AFTER.default as u32,
+            check_timeout,
+            step_timeout: Duration::from_millis(STEP_TIMEOUT_MS.default as u64),
+            stale_after: Self::default_stale_after(interval, check_timeout),
+            fast_sample: Some(Self::default_fast_sample(interval)),
+            forecast_horizon_ms: FORECAST_HORIZON_MS.default,
+            preemptive_pause: true,
+        }
+    }
 }
 
 /// What the supervisor did about one issue.
@@ -966,23 +1006,30 @@ mod tests {
     }
 
     fn supervisor(preemptive_pause: bool) -> (Arc<Supervisor>, Arc<Recorder>) {
-        let options = SupervisorOptions {
-            interval: Duration::from_secs(60),
-            auto_recover: false,
-            budget_max: 3,
-            budget_window_ms: 600_000.0,
-            checkpoint_interval: None,
-            unhealthy_after: 2,
-            healthy_after: 2,
-            check_timeout: Duration::from_secs(10),
-            step_timeout: Duration::from_secs(10),
-            stale_after: Duration::from_secs(130),
-            fast_sample: Some(Duration::from_secs(1)),
-            forecast_horizon_ms: 60_000.0,
-            preemptive_pause,
-        };
+        let options = SupervisorOptions { auto_recover: false, preemptive_pause, ..SupervisorOptions::default() };
         let events = Arc::new(Recorder::default());
         (Arc::new(Supervisor::new(SupervisorParts::default(), options, events.clone())), events)
+    }
+
+    #[test]
+    fn default_options_are_the_documented_ones_and_derived_defaults_follow_the_interval() {
+        let o = SupervisorOptions::default();
+        assert_eq!(
+            (o.interval, o.check_timeout, o.step_timeout),
+            (Duration::from_secs(60), Duration::from_secs(10), Duration::from_secs(30))
+        );
+        assert_eq!((o.auto_recover, o.preemptive_pause, o.checkpoint_interval), (true, true, None));
+        assert_eq!((o.budget_max, o.budget_window_ms), (3, 600_000.0));
+        assert_eq!((o.unhealthy_after, o.healthy_after, o.forecast_horizon_ms), (2, 2, 60_000.0));
+        // 2 × interval + check timeout.
+        assert_eq!(o.stale_after, Duration::from_secs(130));
+        assert_eq!(o.fast_sample, Some(Duration::from_secs(1)));
+        assert_eq!(SupervisorOptions::default_fast_sample(Duration::from_millis(200)), Duration::from_millis(200));
+        assert_eq!(SupervisorOptions::default_fast_sample(Duration::from_millis(10)), Duration::from_millis(50));
+        assert_eq!(
+            SupervisorOptions::default_stale_after(Duration::from_secs(5), Duration::from_secs(1)),
+            Duration::from_secs(11)
+        );
     }
 
     fn sample(at_ms: f64, used: u64) -> FastSample {

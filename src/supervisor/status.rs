@@ -18,19 +18,9 @@ pub fn action_json(a: &RecoveryAction) -> Value {
     })
 }
 
+/// An issue as events and the status show it: the one `HealthIssue` shape (`crate::shapes`).
 pub fn issue_json(issue: &HealthIssue) -> Value {
-    let mut json = json!({
-        "code": issue.code.as_str(),
-        "severity": issue.severity.as_str(),
-        "device": issue.device,
-        "message": issue.message,
-        "action": issue.action.as_str(),
-    });
-    // Only a forecast has one: every other issue keeps its shape.
-    if let Some(eta_ms) = issue.eta_ms {
-        json["eta_ms"] = json!(eta_ms);
-    }
-    json
+    crate::shapes::to_json(issue)
 }
 
 pub fn issues_json(issues: &[HealthIssue]) -> Value {
@@ -107,7 +97,7 @@ pub fn skipped(kind: ActionKind, detail: &str) -> RecoveryAction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::CheckType;
+    use crate::vocabulary::CheckType;
 
     fn health(issues: Vec<HealthIssue>) -> SystemHealth {
         SystemHealth {
