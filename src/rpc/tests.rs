@@ -803,7 +803,7 @@ async fn mcp_initialize_negotiates_the_version() {
     );
     assert_eq!(PROTOCOL_VERSION, "2025-11-25");
     // Older clients get their own revision back.
-    assert_eq!(SUPPORTED_PROTOCOL_VERSIONS, ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"]);
+    assert_eq!(SUPPORTED_PROTOCOL_VERSIONS.as_slice(), ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"]);
     for version in SUPPORTED_PROTOCOL_VERSIONS {
         let response = handle_json_rpc(&mcp("initialize", params(version)), &fake, &limits).await.unwrap();
         assert_eq!(response["result"]["protocolVersion"], json!(version));
