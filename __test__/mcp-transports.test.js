@@ -13,6 +13,7 @@ const { Client } = require('@modelcontextprotocol/sdk/client/index.js')
 const { StdioClientTransport } = require('@modelcontextprotocol/sdk/client/stdio.js')
 const { StreamableHTTPClientTransport } = require('@modelcontextprotocol/sdk/client/streamableHttp.js')
 const { LATEST_PROTOCOL_VERSION } = require('@modelcontextprotocol/sdk/types.js')
+const { AjvJsonSchemaValidator } = require('@modelcontextprotocol/sdk/validation/ajv-provider.js')
 const { STANDIN_LIBRARY, StandinState, device } = require('./helpers/standin')
 const { CLI, startService, stopAll, connect, http, postJob, waitFor } = require('./helpers/service')
 
@@ -68,9 +69,16 @@ async function assertTools(client) {
   assert.equal(byName.recoverSystem.annotations.readOnlyHint, false)
   assert.equal(byName.getSystemHealth.outputSchema.type, 'object')
 
-  // callTool checks structuredContent against the outputSchema itself (it throws on a mismatch).
+  // callTool checks structuredContent against the outputSchema itself (it throws on a
+  // mismatch); checked here too with the SDK's validator, and a report missing a field fails it.
   const health = await client.callTool({ name: 'getSystemHealth', arguments: { checkType: 'full' } })
   assert.equal(health.isError, false)
+  const matchesSchema = new AjvJsonSchemaValidator().getValidator(byName.getSystemHealth.outputSchema)
+  assert.deepEqual(matchesSchema(health.structuredContent).errorMessage, undefined)
+  assert.equal(matchesSchema(health.structuredContent).valid, true)
+  const { issues, ...withoutIssues } = health.structuredContent
+  assert.ok(Array.isArray(issues))
+  assert.equal(matchesSchema(withoutIssues).valid, false)
   assert.equal(health.structuredContent.check_type, 'full')
   assert.deepEqual(health.structuredContent.gpu.devices.map((d) => d.uuid), [device(0).uuid, device(1).uuid])
   const text = textOf(health)
@@ -272,6 +280,30 @@ test('Streamable HTTP: sessions are bounded, and end when idle', async () => {
   } finally {
     await idle.close()
   }
+})
+
+test('stdio: an unhealthy machine\'s report, issues and all, matches the outputSchema', async () => {
+  const sick = new StandinState({ devices: [device(0, { temperature: 95, ecc_uncorrected_volatile: 3 }), device(1, { lost: true })] })
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [CLI, 'mcp', '--expected-gpus', '3'],
+    env: sick.env({ HPC_HEALTH_NVML_LIBRARY: STANDIN_LIBRARY }),
+    stderr: 'pipe',
+  })
+  const { client, errors } = await connectClient(transport)
+  const { tools } = await client.listTools()
+  const matchesSchema = new AjvJsonSchemaValidator().getValidator(tools.find((t) => t.name === 'getSystemHealth').outputSchema)
+  for (const checkType of ['quick', 'full']) {
+    const health = await client.callTool({ name: 'getSystemHealth', arguments: { checkType } })
+    assert.equal(health.structuredContent.healthy, false)
+    const codes = health.structuredContent.issues.map((i) => i.code)
+    for (const code of ['TEMPERATURE_HIGH', 'GPU_LOST', 'GPU_MISSING']) assert.ok(codes.includes(code), `${checkType}: ${codes}`)
+    const { valid, errorMessage } = matchesSchema(health.structuredContent)
+    assert.equal(valid, true, `${checkType}: ${errorMessage}`)
+  }
+  await client.close()
+  assert.deepEqual(errors, [])
+  fs.rmSync(sick.dir, { recursive: true, force: true })
 })
 
 test('stdio: an over-long line, bad JSON and blank lines are answered or skipped; stdout stays protocol only', async () => {
