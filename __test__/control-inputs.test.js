@@ -65,7 +65,7 @@ test('reportAllocatorStats over JSON-RPC and MCP runs only when authorize says y
   assert.equal(recover.error.message, 'recoverSystem refused: not authorized')
 })
 
-test('reportAllocatorStats validation errors are -32602 Invalid params, over JSON-RPC and MCP', async () => {
+test('reportAllocatorStats validation errors are -32602 Invalid params over JSON-RPC, and tool results with isError over MCP', async () => {
   standin.write({ devices: [device(0), device(1)] })
   const { supervisor } = setup()
   await supervisor.checkSystemHealth('full')
@@ -80,7 +80,10 @@ test('reportAllocatorStats validation errors are -32602 Invalid params, over JSO
     assert.equal(response.error.code, -32602, JSON.stringify(response))
     assert.match(response.error.message, message)
     const mcp = await supervisor.handleJsonRpc(rpc('tools/call', { name: 'reportAllocatorStats', arguments: params }), { authorize })
-    assert.equal(mcp.error?.code, -32602, `MCP: invalid arguments are a protocol error: ${JSON.stringify(mcp)}`)
+    // MCP 2025-11-25: input validation errors are tool execution errors, which a model can read.
+    assert.equal(mcp.result?.isError, true, `MCP: invalid arguments are a tool error: ${JSON.stringify(mcp)}`)
+    assert.match(mcp.result.content[0].text, message)
+    assert.equal(mcp.result.structuredContent.error.code, -32602)
   }
 })
 

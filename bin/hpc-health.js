@@ -5,7 +5,7 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
-const { MemoryMonitor, GPUHealthMonitor, HealthSupervisor, IncidentLog, CheckpointManager } = require('..')
+const { MemoryMonitor, GPUHealthMonitor, GPURecovery, MemoryRecovery, HealthSupervisor, IncidentLog, CheckpointManager } = require('..')
 
 const USAGE = `usage: hpc-health <command> [options]
 
@@ -17,7 +17,14 @@ const USAGE = `usage: hpc-health <command> [options]
       took. Exit 0 healthy, 1 unhealthy, 2 error.
   serve [--port N] [--http-port N] [--state-dir D] [--interval-ms N]
       Runs the example service as a sidecar on 127.0.0.1: JSON-RPC and MCP over WebSocket
-      (--port), HTTP /metrics /healthz /readyz /jobs (--http-port). Stops on SIGINT/SIGTERM.
+      (--port), HTTP /metrics /healthz /readyz /jobs and MCP (Streamable HTTP) at /mcp
+      (--http-port). Stops on SIGINT/SIGTERM.
+  mcp [--allow-control] [--expected-gpus N]
+      An MCP server on stdin/stdout for a host that spawns it (logs on stderr): the tools
+      getSystemHealth, recoverSystem and reportAllocatorStats on this machine's memory and GPUs.
+      The host that spawns it is the operator: the control tools (recoverSystem,
+      reportAllocatorStats) run only with --allow-control, else they answer "not authorized".
+      Stops when stdin closes.
   incidents [--dir D] [--since MS|ISO-DATE] [--kind K ...] [--limit N] [--json]
       Prints an incident log (default $HPC_HEALTH_STATE_DIR/incidents, else ./var/incidents).
       A log that a running service owns is locked: read it once the service stopped.
@@ -31,8 +38,8 @@ const USAGE = `usage: hpc-health <command> [options]
 Environment: HPC_HEALTH_NVML_LIBRARY (the NVML library), HPC_HEALTH_EXPECTED_GPUS,
 HPC_HEALTH_STATE_DIR, NO_COLOR, and for serve: HPC_HEALTH_RPC_TOKEN (the operator token: every
 control method, recoverSystem and reportAllocatorStats), HPC_HEALTH_WORKER_TOKEN (the worker
-token: reportAllocatorStats only). Send one in the WebSocket upgrade as Authorization: Bearer
-<token> or ?token=<token>; without a token a connection may call only read-only methods.
+token: reportAllocatorStats only). Send one in the WebSocket upgrade, or on each POST /mcp, as
+Authorization: Bearer <token> (or ?token=<token>); without a token only read-only methods.
 `
 
 /** Bad usage or a failure to explain in one line: exit 2. */
@@ -170,6 +177,38 @@ async function serve(args) {
   return undefined // the service runs until a signal; its exit code is 0
 }
 
+async function mcp(args) {
+  const { values } = parse(args, { 'allow-control': { type: 'boolean' }, 'expected-gpus': { type: 'string' } })
+  const expectedGpus = wholeNumber(values['expected-gpus'] ?? process.env.HPC_HEALTH_EXPECTED_GPUS, '--expected-gpus')
+  const { serveStdio } = require('../examples/hpc-service/mcpStdio')
+  const { LIMITS } = require('../examples/hpc-service/server')
+  const memoryMonitor = new MemoryMonitor()
+  const gpuMonitor = new GPUHealthMonitor({ expectedGpus: expectedGpus ?? null })
+  // No application is attached: a recovery runs the steps that need none (re-opening NVML
+  // for a lost GPU, ...) and reports the others as skipped.
+  const supervisor = new HealthSupervisor({
+    memoryMonitor,
+    gpuMonitor,
+    memoryRecovery: new MemoryRecovery(memoryMonitor),
+    gpuRecovery: new GPURecovery(gpuMonitor),
+  })
+  const allowControl = values['allow-control'] === true
+  // stdout carries the protocol only.
+  const log = (line) => process.stderr.write(`hpc-health mcp: ${line}\n`)
+  log(`serving MCP on stdio; control tools ${allowControl ? 'allowed (--allow-control)' : 'refused (no --allow-control)'}`)
+  await serveStdio({
+    supervisor,
+    input: process.stdin,
+    output: process.stdout,
+    authorize: () => allowControl,
+    maxMessageBytes: LIMITS.maxMessageBytes,
+    maxInFlight: LIMITS.maxInFlightPerConnection,
+    log,
+  })
+  await supervisor.stop()
+  return 0
+}
+
 async function incidents(args) {
   const { values } = parse(args, {
     dir: { type: 'string' }, since: { type: 'string' }, kind: { type: 'string', multiple: true }, limit: { type: 'string' }, json: { type: 'boolean' },
@@ -242,7 +281,7 @@ async function help([command, ...rest]) {
   return 0
 }
 
-const COMMANDS = { status, serve, incidents, checkpoints, help }
+const COMMANDS = { status, serve, mcp, incidents, checkpoints, help }
 const HELP_FLAGS = new Set(['--help', '-h'])
 
 /** One line for the operator: the code (when the package gave one), the message, and a hint for a lock. */

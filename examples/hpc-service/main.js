@@ -13,8 +13,8 @@
 //                               (recoverSystem, reportAllocatorStats); none: nobody may call them
 //   HPC_HEALTH_WORKER_TOKEN     the worker token: allows reportAllocatorStats only (for the CUDA
 //                               worker's allocator reports). Either token goes in the WebSocket
-//                               upgrade as `Authorization: Bearer <token>` or `?token=<token>`;
-//                               without one a connection may call only the read-only methods
+//                               upgrade, or on each POST /mcp, as `Authorization: Bearer <token>`
+//                               (or `?token=<token>`); without one only the read-only methods
 //   HPC_HEALTH_EXPECTED_GPUS    fewer visible GPUs is unhealthy (GPU_MISSING)
 //   HPC_SYNTHETIC_JOBS_MS       submit a synthetic job this often
 //   HPC_JOB_DURATION_MS         how long a job runs unless it says otherwise (default 2000)
@@ -40,6 +40,7 @@ async function run({ maxChecks = Infinity, ...options }) {
   const { supervisor, servers } = service
   console.log(`hpc-service: JSON-RPC and MCP on ${servers.wsUrl}`)
   console.log(`hpc-service: HTTP on ${servers.httpUrl} (/metrics /healthz /readyz /jobs)`)
+  console.log(`hpc-service: MCP (Streamable HTTP) on ${servers.mcpUrl}`)
   console.log(`hpc-service: state in ${service.stateDir}; a health check every ${service.options.intervalMs} ms`)
   // Which GPUs the service watches, or why it watches none (no driver, no NVML library, ...).
   console.log(`hpc-service: ${await describeGpuSide(service.gpuMonitor)}`)

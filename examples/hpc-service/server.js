@@ -2,10 +2,14 @@
 // The service's two listeners, both on 127.0.0.1 only:
 // - a WebSocket JSON-RPC 2.0 / MCP endpoint answered by supervisor.handleJsonRpc, where the
 //   control methods need a token (CONTROL_METHODS) and each connection is bounded (LIMITS);
-// - plain HTTP for the orchestrator and Prometheus: /metrics, /healthz, /readyz, /jobs.
+// - plain HTTP for the orchestrator and Prometheus: /metrics, /healthz, /readyz, /jobs, and
+//   MCP's Streamable HTTP transport at /mcp (mcpHttp.js), with the same tokens.
+// Both refuse a request whose Origin is a page elsewhere (403, httpGuards.originAllowed).
 const http = require('node:http')
 const { timingSafeEqual } = require('node:crypto')
 const { WebSocketServer } = require('ws')
+const { originAllowed, readBody, httpError, sendJson } = require('./httpGuards')
+const { createMcpEndpoint } = require('./mcpHttp')
 
 const HOST = '127.0.0.1'
 
@@ -28,6 +32,10 @@ const LIMITS = Object.freeze({
   // Per listener; past it a new connection is closed as soon as it is accepted. With the
   // bounds above, all WebSocket connections together hold at most about 256 MiB of answers.
   maxConnections: 1024,
+  // MCP over HTTP (/mcp): sessions live at once (each a few hundred bytes), and how long one
+  // may go unused before it ends (its client then gets 404 and initializes again).
+  maxMcpSessions: 256,
+  mcpSessionIdleMs: 30 * 60 * 1000,
 })
 const MAX_IN_FLIGHT_PER_CONNECTION = LIMITS.maxInFlightPerConnection
 
@@ -56,7 +64,7 @@ function requestTarget(request) {
   }
 }
 
-/** The token the upgrade request presented: `Authorization: Bearer <token>` or `?token=`. */
+/** The token a request presented: `Authorization: Bearer <token>` or `?token=`. */
 function presentedToken(request, target) {
   const header = /^Bearer (.+)$/i.exec(request.headers.authorization || '')
   if (header) return header[1].trim()
@@ -80,6 +88,12 @@ function roleOf(presented, { rpcToken, workerToken }) {
 
 /** `authorize` for handleJsonRpc: whether `role` may call the control method `method`. */
 const mayCall = (role, method) => Object.hasOwn(CONTROL_METHODS, method) && CONTROL_METHODS[method].includes(role)
+
+/** handleJsonRpc's `authorize` for the caller of `request`, by the token it presented. */
+function authorizeFor(request, target, tokens) {
+  const role = roleOf(presentedToken(request, target), tokens)
+  return ({ method }) => mayCall(role, method)
+}
 
 /** Answers a raw socket (no HTTP response object: a client error, CONNECT or a refused upgrade) and closes it. */
 function refuseSocket(socket, status = 400) {
@@ -113,8 +127,7 @@ function listen(server, port, log) {
  * Answers one connection's messages through `supervisor`, reading more only while both per-
  * connection bounds hold (see LIMITS).
  */
-function serveConnection({ socket, request, role, supervisor, limits, log }) {
-  const authorize = ({ method }) => mayCall(role, method)
+function serveConnection({ socket, request, authorize, supervisor, limits, log }) {
   let inFlight = 0
   // Messages ws had already read when the socket was paused; bounded by what one read holds.
   const waiting = []
@@ -182,37 +195,29 @@ function startWebSocket({ supervisor, port, tokens, limits, log }) {
   httpServer.on('upgrade', (request, socket, head) => {
     const target = requestTarget(request)
     if (target === null) return refuseSocket(socket)
-    const role = roleOf(presentedToken(request, target), tokens)
+    // Browsers let any page open a WebSocket to 127.0.0.1; only the Origin tells them apart.
+    if (!originAllowed(request.headers.origin)) return refuseSocket(socket, 403)
+    const authorize = authorizeFor(request, target, tokens)
     // ws answers a bad handshake (Sec-WebSocket-Key, version, ...) with 400 itself.
-    wss.handleUpgrade(request, socket, head, (ws) => serveConnection({ socket: ws, request, role, supervisor, limits, log }))
+    wss.handleUpgrade(request, socket, head, (ws) => serveConnection({ socket: ws, request, authorize, supervisor, limits, log }))
   })
   return { httpServer, wss, port: listen(httpServer, port, log) }
 }
 
-function sendJson(res, status, body, headers = {}) {
-  res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body) + '\n')
-}
-
-async function readJson(req) {
-  let size = 0
-  const chunks = []
-  for await (const chunk of req) {
-    size += chunk.length
-    if (size > LIMITS.maxJobBodyBytes) throw Object.assign(new Error(`body over ${LIMITS.maxJobBodyBytes} bytes`), { status: 413 })
-    chunks.push(chunk)
-  }
-  const text = Buffer.concat(chunks).toString('utf8')
+async function readJson(req, maxBytes) {
+  const text = (await readBody(req, maxBytes)).toString('utf8')
   let body
   try {
     body = text.trim() === '' ? {} : JSON.parse(text)
   } catch {
-    throw Object.assign(new Error('body is not JSON'), { status: 400 })
+    throw httpError(400, 'body is not JSON')
   }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw Object.assign(new Error('body must be a JSON object'), { status: 400 })
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw httpError(400, 'body must be a JSON object')
   return body
 }
 
-function startHttp({ supervisor, jobs, port, log }) {
+function startHttp({ supervisor, jobs, port, tokens, limits, log }) {
+  const mcp = createMcpEndpoint({ supervisor, authorizeFor: (req, target) => authorizeFor(req, target, tokens), limits })
   const routes = {
     'GET /metrics': (req, res) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(supervisor.metrics()),
     // Liveness: answering at all is the signal; a failing GPU is for readiness, not for a restart loop.
@@ -223,7 +228,7 @@ function startHttp({ supervisor, jobs, port, log }) {
     },
     'GET /jobs': (req, res) => sendJson(res, 200, jobs.snapshot()),
     'POST /jobs': async (req, res) => {
-      const body = await readJson(req)
+      const body = await readJson(req, limits.maxJobBodyBytes)
       const submitted = await jobs.submit(body)
       if (submitted.refused) return sendJson(res, 503, { error: 'intake paused', reasons: submitted.refused }, { 'retry-after': '30' })
       sendJson(res, 202, submitted.job)
@@ -232,14 +237,16 @@ function startHttp({ supervisor, jobs, port, log }) {
   const server = guard(http.createServer(async (req, res) => {
     const target = requestTarget(req)
     if (target === null) return sendJson(res, 400, { error: 'bad request target' }, { connection: 'close' })
-    const route = routes[`${req.method} ${target.pathname}`]
+    if (!originAllowed(req.headers.origin)) return sendJson(res, 403, { error: 'Origin not allowed: only pages on this machine may call the service' })
+    const route = target.pathname === '/mcp' ? mcp : routes[`${req.method} ${target.pathname}`]
     if (!route) return sendJson(res, 404, { error: `no route ${req.method} ${target.pathname}` })
     try {
-      await route(req, res)
+      await route(req, res, target)
     } catch (error) {
       const status = error.status || (error instanceof RangeError ? 400 : 500)
       if (status === 500) log(`http: ${req.method} ${target.pathname}: ${error.stack}`)
-      if (!res.headersSent) sendJson(res, status, { error: error.message })
+      // 413: the rest of the body is not read; the connection cannot carry another request.
+      if (!res.headersSent) sendJson(res, status, { error: error.message }, status === 413 ? { connection: 'close' } : {})
       else res.destroy() // half a response: the client must not take it for a whole one
     }
   }))
@@ -252,8 +259,10 @@ function startHttp({ supervisor, jobs, port, log }) {
  * (see CONTROL_METHODS). `limits` overrides some of LIMITS (tests use short timeouts).
  */
 async function startServers({ supervisor, jobs, wsPort = 0, httpPort = 0, rpcToken, workerToken, limits = {}, log = () => {} }) {
-  const ws = startWebSocket({ supervisor, port: wsPort, tokens: { rpcToken, workerToken }, limits: { ...LIMITS, ...limits }, log })
-  const web = startHttp({ supervisor, jobs, port: httpPort, log })
+  const tokens = { rpcToken, workerToken }
+  const bounds = { ...LIMITS, ...limits }
+  const ws = startWebSocket({ supervisor, port: wsPort, tokens, limits: bounds, log })
+  const web = startHttp({ supervisor, jobs, port: httpPort, tokens, limits: bounds, log })
   async function close() {
     for (const client of ws.wss.clients) client.terminate()
     ws.wss.close()
@@ -266,7 +275,8 @@ async function startServers({ supervisor, jobs, wsPort = 0, httpPort = 0, rpcTok
     await close() // the one that did start must not keep the process alive
     throw failed.reason
   }
-  return { wsUrl: `ws://${HOST}:${wsBound.value}`, httpUrl: `http://${HOST}:${httpBound.value}`, close }
+  const httpUrl = `http://${HOST}:${httpBound.value}`
+  return { wsUrl: `ws://${HOST}:${wsBound.value}`, httpUrl, mcpUrl: `${httpUrl}/mcp`, close }
 }
 
 module.exports = { startServers, LIMITS, MAX_IN_FLIGHT_PER_CONNECTION }

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-/// Why a tool call failed. MCP needs the difference: invalid arguments are a protocol error,
-/// while a failure of the tool itself is a result with `isError: true`.
+/// Why a tool call failed. Both are a JSON-RPC error when the tool is called as a method, and
+/// a result with `isError: true` through MCP `tools/call` (MCP 2025-11-25).
 pub(crate) enum CallError {
     /// -32602: the params did not validate (here, or in the backend's own checks).
     InvalidParams(MethodError),

@@ -1,7 +1,9 @@
-//! MCP server methods (https://modelcontextprotocol.io/specification/2025-06-18) on top of the
+//! MCP server methods (https://modelcontextprotocol.io/specification/2025-11-25) on top of the
 //! JSON-RPC dispatcher: `initialize`, `notifications/initialized`, `ping`, `tools/list` and
-//! `tools/call`. Per MCP, a tool that fails while running answers with a result carrying
-//! `isError: true`; only an unknown tool or invalid arguments is a JSON-RPC error (-32602).
+//! `tools/call`. Per MCP 2025-11-25, a tool that fails while running, is refused, or is given
+//! arguments its input schema does not allow answers with a result carrying `isError: true`
+//! (so a model can read the message and correct itself); only an unknown tool or a malformed
+//! `tools/call` (no name, arguments not an object) is a JSON-RPC error (-32602).
 
 use super::call::{call_tool, CallError};
 use super::error::MethodError;
@@ -16,10 +18,11 @@ pub const TOOLS_LIST: &str = "tools/list";
 pub const TOOLS_CALL: &str = "tools/call";
 
 /// The revision this server implements, answered to a client asking for one we do not support.
-pub const PROTOCOL_VERSION: &str = "2025-06-18";
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
 /// Revisions whose tool results ours are compatible with (older clients ignore
-/// `structuredContent`); a client asking for one of these gets it back.
-pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 3] = [PROTOCOL_VERSION, "2025-03-26", "2024-11-05"];
+/// `structuredContent`, `outputSchema` and `annotations`); a client asking for one of these
+/// gets it back.
+pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] = [PROTOCOL_VERSION, "2025-06-18", "2025-03-26", "2024-11-05"];
 
 /// `initialize`: version negotiation, capabilities and server info. Needs `protocolVersion`
 /// (a string); the client's `capabilities` and `clientInfo` are not used, so not checked.
@@ -65,8 +68,7 @@ pub(crate) async fn tools_call(
     };
     match call_tool(tool, arguments, backend, limits).await {
         Ok(result) => Ok(tool_result(result)),
-        Err(CallError::InvalidParams(error)) => Err(error),
-        Err(CallError::Failed(error)) => Ok(tool_error_result(&error)),
+        Err(CallError::InvalidParams(error) | CallError::Failed(error)) => Ok(tool_error_result(tool, &error)),
     }
 }
 
@@ -107,13 +109,18 @@ fn whole_numbers_as_integers(value: Value) -> Value {
 }
 
 /// A failed `CallToolResult`: the error's message as text, and the whole JSON-RPC-style error
-/// object as `structuredContent.error` for agents that read structure.
-pub fn tool_error_result(error: &MethodError) -> Value {
-    json!({
+/// object as `structuredContent.error` for agents that read structure, except for a tool with
+/// an `outputSchema`: its `structuredContent` must match that schema, and clients check it
+/// (the TypeScript SDK's `callTool` throws otherwise), so there the text alone says it.
+pub fn tool_error_result(tool: Tool, error: &MethodError) -> Value {
+    let mut result = json!({
         "content": [{ "type": "text", "text": error.message }],
-        "structuredContent": { "error": error.to_json() },
         "isError": true
-    })
+    });
+    if tool.output_schema().is_none() {
+        result["structuredContent"] = json!({ "error": error.to_json() });
+    }
+    result
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! JSON-RPC 2.0 and MCP (protocol revision 2025-06-18) dispatch for the health tools.
+//! JSON-RPC 2.0 and MCP (protocol revision 2025-11-25) dispatch for the health tools.
 //!
 //! Operators reach `getSystemHealth` / `recoverSystem` over the service's JSON-RPC channel and
 //! AI agents reach the same tools over MCP (`initialize`, `tools/list`, `tools/call`, ...); both

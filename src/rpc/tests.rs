@@ -266,7 +266,6 @@ fn conformance_rows() -> Vec<(&'static str, Backend, &'static str, Expect)> {
         ("tools/call no name", Refusing, r#"{"jsonrpc":"2.0","method":"tools/call","params":{},"id":1}"#, Err(INVALID_PARAMS, json!(1))),
         ("tools/call no params", Refusing, r#"{"jsonrpc":"2.0","method":"tools/call","id":1}"#, Err(INVALID_PARAMS, json!(1))),
         ("tools/call args array", Refusing, r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"getSystemHealth","arguments":["full"]},"id":1}"#, Err(INVALID_PARAMS, json!(1))),
-        ("tools/call bad args", Allowing, r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"recoverSystem","arguments":{"errorType":"cpu"}},"id":1}"#, Err(INVALID_PARAMS, json!(1))),
         ("invalid params, notification", Refusing, r#"{"jsonrpc":"2.0","method":"getSystemHealth","params":{"checkType":"slow"}}"#, Nothing),
         // ---- -32603 Internal error
         ("backend internal error", Failing, r#"{"jsonrpc":"2.0","method":"getSystemHealth","id":7}"#, Err(INTERNAL_ERROR, json!(7))),
@@ -286,6 +285,8 @@ fn conformance_rows() -> Vec<(&'static str, Backend, &'static str, Expect)> {
         ("recover allowed", Allowing, r#"{"jsonrpc":"2.0","method":"recoverSystem","params":["process"],"id":1}"#, Ok(json!(1))),
         ("allocator, integral float", Allowing, r#"{"jsonrpc":"2.0","method":"reportAllocatorStats","params":{"device":1.0,"allocated":0,"reserved":18446744073709551615,"pid":42},"id":1}"#, Ok(json!(1))),
         ("health notification", Refusing, r#"{"jsonrpc":"2.0","method":"getSystemHealth"}"#, Nothing),
+        // MCP 2025-11-25: arguments the tool's input schema refuses are a result with isError.
+        ("tools/call bad args", Allowing, r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"recoverSystem","arguments":{"errorType":"cpu"}},"id":1}"#, Ok(json!(1))),
     ]
 }
 
@@ -690,13 +691,16 @@ async fn a_backend_that_refuses_the_params_answers_invalid_params() {
         let response = call(&fake, request).await.unwrap();
         assert_eq!(code(&response), INVALID_PARAMS, "{request}");
     }
-    // Over MCP invalid arguments are a protocol error, not a tool result.
+    // Over MCP (2025-11-25) arguments the tool refuses are a tool result with isError, which
+    // a model can read and correct, not a protocol error.
     let arguments = json!({ "device": 7, "allocated": 1, "reserved": 2 });
     let response = call(&fake, &mcp("tools/call", json!({ "name": "reportAllocatorStats", "arguments": arguments })))
         .await
         .unwrap();
-    assert_eq!(code(&response), INVALID_PARAMS);
-    assert!(response.get("result").is_none(), "{response}");
+    assert!(response.get("error").is_none(), "{response}");
+    assert_eq!(response["result"]["isError"], json!(true));
+    assert_eq!(response["result"]["content"][0]["text"], json!(refusal.message));
+    assert_eq!(response["result"]["structuredContent"]["error"], refusal.to_json());
 }
 
 #[tokio::test]
@@ -788,21 +792,27 @@ async fn mcp_initialize_negotiates_the_version() {
         ..RpcLimits::default()
     };
     let params = |version: &str| json!({ "protocolVersion": version, "capabilities": {}, "clientInfo": { "name": "agent", "version": "1" } });
-    let response = handle_json_rpc(&mcp("initialize", params("2025-06-18")), &fake, &limits).await.unwrap();
+    let response = handle_json_rpc(&mcp("initialize", params("2025-11-25")), &fake, &limits).await.unwrap();
     assert_eq!(
         response["result"],
         json!({
-            "protocolVersion": "2025-06-18",
+            "protocolVersion": "2025-11-25",
             "capabilities": { "tools": { "listChanged": false } },
             "serverInfo": { "name": "hpc-health", "version": "9.9.9" }
         })
     );
+    assert_eq!(PROTOCOL_VERSION, "2025-11-25");
+    // Older clients get their own revision back.
+    assert_eq!(SUPPORTED_PROTOCOL_VERSIONS.as_slice(), ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"]);
     for version in SUPPORTED_PROTOCOL_VERSIONS {
         let response = handle_json_rpc(&mcp("initialize", params(version)), &fake, &limits).await.unwrap();
         assert_eq!(response["result"]["protocolVersion"], json!(version));
     }
-    let response = handle_json_rpc(&mcp("initialize", params("2099-01-01")), &fake, &limits).await.unwrap();
-    assert_eq!(response["result"]["protocolVersion"], json!(PROTOCOL_VERSION));
+    // One we do not know (newer, or older than any we support): ours, the client decides.
+    for version in ["2099-01-01", "2024-10-07"] {
+        let response = handle_json_rpc(&mcp("initialize", params(version)), &fake, &limits).await.unwrap();
+        assert_eq!(response["result"]["protocolVersion"], json!(PROTOCOL_VERSION));
+    }
 
     // The default server info is this crate's.
     let response = call(&fake, &mcp("initialize", params("2025-06-18"))).await.unwrap();
@@ -828,7 +838,25 @@ async fn mcp_tools_list() {
         assert_eq!(tool["inputSchema"], requirements[name]["inputSchema"]);
     }
     assert_eq!(tools[2]["inputSchema"], allocator_tool()["inputSchema"]);
-    assert!(tools.iter().all(|t| t.as_object().unwrap().len() == 3));
+    // Annotations: a host may run the read-only tool without asking, and should ask before the
+    // destructive one.
+    assert_eq!(tools[0]["annotations"]["readOnlyHint"], json!(true));
+    assert_eq!(tools[1]["annotations"]["readOnlyHint"], json!(false));
+    assert_eq!(tools[1]["annotations"]["destructiveHint"], json!(true));
+    assert_eq!(tools[2]["annotations"]["readOnlyHint"], json!(false));
+    assert_eq!(tools[2]["annotations"]["destructiveHint"], json!(false));
+    // getSystemHealth's outputSchema names every field of the report; the others have none.
+    let schema = &tools[0]["outputSchema"];
+    assert_eq!(schema["type"], json!("object"));
+    let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert_eq!(
+        required,
+        ["healthy", "check_type", "timestamp", "duration_ms", "memory", "gpu", "issues", "accepting_requests"]
+    );
+    assert!(tools[1].get("outputSchema").is_none() && tools[2].get("outputSchema").is_none());
+    let keys = |tool: &Value| tool.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&tools[0]), ["annotations", "description", "inputSchema", "name", "outputSchema"]);
+    assert_eq!(keys(&tools[1]), ["annotations", "description", "inputSchema", "name"]);
     // Without params, or with a cursor, the same.
     let response = call(&Fake::default(), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await.unwrap();
     assert_eq!(response["result"]["tools"].as_array().unwrap().len(), 3);
@@ -883,7 +911,8 @@ async fn mcp_tool_failures_are_results_with_is_error() {
     assert!(response.get("error").is_none(), "{response}");
     assert_eq!(result["isError"], json!(true));
     assert_eq!(result["content"][0], json!({ "type": "text", "text": "Internal error: NVML is gone" }));
-    assert_eq!(result["structuredContent"]["error"]["code"], json!(INTERNAL_ERROR));
+    // getSystemHealth's structuredContent must match its outputSchema: the error is text only.
+    assert!(result.get("structuredContent").is_none(), "{result}");
 
     // A panicking backend too.
     let response = call(&Fake::panicking(), &request).await.unwrap();
@@ -898,7 +927,7 @@ async fn mcp_tool_failures_are_results_with_is_error() {
 }
 
 #[tokio::test]
-async fn mcp_unknown_tool_and_bad_arguments_are_protocol_errors() {
+async fn mcp_unknown_tool_and_malformed_calls_are_protocol_errors() {
     let fake = Fake::allowing();
     let response =
         call(&fake, &mcp("tools/call", json!({ "name": "invalid_tool_name", "arguments": {} }))).await.unwrap();
@@ -907,10 +936,45 @@ async fn mcp_unknown_tool_and_bad_arguments_are_protocol_errors() {
     // MCP protocol methods are not tools.
     let response = call(&fake, &mcp("tools/call", json!({ "name": "ping" }))).await.unwrap();
     assert_eq!(code(&response), INVALID_PARAMS);
-
-    let response = call(&fake, &mcp("tools/call", json!({ "name": "recoverSystem", "arguments": {} }))).await.unwrap();
-    assert_eq!(code(&response), INVALID_PARAMS);
+    // A call that is not a CallToolRequest: no name, arguments not an object.
+    for params in [json!({}), json!({ "name": "getSystemHealth", "arguments": [] })] {
+        let response = call(&fake, &mcp("tools/call", params.clone())).await.unwrap();
+        assert_eq!(code(&response), INVALID_PARAMS, "{params}");
+    }
     assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}
+
+#[tokio::test]
+async fn mcp_input_validation_errors_are_tool_results_with_is_error() {
+    // MCP 2025-11-25: arguments the input schema does not allow are a tool execution error.
+    let fake = Fake::allowing();
+    let cases = [
+        (json!({ "name": "recoverSystem", "arguments": {} }), "Invalid params: errorType is required"),
+        (json!({ "name": "recoverSystem", "arguments": { "errorType": "disk" } }), "errorType must be one of"),
+        (json!({ "name": "getSystemHealth", "arguments": { "checkType": 1 } }), "checkType must be one of"),
+        (json!({ "name": "getSystemHealth", "arguments": { "extra": true } }), "unknown field \"extra\""),
+        (json!({ "name": "reportAllocatorStats", "arguments": { "device": -1 } }), "device must be an integer"),
+    ];
+    for (params, text) in cases {
+        let response = call(&fake, &mcp("tools/call", params.clone())).await.unwrap();
+        assert!(response.get("error").is_none(), "{params}: {response}");
+        let result = &response["result"];
+        assert_eq!(result["isError"], json!(true), "{params}");
+        let message = result["content"][0]["text"].as_str().unwrap();
+        assert!(message.contains(text), "{params}: {message}");
+        // getSystemHealth has an outputSchema, which an error object would not match.
+        let tool = params["name"].as_str().unwrap();
+        if tool == "getSystemHealth" {
+            assert!(result.get("structuredContent").is_none(), "{result}");
+        } else {
+            assert_eq!(result["structuredContent"]["error"]["code"], json!(INVALID_PARAMS), "{result}");
+        }
+    }
+    // Invalid arguments are refused before authorize is asked or the backend runs.
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    // Called as a method, the same input is still -32602.
+    let response = call(&fake, r#"{"jsonrpc":"2.0","method":"recoverSystem","params":{},"id":1}"#).await.unwrap();
+    assert_eq!(code(&response), INVALID_PARAMS);
 }
 
 // ---------------------------------------------------------------- hostile input

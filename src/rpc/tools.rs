@@ -51,6 +51,72 @@ impl Tool {
             tool => monitoring_tools()[tool.name()].clone(),
         }
     }
+
+    /// MCP `ToolAnnotations`: hints for a host deciding whether to ask its user before a call.
+    /// `getSystemHealth` only reads; `recoverSystem` may clear caches, restart the worker or
+    /// reset a GPU; `reportAllocatorStats` records numbers (a report replaces the last one).
+    pub fn annotations(self) -> Value {
+        match self {
+            Tool::GetSystemHealth => json!({ "readOnlyHint": true, "openWorldHint": false }),
+            Tool::RecoverSystem => json!({
+                "readOnlyHint": false,
+                "destructiveHint": true,
+                "idempotentHint": false,
+                "openWorldHint": false
+            }),
+            Tool::ReportAllocatorStats => json!({
+                "readOnlyHint": false,
+                "destructiveHint": false,
+                "idempotentHint": true,
+                "openWorldHint": false
+            }),
+        }
+    }
+
+    /// MCP `outputSchema`: the shape of `structuredContent` in the tool's successful results,
+    /// for the tools whose result has one fixed shape.
+    pub fn output_schema(self) -> Option<Value> {
+        match self {
+            Tool::GetSystemHealth => Some(system_health_schema()),
+            Tool::RecoverSystem | Tool::ReportAllocatorStats => None,
+        }
+    }
+}
+
+/// `getSystemHealth`'s report (`HealthSupervisor.checkSystemHealth`'s, see API.md): every
+/// top-level field and the issues in full; `memory` and `gpu` are the monitors' reports, or
+/// null without that monitor. Extra fields are allowed so that adding one breaks no client.
+fn system_health_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "healthy": { "type": "boolean" },
+            "check_type": { "type": "string", "enum": ["quick", "full"] },
+            "timestamp": { "type": "number", "description": "milliseconds since the epoch" },
+            "duration_ms": { "type": "number", "minimum": 0 },
+            "memory": { "type": ["object", "null"] },
+            "gpu": { "type": ["object", "null"] },
+            "issues": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "code": { "type": "string" },
+                        "severity": { "type": "string", "enum": ["warn", "fail"] },
+                        "device": { "type": ["integer", "null"], "minimum": 0 },
+                        "message": { "type": "string" },
+                        "action": {
+                            "type": "string",
+                            "enum": ["none", "clear_cache", "restart_app", "reset_gpu", "reboot_node"]
+                        }
+                    },
+                    "required": ["code", "severity", "device", "message", "action"]
+                }
+            },
+            "accepting_requests": { "type": "boolean" }
+        },
+        "required": ["healthy", "check_type", "timestamp", "duration_ms", "memory", "gpu", "issues", "accepting_requests"]
+    })
 }
 
 /// The requirements' `monitoringTools`, verbatim.
@@ -93,13 +159,18 @@ pub fn allocator_tool() -> Value {
     })
 }
 
-/// MCP `tools/list`'s `tools`: `[{ name, description, inputSchema }]` for every tool, in order.
+/// MCP `tools/list`'s `tools`: `[{ name, description, inputSchema, annotations, outputSchema? }]`
+/// for every tool, in order.
 pub fn tool_list() -> Value {
     let tools = Tool::ALL
         .into_iter()
         .map(|tool| {
             let mut entry = tool.definition();
             entry["name"] = Value::from(tool.name());
+            entry["annotations"] = tool.annotations();
+            if let Some(schema) = tool.output_schema() {
+                entry["outputSchema"] = schema;
+            }
             entry
         })
         .collect();
