@@ -236,21 +236,19 @@ impl CheckpointManager {
     /// queued and the journal's writer calls `reply` once it is on disk (with the others
     /// queued meanwhile, under one fdatasync). A manager closing counts as closed.
     pub fn queue_begin_operation_then(&self, id: &str, details: Value, reply: Reply<()>) {
-        let mut reply = Some(reply);
-        let queued = self.files.try_with(|f| {
-            f.journal.queue_begin_operation_then(id, details, reply.take().expect("queued once"));
-            Ok(())
-        });
-        if let (Err(closed), Some(reply)) = (queued, reply) {
-            reply(Err(closed));
-        }
+        self.queue_then(reply, |journal, reply| journal.queue_begin_operation_then(id, details, reply));
     }
 
     /// As `end_operation`, without blocking the caller; see `queue_begin_operation_then`.
     pub fn queue_end_operation_then(&self, id: &str, result: Value, reply: Reply<()>) {
+        self.queue_then(reply, |journal, reply| journal.queue_end_operation_then(id, result, reply));
+    }
+
+    /// Hands `reply` to `queue` with the journal, or answers it `ERR_CLOSED` at once.
+    fn queue_then(&self, reply: Reply<()>, queue: impl FnOnce(&Journal, Reply<()>)) {
         let mut reply = Some(reply);
         let queued = self.files.try_with(|f| {
-            f.journal.queue_end_operation_then(id, result, reply.take().expect("queued once"));
+            queue(&f.journal, reply.take().expect("queued once"));
             Ok(())
         });
         if let (Err(closed), Some(reply)) = (queued, reply) {
