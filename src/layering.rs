@@ -1,6 +1,7 @@
-//! The module structure as a test: sibling modules of one folder never import each other
-//! in a circle, the core never names the binding, and the supervisor takes nothing from
-//! `rpc` (both take their shared words from `vocabulary`).
+//! The module structure as a test: the crate's top-level modules never import each other in
+//! a circle (the core is layered), nor do sibling modules of one folder; the core never names
+//! the binding, and the supervisor takes nothing from `rpc` (both take their shared words
+//! from `vocabulary`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -81,13 +82,62 @@ fn find_circle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>
 }
 
 #[test]
-fn no_import_circles_among_the_binding_and_rpc_modules() {
-    for folder in ["js", "rpc", "durable"] {
+fn no_import_circles_among_sibling_modules() {
+    for folder in ["js", "rpc", "durable", "durable/fs", "durable/log", "supervisor", "sampling", "policy", "recovery"]
+    {
         let graph = sibling_imports(folder);
-        assert!(graph.len() > 2, "{folder}: {graph:?}");
+        assert!(graph.len() >= 2, "{folder}: {graph:?}");
         if let Some(circle) = find_circle(&graph) {
             panic!("src/{folder}: import circle {}", circle.join(" -> "));
         }
+    }
+}
+
+/// The crate's top-level modules (`src/x.rs` or `src/x/`, the binding and this test left
+/// out) and the others each one names as `crate::other` outside its unit tests.
+fn top_level_imports() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(SRC);
+    let modules: BTreeSet<String> = std::fs::read_dir(src)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            if e.path().is_dir() {
+                Some(name)
+            } else {
+                name.strip_suffix(".rs").map(str::to_owned)
+            }
+        })
+        .filter(|name| !["lib", "js", "layering"].contains(&name.as_str()))
+        .collect();
+    modules
+        .iter()
+        .map(|module| {
+            let folder = src.join(module);
+            let files = if folder.is_dir() { files_under(&folder) } else { vec![src.join(format!("{module}.rs"))] };
+            let named = files
+                .iter()
+                .flat_map(|file| {
+                    let text = std::fs::read_to_string(file).unwrap();
+                    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("").to_owned();
+                    modules
+                        .iter()
+                        .filter(|other| *other != module && code.contains(&format!("crate::{other}")))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            (module.clone(), named)
+        })
+        .collect()
+}
+
+#[test]
+fn no_import_circles_among_the_top_level_modules() {
+    let graph = top_level_imports();
+    assert!(graph.len() > 8 && graph["supervisor"].contains("sampling"), "{graph:?}");
+    if let Some(circle) = find_circle(&graph) {
+        panic!("import circle among the crate's modules: {}", circle.join(" -> "));
     }
 }
 

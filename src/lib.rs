@@ -4,6 +4,7 @@
 //! and one binding folder (`js`) where every `#[napi]` item lives.
 
 pub mod durable;
+pub mod health;
 pub mod incident;
 #[cfg(test)]
 mod layering;
@@ -16,5 +17,6 @@ pub mod shapes;
 pub mod supervisor;
 mod sync;
 pub mod vocabulary;
+pub mod wake;
 
 mod js;

@@ -10,6 +10,7 @@
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use crate::durable::IncidentRecord;
+use crate::health::SystemHealth;
 use crate::monitors::gpu_health::{DeviceHealth, GpuHealthReport};
 use crate::policy::gpu_health::AllocatorUse;
 use crate::policy::issues::HealthIssue;
@@ -20,7 +21,6 @@ use crate::sampling::gpu::{decode_throttle_reasons, GpuDeviceSample, RemappedRow
 use crate::sampling::memory::{CgroupReport, MemoryMetrics};
 use crate::sampling::psi::MemoryPsi;
 use crate::sampling::xid_watch::{WatchState, XidEvent};
-use crate::supervisor::SystemHealth;
 
 /// Writes `name`'s fields in order: `fields!(s, "Name", { "key" => value, ... })`.
 macro_rules! fields {

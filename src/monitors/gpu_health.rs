@@ -120,7 +120,7 @@ impl GpuHealthMonitor {
 
     /// Wakes `handle` at each Xid event and when a watched device is lost (nothing when Xid
     /// watching is off).
-    pub fn wake_on_events(&self, handle: crate::supervisor::wake::WakeHandle) {
+    pub fn wake_on_events(&self, handle: crate::wake::WakeHandle) {
         if let Some(watch) = &self.xid_watch {
             watch.wake_on_events(handle);
         }

@@ -43,12 +43,10 @@
 //! remembers for 45 s (`window_ms − trend_ms`): a sawtooth of a longer period looks like a
 //! leak on every ramp.
 
-use crate::policy::thresholds::MemoryThresholds;
+use crate::policy::thresholds::{MemoryThresholds, FORECAST_HORIZON_MS};
 use crate::sampling::fast::{FastSample, MemorySignal};
 use std::collections::BTreeMap;
 
-/// How far ahead an exhaustion is worth a warning when no option says otherwise.
-pub const DEFAULT_FORECAST_HORIZON_MS: f64 = 60_000.0;
 /// The most samples kept per signal. Samples closer together than `window_ms / MAX_SAMPLES`
 /// are skipped, so a fast sampling rate thins out instead of shrinking the window, and the
 /// O(n²) fit stays under 10⁴ pairs.
@@ -84,7 +82,7 @@ pub struct ForecastPolicy {
 impl Default for ForecastPolicy {
     fn default() -> Self {
         ForecastPolicy {
-            horizon_ms: DEFAULT_FORECAST_HORIZON_MS,
+            horizon_ms: FORECAST_HORIZON_MS.default,
             window_ms: 60_000.0,
             trend_ms: 15_000.0,
             min_span_ms: 10_000.0,

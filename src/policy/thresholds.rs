@@ -318,7 +318,7 @@ pub const STALE_AFTER_MS: ThresholdSpec = ThresholdSpec {
 /// least, and an NVML memory query costs about a millisecond per device.
 pub const FAST_SAMPLE_MS: ThresholdSpec = ThresholdSpec {
     name: "fastSampleMs",
-    default: crate::sampling::fast::DEFAULT_FAST_SAMPLE_MS,
+    default: 1000.0,
     min: 50.0,
     min_inclusive: true,
     max: MAX_INTERVAL_MS,
@@ -328,7 +328,7 @@ pub const FAST_SAMPLE_MS: ThresholdSpec = ThresholdSpec {
 /// 10 s (the trend needs 10 s of samples and 4 s of confirmation), at most a day.
 pub const FORECAST_HORIZON_MS: ThresholdSpec = ThresholdSpec {
     name: "forecastHorizonMs",
-    default: crate::policy::forecast::DEFAULT_FORECAST_HORIZON_MS,
+    default: 60_000.0,
     min: 10_000.0,
     min_inclusive: true,
     max: 86_400_000.0,

@@ -6,8 +6,8 @@
 
 use super::nvml_session::{describe_nvml_error, NvmlSession};
 use super::unix_time_ms;
-use crate::supervisor::wake::{WakeHandle, WakeSource};
 use crate::sync::lock;
+use crate::wake::{WakeHandle, WakeSource};
 use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::{nvml_try, NvmlError};
@@ -318,7 +318,7 @@ mod tests {
         assert!(Arc::ptr_eq(&watch, &shared_xid_watch(&session)), "one watch per session");
         wait_for("arming", || watch.state() == WatchState::Watching(vec![0, 1]));
         assert_eq!(xid_threads(), 1);
-        let wake = crate::supervisor::wake::Wake::default();
+        let wake = crate::wake::Wake::default();
         watch.wake_on_events(wake.handle());
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
 

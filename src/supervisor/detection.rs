@@ -2,9 +2,10 @@
 //! and exhaustion forecasts, and the kernel's memory-pressure events. The state and the pure
 //! rules are here; the loop that takes the samples is in `mod.rs`.
 
+use crate::policy::crossing::CrossingDetector;
 use crate::policy::forecast::{ExhaustionForecast, ExhaustionForecasts, ForecastPolicy};
 use crate::policy::issues::{HealthIssue, IssueCode};
-use crate::sampling::fast::{CrossingDetector, MemorySignal};
+use crate::sampling::fast::MemorySignal;
 use crate::sampling::pressure_events::PressureWatcher;
 use serde_json::{json, Value};
 

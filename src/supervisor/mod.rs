@@ -13,14 +13,14 @@ pub mod pauses;
 pub mod planner;
 mod recoveries;
 pub mod status;
-pub mod wake;
 
 use crate::incident::{Incident, IncidentKind, IncidentSeverity, IncidentSink};
-use crate::monitors::gpu_health::{GpuHealthMonitor, GpuHealthReport};
+use crate::monitors::gpu_health::GpuHealthMonitor;
 use crate::monitors::memory::MemoryMonitor;
+use crate::policy::crossing::CrossingChange;
 use crate::policy::forecast::{ExhaustionForecast, ForecastPolicy, ForecastTransition};
 use crate::policy::issues::{Action, HealthIssue, IssueCode, Severity};
-use crate::policy::pressure::{pressure_issues, MemoryPressure};
+use crate::policy::pressure::pressure_issues;
 use crate::policy::thresholds::{
     stale_after_default_ms, MemoryThresholds, BUDGET_MAX, BUDGET_WINDOW_MS, CHECK_TIMEOUT_MS, FAILURES_FOR_UNKNOWN,
     FAST_SAMPLE_MS, FORECAST_HORIZON_MS, HEALTHY_AFTER, INTERVAL_MS, STEP_TIMEOUT_MS, UNHEALTHY_AFTER, WAKE_MIN_GAP_MS,
@@ -28,12 +28,12 @@ use crate::policy::thresholds::{
 use crate::recovery::engine::{Hook, Interrupter};
 use crate::recovery::gpu::GpuRecovery;
 use crate::recovery::memory::MemoryRecovery;
-use crate::sampling::fast::{take_fast_sample, CrossingChange, FastSample};
+use crate::sampling::fast::{take_fast_sample, FastSample};
 use crate::sampling::gpu::GpuDetail;
-use crate::sampling::memory::MemoryMetrics;
 use crate::sampling::pressure_events::{PressureWatcher, PsiTrigger};
 use crate::sampling::{duration_ms, unix_time_ms};
 use crate::sync::lock;
+use crate::wake::{Wake, WakeHandle, WakeSource};
 use detection::Detection;
 use episode::{Backoff, EpisodeChange, Hysteresis, RecoveryBudget};
 use planner::{ActionKind, ActionResult};
@@ -46,28 +46,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::sync::Notify;
-use wake::{Wake, WakeSource};
 
 pub use status::{action_json, health_summary, issue_json};
 
 // The kinds of check and recovery operators ask for are the RPC layer's words.
 pub use crate::vocabulary::{CheckType, RecoveryType};
 
+pub use crate::health::SystemHealth;
+
 /// While `stop` waits for the loop, how often it interrupts recoveries again.
 const STOP_INTERRUPT_REPEAT: Duration = Duration::from_millis(50);
-
-/// One health check of the whole system.
-#[derive(Debug, Clone)]
-pub struct SystemHealth {
-    pub healthy: bool,
-    pub check_type: CheckType,
-    pub timestamp_ms: f64,
-    pub duration_ms: f64,
-    pub memory: Option<(MemoryPressure, MemoryMetrics)>,
-    pub gpu: Option<GpuHealthReport>,
-    pub issues: Vec<HealthIssue>,
-    pub accepting_requests: bool,
-}
 
 /// A health check that gave no answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -341,7 +329,7 @@ impl Supervisor {
     }
 
     /// A handle event sources call to make the loop check now (see `wake`).
-    pub fn wake_handle(&self) -> wake::WakeHandle {
+    pub fn wake_handle(&self) -> WakeHandle {
         self.wake.handle()
     }
 

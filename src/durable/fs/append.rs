@@ -19,7 +19,8 @@ pub(crate) struct AppendFile {
 
 impl AppendFile {
     pub(crate) fn open(storage: &Storage, dir: &StateDir, name: &str) -> Result<Self> {
-        let file = storage.open_append(dir, name).map_err(|e| DurableError::io(format!("opening {name}"), &e))?;
+        let file =
+            storage.open_append(&dir.handle, name).map_err(|e| DurableError::io(format!("opening {name}"), &e))?;
         let len = file.metadata().map_err(|e| DurableError::io(format!("stat {name}"), &e))?.len();
         Ok(AppendFile { file, name: name.to_owned(), len })
     }

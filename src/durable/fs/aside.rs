@@ -28,14 +28,14 @@ pub(crate) fn set_aside(storage: &Storage, dir: &StateDir, name: &str, family: &
         ));
     }
     let aside = format!("{CORRUPT_PREFIX}{name}-{next}");
-    storage.rename(dir, name, &aside).map_err(|e| DurableError::io(format!("setting {name} aside"), &e))?;
+    storage.rename(&dir.handle, name, &aside).map_err(|e| DurableError::io(format!("setting {name} aside"), &e))?;
 
     let mut family_asides: Vec<(u64, &str)> =
         asides.iter().filter(|(orig, _, _)| orig.starts_with(family)).map(|&(_, n, full)| (n, full)).collect();
     family_asides.sort_unstable_by_key(|&(n, _)| std::cmp::Reverse(n));
     // The new one is the newest; keep it and CORRUPT_FILES_KEPT - 1 of the earlier ones.
     for (_, old) in family_asides.iter().skip(CORRUPT_FILES_KEPT.saturating_sub(1)) {
-        let _ = storage.remove_file(dir, old);
+        let _ = storage.remove_file(&dir.handle, old);
     }
     let _ = dir.sync(storage);
     Ok(aside)

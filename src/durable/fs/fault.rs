@@ -5,7 +5,7 @@
 use std::io;
 use std::time::Duration;
 
-use super::storage::{IoOp, IO_OPS};
+use super::io_op::{IoOp, IO_OPS};
 
 /// How an injected fault fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! The file protocols of durable state, one concern a file: [`error`] (the error type and
-//! codes), [`storage`] (every I/O step; fault injection in [`fault`], tests only),
+//! codes), [`storage`] (every I/O step, of the kinds in [`io_op`]; fault injection in [`fault`],
+//! tests only),
 //! [`state_dir`] (safe, locked directories), [`read`] (bounded reads), [`whole_file`]
 //! (durable whole-file writes), [`append`] (durable appends), [`aside`] (family file
 //! names, setting damaged or foreign files aside) and [`json`] (JSON limits). Everything
@@ -25,6 +26,7 @@ pub(crate) mod aside;
 pub mod error;
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod fault;
+pub(crate) mod io_op;
 pub mod json;
 pub(crate) mod read;
 pub mod state_dir;

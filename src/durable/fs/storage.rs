@@ -11,41 +11,18 @@ use std::sync::{Arc, Mutex};
 use super::error::{DurableError, ERR_PERSIST_FAILED};
 #[cfg(any(test, feature = "fault-injection"))]
 use super::fault::{injected, ArmedPlan, FaultKind, FaultPlan};
-use super::state_dir::StateDir;
+pub use super::io_op::IoOp;
+use super::io_op::IO_OPS;
 use crate::durable::dir::DirHandle;
 use crate::sync::lock;
 #[cfg(not(any(test, feature = "fault-injection")))]
 use no_faults::{injected, FaultKind};
 
-/// The kinds of I/O step that go through [`Storage`], for counting and fault injection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IoOp {
-    /// Creating a new file (`O_CREAT|O_EXCL`).
-    Create,
-    Write,
-    /// fsync / fdatasync of a file.
-    Sync,
-    Rename,
-    /// fsync of a directory.
-    SyncDir,
-    /// Truncating a file (torn-tail repair).
-    Truncate,
-}
-
-pub(super) const IO_OPS: [IoOp; 6] =
-    [IoOp::Create, IoOp::Write, IoOp::Sync, IoOp::Rename, IoOp::SyncDir, IoOp::Truncate];
-
-impl IoOp {
-    pub(super) fn index(self) -> usize {
-        self as usize
-    }
-}
-
 /// Without fault injection no fault exists: the type has no values and every path that
 /// would inject one is unreachable.
 #[cfg(not(any(test, feature = "fault-injection")))]
 mod no_faults {
-    use super::IoOp;
+    use super::super::io_op::IoOp;
 
     #[derive(Debug, Clone, Copy)]
     pub(super) enum FaultKind {}
@@ -189,16 +166,16 @@ impl Storage {
 
     /// Creates file `name` in `dir`, mode 0600, failing if the name exists (as anything,
     /// a symlink included).
-    pub(crate) fn create_new(&self, dir: &StateDir, name: &str) -> io::Result<File> {
+    pub(crate) fn create_new(&self, dir: &DirHandle, name: &str) -> io::Result<File> {
         if let Some(kind) = self.step(IoOp::Create) {
             return Err(injected(IoOp::Create, kind));
         }
-        dir.handle.open_file(name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)
+        dir.open_file(name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)
     }
 
     /// Opens existing regular file `name` in `dir` for appending.
-    pub(crate) fn open_append(&self, dir: &StateDir, name: &str) -> io::Result<File> {
-        dir.handle.open_file(name, libc::O_WRONLY | libc::O_APPEND, 0)
+    pub(crate) fn open_append(&self, dir: &DirHandle, name: &str) -> io::Result<File> {
+        dir.open_file(name, libc::O_WRONLY | libc::O_APPEND, 0)
     }
 
     pub(crate) fn write_all(&self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
@@ -230,9 +207,9 @@ impl Storage {
     }
 
     /// Renames `from` to `to` inside `dir`.
-    pub(crate) fn rename(&self, dir: &StateDir, from: &str, to: &str) -> io::Result<()> {
+    pub(crate) fn rename(&self, dir: &DirHandle, from: &str, to: &str) -> io::Result<()> {
         match self.step(IoOp::Rename) {
-            None => dir.handle.rename(from, to),
+            None => dir.rename(from, to),
             Some(kind) => Err(injected(IoOp::Rename, kind)),
         }
     }
@@ -254,7 +231,7 @@ impl Storage {
     }
 
     /// Removes `name` from `dir` (a symlink itself, never its target).
-    pub(crate) fn remove_file(&self, dir: &StateDir, name: &str) -> io::Result<()> {
-        dir.handle.remove(name)
+    pub(crate) fn remove_file(&self, dir: &DirHandle, name: &str) -> io::Result<()> {
+        dir.remove(name)
     }
 }

@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::storage::IO_OPS;
+use super::io_op::IO_OPS;
 use super::{open_state_dir, FaultPlan, IoOp, StateDir, Storage, ERR_CHECKPOINT_LOCKED, TEMP_PREFIX};
 
 /// Step counts by kind.

@@ -58,13 +58,13 @@ pub(crate) fn write_file_rewrite(
 fn write_file_attempt(storage: &Storage, dir: &StateDir, name: &str, bytes: &[u8]) -> io::Result<()> {
     let (temp, file) = create_temp(storage, dir, name)?;
     if let Err(e) = write_sync_rename(storage, dir, file, &temp, name, bytes) {
-        let _ = storage.remove_file(dir, &temp);
+        let _ = storage.remove_file(&dir.handle, &temp);
         return Err(e);
     }
     if let Err(e) = dir.sync(storage) {
         // Renamed but not known durable: take it back rather than leave a file whose
         // write was reported as failed.
-        let _ = storage.remove_file(dir, name);
+        let _ = storage.remove_file(&dir.handle, name);
         return Err(e);
     }
     Ok(())
@@ -81,14 +81,14 @@ fn write_sync_rename(
     storage.write_all(&mut file, bytes)?;
     storage.sync_all(&file)?;
     drop(file);
-    storage.rename(dir, temp, target)
+    storage.rename(&dir.handle, temp, target)
 }
 
 fn create_temp(storage: &Storage, dir: &StateDir, name: &str) -> io::Result<(String, File)> {
     loop {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let temp = format!("{TEMP_PREFIX}{name}-{}-{n}", std::process::id());
-        match storage.create_new(dir, &temp) {
+        match storage.create_new(&dir.handle, &temp) {
             Ok(file) => return Ok((temp, file)),
             // A leftover of an earlier process with the same pid: take the next number.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -105,7 +105,7 @@ pub(crate) fn remove_temp_files(storage: &Storage, dir: &StateDir, family: &str)
     let prefix = format!("{TEMP_PREFIX}{family}");
     for entry in dir.list()? {
         if entry.is_file && entry.name.starts_with(&prefix) {
-            match storage.remove_file(dir, &entry.name) {
+            match storage.remove_file(&dir.handle, &entry.name) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(DurableError::io(format!("removing leftover {}", entry.name), &e)),
@@ -122,7 +122,7 @@ pub(crate) fn remove_files(storage: &Storage, dir: &StateDir, names: &[String]) 
         return;
     }
     for name in names {
-        let _ = storage.remove_file(dir, name);
+        let _ = storage.remove_file(&dir.handle, name);
     }
     let _ = dir.sync(storage);
 }

@@ -1,5 +1,5 @@
-//! Waking the supervisor between its checks. Any event source (the Xid watcher today; fast
-//! samples and kernel memory-pressure events next) holds a `WakeHandle` and calls `wake`
+//! Waking the supervisor between its checks. Any event source (the Xid watch, the fast
+//! samples, kernel memory-pressure events) holds a `WakeHandle` and calls `wake`
 //! when it sees something; the loop selects on the `Wake` beside its interval timer and
 //! checks at once. Wakes coalesce: many before the loop gets to them make one check.
 
