@@ -144,3 +144,20 @@ test("the checkpoint manager's incidents are counted in the supervisor's inciden
   assert.equal(value(supervisor.metrics(), 'hpc_health_incidents_total', { kind: 'checkpoint_created' }), '1')
   await checkpointManager.close()
 })
+
+test("the README's metrics table names every family the exposition has, and nothing else", async () => {
+  const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8')
+  const section = readme.slice(readme.indexOf('## Operating it'), readme.indexOf('## Documentation'))
+  const rows = section.split('\n').filter((line) => line.startsWith('| `'))
+  const documented = new Set(rows.flatMap((row) => [...row.split('|')[1].matchAll(/`([a-z0-9_]+)`/g)].map((m) => `hpc_health_${m[1]}`)))
+  const memoryMonitor = new h.MemoryMonitor({ nvmlLibraryPath: STANDIN_LIBRARY })
+  const gpuMonitor = new h.GPUHealthMonitor({ nvmlLibraryPath: STANDIN_LIBRARY })
+  const supervisor = new h.HealthSupervisor({ memoryMonitor, gpuMonitor })
+  await supervisor.checkSystemHealth('full')
+  const exported = new Set(parsePrometheus(supervisor.metrics()).map((f) => f.name))
+  for (const name of exported) assert.ok(documented.has(name), `${name} is exported but not in the README's table`)
+  // PSI needs a kernel with it; the rest is there after one full check with GPUs.
+  const optional = new Set(['hpc_health_memory_psi_some_avg10', 'hpc_health_memory_psi_full_avg10', 'hpc_health_last_checkpoint_timestamp_seconds', 'hpc_health_last_check_timestamp_seconds', 'hpc_health_last_successful_check_timestamp_seconds'])
+  for (const name of documented) assert.ok(exported.has(name) || optional.has(name), `${name} is in the README's table but not exported`)
+  assert.ok(documented.size > 20, `${documented.size} names read from the table`)
+})
