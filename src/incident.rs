@@ -122,11 +122,11 @@ pub struct IncidentCounts(std::sync::Mutex<std::collections::BTreeMap<IncidentKi
 
 impl IncidentCounts {
     pub fn add(&self, kind: IncidentKind) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_default() += 1;
+        *crate::sync::lock(&self.0).entry(kind).or_default() += 1;
     }
 
     pub fn snapshot(&self) -> std::collections::BTreeMap<IncidentKind, u64> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::lock(&self.0).clone()
     }
 }
 

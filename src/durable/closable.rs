@@ -22,7 +22,7 @@ impl<T> Closable<T> {
 
     /// Runs `work` with the store held open; `ERR_CLOSED` once closed.
     pub fn with<R>(&self, work: impl FnOnce(&T) -> Result<R>) -> Result<R> {
-        let guard = self.open.read().unwrap_or_else(|p| p.into_inner());
+        let guard = crate::sync::read(&self.open);
         match guard.as_ref() {
             Some(store) => work(store),
             None => Err(DurableError::new(ERR_CLOSED, format!("{} is closed", self.name))),
@@ -46,7 +46,7 @@ impl<T> Closable<T> {
     /// Waits for work in flight, then drops the store (which releases its directory lock).
     /// Idempotent.
     pub fn close(&self) {
-        *self.open.write().unwrap_or_else(|p| p.into_inner()) = None;
+        *crate::sync::write(&self.open) = None;
     }
 }
 

@@ -135,7 +135,7 @@ struct Listeners {
 impl EventSink for Listeners {
     fn emit(&self, event: &'static str, payload: serde_json::Value) {
         let targets: Vec<Arc<Listener>> = {
-            let listeners = self.by_event.lock().unwrap_or_else(|p| p.into_inner());
+            let listeners = crate::sync::lock(&self.by_event);
             listeners.iter().filter(|(e, _, _)| e == event).map(|(_, _, l)| l.clone()).collect()
         };
         for listener in targets {
@@ -356,11 +356,7 @@ impl HealthSupervisor {
             let threadsafe =
                 function.build_threadsafe_function::<JsonOut>().weak::<true>().callee_handled::<false>().build()?;
             let id = self.listeners.next_id.fetch_add(1, Ordering::Relaxed);
-            self.listeners.by_event.lock().unwrap_or_else(|p| p.into_inner()).push((
-                event.clone(),
-                id,
-                Arc::new(threadsafe),
-            ));
+            crate::sync::lock(&self.listeners.by_event).push((event.clone(), id, Arc::new(threadsafe)));
             self.listener_refs.push((event, id, function.create_ref()?));
             Ok(())
         })
@@ -382,7 +378,7 @@ impl HealthSupervisor {
             }
             if let Some((position, id)) = found {
                 self.listener_refs.remove(position);
-                self.listeners.by_event.lock().unwrap_or_else(|p| p.into_inner()).retain(|(_, i, _)| *i != id);
+                crate::sync::lock(&self.listeners.by_event).retain(|(_, i, _)| *i != id);
             }
             Ok(())
         })

@@ -36,7 +36,7 @@ thread_local! {
 }
 
 fn pending() -> MutexGuard<'static, BTreeMap<u64, Settler>> {
-    PENDING.lock().unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(&PENDING)
 }
 
 /// A promise being waited for: resolves to its converted value, or the rejection's message.

@@ -111,11 +111,11 @@ impl GpuHealthMonitor {
     }
 
     pub fn policy(&self) -> GpuHealthPolicy {
-        *self.policy.read().unwrap_or_else(|p| p.into_inner())
+        *crate::sync::read(&self.policy)
     }
 
     pub fn set_policy(&self, policy: GpuHealthPolicy) {
-        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
+        *crate::sync::write(&self.policy) = policy;
     }
 
     /// Wakes `handle` at each Xid event and when a watched device is lost (nothing when Xid

@@ -20,11 +20,11 @@ impl MemoryMonitor {
     }
 
     pub fn thresholds(&self) -> MemoryThresholds {
-        *self.thresholds.read().unwrap_or_else(|p| p.into_inner())
+        *crate::sync::read(&self.thresholds)
     }
 
     pub fn set_thresholds(&self, thresholds: MemoryThresholds) {
-        *self.thresholds.write().unwrap_or_else(|p| p.into_inner()) = thresholds;
+        *crate::sync::write(&self.thresholds) = thresholds;
     }
 
     pub fn get_memory_metrics(&self) -> MemoryMetrics {

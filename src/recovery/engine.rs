@@ -383,7 +383,7 @@ impl RecoveryCore {
     }
 
     pub fn set_incident_sink(&self, sink: Option<Arc<dyn IncidentSink>>) {
-        *self.sink.write().unwrap_or_else(|p| p.into_inner()) = sink;
+        *crate::sync::write(&self.sink) = sink;
     }
 
     /// Whether a run is in flight.
@@ -444,7 +444,7 @@ impl RecoveryCore {
     /// Writes an incident if a sink is attached, off the async threads (it fsyncs). A sink
     /// that fails is reported in the returned string, never fails the recovery.
     pub async fn incident(&self, incident: Incident) -> Option<String> {
-        let sink = self.sink.read().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let sink = crate::sync::read(&self.sink).clone()?;
         match tokio::task::spawn_blocking(move || sink.record(incident)).await {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(e),

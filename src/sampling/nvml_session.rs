@@ -137,14 +137,14 @@ impl NvmlSession {
     /// is unavailable.
     pub fn with_nvml<R>(&self, f: impl FnOnce(&Nvml) -> R) -> Result<R, String> {
         {
-            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            let state = crate::sync::read(&self.state);
             match &*state {
                 SessionState::Open(nvml) => return Ok(f(nvml)),
                 SessionState::Failed { reason, at } if at.elapsed() < FAILED_OPEN_RETRY => return Err(reason.clone()),
                 _ => {}
             }
         }
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut state = crate::sync::write(&self.state);
         // Another thread may have opened it while this one waited for the lock.
         let retry = match &*state {
             SessionState::Open(_) => false,
@@ -155,7 +155,7 @@ impl NvmlSession {
             *state = self.open();
         }
         drop(state);
-        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let state = crate::sync::read(&self.state);
         match &*state {
             SessionState::Open(nvml) => Ok(f(nvml)),
             SessionState::Failed { reason, .. } => Err(reason.clone()),
@@ -167,7 +167,7 @@ impl NvmlSession {
     /// stay stale until NVML is initialised again.
     pub fn reopen(&self) -> Result<(), String> {
         self.reopening.store(true, Ordering::SeqCst);
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut state = crate::sync::write(&self.state);
         // Dropping the old `Nvml` calls nvmlShutdown before the new nvmlInit.
         *state = SessionState::Closed;
         *state = self.open();
