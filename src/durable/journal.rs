@@ -163,45 +163,48 @@ impl Journal {
     /// the record (errors of the arguments come back here) and returns what settles once
     /// it is durable. Records are committed in the order they were queued.
     pub fn queue_begin_operation(&self, id: &str, details: Value) -> Result<Pending<()>> {
-        let queued = self.begin_record(id, details)?;
-        self.engine.queue(|inbox| {
-            admit_begin(&mut inbox.admission, id)?;
-            Ok(inbox.push(queued))
-        })
+        self.queue(self.begin_record(id, details)?, |active| admit_begin(active, id))
     }
 
     /// As [`queue_begin_operation`](Self::queue_begin_operation), handing every outcome
     /// to `reply`: an argument error at once, on this thread; the commit's on the writer
     /// thread (keep it short: the next commit waits for it).
     pub fn queue_begin_operation_then(&self, id: &str, details: Value, reply: Reply<()>) {
-        let queued = match self.begin_record(id, details) {
-            Ok(queued) => queued,
-            Err(e) => return reply(Err(e)),
-        };
-        self.engine.queue(|inbox| match admit_begin(&mut inbox.admission, id) {
-            Ok(()) => inbox.push_then(queued, reply),
-            Err(e) => reply(Err(e)),
-        })
+        self.queue_then(self.begin_record(id, details), |active| admit_begin(active, id), reply)
     }
 
     /// As [`end_operation`](Self::end_operation) without blocking (see
     /// [`queue_begin_operation`](Self::queue_begin_operation)).
     pub fn queue_end_operation(&self, id: &str, result: Value) -> Result<Pending<()>> {
-        let queued = self.end_record(id, result)?;
-        self.engine.queue(|inbox| {
-            admit_end(&mut inbox.admission, id)?;
-            Ok(inbox.push(queued))
-        })
+        self.queue(self.end_record(id, result)?, |active| admit_end(active, id))
     }
 
     /// As [`queue_end_operation`](Self::queue_end_operation), handing every outcome to
     /// `reply` (see [`queue_begin_operation_then`](Self::queue_begin_operation_then)).
     pub fn queue_end_operation_then(&self, id: &str, result: Value, reply: Reply<()>) {
-        let queued = match self.end_record(id, result) {
+        self.queue_then(self.end_record(id, result), |active| admit_end(active, id), reply)
+    }
+
+    /// Queues `queued` once `admit` accepts it against the operations projected active.
+    fn queue(&self, queued: Queued, admit: impl FnOnce(&mut HashSet<String>) -> Result<()>) -> Result<Pending<()>> {
+        self.engine.queue(|inbox| {
+            admit(&mut inbox.admission)?;
+            Ok(inbox.push(queued))
+        })
+    }
+
+    /// As `queue`, every outcome (a bad record, a refusal, the commit's) going to `reply`.
+    fn queue_then(
+        &self,
+        queued: Result<Queued>,
+        admit: impl FnOnce(&mut HashSet<String>) -> Result<()>,
+        reply: Reply<()>,
+    ) {
+        let queued = match queued {
             Ok(queued) => queued,
             Err(e) => return reply(Err(e)),
         };
-        self.engine.queue(|inbox| match admit_end(&mut inbox.admission, id) {
+        self.engine.queue(|inbox| match admit(&mut inbox.admission) {
             Ok(()) => inbox.push_then(queued, reply),
             Err(e) => reply(Err(e)),
         })
