@@ -168,16 +168,13 @@ impl CheckpointManager {
     ) -> Result<PromiseRaw<'env, ()>> {
         super::task::guarded(env, "CheckpointManager.beginOperation", || {
             let id = read_id(env, &id, "id")?;
-            let details = details
-                .filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined)))
-                .map(|d| super::json_value(env, d, "details"))
-                .transpose()?;
+            let details = super::optional_json_value(env, details, "details")?;
             // Queued here; the journal's writer thread commits every record queued
             // meanwhile with one fdatasync and settles their promises in one go.
             let (promise, settle) = self.journal_promise(env)?;
             self.core.queue_begin_operation_then(
                 &id,
-                details.unwrap_or(Value::Null),
+                details,
                 Box::new(move |outcome| settle.settle(outcome.map_err(failed))),
             );
             Ok(promise)
@@ -195,14 +192,11 @@ impl CheckpointManager {
     ) -> Result<PromiseRaw<'env, ()>> {
         super::task::guarded(env, "CheckpointManager.endOperation", || {
             let id = read_id(env, &id, "id")?;
-            let result = result
-                .filter(|d| !matches!(d.get_type(), Ok(ValueType::Undefined)))
-                .map(|d| super::json_value(env, d, "result"))
-                .transpose()?;
+            let result = super::optional_json_value(env, result, "result")?;
             let (promise, settle) = self.journal_promise(env)?;
             self.core.queue_end_operation_then(
                 &id,
-                result.unwrap_or(Value::Null),
+                result,
                 Box::new(move |outcome| settle.settle(outcome.map_err(failed))),
             );
             Ok(promise)

@@ -170,6 +170,15 @@ pub unsafe fn from_js(env: sys::napi_env, value: sys::napi_value) -> std::result
 /// A JavaScript value given to an entry point as JSON data; `name` is used in the `TypeError`
 /// for what cannot be (functions, symbols, bigints, cycles, what a getter threw, nesting
 /// beyond what the durable formats take).
+/// An optional JSON argument: absent or `undefined` is `null`, anything else as
+/// [`json_value`] reads it.
+pub fn optional_json_value(env: &napi::Env, value: Option<Unknown>, name: &str) -> Result<Value> {
+    match value.filter(|v| !matches!(v.get_type(), Ok(napi::ValueType::Undefined))) {
+        Some(value) => json_value(env, value, name),
+        None => Ok(Value::Null),
+    }
+}
+
 pub fn json_value(env: &napi::Env, value: Unknown, name: &str) -> Result<Value> {
     // SAFETY: `env` is this call's live environment and `value` a handle in its scope.
     unsafe { from_js(env.raw(), napi::JsValue::raw(&value)) }.map_err(|reason| {

@@ -21,7 +21,7 @@ mod receiver;
 mod recovery_outcome;
 mod task;
 
-pub(crate) use json::json_value;
+pub(crate) use json::{json_value, optional_json_value};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
