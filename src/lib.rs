@@ -5,6 +5,7 @@
 
 pub mod durable;
 pub mod health;
+pub mod history;
 pub mod incident;
 #[cfg(test)]
 mod layering;

@@ -49,6 +49,48 @@
 //!   open; a bad line with good lines after it is skipped and reported; a segment holding
 //!   no intact record was not written here and is set aside.
 //!
+//! ## Metrics history: `history-fine-{n:020}.rec`, `history-coarse-{n:020}.rec` (a directory of its own)
+//! Fixed-size records of 88 bytes, back to back, no file header; `n` is the start (ms since
+//! the Unix epoch) of the file's first bucket. A record is one source (the host, or one
+//! GPU) over one bucket `[start, start + step)`, each signal as min/max/last over the
+//! samples folded in. The fine tier has one bucket a step (10 s by default, kept 24 h,
+//! files of 360 steps), the coarse tier one every 30 steps (5 min, kept 7 days, files of
+//! 288 steps). A bucket is appended (one write, one fdatasync) once the first sample of
+//! a later bucket arrives, or on close; so at most one record per source and step.
+//!
+//! | offset | size | field                                                         |
+//! |--------|------|---------------------------------------------------------------|
+//! | 0      | 1    | kind: 1 host, 2 GPU                                           |
+//! | 1      | 1    | GPU index (0 for the host)                                    |
+//! | 2      | 2    | samples folded in (≥ 1, saturating)                           |
+//! | 4      | 4    | step, ms (> 0)                                                |
+//! | 8      | 8    | bucket start, ms since the Unix epoch                         |
+//! | 16     | 60   | 5 signals × (u32 min, u32 max, u32 last), min ≤ max           |
+//! | 76     | 1    | known: bit i set when signal i had a value (else its 12 are 0) |
+//! | 77     | 1    | host: supervisor state at the last sample (0 starting, 1 healthy, 2 unhealthy, 3 unknown) |
+//! | 78     | 1    | host: states seen in the bucket (bit `1 << state`)            |
+//! | 79     | 1    | flags at the last sample                                      |
+//! | 80     | 1    | flags seen in the bucket (OR)                                 |
+//! | 81     | 3    | reserved, 0                                                   |
+//! | 84     | 4    | CRC-32C of bytes 0..84                                        |
+//!
+//! Host signals: memory used and total (MiB, host or cgroup, whichever binds), PSI memory
+//! `some` and `full` avg10 (hundredths of a percent), the check's issue count. Host flags:
+//! 1 intake closed, 2 recovery pause, 4 supervisor pause, 8 the check was unhealthy.
+//! GPU signals: memory used and total (MiB), temperature (°C), utilisation (%), power
+//! (mW). GPU flag: 1 lost.
+//! - Disk bound: each tier keeps at most `retention / file span + 2` files (older ones are
+//!   removed when a file is started, oldest first), each of at most `(file steps + 32) ×
+//!   (1 + GPUs) × 88` bytes (a full file is closed early): 10.4 MB (9.9 MiB) for 8 GPUs at
+//!   the default step, whatever the clock does (`HistoryPolicy::disk_bound_bytes`).
+//! - Reading back: a record failing its CRC or checks is skipped; trailing bytes short of a
+//!   record are an append in flight. Readers open the directory without its lock.
+//! - On open for writing: trailing records of the newest file of each tier that fail the
+//!   check, and a partial record, are a torn tail (an interrupted append), cut off. Damage
+//!   with intact records after it stays (and is skipped). The bucket open at a crash is
+//!   lost (at most one fine step; the open coarse bucket's minutes stay in the fine tier).
+//!   A bucket written twice (a restart within it) is folded into one by readers.
+//!
 //! ## Appends (journal and incident log)
 //! Records queued while one commit runs are written by the next with one `write` and one
 //! `fdatasync`; each is acknowledged only after that returns. After a failed write or

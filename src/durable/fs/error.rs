@@ -14,6 +14,8 @@ pub const ERR_UNSAFE_DIRECTORY: &str = "ERR_UNSAFE_DIRECTORY";
 pub const ERR_CHECKPOINT_LOCKED: &str = "ERR_CHECKPOINT_LOCKED";
 /// The incident-log directory is locked by another open.
 pub const ERR_INCIDENT_LOG_LOCKED: &str = "ERR_INCIDENT_LOG_LOCKED";
+/// The metrics-history directory is being written by another open.
+pub const ERR_HISTORY_LOCKED: &str = "ERR_HISTORY_LOCKED";
 /// A file is damaged (checksum, length, format or JSON).
 pub const ERR_CORRUPT: &str = "ERR_CORRUPT";
 /// No such checkpoint / operation.

@@ -45,7 +45,7 @@ pub use error::*;
 pub use fault::{FaultKind, FaultPlan};
 pub(crate) use json::parse_json;
 pub use json::{json_nesting_exceeds, validate_json};
-pub use state_dir::{open_state_dir, StateDir, LOCK_FILE_NAME};
+pub use state_dir::{open_state_dir, open_state_dir_read_only, StateDir, LOCK_FILE_NAME};
 pub use storage::{IoOp, Storage};
 pub use whole_file::TEMP_PREFIX;
 pub(crate) use whole_file::{remove_files, remove_temp_files, write_file_durable, write_file_rewrite};

@@ -23,8 +23,8 @@ pub struct StateDir {
     /// For messages only.
     path: PathBuf,
     pub(super) handle: DirHandle,
-    /// Holds the `flock` on `LOCK`.
-    _lock: File,
+    /// Holds the `flock` on `LOCK`; `None` for a read-only open, which takes no lock.
+    _lock: Option<File>,
 }
 
 impl StateDir {
@@ -86,7 +86,29 @@ pub fn open_state_dir(path: &Path, locked_code: &'static str) -> Result<StateDir
     let meta = handle.metadata().map_err(|e| DurableError::io(format!("stat {}", path.display()), &e))?;
     check_dir_safety(path, &meta)?;
     let lock_file = lock_state_dir(path, &handle, locked_code)?;
-    Ok(StateDir { path: path.to_path_buf(), handle, _lock: lock_file })
+    Ok(StateDir { path: path.to_path_buf(), handle, _lock: Some(lock_file) })
+}
+
+/// Opens an existing state directory to read it while its writer may hold the lock: the
+/// same safety checks as [`open_state_dir`], but nothing is created and no lock is taken,
+/// so readers never block the writer or each other. The caller must only read through it
+/// and tolerate files that change underneath (a torn last record of an append in flight).
+/// `ERR_NOT_FOUND` when the directory does not exist.
+pub fn open_state_dir_read_only(path: &Path) -> Result<StateDir> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => check_dir_safety(path, &meta)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(DurableError::new(super::error::ERR_NOT_FOUND, format!("{} does not exist", path.display())))
+        }
+        Err(e) => return Err(DurableError::io(format!("stat {}", path.display()), &e)),
+    }
+    let handle = DirHandle::open(path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => unsafe_dir(path, "is a symbolic link or not a directory"),
+        _ => DurableError::io(format!("opening {}", path.display()), &e),
+    })?;
+    let meta = handle.metadata().map_err(|e| DurableError::io(format!("stat {}", path.display()), &e))?;
+    check_dir_safety(path, &meta)?;
+    Ok(StateDir { path: path.to_path_buf(), handle, _lock: None })
 }
 
 /// Opens (creating) `LOCK` in the directory and takes its `flock`.
