@@ -202,6 +202,45 @@ export interface IncidentRecord {
 }
 
 /** Memory thresholds (fractions in (0, 1], milliseconds for `warning_interval`). */
+/** A signal over one history bucket; `null` when no sample in the bucket had it. */
+export type HistoryStat = { min: number, max: number, last: number } | null
+/** What `readHistory` returns: points oldest first, `t` the bucket start (ms since the epoch). */
+export interface MetricsHistory {
+  host: Array<{
+    t: number
+    step_ms: number
+    samples: number
+    memory_used_mib: HistoryStat
+    memory_total_mib: HistoryStat
+    psi_some_avg10: HistoryStat
+    psi_full_avg10: HistoryStat
+    issues: HistoryStat
+    state: 'starting' | 'healthy' | 'unhealthy' | 'unknown' | null
+    states_seen: Array<'starting' | 'healthy' | 'unhealthy' | 'unknown'>
+    intake_closed: boolean
+    intake_closed_last: boolean
+    recovery_paused: boolean
+    supervisor_paused: boolean
+    unhealthy_check: boolean
+  }>
+  gpus: Array<{
+    index: number
+    points: Array<{
+      t: number
+      step_ms: number
+      samples: number
+      memory_used_mib: HistoryStat
+      memory_total_mib: HistoryStat
+      temperature_c: HistoryStat
+      utilization_pct: HistoryStat
+      power_w: HistoryStat
+      lost: boolean
+      lost_last: boolean
+    }>
+  }>
+  skipped_records: number
+}
+
 export interface MemoryThresholds {
   gpu_memory: number
   system_memory: number

@@ -8,9 +8,11 @@
 //! checkpoint manager's own results in `durable::manager`.
 
 use serde::ser::{Serialize, SerializeStruct, Serializer};
+use std::collections::BTreeMap;
 
 use crate::durable::IncidentRecord;
 use crate::health::SystemHealth;
+use crate::history::{HealthState, HistoryReadout, Source};
 use crate::monitors::gpu_health::{DeviceHealth, GpuHealthReport};
 use crate::policy::gpu_health::AllocatorUse;
 use crate::policy::issues::HealthIssue;
@@ -35,6 +37,63 @@ macro_rules! fields {
 pub fn to_json(value: &impl Serialize) -> serde_json::Value {
     // These shapes are plain data with string keys: serializing them cannot fail.
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// The metrics history as `readHistory` returns it: the host's points and each GPU's,
+/// oldest first, each signal `{ min, max, last }` over its bucket (or `null` when no sample
+/// in the bucket had it), times in ms since the Unix epoch.
+pub fn history_json(readout: &HistoryReadout) -> serde_json::Value {
+    use crate::history::record::{
+        GpuSignal, HostSignal, Record, Stat, FLAG_GPU_LOST, FLAG_INTAKE_CLOSED, FLAG_RECOVERY_PAUSE,
+        FLAG_SUPERVISOR_PAUSE, FLAG_UNHEALTHY_CHECK,
+    };
+    use serde_json::json;
+    let stat = |r: &Record, slot: usize, scale: f64| {
+        r.stat(slot).map(|Stat { min, max, last }| {
+            json!({ "min": f64::from(min) / scale, "max": f64::from(max) / scale, "last": f64::from(last) / scale })
+        })
+    };
+    let mut host = Vec::new();
+    let mut gpus: BTreeMap<u8, Vec<serde_json::Value>> = BTreeMap::new();
+    for r in &readout.records {
+        match r.source {
+            Source::Host => {
+                let states: Vec<&str> = HealthState::ALL
+                    .iter()
+                    .filter(|&&state| r.states_seen & (1 << state as u8) != 0)
+                    .map(|state| state.as_str())
+                    .collect();
+                host.push(json!({
+                    "t": r.start_ms, "step_ms": r.step_ms, "samples": r.samples,
+                    "memory_used_mib": stat(r, HostSignal::MemoryUsedMib as usize, 1.0),
+                    "memory_total_mib": stat(r, HostSignal::MemoryTotalMib as usize, 1.0),
+                    "psi_some_avg10": stat(r, HostSignal::PsiSomeCentis as usize, 100.0),
+                    "psi_full_avg10": stat(r, HostSignal::PsiFullCentis as usize, 100.0),
+                    "issues": stat(r, HostSignal::Issues as usize, 1.0),
+                    "state": HealthState::from_code(r.state_last).map(HealthState::as_str),
+                    "states_seen": states,
+                    "intake_closed": r.flags_seen & FLAG_INTAKE_CLOSED != 0,
+                    "intake_closed_last": r.flags_last & FLAG_INTAKE_CLOSED != 0,
+                    "recovery_paused": r.flags_seen & FLAG_RECOVERY_PAUSE != 0,
+                    "supervisor_paused": r.flags_seen & FLAG_SUPERVISOR_PAUSE != 0,
+                    "unhealthy_check": r.flags_seen & FLAG_UNHEALTHY_CHECK != 0,
+                }));
+            }
+            Source::Gpu(index) => gpus.entry(index).or_default().push(json!({
+                "t": r.start_ms, "step_ms": r.step_ms, "samples": r.samples,
+                "memory_used_mib": stat(r, GpuSignal::MemoryUsedMib as usize, 1.0),
+                "memory_total_mib": stat(r, GpuSignal::MemoryTotalMib as usize, 1.0),
+                "temperature_c": stat(r, GpuSignal::TemperatureC as usize, 1.0),
+                "utilization_pct": stat(r, GpuSignal::UtilizationPct as usize, 1.0),
+                "power_w": stat(r, GpuSignal::PowerMilliwatts as usize, 1000.0),
+                "lost": r.flags_seen & FLAG_GPU_LOST != 0,
+                "lost_last": r.flags_last & FLAG_GPU_LOST != 0,
+            })),
+        }
+    }
+    let gpus: Vec<serde_json::Value> =
+        gpus.into_iter().map(|(index, points)| json!({ "index": index, "points": points })).collect();
+    json!({ "host": host, "gpus": gpus, "skipped_records": readout.skipped })
 }
 
 impl Serialize for MemoryPsi {

@@ -1,6 +1,7 @@
 //! How finely the history keeps what, and so how much disk it may take: policy as data.
 
 use super::record::RECORD_BYTES;
+use crate::policy::thresholds::HISTORY_STEP_MS;
 
 /// One resolution of the history: buckets of `step_ms`, kept for `retention_steps`, in
 /// files of `file_steps` buckets each (`{prefix}{first bucket ms:020}.rec`).
@@ -37,10 +38,10 @@ impl Tier {
 
 /// Bucket sets a file has room for beyond its span's own.
 pub const RESTART_SLACK_STEPS: u64 = 32;
-/// The finest step: finer would write more than the disk bound was computed for.
-pub const MIN_STEP_MS: u64 = 100;
-pub const MAX_STEP_MS: u64 = 3_600_000;
-pub const DEFAULT_STEP_MS: u64 = 10_000;
+/// The fine step's range and default (the `historyStepMs` option).
+pub const MIN_STEP_MS: u64 = HISTORY_STEP_MS.min as u64;
+pub const MAX_STEP_MS: u64 = HISTORY_STEP_MS.max as u64;
+pub const DEFAULT_STEP_MS: u64 = HISTORY_STEP_MS.default as u64;
 /// The coarse tier's step, in fine steps (10 s → 5 min).
 pub const COARSE_FACTOR: u64 = 30;
 /// GPUs recorded (indexes 0..this); a record holds the index in one byte.

@@ -108,16 +108,20 @@ impl HistoryWriter {
         }
     }
 
+    /// Writes the open buckets (partial) without waiting for the disk. A later sample in
+    /// the same bucket writes it again; readers fold the two.
+    pub fn write_open_buckets(&self) {
+        let mut buckets = lock(&self.buckets);
+        let fine = buckets[0].take();
+        self.close(&mut buckets, fine);
+        if let Some(coarse) = buckets[1].take() {
+            self.write(1, coarse);
+        }
+    }
+
     /// Writes the open buckets (partial) and waits until they are durable.
     pub fn flush(&self) -> Result<()> {
-        {
-            let mut buckets = lock(&self.buckets);
-            let fine = buckets[0].take();
-            self.close(&mut buckets, fine);
-            if let Some(coarse) = buckets[1].take() {
-                self.write(1, coarse);
-            }
-        }
+        self.write_open_buckets();
         if let Some(commit) = &self.commit {
             commit.queue(|inbox| inbox.push(Written { tier: 0, start_ms: 0, sources: 0, bytes: Vec::new() })).wait()?;
         }
@@ -178,13 +182,7 @@ impl HistoryWriter {
 impl Drop for HistoryWriter {
     /// Writes the open buckets, then joins the writer thread (it commits all queued).
     fn drop(&mut self) {
-        let mut buckets = lock(&self.buckets);
-        let fine = buckets[0].take();
-        self.close(&mut buckets, fine);
-        if let Some(coarse) = buckets[1].take() {
-            self.write(1, coarse);
-        }
-        drop(buckets);
+        self.write_open_buckets();
         self.commit.take();
     }
 }

@@ -21,7 +21,7 @@ use crate::incident::IncidentSink;
 use crate::policy::issues::{Action, HealthIssue as CoreIssue, IssueCode, Severity};
 use crate::policy::thresholds::{
     BUDGET_MAX, BUDGET_WINDOW_MS, CHECKPOINT_INTERVAL_MS, CHECK_TIMEOUT_MS, FAST_SAMPLE_MS, FORECAST_HORIZON_MS,
-    HEALTHY_AFTER, INTERVAL_MS, STALE_AFTER_MS, UNHEALTHY_AFTER,
+    HEALTHY_AFTER, HISTORY_STEP_MS, INTERVAL_MS, STALE_AFTER_MS, UNHEALTHY_AFTER,
 };
 use crate::recovery::engine::Hook;
 use crate::shapes::HEALTH_ISSUE_KEYS;
@@ -79,6 +79,13 @@ pub struct HealthSupervisorOptions {
     pub forecast_horizon_ms: Option<f64>,
     /// Hold intake while an exhaustion forecast stands (default true).
     pub preemptive_pause: Option<bool>,
+    /// Record a metrics history of every full check in this directory (created, mode 0700;
+    /// locked while the supervisor lives): read it with `readHistory`. Off by default.
+    pub history_dir: Option<String>,
+    /// The history's finest step: one record per GPU and for the host per step however
+    /// often checks run (default 10000, 100 to 3600000). Kept for 8640 steps, then in
+    /// buckets of 30 steps for 2016 more (24 h and 7 days at the default).
+    pub history_step_ms: Option<f64>,
 }
 
 js_fields!(HealthSupervisorOptions {
@@ -99,6 +106,8 @@ js_fields!(HealthSupervisorOptions {
     fast_sample_ms = "fastSampleMs" check FAST_SAMPLE_MS,
     forecast_horizon_ms = "forecastHorizonMs" check FORECAST_HORIZON_MS,
     preemptive_pause = "preemptivePause",
+    history_dir = "historyDir",
+    history_step_ms = "historyStepMs" check HISTORY_STEP_MS,
 });
 
 /// `recoveryBudget`: at most `max` automatic recoveries per `windowMs`.
@@ -226,6 +235,23 @@ impl HealthSupervisor {
                 if let Some(h) = o.hysteresis {
                     settings.unhealthy_after = h.unhealthy_after.map_or(settings.unhealthy_after, |n| n as u32);
                     settings.healthy_after = h.healthy_after.map_or(settings.healthy_after, |n| n as u32);
+                }
+                if let Some(dir) = o.history_dir {
+                    let step = o.history_step_ms.map_or(HISTORY_STEP_MS.default, |ms| ms) as u64;
+                    let policy = crate::history::HistoryPolicy::with_step(step);
+                    let (writer, _problems) = crate::history::HistoryWriter::open(
+                        std::path::Path::new(&dir),
+                        policy,
+                        crate::durable::fs::Storage::new(),
+                    )
+                    .map_err(|e| super::task::coded_error(&env, e.code, &e.message))?;
+                    parts.history = Some(Arc::new(writer));
+                } else if o.history_step_ms.is_some() {
+                    return Err(type_error(
+                        &env,
+                        "ERR_INVALID_ARG_VALUE",
+                        "historyStepMs needs a historyDir to record into".to_owned(),
+                    ));
                 }
                 if let Some(Nullable(ms)) = o.checkpoint_interval_ms {
                     if parts.checkpointer.is_none() {

@@ -8,6 +8,7 @@ mod engine;
 mod gpu_health_monitor;
 mod gpu_recovery;
 mod health_supervisor;
+mod history;
 mod hooks;
 mod incident_log;
 mod input;

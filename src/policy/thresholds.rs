@@ -324,6 +324,29 @@ pub const FAST_SAMPLE_MS: ThresholdSpec = ThresholdSpec {
     max: MAX_INTERVAL_MS,
     integer: true,
 };
+/// The metrics history's fine step (`historyStepMs`): one record per source and step; the
+/// coarse tier's step is 30 of these. The disk bound is the same at any step; the time it
+/// covers scales with it (24 h and 7 days at the default).
+pub const HISTORY_STEP_MS: ThresholdSpec = ThresholdSpec {
+    name: "historyStepMs",
+    default: 10_000.0,
+    // Finer would write far more often than the history is for.
+    min: 100.0,
+    min_inclusive: true,
+    max: 3_600_000.0,
+    integer: true,
+};
+
+/// `readHistory`'s `since`: ms since the Unix epoch.
+pub const HISTORY_SINCE_MS: ThresholdSpec = ThresholdSpec {
+    name: "options.since",
+    default: 0.0,
+    min: 0.0,
+    min_inclusive: true,
+    max: MAX_SAFE_INTEGER,
+    integer: false,
+};
+
 /// How far ahead a projected memory exhaustion raises `MEMORY_EXHAUSTION_FORECAST`. At least
 /// 10 s (the trend needs 10 s of samples and 4 s of confirmation), at most a day.
 pub const FORECAST_HORIZON_MS: ThresholdSpec = ThresholdSpec {

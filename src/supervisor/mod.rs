@@ -14,6 +14,8 @@ pub mod planner;
 mod recoveries;
 pub mod status;
 
+use crate::history::record::{HealthState, FLAG_INTAKE_CLOSED, FLAG_RECOVERY_PAUSE, FLAG_SUPERVISOR_PAUSE};
+use crate::history::HistoryWriter;
 use crate::incident::{Incident, IncidentKind, IncidentSeverity, IncidentSink};
 use crate::monitors::gpu_health::GpuHealthMonitor;
 use crate::monitors::memory::MemoryMonitor;
@@ -99,6 +101,8 @@ pub struct SupervisorParts {
     pub checkpointer: Option<Arc<dyn Checkpointer>>,
     pub incidents: Option<Arc<dyn IncidentSink>>,
     pub restart_process: Option<Arc<dyn Hook>>,
+    /// Where each full check is recorded (`historyDir`).
+    pub history: Option<Arc<HistoryWriter>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -452,6 +456,7 @@ impl Supervisor {
             j.last_full_health = Some(health.clone());
             change
         };
+        self.record_history(&health);
         self.events.emit("health", health_summary(&health));
         self.warn(&health).await;
         match change {
@@ -690,6 +695,41 @@ impl Supervisor {
         *running = Some(Running { stop, done });
     }
 
+    /// Records a full check in the history (no wait for the disk); reports a failed write
+    /// of an earlier bucket as an `error` event.
+    fn record_history(&self, health: &SystemHealth) {
+        let Some(history) = &self.parts.history else { return };
+        let recovery_paused = self.parts.memory_recovery.as_ref().is_some_and(|r| r.pause_incoming());
+        let (state, supervisor_paused) = {
+            let j = lock(&self.judgement);
+            (j.state, !j.paused_reasons.is_empty())
+        };
+        let state = match state {
+            SupervisorState::Starting => HealthState::Starting,
+            SupervisorState::Healthy => HealthState::Healthy,
+            SupervisorState::Unhealthy => HealthState::Unhealthy,
+            SupervisorState::Unknown => HealthState::Unknown,
+        };
+        let mut flags = 0;
+        if recovery_paused || supervisor_paused {
+            flags |= FLAG_INTAKE_CLOSED;
+        }
+        if recovery_paused {
+            flags |= FLAG_RECOVERY_PAUSE;
+        }
+        if supervisor_paused {
+            flags |= FLAG_SUPERVISOR_PAUSE;
+        }
+        let at_ms = health.timestamp_ms.max(0.0) as u64;
+        history.record(at_ms, crate::history::sample::records_of(health, state, flags));
+        if let Some(error) = history.take_failure() {
+            self.events.emit(
+                "error",
+                json!({ "message": format!("metrics history: {}", error.message), "code": error.code, "kind": "history" }),
+            );
+        }
+    }
+
     /// Stops the loop; resolves once no more events will come from it. Idempotent.
     ///
     /// A recovery under way (the loop's or an operator's) is interrupted: it abandons the
@@ -720,6 +760,10 @@ impl Supervisor {
         if let Some(mut watcher) = watcher {
             // Signals the watch thread and joins it: it ends at once.
             watcher.stop();
+        }
+        if let Some(history) = &self.parts.history {
+            // What the last buckets hold goes to disk now, not when the supervisor is collected.
+            history.write_open_buckets();
         }
         let mut j = lock(&self.judgement);
         j.started_at_ms = None;

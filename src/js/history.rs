@@ -1,0 +1,42 @@
+//! `readHistory(directory, options?)`: the metrics history a `HealthSupervisor` records
+//! (`historyDir`), as JSON, read without the directory's lock while it is written.
+
+use napi::bindgen_prelude::*;
+use napi::{Env, Unknown};
+use napi_derive::napi;
+use std::path::Path;
+
+use super::args::{js_string, type_error};
+use super::input::{js_fields, Fields};
+use super::json::JsonOut;
+use super::task::coded_error;
+use crate::history::HistoryPolicy;
+use crate::policy::thresholds::HISTORY_SINCE_MS;
+
+/// Options of `readHistory`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct ReadHistoryOptions {
+    /// Only buckets that end after this time, ms since the Unix epoch (default 0: all).
+    pub since: Option<f64>,
+}
+
+js_fields!(ReadHistoryOptions { since = "since" check HISTORY_SINCE_MS });
+
+/// Reads the metrics history in `directory` (a `HealthSupervisor`'s `historyDir`), also
+/// while the supervisor records into it: no lock is taken, a record being appended is
+/// not there yet and a damaged one is skipped (`skipped_records`). `ERR_NOT_FOUND` when
+/// the directory does not exist, `ERR_UNSAFE_DIRECTORY` as for every state directory.
+#[napi(ts_args_type = "directory: string, options?: ReadHistoryOptions", ts_return_type = "MetricsHistory")]
+pub fn read_history(env: Env, directory: Unknown, options: Option<Unknown>) -> Result<JsonOut> {
+    super::task::guarded(&env, "readHistory", || {
+        let directory = js_string(&env, &directory, "directory")?;
+        if directory.is_empty() || directory.contains('\0') {
+            let message = "directory must be a non-empty string without NUL bytes".to_owned();
+            return Err(type_error(&env, "ERR_INVALID_ARG_VALUE", message));
+        }
+        let since = ReadHistoryOptions::read(&env, options, "options")?.and_then(|o| o.since).unwrap_or(0.0);
+        let readout = crate::history::read_history(Path::new(&directory), since as u64, &HistoryPolicy::default())
+            .map_err(|e| coded_error(&env, e.code, &e.message))?;
+        Ok(JsonOut(crate::shapes::history_json(&readout)))
+    })
+}
