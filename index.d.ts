@@ -202,6 +202,45 @@ export interface IncidentRecord {
 }
 
 /** Memory thresholds (fractions in (0, 1], milliseconds for `warning_interval`). */
+/** A signal over one history bucket; `null` when no sample in the bucket had it. */
+export type HistoryStat = { min: number, max: number, last: number } | null
+/** What `readHistory` returns: points oldest first, `t` the bucket start (ms since the epoch). */
+export interface MetricsHistory {
+  host: Array<{
+    t: number
+    step_ms: number
+    samples: number
+    memory_used_mib: HistoryStat
+    memory_total_mib: HistoryStat
+    psi_some_avg10: HistoryStat
+    psi_full_avg10: HistoryStat
+    issues: HistoryStat
+    state: 'starting' | 'healthy' | 'unhealthy' | 'unknown' | null
+    states_seen: Array<'starting' | 'healthy' | 'unhealthy' | 'unknown'>
+    intake_closed: boolean
+    intake_closed_last: boolean
+    recovery_paused: boolean
+    supervisor_paused: boolean
+    unhealthy_check: boolean
+  }>
+  gpus: Array<{
+    index: number
+    points: Array<{
+      t: number
+      step_ms: number
+      samples: number
+      memory_used_mib: HistoryStat
+      memory_total_mib: HistoryStat
+      temperature_c: HistoryStat
+      utilization_pct: HistoryStat
+      power_w: HistoryStat
+      lost: boolean
+      lost_last: boolean
+    }>
+  }>
+  skipped_records: number
+}
+
 export interface MemoryThresholds {
   gpu_memory: number
   system_memory: number
@@ -579,6 +618,17 @@ export interface HealthSupervisorOptions {
   forecastHorizonMs?: number
   /** Hold intake while an exhaustion forecast stands (default true). */
   preemptivePause?: boolean
+  /**
+   * Record a metrics history of every full check in this directory (created, mode 0700;
+   * locked while the supervisor lives): read it with `readHistory`. Off by default.
+   */
+  historyDir?: string
+  /**
+   * The history's finest step: one record per GPU and for the host per step however
+   * often checks run (default 10000, 100 to 3600000). Kept for 8640 steps, then in
+   * buckets of 30 steps for 2016 more (24 h and 7 days at the default).
+   */
+  historyStepMs?: number
 }
 
 /** `hysteresis`: consecutive checks that start and end an episode. */
@@ -663,6 +713,20 @@ export interface ReadFilterInput {
   kinds?: Array<string>
   /** At most this many records. */
   limit?: number
+}
+
+/**
+ * Reads the metrics history in `directory` (a `HealthSupervisor`'s `historyDir`), also
+ * while the supervisor records into it: no lock is taken, a record being appended is
+ * not there yet and a damaged one is skipped (`skipped_records`). `ERR_NOT_FOUND` when
+ * the directory does not exist, `ERR_UNSAFE_DIRECTORY` as for every state directory.
+ */
+export declare function readHistory(directory: string, options?: ReadHistoryOptions): MetricsHistory
+
+/** Options of `readHistory`. */
+export interface ReadHistoryOptions {
+  /** Only buckets that end after this time, ms since the Unix epoch (default 0: all). */
+  since?: number
 }
 
 /** `record`'s answer: where the incident is, or that rate limiting held it back. */

@@ -844,3 +844,4 @@ module.exports.HealthSupervisor = nativeBinding.HealthSupervisor
 module.exports.IncidentLog = nativeBinding.IncidentLog
 module.exports.MemoryMonitor = nativeBinding.MemoryMonitor
 module.exports.MemoryRecovery = nativeBinding.MemoryRecovery
+module.exports.readHistory = nativeBinding.readHistory

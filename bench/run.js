@@ -7,7 +7,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-const SUITES = { memory: './memory', gpu: './gpu', durable: './durable', supervisor: './supervisor', detection: './detection' }
+const SUITES = { memory: './memory', gpu: './gpu', durable: './durable', supervisor: './supervisor', detection: './detection', history: './history' }
 const RESULTS = path.join(__dirname, 'RESULTS.md')
 
 function section(result) {

@@ -31,9 +31,10 @@ pub mod manager;
 
 pub use checkpoint::{Checkpoint, CheckpointMeta, CheckpointStore, LatestValid, SkippedFile};
 pub use fs::{
-    open_state_dir, DurableError, IoOp, ProblemKind, RecoveryProblem, Result, StateDir, Storage, ERR_CHECKPOINT_LOCKED,
-    ERR_CORRUPT, ERR_DUPLICATE, ERR_INCIDENT_LOG_LOCKED, ERR_INVALID_ARGUMENT, ERR_INVALID_ID, ERR_INVALID_JSON,
-    ERR_INVALID_RETAIN, ERR_IO, ERR_NOT_FOUND, ERR_PERSIST_FAILED, ERR_TOO_LARGE, ERR_UNSAFE_DIRECTORY,
+    open_state_dir, open_state_dir_read_only, DurableError, IoOp, ProblemKind, RecoveryProblem, Result, StateDir,
+    Storage, ERR_CHECKPOINT_LOCKED, ERR_CORRUPT, ERR_DUPLICATE, ERR_HISTORY_LOCKED, ERR_INCIDENT_LOG_LOCKED,
+    ERR_INVALID_ARGUMENT, ERR_INVALID_ID, ERR_INVALID_JSON, ERR_INVALID_RETAIN, ERR_IO, ERR_NOT_FOUND,
+    ERR_PERSIST_FAILED, ERR_TOO_LARGE, ERR_UNSAFE_DIRECTORY,
 };
 #[cfg(any(test, feature = "fault-injection"))]
 pub use fs::{FaultKind, FaultPlan};
