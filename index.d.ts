@@ -729,6 +729,14 @@ export interface ReadHistoryOptions {
   since?: number
 }
 
+/**
+ * Reads the incident log in `directory` without opening it: no lock is taken and nothing
+ * is written, so it works while a service has the log open (an `IncidentLog` there
+ * would be refused with `ERR_INCIDENT_LOG_LOCKED`). The same records as `read`; a line
+ * being appended is not there yet. `ERR_NOT_FOUND` when the directory does not exist.
+ */
+export declare function readIncidents(directory: string, filter?: ReadFilterInput): IncidentRecord[]
+
 /** `record`'s answer: where the incident is, or that rate limiting held it back. */
 export interface RecordResult {
   /** `null` when rate limiting held it back (a summary is written when the window ends). */

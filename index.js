@@ -845,3 +845,4 @@ module.exports.IncidentLog = nativeBinding.IncidentLog
 module.exports.MemoryMonitor = nativeBinding.MemoryMonitor
 module.exports.MemoryRecovery = nativeBinding.MemoryRecovery
 module.exports.readHistory = nativeBinding.readHistory
+module.exports.readIncidents = nativeBinding.readIncidents

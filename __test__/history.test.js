@@ -97,6 +97,20 @@ test('options and readHistory arguments are validated', () => {
   assert.deepEqual(h.readHistory(empty), { host: [], gpus: [], skipped_records: 0 })
 })
 
+test('readIncidents reads an incident log a live IncidentLog holds, and validates its arguments', async () => {
+  const dir = path.join(tempDir(), 'incidents')
+  const log = new h.IncidentLog({ directory: dir })
+  await log.record({ kind: 'gpu_issue', severity: 'error', message: 'hot' })
+  await log.record({ kind: 'recovery_started', severity: 'info', message: 'recovering' })
+  assert.deepEqual(h.readIncidents(dir), await log.read())
+  assert.deepEqual(h.readIncidents(dir, { kinds: ['recovery_started'] }).map((r) => r.seq), [2])
+  assert.throws(() => new h.IncidentLog({ directory: dir }), { code: 'ERR_INCIDENT_LOG_LOCKED' })
+  assert.throws(() => h.readIncidents(), { name: 'TypeError', message: /directory/ })
+  assert.throws(() => h.readIncidents(dir, { limit: -1 }), { name: 'RangeError', message: /limit/ })
+  assert.throws(() => h.readIncidents(path.join(dir, 'missing')), { code: 'ERR_NOT_FOUND' })
+  await log.close()
+})
+
 test('off by default: a supervisor without historyDir writes nothing', async () => {
   const cwd = process.cwd()
   const dir = tempDir()

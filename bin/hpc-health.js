@@ -5,7 +5,7 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
-const { MemoryMonitor, GPUHealthMonitor, GPURecovery, MemoryRecovery, HealthSupervisor, IncidentLog, CheckpointManager } = require('..')
+const { MemoryMonitor, GPUHealthMonitor, GPURecovery, MemoryRecovery, HealthSupervisor, CheckpointManager, readIncidents } = require('..')
 
 const USAGE = `usage: hpc-health <command> [options]
 
@@ -26,8 +26,8 @@ const USAGE = `usage: hpc-health <command> [options]
       reportAllocatorStats) run only with --allow-control, else they answer "not authorized".
       Stops when stdin closes.
   incidents [--dir D] [--since MS|ISO-DATE] [--kind K ...] [--limit N] [--json]
-      Prints an incident log (default $HPC_HEALTH_STATE_DIR/incidents, else ./var/incidents).
-      A log that a running service owns is locked: read it once the service stopped.
+      Prints an incident log (default $HPC_HEALTH_STATE_DIR/incidents, else ./var/incidents),
+      also while a running service writes it (read without its lock; nothing is written).
   checkpoints verify <dir>
       Opens a checkpoint directory as the service would (damaged files are set aside as
       corrupt-...) and lists every checkpoint. Exit 0 when the newest is valid, 1 when one is
@@ -220,10 +220,10 @@ async function incidents(args) {
     if (!Number.isFinite(since)) throw new CliError(`--since must be milliseconds since the epoch or an ISO date, got ${JSON.stringify(values.since)}`, { usage: true })
   }
   const limit = wholeNumber(values.limit, '--limit')
-  // IncidentLog would create a missing directory: a typo should not read as an empty log.
+  // A typo should not read as an empty log.
   requireDirectory(dir, 'incident log')
-  const log = new IncidentLog({ directory: dir })
-  const records = await log.read({ since, kinds: values.kind, limit })
+  // Without the lock: the service that owns the log keeps writing it meanwhile.
+  const records = readIncidents(dir, { since, kinds: values.kind, limit })
   if (values.json) {
     print(JSON.stringify(records, null, 2))
   } else {

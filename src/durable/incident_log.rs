@@ -22,9 +22,9 @@ use super::defaults::{
     INCIDENT_SEGMENT_BYTES, MAX_INCIDENT_KIND_BYTES, MAX_INCIDENT_RECORD_BYTES, MAX_JSON_DEPTH, MAX_RATE_LIMITED_KINDS,
 };
 use super::fs::{
-    json_nesting_exceeds, open_state_dir, parse_json, set_aside_foreign_file, AppendFile, DurableError, ForeignFile,
-    ProblemKind, RecoveryProblem, Result, Storage, ERR_INCIDENT_LOG_LOCKED, ERR_INVALID_ARGUMENT, ERR_INVALID_JSON,
-    ERR_NOT_FOUND, ERR_TOO_LARGE,
+    classify, json_nesting_exceeds, open_state_dir, open_state_dir_read_only, parse_json, set_aside_foreign_file,
+    AppendFile, DurableError, ForeignFile, ProblemKind, RecoveryProblem, Result, StateDir, Storage,
+    ERR_INCIDENT_LOG_LOCKED, ERR_INVALID_ARGUMENT, ERR_INVALID_JSON, ERR_NOT_FOUND, ERR_TOO_LARGE,
 };
 use super::log::{Appended, GroupCommit, LogFiles, LogWriter, NewFile, Pending};
 use crate::incident::{Incident, IncidentSeverity, IncidentSink};
@@ -280,55 +280,22 @@ impl IncidentLog {
             let current_len = segments.current.as_ref().map(|file| file.len());
             (segments.sizes.keys().copied().collect::<Vec<u64>>(), current_len)
         };
-        let mut result = ReadResult { records: Vec::new(), problems: Vec::new() };
-        let mut last_seq = 0;
-        for (i, &first_seq) in segments.iter().enumerate() {
-            let next_first = segments.get(i + 1).copied();
-            if let (Some(since), Some(next)) = (filter.since_seq, next_first) {
-                if next <= since {
-                    continue; // every record here is older than `since`
-                }
-            }
-            let name = writer.files.name(first_seq);
-            let mut bytes = match writer.files.storage.read_bounded(&writer.files.dir, &name, writer.read_limit()) {
-                Ok(bytes) => bytes,
-                Err(e) if e.code == ERR_NOT_FOUND => continue, // removed by retention meanwhile
-                // Replaced since (by a symlink, a FIFO…): not ours any more; the rest is.
-                Err(e) if writer.files.dir.file_len(&name).is_none() => {
-                    let reason = format!("{} (not read)", e.message);
-                    let foreign = ForeignFile { name: name.clone(), reason, set_aside_as: None };
-                    result.problems.push(foreign.into_problem());
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if next_first.is_none() {
-                if let Some(len) = current_len {
-                    bytes.truncate(len as usize);
-                }
-            }
-            let scan = scan_segment(&bytes);
-            result.problems.extend(scan.problems(&name));
-            for (offset, record) in scan.records {
-                if record.seq <= last_seq {
-                    result.problems.push(RecoveryProblem {
-                        kind: ProblemKind::InconsistentRecord,
-                        file: name.clone(),
-                        offset,
-                        reason: format!("sequence {} after {last_seq}; skipped", record.seq),
-                        set_aside_as: None,
-                    });
-                    continue;
-                }
-                last_seq = record.seq;
-                if matches(filter, &record) {
-                    result.records.push(record);
-                    if filter.limit.is_some_and(|limit| result.records.len() >= limit) {
-                        return Ok(result);
-                    }
-                }
-            }
-        }
+        read_segments(&writer.files.storage, &writer.files.dir, &segments, current_len, writer.read_limit(), filter)
+    }
+
+    /// Reads the log in `dir` without opening it: no lock is taken and nothing is
+    /// written, so this works while a service has the log open (`hpc-health incidents`,
+    /// the report). The newest segment's incomplete last line is an append in flight,
+    /// left out and not reported; other bad lines are skipped and reported as by
+    /// [`read`](Self::read). `ERR_NOT_FOUND` when `dir` does not exist.
+    pub fn read_unlocked(dir: &Path, filter: &ReadFilter) -> Result<ReadResult> {
+        let dir = open_state_dir_read_only(dir)?;
+        let mut segments: Vec<u64> =
+            dir.list()?.iter().filter_map(|e| classify(e, FILE_PREFIX, FILE_SUFFIX).ours()).collect();
+        segments.sort_unstable();
+        let mut result = read_segments(&Storage::new(), &dir, &segments, None, UNLOCKED_READ_LIMIT, filter)?;
+        let newest = segments.last().map(|&n| segment_name(n));
+        result.problems.retain(|p| !(p.kind == ProblemKind::TornTail && Some(&p.file) == newest.as_ref()));
         Ok(result)
     }
 
@@ -583,7 +550,73 @@ fn matches(filter: &ReadFilter, record: &IncidentRecord) -> bool {
         && filter.kinds.as_ref().is_none_or(|kinds| kinds.contains(&record.kind))
 }
 
-#[cfg(test)]
+/// The largest segment [`IncidentLog::read_unlocked`] reads (it does not know the
+/// writer's segment size).
+const UNLOCKED_READ_LIMIT: u64 = 64 << 20;
+
+/// The records of `segments` (first sequence numbers, ascending) in `dir` matching
+/// `filter`; the newest read only up to `current_len` where given (bytes past it may be
+/// a write in progress).
+fn read_segments(
+    storage: &Storage,
+    dir: &StateDir,
+    segments: &[u64],
+    current_len: Option<u64>,
+    read_limit: u64,
+    filter: &ReadFilter,
+) -> Result<ReadResult> {
+    let mut result = ReadResult { records: Vec::new(), problems: Vec::new() };
+    let mut last_seq = 0;
+    for (i, &first_seq) in segments.iter().enumerate() {
+        let next_first = segments.get(i + 1).copied();
+        if let (Some(since), Some(next)) = (filter.since_seq, next_first) {
+            if next <= since {
+                continue; // every record here is older than `since`
+            }
+        }
+        let name = segment_name(first_seq);
+        let mut bytes = match storage.read_bounded(dir, &name, read_limit) {
+            Ok(bytes) => bytes,
+            Err(e) if e.code == ERR_NOT_FOUND => continue, // removed by retention meanwhile
+            // Replaced since (by a symlink, a FIFO…): not ours any more; the rest is.
+            Err(e) if dir.file_len(&name).is_none() => {
+                let reason = format!("{} (not read)", e.message);
+                let foreign = ForeignFile { name: name.clone(), reason, set_aside_as: None };
+                result.problems.push(foreign.into_problem());
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if next_first.is_none() {
+            if let Some(len) = current_len {
+                bytes.truncate(len as usize);
+            }
+        }
+        let scan = scan_segment(&bytes);
+        result.problems.extend(scan.problems(&name));
+        for (offset, record) in scan.records {
+            if record.seq <= last_seq {
+                result.problems.push(RecoveryProblem {
+                    kind: ProblemKind::InconsistentRecord,
+                    file: name.clone(),
+                    offset,
+                    reason: format!("sequence {} after {last_seq}; skipped", record.seq),
+                    set_aside_as: None,
+                });
+                continue;
+            }
+            last_seq = record.seq;
+            if matches(filter, &record) {
+                result.records.push(record);
+                if filter.limit.is_some_and(|limit| result.records.len() >= limit) {
+                    return Ok(result);
+                }
+            }
+        }
+    }
+    Ok(result)
+}
+
 fn segment_name(first_seq: u64) -> String {
     format!("{FILE_PREFIX}{first_seq:020}{FILE_SUFFIX}")
 }
@@ -743,6 +776,49 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    /// The log can be read while it is open (and locked) for writing: the same records as
+    /// its own `read`, an append in flight (an incomplete last line) left out unreported,
+    /// a bad line before good ones reported; nothing created, nothing locked.
+    #[test]
+    fn read_unlocked_reads_a_log_open_for_writing() {
+        let (_root, dir) = new_dir();
+        assert_eq!(IncidentLog::read_unlocked(&dir, &ReadFilter::default()).unwrap_err().code, ERR_NOT_FOUND);
+        assert!(!dir.exists(), "a reader creates nothing");
+        let options = IncidentLogOptions { segment_bytes: 300, ..Default::default() };
+        let (log, _) = open(&dir, options);
+        for i in 0..8 {
+            seq_of(log.record(incident("k", &format!("m{i}"))).unwrap());
+        }
+        assert!(segments(&dir).len() > 1, "several segments");
+        let unlocked = IncidentLog::read_unlocked(&dir, &ReadFilter::default()).unwrap();
+        assert_eq!(unlocked.records, all(&log));
+        assert!(unlocked.problems.is_empty());
+        let filter = ReadFilter { since_seq: Some(6), ..Default::default() };
+        let seqs: Vec<u64> = IncidentLog::read_unlocked(&dir, &filter).unwrap().records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [6, 7, 8]);
+
+        // An append in flight at the end of the newest segment.
+        let newest = dir.join(segments(&dir).last().unwrap());
+        fs::OpenOptions::new().append(true).open(&newest).unwrap().write_all(b"{\"seq\":9,\"time").unwrap();
+        let unlocked = IncidentLog::read_unlocked(&dir, &ReadFilter::default()).unwrap();
+        assert_eq!(unlocked.records.len(), 8);
+        assert!(unlocked.problems.is_empty(), "{:?}", unlocked.problems);
+        // Damage in an older segment is reported.
+        let oldest = dir.join(&segments(&dir)[0]);
+        let mut bytes = fs::read(&oldest).unwrap();
+        bytes.splice(0..0, b"not json\n".iter().copied());
+        fs::write(&oldest, bytes).unwrap();
+        let unlocked = IncidentLog::read_unlocked(&dir, &ReadFilter::default()).unwrap();
+        assert_eq!(unlocked.records.len(), 8);
+        assert_eq!(unlocked.problems.len(), 1);
+        assert_eq!(unlocked.problems[0].kind, ProblemKind::MidFileCorruption);
+        // The writer's lock still holds against writers.
+        assert_eq!(
+            IncidentLog::open(&dir, IncidentLogOptions::default(), Storage::new()).err().unwrap().code,
+            ERR_INCIDENT_LOG_LOCKED
+        );
     }
 
     #[test]

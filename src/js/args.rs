@@ -45,6 +45,16 @@ pub fn describe(value: &Unknown) -> String {
 }
 
 /// A string argument: anything else is a `TypeError` naming `name` (empty strings pass).
+/// A `directory` argument: a non-empty string without NUL bytes.
+pub fn directory_arg(env: &Env, value: &Unknown) -> Result<String> {
+    let directory = js_string(env, value, "directory")?;
+    if directory.is_empty() || directory.contains('\0') {
+        let message = "directory must be a non-empty string without NUL bytes".to_owned();
+        return Err(type_error(env, "ERR_INVALID_ARG_VALUE", message));
+    }
+    Ok(directory)
+}
+
 pub fn js_string(env: &Env, value: &Unknown, name: &str) -> Result<String> {
     if value.get_type()? != ValueType::String {
         return Err(type_error(

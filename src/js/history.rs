@@ -6,7 +6,7 @@ use napi::{Env, Unknown};
 use napi_derive::napi;
 use std::path::Path;
 
-use super::args::{js_string, type_error};
+use super::args::directory_arg;
 use super::input::{js_fields, Fields};
 use super::json::JsonOut;
 use super::task::coded_error;
@@ -29,11 +29,7 @@ js_fields!(ReadHistoryOptions { since = "since" check HISTORY_SINCE_MS });
 #[napi(ts_args_type = "directory: string, options?: ReadHistoryOptions", ts_return_type = "MetricsHistory")]
 pub fn read_history(env: Env, directory: Unknown, options: Option<Unknown>) -> Result<JsonOut> {
     super::task::guarded(&env, "readHistory", || {
-        let directory = js_string(&env, &directory, "directory")?;
-        if directory.is_empty() || directory.contains('\0') {
-            let message = "directory must be a non-empty string without NUL bytes".to_owned();
-            return Err(type_error(&env, "ERR_INVALID_ARG_VALUE", message));
-        }
+        let directory = directory_arg(&env, &directory)?;
         let since = ReadHistoryOptions::read(&env, options, "options")?.and_then(|o| o.since).unwrap_or(0.0);
         let readout = crate::history::read_history(Path::new(&directory), since as u64, &HistoryPolicy::default())
             .map_err(|e| coded_error(&env, e.code, &e.message))?;

@@ -237,6 +237,21 @@ impl IncidentLog {
     }
 }
 
+/// Reads the incident log in `directory` without opening it: no lock is taken and nothing
+/// is written, so it works while a service has the log open (an `IncidentLog` there
+/// would be refused with `ERR_INCIDENT_LOG_LOCKED`). The same records as `read`; a line
+/// being appended is not there yet. `ERR_NOT_FOUND` when the directory does not exist.
+#[napi(ts_args_type = "directory: string, filter?: ReadFilterInput", ts_return_type = "IncidentRecord[]")]
+pub fn read_incidents(env: Env, directory: Unknown, filter: Option<Unknown>) -> Result<JsonShape> {
+    super::task::guarded(&env, "readIncidents", || {
+        let directory = super::args::directory_arg(&env, &directory)?;
+        let filter = read_filter(&env, filter)?;
+        let read = Core::read_unlocked(std::path::Path::new(&directory), &filter)
+            .map_err(|e| coded_error(&env, e.code, &e.message))?;
+        Ok(JsonShape::of(&read.records))
+    })
+}
+
 /// One incident to record, as `record` takes it.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct IncidentInput {
