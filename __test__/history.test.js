@@ -45,6 +45,15 @@ test('a running supervisor records its checks; readHistory reads them while it r
   standin.write({ devices: [device(0, { memory_used: 10 * GiB }), device(1, { temperature: 95 })] })
   await waitFor('the hot bucket', () => read().gpus[1]?.points.some((p) => p.temperature_c?.max === 95))
   await waitFor('the unhealthy state', () => read().host.some((p) => p.states_seen.includes('unhealthy')))
+  // GPU 0 is lost: flagged, its memory unknown in the buckets where it was lost only.
+  standin.write({ devices: [device(0, { lost: true }), device(1)] })
+  await waitFor('a bucket wholly lost', () => read().gpus[0].points.some((p) => p.lost_last && p.memory_used_mib === null))
+  assert.ok(read().gpus[0].points.every((p) => !p.lost_last || p.lost), 'lost at the last sample is lost in the bucket')
+  standin.write({ devices: [device(0, { memory_used: 10 * GiB }), device(1)] })
+  await waitFor('GPU 0 back', () => {
+    const last = read().gpus[0].points.at(-1)
+    return !last.lost && last.memory_used_mib !== null
+  })
 
   const history = read()
   assert.equal(history.skipped_records, 0)
