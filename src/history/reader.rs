@@ -60,11 +60,10 @@ fn read_tier(
         dir.list()?.into_iter().filter_map(|e| classify(&e, tier.prefix, SUFFIX).ours().map(|n| (n, e.name))).collect();
     numbers.sort_unstable();
     let mut records: BTreeMap<(Source, u64), Record> = BTreeMap::new();
-    for (i, (_, name)) in numbers.iter().enumerate() {
-        // A file holds buckets before the next file's first: skip those wholly too old.
-        if numbers.get(i + 1).is_some_and(|&(next, _)| next <= since_ms) {
-            continue;
-        }
+    // Every file is read: after the clock went back, a file holds buckets older than its
+    // name says, so names cannot tell which files lie wholly before `since_ms` (the
+    // files are bounded: reading a whole day of 8 GPUs takes tens of ms).
+    for (_, name) in &numbers {
         // Removed by the writer's retention since the listing: nothing to read.
         let Ok(bytes) = storage.read_bounded(dir, name, MAX_FILE_BYTES) else { continue };
         // A partial record at the end is an append in flight (or torn): not there yet.

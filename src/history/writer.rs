@@ -403,6 +403,30 @@ mod tests {
         assert!(coarse.iter().all(|r| r.start_ms + 400 <= oldest_fine));
     }
 
+    /// After the clock went back, a file holds buckets older than its name: a reader's
+    /// `since` still finds every bucket that ends after it.
+    #[test]
+    fn a_clock_going_back_hides_nothing_from_since() {
+        let small = HistoryPolicy {
+            fine: Tier { prefix: "history-fine-", step_ms: 100, retention_steps: 20, file_steps: 2 },
+            coarse: Tier { prefix: "history-coarse-", step_ms: 200, retention_steps: 20, file_steps: 2 },
+        };
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("history");
+        let (writer, _) = HistoryWriter::open(&path, small, Storage::new()).unwrap();
+        for i in 0..10 {
+            writer.record(10_000 + i * 100, check(1, 1));
+        }
+        for i in 0..40 {
+            writer.record(1_000 + i * 100, check(2, 1)); // the clock went back 9 s
+        }
+        writer.flush().unwrap();
+        let read = read_history(&path, 10_850, &small).unwrap();
+        let mut fine: Vec<u64> = read.records.iter().filter(|r| r.step_ms == 100).map(|r| r.start_ms).collect();
+        fine.sort_unstable();
+        assert_eq!(fine, [10_800, 10_800, 10_900, 10_900], "host and GPU of the last two buckets");
+    }
+
     /// An append cut short (a partial record, or a whole one failing its CRC) is cut off
     /// on open; the reader skips it before that; damage before intact records stays and
     /// is skipped.
@@ -425,7 +449,8 @@ mod tests {
         bytes[RECORD_BYTES + 20] ^= 1;
         let last = bytes.len() - 10;
         bytes[last] ^= 0x80;
-        bytes.extend_from_slice(&bytes[..RECORD_BYTES / 2].to_vec());
+        let torn = bytes[..RECORD_BYTES / 2].to_owned();
+        bytes.extend_from_slice(&torn);
         fs::write(&file, &bytes).unwrap();
 
         let read = read_history(&path, 0, &policy()).unwrap();

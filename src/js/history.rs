@@ -14,6 +14,7 @@ use crate::history::HistoryPolicy;
 use crate::policy::thresholds::HISTORY_SINCE_MS;
 
 /// Options of `readHistory`.
+#[cfg_attr(test, allow(dead_code))]
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct ReadHistoryOptions {
     /// Only buckets that end after this time, ms since the Unix epoch (default 0: all).
@@ -26,6 +27,7 @@ js_fields!(ReadHistoryOptions { since = "since" check HISTORY_SINCE_MS });
 /// while the supervisor records into it: no lock is taken, a record being appended is
 /// not there yet and a damaged one is skipped (`skipped_records`). `ERR_NOT_FOUND` when
 /// the directory does not exist, `ERR_UNSAFE_DIRECTORY` as for every state directory.
+#[cfg_attr(test, allow(dead_code))]
 #[napi(ts_args_type = "directory: string, options?: ReadHistoryOptions", ts_return_type = "MetricsHistory")]
 pub fn read_history(env: Env, directory: Unknown, options: Option<Unknown>) -> Result<JsonOut> {
     super::task::guarded(&env, "readHistory", || {

@@ -241,6 +241,7 @@ impl IncidentLog {
 /// is written, so it works while a service has the log open (an `IncidentLog` there
 /// would be refused with `ERR_INCIDENT_LOG_LOCKED`). The same records as `read`; a line
 /// being appended is not there yet. `ERR_NOT_FOUND` when the directory does not exist.
+#[cfg_attr(test, allow(dead_code))]
 #[napi(ts_args_type = "directory: string, filter?: ReadFilterInput", ts_return_type = "IncidentRecord[]")]
 pub fn read_incidents(env: Env, directory: Unknown, filter: Option<Unknown>) -> Result<JsonShape> {
     super::task::guarded(&env, "readIncidents", || {
