@@ -12,6 +12,7 @@ mod layering;
 pub mod monitors;
 pub mod policy;
 pub mod recovery;
+pub mod report;
 pub mod rpc;
 pub mod sampling;
 pub mod shapes;

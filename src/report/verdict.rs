@@ -1,0 +1,117 @@
+//! The verdict: the report's first line, one sentence an operator reads at 8 am. Each part
+//! comes from one source: recoveries, checkpoints and the journal from the incident log;
+//! lost GPUs, pauses and unhealthy time from the history.
+
+use super::clock::{duration, LocalTime};
+use super::model::{GpuLostSpan, RecoveryRun, Span, StateSpan, Status, Verdict};
+use crate::durable::IncidentRecord;
+use crate::incident::{IncidentKind, IncidentSeverity};
+
+/// What the verdict is judged from.
+pub struct Facts<'a> {
+    pub recoveries: &'a [RecoveryRun],
+    pub gpus_lost: Vec<GpuLostSpan>,
+    pub intake_paused: &'a [Span],
+    pub state_band: &'a [StateSpan],
+    pub incidents: &'a [IncidentRecord],
+}
+
+/// `journal_repaired` incidents whose problem is of `kind` (`problem_json`'s `kind`).
+fn journal_repairs(incidents: &[IncidentRecord], kind: &str) -> usize {
+    incidents
+        .iter()
+        .filter(|i| i.kind == IncidentKind::JournalRepaired.as_str())
+        .filter(|i| i.details.get("kind").and_then(|k| k.as_str()) == Some(kind))
+        .count()
+}
+
+fn total(spans: impl Iterator<Item = (u64, u64)>) -> u64 {
+    spans.map(|(from, to)| to.saturating_sub(from)).sum()
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+pub fn judge(facts: Facts<'_>) -> Verdict {
+    let Facts { recoveries, gpus_lost, intake_paused, state_band, incidents } = facts;
+    let recovered = recoveries.iter().filter(|r| r.result == "recovered").count();
+    let intake_paused_ms = total(intake_paused.iter().map(|s| (s.from_ms, s.to_ms)));
+    let unhealthy_ms = total(state_band.iter().filter(|s| s.status == Status::Fail).map(|s| (s.from_ms, s.to_ms)));
+    let no_data_ms = total(state_band.iter().filter(|s| s.status == Status::NoData).map(|s| (s.from_ms, s.to_ms)));
+    let checkpoints_corrupt = incidents.iter().filter(|i| i.kind == IncidentKind::CheckpointCorrupt.as_str()).count();
+    let journal_damaged = journal_repairs(incidents, "mid_file_corruption");
+    let journal_writes_cut = journal_repairs(incidents, "torn_tail");
+    let incidents_error = incidents.iter().filter(|i| i.severity >= IncidentSeverity::Error).count();
+
+    let mut parts: Vec<String> = Vec::new();
+    parts.push(match recoveries.len() {
+        0 => "no recoveries".to_owned(),
+        n if recovered == n => format!("{} ({})", plural(n, "recovery", "recoveries"), if n == 1 { "recovered" } else { "all recovered" }),
+        n => {
+            let mut results: Vec<String> = Vec::new();
+            for result in ["recovered", "not_recovered", "failed", "interrupted", "unfinished"] {
+                let count = recoveries.iter().filter(|r| r.result == result).count();
+                if count > 0 {
+                    results.push(format!("{count} {}", result.replace('_', " ")));
+                }
+            }
+            format!("{} ({})", plural(n, "recovery", "recoveries"), results.join(", "))
+        }
+    });
+    for span in &gpus_lost {
+        let (from, to) = (LocalTime::at(span.from_ms), LocalTime::at(span.to_ms));
+        parts.push(if span.back {
+            format!("GPU {} lost {}–{} and back", span.index, from.hm(), to.hm())
+        } else {
+            format!("GPU {} lost since {}", span.index, from.hm())
+        });
+    }
+    if intake_paused_ms > 0 {
+        parts.push(format!("intake paused {} in total", duration(intake_paused_ms)));
+    }
+    if unhealthy_ms > 0 {
+        parts.push(format!("unhealthy {}", duration(unhealthy_ms)));
+    }
+    parts.push(if journal_damaged == 0 {
+        "no acknowledged work lost".to_owned()
+    } else {
+        format!("journal damaged {}: acknowledged work after it may be lost", plural(journal_damaged, "time", "times"))
+    });
+    if checkpoints_corrupt > 0 {
+        parts.push(format!("{} corrupt and set aside", plural(checkpoints_corrupt, "checkpoint", "checkpoints")));
+    }
+    if no_data_ms > 0 {
+        parts.push(format!("no record for {}", duration(no_data_ms)));
+    }
+
+    let still_lost = gpus_lost.iter().any(|s| !s.back);
+    let status = if still_lost || journal_damaged > 0 || recovered < recoveries.len() {
+        Status::Fail
+    } else if !recoveries.is_empty() || !gpus_lost.is_empty() || intake_paused_ms > 0 || unhealthy_ms > 0 || checkpoints_corrupt > 0 || incidents_error > 0 {
+        Status::Warn
+    } else if state_band.iter().all(|s| s.status == Status::NoData) {
+        Status::NoData
+    } else {
+        Status::Ok
+    };
+    let mut line = parts.join(", ");
+    if let Some(first) = line.get(..1) {
+        line = first.to_uppercase() + &line[1..];
+    }
+    Verdict {
+        status,
+        line,
+        recoveries: recoveries.len(),
+        recoveries_recovered: recovered,
+        gpus_lost,
+        intake_paused_ms,
+        unhealthy_ms,
+        checkpoints_corrupt,
+        journal_damaged,
+        journal_writes_cut,
+        incidents: incidents.len(),
+        incidents_error,
+        no_data_ms,
+    }
+}
