@@ -457,7 +457,7 @@ export declare class IncidentLog {
    */
   close(): Promise<void>
   /**
-   * Reads records, oldest first: `sinceSeq` and `since` (ms) are inclusive, `kinds`
+   * Reads records, oldest first: `sinceSeq` and `since` (ms, or text such as `'12h'`) are inclusive, `kinds`
    * filters, `limit` caps the count.
    */
   read(filter?: ReadFilterInput): Promise<IncidentRecord[]>
@@ -707,8 +707,11 @@ export interface RateLimitInput {
 export interface ReadFilterInput {
   /** From this sequence number on (inclusive). */
   sinceSeq?: number
-  /** From this time on, in ms since the epoch (inclusive). */
-  since?: number
+  /**
+   * From this time on (inclusive): ms since the epoch, or `'30m'`, `'12h'`, `'7d'` (that
+   * long ago), or an ISO 8601 date or time (local time unless it gives its zone).
+   */
+  since?: number | string
   /** Only these kinds. */
   kinds?: Array<string>
   /** At most this many records. */
@@ -720,8 +723,9 @@ export interface ReadFilterInput {
  * while the supervisor records into it: no lock is taken, a record being appended is
  * not there yet and a damaged one is skipped (`skipped_records`). `ERR_NOT_FOUND` when
  * the directory does not exist, `ERR_UNSAFE_DIRECTORY` as for every state directory.
+ * Read off the JS thread.
  */
-export declare function readHistory(directory: string, options?: ReadHistoryOptions): MetricsHistory
+export declare function readHistory(directory: string, options?: ReadHistoryOptions): Promise<MetricsHistory>
 
 /** Options of `readHistory`. */
 export interface ReadHistoryOptions {
@@ -734,8 +738,16 @@ export interface ReadHistoryOptions {
  * is written, so it works while a service has the log open (an `IncidentLog` there
  * would be refused with `ERR_INCIDENT_LOG_LOCKED`). The same records as `read`; a line
  * being appended is not there yet. `ERR_NOT_FOUND` when the directory does not exist.
+ * Read off the JS thread.
  */
-export declare function readIncidents(directory: string, filter?: ReadFilterInput): IncidentRecord[]
+export declare function readIncidents(directory: string, filter?: ReadFilterInput): Promise<IncidentRecord[]>
+
+/**
+ * The report on `stateDir` (its `history` and `incidents`), as data: the verdict, the
+ * state band, pauses, recoveries, each signal's points and the incidents. Read off the JS
+ * thread. `ERR_NOT_FOUND` when `stateDir` does not exist.
+ */
+export declare function readReport(stateDir: string, options?: ReportOptions): Promise<HealthReport>
 
 /** `record`'s answer: where the incident is, or that rate limiting held it back. */
 export interface RecordResult {
@@ -749,4 +761,43 @@ export interface RecordResult {
 export interface RecoveryBudgetInput {
   max?: number
   windowMs?: number
+}
+
+/**
+ * The report on `stateDir`, rendered off the JS thread: `format: 'text'` for a terminal
+ * (verdict, sparklines, incident timeline) or `'html'` for a browser (one page, nothing
+ * fetched).
+ */
+export declare function renderReport(stateDir: string, options?: ReportOptions): Promise<string>
+
+/** Options of `readReport` and `renderReport`. */
+export interface ReportOptions {
+  /**
+   * From when: ms since the Unix epoch, or `'30m'`, `'12h'`, `'7d'` (that long ago), or an
+   * ISO 8601 date or time (local time unless it gives its zone). Default: 12 hours ago.
+   */
+  since?: number | string
+  /** Until when, ms since the Unix epoch (default: now). */
+  until?: number
+  /** The thresholds to draw. */
+  thresholds?: ReportThresholdsInput
+  /**
+   * `renderReport` only: `'text'` (default, for a terminal) or `'html'` (one
+   * self-contained page).
+   */
+  format?: 'text' | 'html'
+  /** `renderReport` text only: ANSI colours (default false). */
+  color?: boolean
+  /** `renderReport` text only: sparkline columns (default 48, 8 to 400). */
+  width?: number
+}
+
+/** The thresholds a report draws (default: the package's defaults; a service passes its own). */
+export interface ReportThresholdsInput {
+  /** Fraction of a GPU's memory above which it is under pressure (default 0.85). */
+  gpuMemory?: number
+  /** Fraction of host memory above which the host is under pressure (default 0.80). */
+  systemMemory?: number
+  /** GPU temperature in °C at or above which a device fails (default 80). */
+  temperature?: number
 }

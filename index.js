@@ -846,3 +846,5 @@ module.exports.MemoryMonitor = nativeBinding.MemoryMonitor
 module.exports.MemoryRecovery = nativeBinding.MemoryRecovery
 module.exports.readHistory = nativeBinding.readHistory
 module.exports.readIncidents = nativeBinding.readIncidents
+module.exports.readReport = nativeBinding.readReport
+module.exports.renderReport = nativeBinding.renderReport

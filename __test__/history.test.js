@@ -28,7 +28,7 @@ function supervise(options) {
 
 async function waitFor(what, predicate, ms = 10000) {
   const deadline = Date.now() + ms
-  while (!predicate()) {
+  while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await sleep(20)
   }
@@ -40,22 +40,22 @@ test('a running supervisor records its checks; readHistory reads them while it r
   const { supervisor, health, errors } = supervise({ historyDir: dir, historyStepMs: 100 })
   supervisor.start()
   const read = () => h.readHistory(dir)
-  await waitFor('three closed buckets', () => read().host.length >= 3)
+  await waitFor('three closed buckets', async () => (await read()).host.length >= 3)
   // GPU 1 heats up: the history shows the peak and the unhealthy state.
   standin.write({ devices: [device(0, { memory_used: 10 * GiB }), device(1, { temperature: 95 })] })
-  await waitFor('the hot bucket', () => read().gpus[1]?.points.some((p) => p.temperature_c?.max === 95))
-  await waitFor('the unhealthy state', () => read().host.some((p) => p.states_seen.includes('unhealthy')))
+  await waitFor('the hot bucket', async () => (await read()).gpus[1]?.points.some((p) => p.temperature_c?.max === 95))
+  await waitFor('the unhealthy state', async () => (await read()).host.some((p) => p.states_seen.includes('unhealthy')))
   // GPU 0 is lost: flagged, its memory unknown in the buckets where it was lost only.
   standin.write({ devices: [device(0, { lost: true }), device(1)] })
-  await waitFor('a bucket wholly lost', () => read().gpus[0].points.some((p) => p.lost_last && p.memory_used_mib === null))
-  assert.ok(read().gpus[0].points.every((p) => !p.lost_last || p.lost), 'lost at the last sample is lost in the bucket')
+  await waitFor('a bucket wholly lost', async () => (await read()).gpus[0].points.some((p) => p.lost_last && p.memory_used_mib === null))
+  assert.ok((await read()).gpus[0].points.every((p) => !p.lost_last || p.lost), 'lost at the last sample is lost in the bucket')
   standin.write({ devices: [device(0, { memory_used: 10 * GiB }), device(1)] })
-  await waitFor('GPU 0 back', () => {
-    const last = read().gpus[0].points.at(-1)
+  await waitFor('GPU 0 back', async () => {
+    const last = (await read()).gpus[0].points.at(-1)
     return !last.lost && last.memory_used_mib !== null
   })
 
-  const history = read()
+  const history = await read()
   assert.equal(history.skipped_records, 0)
   assert.deepEqual(history.gpus.map((g) => g.index), [0, 1])
   const checks = health.length
@@ -77,16 +77,30 @@ test('a running supervisor records its checks; readHistory reads them while it r
 
   // `since` leaves out what ended before it.
   const since = starts.at(-2)
-  const recent = h.readHistory(dir, { since })
+  const recent = await h.readHistory(dir, { since })
   assert.ok(recent.host.length >= 1 && recent.host.every((p) => p.t + p.step_ms > since))
 
   // A second writer is refused while the supervisor records.
   assert.throws(() => supervise({ historyDir: dir }), { code: 'ERR_HISTORY_LOCKED' })
   await supervisor.stop()
   assert.deepEqual(errors, [])
+
+  // Stopped, the supervisor has written its open buckets and released the directory: another
+  // may record there, and the first starts again only once that one has stopped.
+  const stoppedAt = Date.now()
+  assert.ok((await read()).host.at(-1).t + 100 >= stoppedAt - 100, 'the last bucket is on disk when stop resolves')
+  const second = supervise({ historyDir: dir, historyStepMs: 100 })
+  assert.throws(() => supervisor.start(), { code: 'ERR_HISTORY_LOCKED' })
+  second.supervisor.start()
+  await second.supervisor.stop()
+  supervisor.start()
+  const before = (await read()).host.length
+  await waitFor('records after the restart', async () => (await read()).host.length > before)
+  await supervisor.stop()
+  assert.deepEqual(errors, [])
 })
 
-test('options and readHistory arguments are validated', () => {
+test('options and readHistory arguments are validated', async () => {
   const dir = tempDir()
   assert.throws(() => new h.HealthSupervisor({ historyDir: 1 }), { name: 'TypeError', message: /historyDir/ })
   assert.throws(() => new h.HealthSupervisor({ historyDir: '' }), { name: 'TypeError', message: /historyDir/ })
@@ -95,15 +109,15 @@ test('options and readHistory arguments are validated', () => {
   assert.throws(() => new h.HealthSupervisor({ historyStepMs: 1000 }), { name: 'TypeError', message: /historyStepMs needs a historyDir/ })
   fs.chmodSync(dir, 0o755)
   assert.throws(() => new h.HealthSupervisor({ historyDir: dir }), { code: 'ERR_UNSAFE_DIRECTORY' })
-  assert.throws(() => h.readHistory(dir), { code: 'ERR_UNSAFE_DIRECTORY' })
+  await assert.rejects(h.readHistory(dir), { code: 'ERR_UNSAFE_DIRECTORY' })
   assert.throws(() => h.readHistory(), { name: 'TypeError', message: /directory/ })
   assert.throws(() => h.readHistory(''), { name: 'TypeError', message: /directory/ })
   assert.throws(() => h.readHistory(dir, { since: -1 }), { name: 'RangeError', message: /options\.since/ })
   assert.throws(() => h.readHistory(dir, { sinse: 1 }), { name: 'TypeError', message: /sinse/ })
-  assert.throws(() => h.readHistory(path.join(dir, 'missing')), { code: 'ERR_NOT_FOUND' })
+  await assert.rejects(h.readHistory(path.join(dir, 'missing')), { code: 'ERR_NOT_FOUND' })
   const empty = path.join(tempDir(), 'empty')
   fs.mkdirSync(empty, { mode: 0o700 })
-  assert.deepEqual(h.readHistory(empty), { host: [], gpus: [], skipped_records: 0 })
+  assert.deepEqual(await h.readHistory(empty), { host: [], gpus: [], skipped_records: 0 })
 })
 
 test('readIncidents reads an incident log a live IncidentLog holds, and validates its arguments', async () => {
@@ -111,12 +125,16 @@ test('readIncidents reads an incident log a live IncidentLog holds, and validate
   const log = new h.IncidentLog({ directory: dir })
   await log.record({ kind: 'gpu_issue', severity: 'error', message: 'hot' })
   await log.record({ kind: 'recovery_started', severity: 'info', message: 'recovering' })
-  assert.deepEqual(h.readIncidents(dir), await log.read())
-  assert.deepEqual(h.readIncidents(dir, { kinds: ['recovery_started'] }).map((r) => r.seq), [2])
+  assert.deepEqual(await h.readIncidents(dir), await log.read())
+  assert.deepEqual((await h.readIncidents(dir, { kinds: ['recovery_started'] })).map((r) => r.seq), [2])
+  assert.deepEqual((await h.readIncidents(dir, { since: '1h' })).map((r) => r.seq), [1, 2], 'since as text: an hour ago')
+  assert.deepEqual(await h.readIncidents(dir, { since: new Date(Date.now() + 60000).toISOString() }), [])
   assert.throws(() => new h.IncidentLog({ directory: dir }), { code: 'ERR_INCIDENT_LOG_LOCKED' })
   assert.throws(() => h.readIncidents(), { name: 'TypeError', message: /directory/ })
   assert.throws(() => h.readIncidents(dir, { limit: -1 }), { name: 'RangeError', message: /limit/ })
-  assert.throws(() => h.readIncidents(path.join(dir, 'missing')), { code: 'ERR_NOT_FOUND' })
+  assert.throws(() => h.readIncidents(dir, { since: 'yesterday' }), { name: 'RangeError', message: /filter\.since must be a duration/ })
+  assert.throws(() => h.readIncidents(dir, { since: true }), { name: 'TypeError', message: /filter\.since must be a number or a string/ })
+  await assert.rejects(h.readIncidents(path.join(dir, 'missing')), { code: 'ERR_NOT_FOUND' })
   await log.close()
 })
 

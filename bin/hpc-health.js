@@ -244,7 +244,7 @@ const stateDir = () => process.env.HPC_HEALTH_STATE_DIR || './var'
 
 /** A bad `--since` is a usage error, said in the flag's name. */
 function cliSince(error) {
-  if (/^(options|filter)\.since /.test(error.message)) throw new CliError(error.message.replace(/^\w+\.since/, '--since'), { usage: true })
+  if (/^(filter\.)?since /.test(error.message)) throw new CliError(error.message.replace(/^(filter\.)?since/, '--since'), { usage: true })
   throw error
 }
 
@@ -351,6 +351,12 @@ async function main([command, ...args]) {
     return 2
   }
 }
+
+// Piped into `head` or `less` and closed early: what was printed is all the reader wanted.
+process.stdout.on('error', (error) => {
+  if (error.code !== 'EPIPE') throw error
+  process.exit(process.exitCode ?? 0)
+})
 
 main(process.argv.slice(2)).then((code) => {
   if (code !== undefined) process.exitCode = code

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use super::args::{directory_arg, type_error};
 use super::input::{js_fields, Count, Fields, Since};
-use super::json::JsonOut;
+use super::json::JsonShape;
 use super::task::spawn_blocking_settled;
 use crate::policy::thresholds::{GPU_MEMORY, REPORT_WIDTH, SYSTEM_MEMORY, TEMPERATURE};
 use crate::report::{self, since::DEFAULT_SINCE_MS, ReportRequest, ReportThresholds};
@@ -69,7 +69,7 @@ fn request(env: &Env, options: &ReportOptions) -> Result<ReportRequest> {
     let until = options.until.as_ref().map_or(now, |Count(ms)| *ms);
     let since = options.since.as_ref().map_or(until.saturating_sub(DEFAULT_SINCE_MS), |Since(ms)| *ms);
     if since >= until {
-        let message = format!("options.since ({since}) must be before options.until ({until})");
+        let message = format!("since ({since}) must be before until ({until})");
         return Err(super::args::range_error(env, message));
     }
     let defaults = ReportThresholds::default();
@@ -110,7 +110,7 @@ pub fn read_report<'env>(
     env: &'env Env,
     state_dir: Unknown,
     options: Option<Unknown>,
-) -> Result<PromiseRaw<'env, JsonOut>> {
+) -> Result<PromiseRaw<'env, JsonShape>> {
     super::task::guarded(env, "readReport", || {
         let options = self::options(env, options)?;
         for (given, key) in [
@@ -119,12 +119,13 @@ pub fn read_report<'env>(
             (options.width.is_some(), "width"),
         ] {
             if given {
-                let message = format!("options.{key} is for renderReport; readReport returns data");
+                let message = format!("{key} is for renderReport; readReport returns data");
                 return Err(type_error(env, "ERR_INVALID_ARG_VALUE", message));
             }
         }
         let (dir, request) = read_args(env, &state_dir, &options)?;
-        spawn_blocking_settled(env, move || Ok(JsonOut(crate::shapes::to_json(&report::read_report(&dir, &request)?))))
+        // As text in the model's own key order (and past napi's limit on JSON values).
+        spawn_blocking_settled(env, move || Ok(JsonShape::of(&report::read_report(&dir, &request)?)))
     })
 }
 
@@ -144,7 +145,7 @@ pub fn render_report<'env>(
             None | Some("text") => false,
             Some("html") => true,
             Some(other) => {
-                let message = format!("options.format must be 'text' or 'html', got {other:?}");
+                let message = format!("format must be 'text' or 'html', got {other:?}");
                 return Err(super::args::range_error(env, message));
             }
         };
