@@ -133,6 +133,8 @@ test('a panic in a synchronous entry point throws an Error with code ERR_INTERNA
     ['HealthSupervisor.status', 'new h.HealthSupervisor().status()'],
     ['readHistory', 'h.readHistory(fs.mkdtempSync(path.join(os.tmpdir(), "p-")))'],
     ['readIncidents', 'h.readIncidents(fs.mkdtempSync(path.join(os.tmpdir(), "p-")))'],
+    ['readReport', 'h.readReport(fs.mkdtempSync(path.join(os.tmpdir(), "p-")))'],
+    ['renderReport', 'h.renderReport(fs.mkdtempSync(path.join(os.tmpdir(), "p-")))'],
   ]
   for (const [entry, code] of cases) {
     const script = `
@@ -247,8 +249,8 @@ function everyClass() {
     IncidentLog: () => [{ directory: fs.mkdtempSync(path.join(dir, 'log-')) }],
     HealthSupervisor: () => [{}],
   }
-  // Classes, not the plain functions (readHistory, readIncidents): those have no instances to guard.
-  const functions = new Set([h.readHistory, h.readIncidents])
+  // Classes, not the plain functions (readHistory, readIncidents, the report): those have no instances to guard.
+  const functions = new Set([h.readHistory, h.readIncidents, h.readReport, h.renderReport])
   const classes = [...new Set(Object.values(h).filter((v) => typeof v === 'function' && v.prototype && !functions.has(v)))]
   assert.deepEqual(classes.map((c) => c.name).sort(), Object.keys(args).sort(), 'every exported class is covered')
   return classes.map((Class) => ({ Class, args: args[Class.name], instance: new Class(...args[Class.name]()) }))

@@ -63,6 +63,9 @@ test('each options interface lists exactly the keys its reader accepts', () => {
     ['HysteresisInput', () => new h.HealthSupervisor({ hysteresis: { ...x } })],
     ['JsonRpcOptions', () => new h.HealthSupervisor({}).handleJsonRpc('{}', { ...x })],
     ['HealthIssue', () => new h.HealthSupervisor({}).triggerRecovery({ issues: [{ ...x }] })],
+    ['ReadHistoryOptions', () => h.readHistory(dir, { ...x })],
+    ['ReportOptions', () => h.renderReport(dir, { ...x })],
+    ['ReportThresholdsInput', () => h.renderReport(dir, { thresholds: { ...x } })],
   ]
   for (const [name, make] of cases) {
     assert.deepEqual(knownKeys(make), interfaceFields(name), name)

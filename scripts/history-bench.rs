@@ -1,7 +1,9 @@
 //! The metrics history's costs, for `bench/history.js` (`npm run bench`): one JSON line of
 //! medians. Per sample: folding one full check (the host and 8 GPUs) into the open bucket,
 //! and the same sample as a naive JSON-lines append with fdatasync. Per bucket: writing it
-//! durably (one append, one fdatasync, on the writer thread). And reading 24 h of 8 GPUs.
+//! durably (one append, one fdatasync, on the writer thread). Reading 24 h of 8 GPUs, and
+//! the morning report on them (read, judged and rendered for a terminal and as a page)
+//! beside reading and parsing the naive log of the same day.
 //!
 //! ```sh
 //! cargo run --release --example history-bench
@@ -14,6 +16,7 @@ use std::time::Instant;
 use hpc_health::durable::Storage;
 use hpc_health::history::record::{GpuSignal, HealthState, HostSignal, RECORD_BYTES};
 use hpc_health::history::{read_history, HistoryPolicy, HistoryWriter, Record, Source};
+use hpc_health::report::{self, ReportRequest, ReportThresholds};
 use serde_json::json;
 
 const GPUS: u8 = 8;
@@ -110,7 +113,9 @@ fn main() {
     }
 
     // 24 h of 8 GPUs (the fine tier whole), read back.
-    let day = root.path().join("day");
+    let state_dir = root.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    let day = state_dir.join(report::HISTORY_SUBDIR);
     {
         let (writer, _) = HistoryWriter::open(&day, policy, Storage::new()).unwrap();
         for i in 0..policy.fine.retention_steps {
@@ -128,6 +133,42 @@ fn main() {
     }
     let day_bytes: u64 = std::fs::read_dir(&day).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
 
+    // The morning report on that day: read, judged, rendered both ways.
+    let request = ReportRequest {
+        since_ms: T0,
+        until_ms: T0 + policy.fine.retention_ms(),
+        thresholds: ReportThresholds::default(),
+    };
+    let (mut report_ms, mut text_ms, mut html_ms, mut html_bytes) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    for _ in 0..5 {
+        let started = Instant::now();
+        let built = report::read_report(&state_dir, &request).unwrap();
+        report_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = Instant::now();
+        std::hint::black_box(report::text::render(&built, false, 48));
+        text_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = Instant::now();
+        html_bytes = std::hint::black_box(report::html::render(&built)).len();
+        html_ms.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+
+    // The naive peer's day: one line a check at one check a second, read and parsed.
+    let naive_day = root.path().join("naive-day.jsonl");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&naive_day).unwrap());
+        for i in 0..86_400u64 {
+            writeln!(out, "{}", sample_json(i, &inputs[(i % 1000) as usize])).unwrap();
+        }
+    }
+    let mut naive_read_ms = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let text = std::fs::read_to_string(&naive_day).unwrap();
+        let parsed: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        std::hint::black_box(parsed.len());
+        naive_read_ms.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+
     println!(
         "{}",
         json!({
@@ -141,6 +182,12 @@ fn main() {
             "day_records": records,
             "day_bytes": day_bytes,
             "disk_bound_bytes_8_gpus": policy.disk_bound_bytes(8),
+            "report_read_ms": median(report_ms),
+            "report_text_ms": median(text_ms),
+            "report_html_ms": median(html_ms),
+            "report_html_bytes": html_bytes,
+            "naive_day_read_parse_ms": median(naive_read_ms),
+            "naive_day_bytes": std::fs::metadata(&naive_day).unwrap().len(),
         })
     );
 }
