@@ -24,19 +24,22 @@ use crate::incident::IncidentSeverity;
 /// top for the axis titles, bottom for two rows of time labels).
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = VIEW_WIDTH - 16.0;
-const TOP: f64 = 34.0;
-const BOTTOM_MARGIN: f64 = 54.0;
-const LINE_CHART_HEIGHT: f64 = 260.0;
+const TOP: f64 = 40.0;
+const BOTTOM_MARGIN: f64 = 70.0;
+const LINE_CHART_HEIGHT: f64 = 280.0;
+/// A time label this close to the plot's right edge ends there instead of centring on
+/// its tick (so it is not cut off).
+const TICK_LABEL_HALF: f64 = 24.0;
 
 /// The state chart's rows, top to bottom.
-const MARKER_Y: f64 = 26.0;
-const BAND_TOP: f64 = 44.0;
+const MARKER_Y: f64 = TOP + 10.0;
+const BAND_TOP: f64 = TOP + 26.0;
 const BAND_HEIGHT: f64 = 40.0;
-const PAUSED_TOP: f64 = 90.0;
+const PAUSED_TOP: f64 = BAND_TOP + BAND_HEIGHT + 6.0;
 const PAUSED_HEIGHT: f64 = 10.0;
-const RECOVERY_TOP: f64 = 106.0;
+const RECOVERY_TOP: f64 = PAUSED_TOP + PAUSED_HEIGHT + 6.0;
 const RECOVERY_HEIGHT: f64 = 14.0;
-const STATE_BOTTOM: f64 = 126.0;
+const STATE_BOTTOM: f64 = RECOVERY_TOP + RECOVERY_HEIGHT + 6.0;
 
 const STATUSES: [Status; 4] = [Status::Ok, Status::Warn, Status::Fail, Status::NoData];
 
@@ -85,7 +88,12 @@ fn recovery_status(result: &str) -> Status {
 
 /// A span of time as a reader wants it: `06:10:00–06:12:30 (2 min)`.
 fn time_span(from_ms: u64, to_ms: u64) -> String {
-    format!("{}–{} ({})", LocalTime::at(from_ms).hms(), LocalTime::at(to_ms).hms(), duration(to_ms.saturating_sub(from_ms)))
+    format!(
+        "{}–{} ({})",
+        LocalTime::at(from_ms).hms(),
+        LocalTime::at(to_ms).hms(),
+        duration(to_ms.saturating_sub(from_ms))
+    )
 }
 
 /// The page for `report`. Deterministic for a report and a `TZ`.
@@ -198,15 +206,17 @@ impl Axes<'_> {
     /// axis title with the zone.
     fn time_axis(&self, out: &mut String, plot: &Plot) {
         for (i, tick) in self.ticks.iter().enumerate() {
-            let x = num(plot.x(tick.t_ms as f64));
+            let at = plot.x(tick.t_ms as f64);
+            let x = num(at);
             let _ = write!(
                 out,
                 "<g class=\"tick{}\"><line class=\"grid\" x1=\"{x}\" x2=\"{x}\" y1=\"{}\" y2=\"{}\"/>\
-                 <text x=\"{x}\" y=\"{}\" dy=\"1em\" text-anchor=\"middle\">{}",
+                 <text x=\"{x}\" y=\"{}\" dy=\"1em\" text-anchor=\"{}\">{}",
                 if i % 2 == 1 { " alt" } else { "" },
                 num(plot.top),
                 num(plot.bottom),
                 num(plot.bottom + 6.0),
+                if at > RIGHT - TICK_LABEL_HALF { "end" } else { "middle" },
                 tick.time
             );
             if let Some(date) = &tick.date {
@@ -240,9 +250,15 @@ fn state_chart(out: &mut String, report: &Report, axes: &Axes<'_>) {
     let plot = axes.plot(BAND_TOP, STATE_BOTTOM, 0.0, 1.0);
     out.push_str("<figure>\n<figcaption><strong>Health state</strong> <span class=\"muted\">band: the worst state in each \
          bucket; thin band: intake paused; bars: recoveries; markers: incidents (bigger for warn and error)</span></figcaption>\n");
-    svg_open(out, "state", STATE_BOTTOM + BOTTOM_MARGIN, "Health state, intake pauses, recoveries and incidents over time");
+    svg_open(
+        out,
+        "state",
+        STATE_BOTTOM + BOTTOM_MARGIN,
+        "Health state, intake pauses, recoveries and incidents over time",
+    );
     axes.time_axis(out, &plot);
-    let _ = write!(out, "<path class=\"axis\" d=\"M{l} {b}H{r}\"/>", l = num(LEFT), r = num(RIGHT), b = num(STATE_BOTTOM));
+    let _ =
+        write!(out, "<path class=\"axis\" d=\"M{l} {b}H{r}\"/>", l = num(LEFT), r = num(RIGHT), b = num(STATE_BOTTOM));
     let width = |from: u64, to: u64| (plot.x(to as f64) - plot.x(from as f64)).max(0.5);
     for span in &report.state_band {
         let _ = write!(
@@ -340,9 +356,12 @@ fn state_chart(out: &mut String, report: &Report, axes: &Axes<'_>) {
         out.push_str("</g>");
     }
     out.push_str("</svg>\n<ul class=\"legend\">");
-    for (state, status) in
-        [("healthy", Status::Ok), ("starting / unknown", Status::Warn), ("unhealthy", Status::Fail), ("no data", Status::NoData)]
-    {
+    for (state, status) in [
+        ("healthy", Status::Ok),
+        ("starting / unknown", Status::Warn),
+        ("unhealthy", Status::Fail),
+        ("no data", Status::NoData),
+    ] {
         let _ = write!(out, "<li><span class=\"sw {}\"></span>{state}</li>", status_class(status));
     }
     let _ = write!(
@@ -406,7 +425,11 @@ fn line_charts(report: &Report) -> Vec<LineChart<'_>> {
         .gpus
         .iter()
         .map(|g| {
-            (format!("GPU {}", g.index), gpu_colour(g.index), Cow::Owned(percent_of_total(&g.memory_used_mib, &g.memory_total_mib)))
+            (
+                format!("GPU {}", g.index),
+                gpu_colour(g.index),
+                Cow::Owned(percent_of_total(&g.memory_used_mib, &g.memory_total_mib)),
+            )
         })
         .collect();
     charts.push(LineChart {
@@ -513,16 +536,26 @@ fn line_chart(out: &mut String, chart: &LineChart<'_>, axes: &Axes<'_>) {
             num(*value)
         );
     }
-    let _ = write!(out, "<text class=\"axis-title\" x=\"{}\" y=\"{}\">{}</text>", num(4.0), num(TOP - 12.0), chart.unit);
+    let _ =
+        write!(out, "<text class=\"axis-title\" x=\"{}\" y=\"{}\">{}</text>", num(4.0), num(TOP - 12.0), chart.unit);
     axes.time_axis(out, &plot);
-    let _ = write!(out, "<path class=\"axis\" d=\"M{l} {t}V{b}H{r}\"/>", l = num(LEFT), t = num(TOP), b = num(bottom), r = num(RIGHT));
+    let _ = write!(
+        out,
+        "<path class=\"axis\" d=\"M{l} {t}V{b}H{r}\"/>",
+        l = num(LEFT),
+        t = num(TOP),
+        b = num(bottom),
+        r = num(RIGHT)
+    );
     let mut lines = String::new();
     for (name, colour, points) in &chart.series {
         let (line, band) = plot.series_paths(points);
         if !band.is_empty() {
-            let _ = write!(out, "<path class=\"band\" data-series=\"{}\" fill=\"{colour}\" d=\"{band}\"/>", escape(name));
+            let _ =
+                write!(out, "<path class=\"band\" data-series=\"{}\" fill=\"{colour}\" d=\"{band}\"/>", escape(name));
         }
-        let range = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.min), hi.max(p.max)));
+        let range =
+            points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.min), hi.max(p.max)));
         let _ = write!(
             lines,
             "<path class=\"series\" data-series=\"{}\" stroke=\"{colour}\" d=\"{line}\"><title>{}: {} to {} {}</title></path>",
@@ -649,8 +682,12 @@ rect.state,rect.paused,.recovery rect,.marker circle{fill:currentColor}\
 th,td{text-align:left;padding:4px 6px;border-bottom:1px solid var(--grid);vertical-align:top}\
 td.msg{overflow-wrap:anywhere}.sev{font-weight:600;white-space:nowrap}\
 tr.selected{background:color-mix(in srgb,var(--warn) 20%,transparent)}\
-@media (max-width:600px){body{font-size:14px}main{padding:8px}svg.chart text{font-size:26px}\
-svg.chart text.nodata{font-size:30px}.tick.alt text{display:none}}";
+@media (max-width:600px){body{font-size:14px}main{padding:8px}svg.chart text{font-size:28px}\
+svg.chart text.nodata{font-size:32px}.tick.alt text{display:none}\
+.marker[data-severity=warn] circle{r:11px}.marker[data-severity=error] circle,.marker[data-severity=critical] circle{r:14px}\
+.marker .hit{width:14px;transform:translateX(-4px)}\
+table,tbody,tr,td{display:block}thead{display:none}tr{padding:6px 0;border-bottom:1px solid var(--grid)}\
+td{border:0;padding:1px 4px;display:inline-block}td.msg{display:block}}";
 
 /// The details panel: a marker's click (or Enter / Space on it) shows its incident from the
 /// JSON block, built with text nodes only, and selects its timeline row.
@@ -717,8 +754,22 @@ mod tests {
     const STEP: u32 = 10_000;
     const HOSTILE: &str = "</script><script>alert(1)</script><!-- & \"quoted\" 'single' <b>bold</b>";
 
-    fn incident(seq: u64, at_s: u64, kind: &str, severity: IncidentSeverity, message: &str, details: serde_json::Value) -> IncidentRecord {
-        IncidentRecord { seq, timestamp_ms: SINCE + at_s * 1000, kind: kind.to_owned(), severity, message: message.to_owned(), details }
+    fn incident(
+        seq: u64,
+        at_s: u64,
+        kind: &str,
+        severity: IncidentSeverity,
+        message: &str,
+        details: serde_json::Value,
+    ) -> IncidentRecord {
+        IncidentRecord {
+            seq,
+            timestamp_ms: SINCE + at_s * 1000,
+            kind: kind.to_owned(),
+            severity,
+            message: message.to_owned(),
+            details,
+        }
     }
 
     /// Two hours: host and 2 GPUs every 10 s, nothing recorded from 40 to 50 min (a gap),
@@ -760,7 +811,14 @@ mod tests {
         vec![
             incident(1, 60, "checkpoint_created", Info, "checkpoint 1 written", json!({"id": "c1"})),
             incident(2, 1800, "health_unhealthy", Error, "GPU 1 memory at 97 %", json!({"gpu": 1})),
-            incident(3, 1805, "recovery_started", Warn, "recovery r1 started", json!({"id": "r1", "type": "gpu_reset"})),
+            incident(
+                3,
+                1805,
+                "recovery_started",
+                Warn,
+                "recovery r1 started",
+                json!({"id": "r1", "type": "gpu_reset"}),
+            ),
             incident(
                 4,
                 2100,
@@ -804,7 +862,9 @@ mod tests {
     fn every_chart_is_there_with_a_series_per_gpu_and_its_threshold() {
         let (report, page) = sample_page();
         assert_eq!(page.matches("<svg class=\"chart\" data-chart=").count(), 6);
-        for (key, series) in [("gpu-memory", 2), ("host-memory", 1), ("temperature", 2), ("utilization", 2), ("power", 2)] {
+        for (key, series) in
+            [("gpu-memory", 2), ("host-memory", 1), ("temperature", 2), ("utilization", 2), ("power", 2)]
+        {
             let svg = chart(&page, key);
             assert_eq!(svg.matches("<path class=\"series\"").count(), series, "{key}");
             assert!(svg.contains("data-series=\"GPU 0\"") || key == "host-memory", "{key}");
@@ -823,8 +883,12 @@ mod tests {
         assert_eq!(threshold("host-memory"), num(0.8 * 64.0));
         assert!(chart(&page, "gpu-memory").contains("threshold 85 %"));
         // Units on the value axes; local time with its zone on the time axes.
-        for (key, unit) in [("gpu-memory", ">%<"), ("host-memory", ">GiB<"), ("temperature", ">°C<"), ("power", ">W<")] {
-            assert!(chart(&page, key).contains(&format!("class=\"axis-title\" x=\"4\" y=\"22\"{unit}")), "{key}");
+        for (key, unit) in [("gpu-memory", ">%<"), ("host-memory", ">GiB<"), ("temperature", ">°C<"), ("power", ">W<")]
+        {
+            assert!(
+                chart(&page, key).contains(&format!("class=\"axis-title\" x=\"4\" y=\"{}\"{unit}", num(TOP - 12.0))),
+                "{key}"
+            );
         }
         let zone = LocalTime::at(report.until_ms).zone_label();
         assert!(page.contains(&format!("times in {}", escape(&zone))), "{zone}");
@@ -845,7 +909,10 @@ mod tests {
             assert_eq!(page.matches(&format!("<tr id=\"incident-{}\"", i.seq)).count(), 1, "row {}", i.seq);
         }
         // Warnings and errors are drawn bigger than infos: a circle each, infos none.
-        assert_eq!(state.matches("<circle").count(), report.incidents.iter().filter(|i| i.severity > IncidentSeverity::Info).count());
+        assert_eq!(
+            state.matches("<circle").count(),
+            report.incidents.iter().filter(|i| i.severity > IncidentSeverity::Info).count()
+        );
         // The recovery, its incidents paired, and the state band with its pause.
         assert_eq!(report.recoveries.len(), 1);
         assert!(state.contains("<g class=\"recovery st-ok\" data-id=\"r1\" data-type=\"gpu_reset\" data-result=\"recovered\" data-seq=\"3\""));
@@ -861,7 +928,9 @@ mod tests {
         assert_eq!(page.matches("<script").count(), 2);
         assert_eq!(page.matches("</script>").count(), 2);
         assert!(!page.contains("<b>bold") && !page.contains("<img") && !page.contains("<!-- &"));
-        assert!(page.contains("&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;!-- &amp; &quot;quoted&quot; &#39;single&#39;"));
+        assert!(page.contains(
+            "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;!-- &amp; &quot;quoted&quot; &#39;single&#39;"
+        ));
         assert!(page.contains("data-kind=\"x&quot;&gt;&lt;img onerror=alert(2)&gt;\""));
         // The JSON block reads back to the very same text.
         let open = "<script type=\"application/json\" id=\"incidents\">";
@@ -925,7 +994,16 @@ mod tests {
     #[test]
     fn a_day_of_eight_gpus_is_thinned_to_the_width() {
         let mut infos: Vec<IncidentRecord> = (0..150)
-            .map(|n| incident(n, n * 500, "checkpoint_created", IncidentSeverity::Info, "checkpoint written", json!({"n": n})))
+            .map(|n| {
+                incident(
+                    n,
+                    n * 500,
+                    "checkpoint_created",
+                    IncidentSeverity::Info,
+                    "checkpoint written",
+                    json!({"n": n}),
+                )
+            })
             .collect();
         infos.push(incident(150, 40_000, "gpu_issue", IncidentSeverity::Error, "XID 79", json!({})));
         let report = report_of(&history(8, 8640, true), &infos, 24);
