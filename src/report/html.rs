@@ -108,7 +108,27 @@ pub fn render(report: &Report) -> String {
     let ticks = time_ticks(report.since_ms, report.until_ms);
     let long_span = shows_dates(report.since_ms, report.until_ms);
     let zone_short = if until.zone.is_empty() { until.offset() } else { until.zone.clone() };
-    let axes = Axes { since_ms: report.since_ms, until_ms: report.until_ms, ticks: &ticks, zone: &zone_short };
+    let axes = Axes {
+        since_ms: report.since_ms,
+        until_ms: report.until_ms,
+        ticks: &ticks,
+        zone: &zone_short,
+        events: report
+            .incidents
+            .iter()
+            .filter(|i| i.severity > IncidentSeverity::Info)
+            .map(|i| (i.timestamp_ms, severity_status(i.severity)))
+            .collect(),
+        lost: report
+            .verdict
+            .gpus_lost
+            .iter()
+            .map(|l| {
+                let to = if l.back { l.to_ms } else { report.until_ms.max(l.to_ms) };
+                (l.from_ms, to, format!("GPU {} lost: {}", l.index, time_span(l.from_ms, to)))
+            })
+            .collect(),
+    };
 
     let mut page = String::with_capacity(256 * 1024);
     let title = format!("hpc-health report: {} {} → {} {}", since.date(), since.hm(), until.date(), until.hm());
@@ -189,12 +209,16 @@ pub fn render(report: &Report) -> String {
     page
 }
 
-/// What every chart shares: the time scale and its ticks.
+/// What every chart shares: the time scale and its ticks, and what is drawn behind every
+/// line chart so it lines up with the state chart: a faint line per warn or error
+/// incident, and a faint span per GPU loss.
 struct Axes<'a> {
     since_ms: u64,
     until_ms: u64,
     ticks: &'a [TimeTick],
     zone: &'a str,
+    events: Vec<(u64, Status)>,
+    lost: Vec<(u64, u64, String)>,
 }
 
 impl Axes<'_> {
@@ -388,6 +412,8 @@ struct LineChart<'a> {
     hi: f64,
     series: Vec<(String, &'static str, Cow<'a, [Point]>)>,
     threshold: Option<f64>,
+    /// A chart of GPU signals: GPU losses are shaded on it.
+    per_gpu: bool,
 }
 
 fn gpu_colour(index: u8) -> &'static str {
@@ -440,6 +466,7 @@ fn line_charts(report: &Report) -> Vec<LineChart<'_>> {
         hi: 100.0,
         series: memory,
         threshold: Some(report.thresholds.gpu_memory * 100.0),
+        per_gpu: true,
     });
 
     let host_total_gib = report.host.memory_total_mib.points.iter().map(|p| p.last).fold(0.0, f64::max) / 1024.0;
@@ -457,6 +484,7 @@ fn line_charts(report: &Report) -> Vec<LineChart<'_>> {
         hi: host_total_gib.max(host_peak).max(1.0),
         series: host,
         threshold: (host_total_gib > 0.0).then(|| report.thresholds.system_memory * host_total_gib),
+        per_gpu: false,
     });
 
     let gpu_series = |pick: fn(&super::model::GpuSeries) -> &Series| -> Vec<(String, &'static str, Cow<'_, [Point]>)> {
@@ -477,6 +505,7 @@ fn line_charts(report: &Report) -> Vec<LineChart<'_>> {
         hi: temperature_peak.max(report.thresholds.temperature_c) * 1.05,
         series: temperature,
         threshold: Some(report.thresholds.temperature_c),
+        per_gpu: true,
     });
     charts.push(LineChart {
         key: "utilization",
@@ -486,6 +515,7 @@ fn line_charts(report: &Report) -> Vec<LineChart<'_>> {
         hi: 100.0,
         series: gpu_series(|g| &g.utilization_pct),
         threshold: None,
+        per_gpu: true,
     });
     let power = gpu_series(|g| &g.power_w);
     let power_peak = peak(&power);
@@ -497,6 +527,7 @@ fn line_charts(report: &Report) -> Vec<LineChart<'_>> {
         hi: (power_peak * 1.05).max(1.0),
         series: power,
         threshold: None,
+        per_gpu: true,
     });
     charts
 }
@@ -547,6 +578,31 @@ fn line_chart(out: &mut String, chart: &LineChart<'_>, axes: &Axes<'_>) {
         b = num(bottom),
         r = num(RIGHT)
     );
+    if chart.per_gpu {
+        for (from, to, title) in &axes.lost {
+            let x = plot.x(*from as f64);
+            let _ = write!(
+                out,
+                "<rect class=\"lost {}\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
+                status_class(Status::Fail),
+                num(x),
+                num(TOP),
+                num((plot.x(*to as f64) - x).max(1.0)),
+                num(bottom - TOP),
+                escape(title)
+            );
+        }
+    }
+    for (t, status) in &axes.events {
+        let x = num(plot.x(*t as f64));
+        let _ = write!(
+            out,
+            "<line class=\"event {}\" x1=\"{x}\" x2=\"{x}\" y1=\"{}\" y2=\"{}\"/>",
+            status_class(*status),
+            num(TOP),
+            num(bottom)
+        );
+    }
     let mut lines = String::new();
     for (name, colour, points) in &chart.series {
         let (line, band) = plot.series_paths(points);
@@ -594,6 +650,12 @@ fn line_chart(out: &mut String, chart: &LineChart<'_>, axes: &Axes<'_>) {
     }
     if let Some(threshold) = chart.threshold {
         let _ = write!(out, "<li><span class=\"sw dash\"></span>threshold {} {}</li>", num(threshold), chart.unit);
+    }
+    if !axes.events.is_empty() {
+        out.push_str("<li><span class=\"sw vline st-warn\"></span>warn or error incident</li>");
+    }
+    if chart.per_gpu && !axes.lost.is_empty() {
+        let _ = write!(out, "<li><span class=\"sw lost {}\"></span>GPU lost</li>", status_class(Status::Fail));
     }
     out.push_str("</ul>\n</figure>\n");
 }
@@ -671,7 +733,8 @@ rect.state,rect.paused,.recovery rect,.marker circle{fill:currentColor}\
 .marker:focus line,.marker.selected line{stroke-width:3;opacity:1}\
 .legend{list-style:none;padding:0;margin:4px 0;display:flex;flex-wrap:wrap;gap:2px 14px;font-size:.9em}\
 .sw{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:5px;vertical-align:-1px;background:currentColor}\
-.sw.thin{height:5px;vertical-align:2px}.sw.line{height:3px;vertical-align:3px}\
+.sw.thin{height:5px;vertical-align:2px}.sw.vline{width:2px;opacity:.6}.sw.lost{opacity:.18}\
+line.event{stroke:currentColor;stroke-width:1;opacity:.45}rect.lost{fill:currentColor;opacity:.1}.sw.line{height:3px;vertical-align:3px}\
 .sw.dash{height:0;border-top:2px dashed var(--warn);background:none;vertical-align:4px}\
 .dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:5px;background:currentColor}\
 .panel{background:var(--panel);border-radius:6px;padding:8px 12px;margin:8px 0;min-height:3em}\
@@ -745,7 +808,7 @@ const SCRIPT: &str = r#"(function () {
 mod tests {
     use super::*;
     use crate::durable::IncidentRecord;
-    use crate::history::record::{GpuSignal, HostSignal, FLAG_INTAKE_CLOSED};
+    use crate::history::record::{GpuSignal, HostSignal, FLAG_GPU_LOST, FLAG_INTAKE_CLOSED};
     use crate::history::{HealthState, HistoryReadout, Record, Source};
     use crate::report::model::{self, ReportInput, ReportThresholds};
     use serde_json::json;
@@ -773,7 +836,7 @@ mod tests {
     }
 
     /// Two hours: host and 2 GPUs every 10 s, nothing recorded from 40 to 50 min (a gap),
-    /// unhealthy and intake closed from 30 to 35 min; GPU 1 hot and full near the end.
+    /// unhealthy and intake closed from 30 to 35 min; GPU 1 lost from 55 to 58 min.
     fn history(gpus: u8, buckets: u64, with_host: bool) -> HistoryReadout {
         let mut records = Vec::new();
         for b in 0..buckets {
@@ -793,6 +856,12 @@ mod tests {
             }
             for index in 0..gpus {
                 let mut gpu = Record::new(Source::Gpu(index), STEP, t);
+                if index == 1 && (55..58).contains(&minute) {
+                    // Lost: flagged, nothing measured.
+                    gpu.set_flags(FLAG_GPU_LOST);
+                    records.push(gpu);
+                    continue;
+                }
                 let used = 10_000 + u32::from(index) * 20_000 + (b % 30) as u32 * 200;
                 gpu.set(GpuSignal::MemoryUsedMib as usize, Some(used));
                 gpu.set(GpuSignal::MemoryTotalMib as usize, Some(81_920));
@@ -966,9 +1035,27 @@ mod tests {
     fn lines_break_across_gaps() {
         let (_, page) = sample_page();
         let svg = chart(&page, "temperature");
-        let at = svg.find("data-series=\"GPU 1\" stroke=").unwrap();
-        let path = &svg[at..at + svg[at..].find("</path>").unwrap()];
-        assert_eq!(path.matches('M').count(), 2, "one move before and one after the 10 min gap");
+        let path = |name: &str| {
+            let at = svg.find(&format!("data-series=\"{name}\" stroke=")).unwrap();
+            svg[at..at + svg[at..].find("</path>").unwrap()].to_owned()
+        };
+        assert_eq!(path("GPU 0").matches('M').count(), 2, "one move before and one after the 10 min gap");
+        assert_eq!(path("GPU 1").matches('M').count(), 3, "and one after its loss");
+    }
+
+    #[test]
+    fn losses_and_incidents_line_up_on_every_line_chart() {
+        let (report, page) = sample_page();
+        assert_eq!(report.verdict.gpus_lost.len(), 1);
+        let serious = report.incidents.iter().filter(|i| i.severity > IncidentSeverity::Info).count();
+        for key in ["gpu-memory", "host-memory", "temperature", "utilization", "power"] {
+            let svg = chart(&page, key);
+            assert_eq!(svg.matches("<line class=\"event ").count(), serious, "{key}");
+            let lost = if key == "host-memory" { 0 } else { 1 };
+            assert_eq!(svg.matches("<rect class=\"lost st-fail\"").count(), lost, "{key}");
+        }
+        let lost = LocalTime::at(SINCE + 55 * 60_000).hms();
+        assert!(page.contains(&format!("<title>GPU 1 lost: {lost}–")), "{lost}");
     }
 
     #[test]
