@@ -258,10 +258,11 @@ impl Axes<'_> {
     }
 }
 
-fn svg_open(out: &mut String, key: &str, height: f64, label: &str) {
+/// A chart's `<svg>`; `role` is `img`, or `group` where it holds markers to focus.
+fn svg_open(out: &mut String, key: &str, height: f64, role: &str, label: &str) {
     let _ = write!(
         out,
-        "<svg class=\"chart\" data-chart=\"{key}\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"{}\">",
+        "<svg class=\"chart\" data-chart=\"{key}\" viewBox=\"0 0 {} {}\" role=\"{role}\" aria-label=\"{}\">",
         num(VIEW_WIDTH),
         num(height),
         escape(label)
@@ -278,6 +279,7 @@ fn state_chart(out: &mut String, report: &Report, axes: &Axes<'_>) {
         out,
         "state",
         STATE_BOTTOM + BOTTOM_MARGIN,
+        "group",
         "Health state, intake pauses, recoveries and incidents over time",
     );
     axes.time_axis(out, &plot);
@@ -454,9 +456,11 @@ fn line_charts(report: &Report) -> Vec<LineChart<'_>> {
             (
                 format!("GPU {}", g.index),
                 gpu_colour(g.index),
-                Cow::Owned(percent_of_total(&g.memory_used_mib, &g.memory_total_mib)),
+                Cow::<[Point]>::Owned(percent_of_total(&g.memory_used_mib, &g.memory_total_mib)),
             )
         })
+        // A GPU only ever seen lost has no line.
+        .filter(|(_, _, points)| !points.is_empty())
         .collect();
     charts.push(LineChart {
         key: "gpu-memory",
@@ -483,7 +487,7 @@ fn line_charts(report: &Report) -> Vec<LineChart<'_>> {
         lo: 0.0,
         hi: host_total_gib.max(host_peak).max(1.0),
         series: host,
-        threshold: (host_total_gib > 0.0).then(|| report.thresholds.system_memory * host_total_gib),
+        threshold: (host_total_gib > 0.0).then_some(report.thresholds.system_memory * host_total_gib),
         per_gpu: false,
     });
 
@@ -554,7 +558,7 @@ fn line_chart(out: &mut String, chart: &LineChart<'_>, axes: &Axes<'_>) {
         chart.title,
         escape(&caption)
     );
-    svg_open(out, chart.key, LINE_CHART_HEIGHT, &format!("{} ({})", chart.title, chart.unit));
+    svg_open(out, chart.key, LINE_CHART_HEIGHT, "img", &format!("{} ({})", chart.title, chart.unit));
     for value in &ticks {
         let y = num(plot.y(*value));
         let _ = write!(
@@ -1067,6 +1071,15 @@ mod tests {
         assert!(host.contains(">no data</text>"));
         assert_eq!(chart(&page, "gpu-memory").matches("class=\"series\"").count(), 2);
         assert!(page.contains("No incidents in this span."));
+        // A GPU seen only lost: no line for it anywhere, and no empty path.
+        let mut lost_only = history(1, 360, true);
+        let mut lost = Record::new(Source::Gpu(3), STEP, SINCE);
+        lost.set_flags(FLAG_GPU_LOST);
+        lost_only.records.push(lost);
+        let page = render(&report_of(&lost_only, &[], 1));
+        assert_eq!(chart(&page, "gpu-memory").matches("class=\"series\"").count(), 1);
+        assert!(!page.contains("d=\"\""), "an empty path");
+        assert!(!page.contains("inf to"), "a range of nothing");
         let empty = render(&report_of(&HistoryReadout::default(), &[], 1));
         assert_eq!(empty.matches("<svg class=\"chart\"").count(), 6);
         assert_eq!(empty.matches(">no data</text>").count(), 5);
