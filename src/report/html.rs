@@ -1015,6 +1015,14 @@ mod tests {
         assert_eq!(hostile["message"], HOSTILE);
         assert_eq!(hostile["details"]["note"], HOSTILE);
         assert_eq!(hostile["severity"], "warn");
+
+        // Notes name paths, which are data too.
+        let (mut report, _) = sample_page();
+        report.notes.push("no incident log in /srv/<state> & co".to_owned());
+        report.skipped_records = 3;
+        let page = render(&report);
+        assert!(page.contains("<li>no incident log in /srv/&lt;state&gt; &amp; co</li>"));
+        assert!(page.contains("<li>3 damaged history records or incident lines skipped</li>"));
     }
 
     #[test]
