@@ -10,6 +10,7 @@ pub mod html;
 pub mod model;
 pub mod palette;
 pub mod since;
+pub mod svg;
 pub mod text;
 pub mod verdict;
 
