@@ -201,7 +201,6 @@ export interface IncidentRecord {
   details: unknown
 }
 
-/** Memory thresholds (fractions in (0, 1], milliseconds for `warning_interval`). */
 /** A signal over one history bucket; `null` when no sample in the bucket had it. */
 export type HistoryStat = { min: number, max: number, last: number } | null
 /** What `readHistory` returns: points oldest first, `t` the bucket start (ms since the epoch). */
@@ -241,6 +240,46 @@ export interface MetricsHistory {
   skipped_records: number
 }
 
+/** A report's status: the same word, and colour, wherever it is shown. */
+export type ReportStatus = 'ok' | 'warn' | 'fail' | 'no_data'
+/** One signal over the report's span: a point per history bucket that had it. */
+export interface ReportSeries {
+  key: string
+  unit: string
+  points: Array<{ t: number, step_ms: number, min: number, max: number, last: number }>
+}
+/** What `readReport` returns (`hpc-health report --json`); times in ms since the epoch. */
+export interface HealthReport {
+  since_ms: number
+  until_ms: number
+  thresholds: { gpu_memory: number, system_memory: number, temperature_c: number }
+  verdict: {
+    status: ReportStatus
+    /** The verdict in one sentence, e.g. "3 recoveries (all recovered), GPU 1 lost 02:13–02:14 and back, …". */
+    line: string
+    recoveries: number
+    recoveries_recovered: number
+    gpus_lost: Array<{ index: number, from_ms: number, to_ms: number, back: boolean }>
+    intake_paused_ms: number
+    unhealthy_ms: number
+    checkpoints_corrupt: number
+    journal_damaged: number
+    journal_writes_cut: number
+    incidents: number
+    incidents_error: number
+    no_data_ms: number
+  }
+  state_band: Array<{ from_ms: number, to_ms: number, state: 'healthy' | 'unhealthy' | 'starting' | 'unknown' | 'no_data', status: ReportStatus }>
+  intake_paused: Array<{ from_ms: number, to_ms: number }>
+  recoveries: Array<{ id: string, type: string, started_ms: number, finished_ms: number | null, result: string, seqs: number[] }>
+  host: { memory_used_mib: ReportSeries, memory_total_mib: ReportSeries, psi_some_avg10: ReportSeries, psi_full_avg10: ReportSeries, issues: ReportSeries }
+  gpus: Array<{ index: number, memory_used_mib: ReportSeries, memory_total_mib: ReportSeries, temperature_c: ReportSeries, utilization_pct: ReportSeries, power_w: ReportSeries }>
+  incidents: IncidentRecord[]
+  skipped_records: number
+  notes: string[]
+}
+
+/** Memory thresholds (fractions in (0, 1], milliseconds for `warning_interval`). */
 export interface MemoryThresholds {
   gpu_memory: number
   system_memory: number

@@ -507,8 +507,17 @@ impl Supervisor {
             let _ended = CountOnDrop(&this.recoveries_ended);
             this.recover_automatically(&health).await;
             // Checks go on during a recovery, so its episode may have ended meanwhile, while the
-            // recovery was busy and its pause could not be released: release it now.
-            if !lock(&this.judgement).hysteresis.in_episode() {
+            // recovery was busy and its pauses could not be released, or before it held one
+            // (a hot GPU that cooled during a long device-lost flow): release them now.
+            let ended = {
+                let mut j = lock(&this.judgement);
+                let ended = !j.hysteresis.in_episode();
+                if ended {
+                    j.release_episode_pauses();
+                }
+                ended
+            };
+            if ended {
                 this.release_recovery_pause();
             }
         }));
@@ -528,9 +537,7 @@ impl Supervisor {
         let released = {
             let mut j = lock(&self.judgement);
             j.backoff.succeeded();
-            j.budget_exhausted_reported = false;
-            j.operator_actions.clear();
-            std::mem::take(&mut j.paused_reasons)
+            j.release_episode_pauses()
         };
         self.release_recovery_pause();
         self.incident(
@@ -1144,6 +1151,23 @@ mod tests {
         assert_eq!(sup.recoveries_ended.load(Ordering::SeqCst), first_check + 1);
         // A check that sampled after the recovery ended acts.
         assert_eq!(recovery_from_check(&sup, gpu_memory_full(), first_check + 1).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_pause_a_recovery_planned_for_an_episode_that_ended_meanwhile_does_not_stand() {
+        let (sup, events) = supervisor(true);
+        // A lost GPU and a hot one: the recovery runs the device-lost flow, then holds intake for
+        // the heat. Here no episode is open when it ends (it ended while the recovery ran, as
+        // when the GPU cooled meanwhile): nothing would ever release that pause.
+        let mut health = gpu_memory_full();
+        health.issues = vec![
+            HealthIssue::new(IssueCode::GpuLost, Some(0), "GPU 0 lost".to_owned()),
+            HealthIssue::new(IssueCode::TemperatureHigh, Some(1), "GPU 1 at 91 °C".to_owned()),
+        ];
+        recovery_from_check(&sup, health, sup.recoveries_ended.load(Ordering::SeqCst)).await;
+        let actions = lock(&events.0).iter().find(|(e, _)| *e == "recovery").map(|(_, p)| p.clone()).unwrap();
+        assert!(actions.to_string().contains("pause_intake"), "the recovery held intake for the heat: {actions}");
+        assert!(sup.accepting_requests(), "a pause outlived its episode: {}", sup.status()["paused_reasons"]);
     }
 
     #[tokio::test]

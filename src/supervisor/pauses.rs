@@ -21,4 +21,12 @@ impl super::Judgement {
             *self.counters.intake_pauses.entry(reason).or_default() += 1;
         }
     }
+
+    /// An episode is over: every pause held for it goes (a forecast that still stands holds
+    /// intake again with its next sample), and so do the operator actions it asked for.
+    pub(super) fn release_episode_pauses(&mut self) -> std::collections::BTreeMap<&'static str, String> {
+        self.budget_exhausted_reported = false;
+        self.operator_actions.clear();
+        std::mem::take(&mut self.paused_reasons)
+    }
 }
