@@ -12,7 +12,7 @@ const os = require('node:os')
 const path = require('node:path')
 const { pathToFileURL } = require('node:url')
 const { STANDIN_LIBRARY, StandinState, device } = require('./helpers/standin')
-const { recordNight } = require('./helpers/night')
+const { recordNight, HOT_C } = require('./helpers/night')
 const { withPage, requireChromium } = require('./helpers/chromium')
 const { startService, stopAll } = require('./helpers/service')
 
@@ -141,9 +141,18 @@ test('the report page of a recorded night, as a person would look at it', async 
   if (!requireChromium(t)) return
   assert.equal(typeof h.renderReport, 'function', 'the binding exports renderReport')
   // The helper's log and a reader's agree.
+  // The night holds what the page must show: every fault's incident and recovery, the lost
+  // GPU flagged and the hot one's peak in the history.
   const logged = h.readIncidents(path.join(stateDir, 'incidents'))
   assert.deepEqual(logged, night.incidents)
-  assert.ok(logged.length >= 5, `the night logged its faults: ${logged.map((i) => i.kind).join(', ')}`)
+  const codes = logged.map((i) => `${i.kind}${i.details?.code ? `:${i.details.code}` : ''}${i.kind === 'recovery_finished' ? `:${i.message.split(' ')[0]}` : ''}`)
+  for (const expected of ['memory_pressure:GPU_MEMORY_PRESSURE', 'gpu_issue:GPU_LOST', 'gpu_issue:TEMPERATURE_HIGH', 'recovery_finished:memory', 'recovery_finished:device_lost']) {
+    assert.ok(codes.includes(expected), `the night logged ${expected}: ${codes.join(', ')}`)
+  }
+  const history = h.readHistory(path.join(stateDir, 'history'), { since: night.since })
+  assert.deepEqual(history.gpus.map((g) => g.index), [0, 1])
+  assert.ok(history.gpus[night.lostGpu].points.some((p) => p.lost), 'the lost GPU is flagged in the history')
+  assert.ok(history.gpus[night.hotGpu].points.some((p) => p.temperature_c?.max >= HOT_C), 'the hot GPU\'s peak is in the history')
   const expectedSeqs = logged.filter((i) => i.timestamp >= night.since).map((i) => i.seq).sort((a, b) => a - b)
 
   const html = h.renderReport(stateDir, { format: 'html', since: night.since })
@@ -169,6 +178,9 @@ test('GET /report on the example service: the same page, served live', async (t)
   if (!requireChromium(t)) return
   // The service opens the night's state directory (its history and incident log) and keeps
   // running on a healthy stand-in; the page covers the night and whatever it logged since.
+  // What the route must do: GET /report?since=<ISO time or ms> answers 200 text/html without
+  // a token, the page renderReport(HPC_HEALTH_STATE_DIR, { format: 'html', since }) makes,
+  // declaring its own icon so that the browser fetches nothing else.
   const standin = new StandinState({ devices: [device(0), device(1)] })
   const service = await startService(standin.env({
     HPC_HEALTH_NVML_LIBRARY: STANDIN_LIBRARY,

@@ -174,7 +174,9 @@ class Browser {
       } finally {
         this.socket?.terminate()
         this.killNow()
-        if (this.child.exitCode === null && this.child.signalCode === null) await this.exited
+        if (this.child.exitCode === null && this.child.signalCode === null) {
+          await Promise.race([this.exited, new Promise((resolve) => setTimeout(resolve, 5000).unref())])
+        }
         running.delete(this)
         fs.rmSync(this.profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 })
       }
