@@ -17,10 +17,12 @@ const LAUNCH_TIMEOUT_MS = 30000
 const COMMAND_TIMEOUT_MS = 30000
 const LOAD_TIMEOUT_MS = 30000
 
-/** `$CHROMIUM`, else /usr/bin/chromium, else `chromium` on PATH; null when none is there. */
+/** `$CHROMIUM` where set (only it), else /usr/bin/chromium, else `chromium` on PATH; null when none is there. */
 function findChromium() {
-  const candidates = [process.env.CHROMIUM, DEFAULT_EXECUTABLE, ...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean).map((d) => path.join(d, 'chromium'))]
-  for (const candidate of candidates.filter(Boolean)) {
+  const candidates = process.env.CHROMIUM
+    ? [process.env.CHROMIUM]
+    : [DEFAULT_EXECUTABLE, ...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean).map((d) => path.join(d, 'chromium'))]
+  for (const candidate of candidates) {
     try {
       fs.accessSync(candidate, fs.constants.X_OK)
       return candidate
@@ -33,7 +35,9 @@ function findChromium() {
 function requireChromium(t) {
   const found = findChromium()
   if (found) return found
-  const why = "chromium not found ($CHROMIUM, /usr/bin/chromium, PATH): install Debian's chromium package (apt-get install chromium)"
+  const why = process.env.CHROMIUM
+    ? `chromium not found at $CHROMIUM (${process.env.CHROMIUM})`
+    : "chromium not found (/usr/bin/chromium, PATH): install Debian's chromium package (apt-get install chromium)"
   if (process.env.CI) throw new Error(why)
   t.skip(`${why}; skipped outside CI`)
   return null
