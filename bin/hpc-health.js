@@ -5,7 +5,7 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
-const { MemoryMonitor, GPUHealthMonitor, GPURecovery, MemoryRecovery, HealthSupervisor, CheckpointManager, readIncidents } = require('..')
+const { MemoryMonitor, GPUHealthMonitor, GPURecovery, MemoryRecovery, HealthSupervisor, CheckpointManager, readIncidents, readReport, renderReport } = require('..')
 
 const USAGE = `usage: hpc-health <command> [options]
 
@@ -25,7 +25,16 @@ const USAGE = `usage: hpc-health <command> [options]
       The host that spawns it is the operator: the control tools (recoverSystem,
       reportAllocatorStats) run only with --allow-control, else they answer "not authorized".
       Stops when stdin closes.
-  incidents [--dir D] [--since MS|ISO-DATE] [--kind K ...] [--limit N] [--json]
+  report [--since 12h|ISO|MS] [--dir D] [--json] [--html FILE] [--width N]
+      What happened overnight: a verdict (recoveries, GPUs lost and back, intake paused, work
+      lost, checkpoints set aside), each signal as a sparkline with its range, and the incident
+      timeline, from the state directory's metrics history and incident log (D, default
+      $HPC_HEALTH_STATE_DIR, else ./var; read without locks, also while the service runs).
+      --since: 30m, 12h (the default), 7d, an ISO date or time (local unless it gives a zone), or
+      ms since the epoch. --json prints the same data; --html FILE writes one self-contained page
+      (charts, nothing fetched). Exit 0, or 1 when a GPU is still lost, a recovery did not recover
+      or acknowledged work may be lost.
+  incidents [--dir D] [--since 12h|ISO|MS] [--kind K ...] [--limit N] [--json]
       Prints an incident log (default $HPC_HEALTH_STATE_DIR/incidents, else ./var/incidents),
       also while a running service writes it (read without its lock; nothing is written).
   checkpoints verify <dir>
@@ -56,6 +65,7 @@ const green = paint(32)
 const yellow = paint(33)
 const red = paint(31)
 const byStatus = { pass: green, warn: yellow, fail: red, info: String, error: red, critical: red }
+const byVerdict = { ok: green, warn: yellow, fail: red, no_data: String }
 const gib = (bytes) => (bytes / 2 ** 30).toFixed(1)
 const print = (line = '') => process.stdout.write(line + '\n')
 
@@ -213,17 +223,12 @@ async function incidents(args) {
   const { values } = parse(args, {
     dir: { type: 'string' }, since: { type: 'string' }, kind: { type: 'string', multiple: true }, limit: { type: 'string' }, json: { type: 'boolean' },
   })
-  const dir = values.dir ?? path.join(process.env.HPC_HEALTH_STATE_DIR || './var', 'incidents')
-  let since
-  if (values.since !== undefined) {
-    since = /^\d+$/.test(values.since) ? Number(values.since) : Date.parse(values.since)
-    if (!Number.isFinite(since)) throw new CliError(`--since must be milliseconds since the epoch or an ISO date, got ${JSON.stringify(values.since)}`, { usage: true })
-  }
+  const dir = values.dir ?? path.join(stateDir(), 'incidents')
   const limit = wholeNumber(values.limit, '--limit')
   // A typo should not read as an empty log.
   requireDirectory(dir, 'incident log')
   // Without the lock: the service that owns the log keeps writing it meanwhile.
-  const records = readIncidents(dir, { since, kinds: values.kind, limit })
+  const records = await readIncidents(dir, { since: values.since, kinds: values.kind, limit }).catch(cliSince)
   if (values.json) {
     print(JSON.stringify(records, null, 2))
   } else {
@@ -232,6 +237,43 @@ async function incidents(args) {
     }
   }
   return 0
+}
+
+/** The service's state directory: $HPC_HEALTH_STATE_DIR, else ./var (as the example service). */
+const stateDir = () => process.env.HPC_HEALTH_STATE_DIR || './var'
+
+/** A bad `--since` is a usage error, said in the flag's name. */
+function cliSince(error) {
+  if (/^(options|filter)\.since /.test(error.message)) throw new CliError(error.message.replace(/^\w+\.since/, '--since'), { usage: true })
+  throw error
+}
+
+async function report(args) {
+  const { values } = parse(args, {
+    dir: { type: 'string' }, since: { type: 'string' }, json: { type: 'boolean' }, html: { type: 'string' }, width: { type: 'string' },
+  })
+  if (values.json && values.html !== undefined) throw new CliError('--json and --html are two ways to print: choose one', { usage: true })
+  const dir = values.dir ?? stateDir()
+  requireDirectory(dir, 'state directory')
+  const width = wholeNumber(values.width, '--width') ?? Math.max(16, Math.min(96, (process.stdout.columns || 80) - 40))
+  const data = await readReport(dir, { since: values.since ?? '12h' }).catch(cliSince)
+  // The exit code follows the package's verdict; the rendering covers the very same span.
+  const { verdict } = data
+  const span = { since: data.since_ms, until: data.until_ms }
+  if (values.json) {
+    print(JSON.stringify(data, null, 2))
+  } else {
+    if (values.html !== undefined) {
+      const page = await renderReport(dir, { ...span, format: 'html' })
+      // The page holds incident details: readable by its owner only, as the state directory.
+      fs.writeFileSync(values.html, page, { mode: 0o600 })
+      print(`${byVerdict[verdict.status](verdict.status.toUpperCase())}  ${verdict.line}`)
+      print(`wrote ${values.html} (${(page.length / 1024).toFixed(0)} KiB; open it in a browser, nothing is fetched)`)
+    } else {
+      process.stdout.write(await renderReport(dir, { ...span, format: 'text', color: useColour, width }))
+    }
+  }
+  return verdict.status === 'fail' ? 1 : 0
 }
 
 async function checkpoints(args) {
@@ -281,7 +323,7 @@ async function help([command, ...rest]) {
   return 0
 }
 
-const COMMANDS = { status, serve, mcp, incidents, checkpoints, help }
+const COMMANDS = { status, serve, mcp, report, incidents, checkpoints, help }
 const HELP_FLAGS = new Set(['--help', '-h'])
 
 /** One line for the operator: the code (when the package gave one), the message, and a hint for a lock. */

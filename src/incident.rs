@@ -67,10 +67,11 @@ pub enum IncidentKind {
     CheckpointCorrupt,
     JournalCompactionFailed,
     JournalRepaired,
+    HistoryRepaired,
 }
 
 impl IncidentKind {
-    pub const ALL: [IncidentKind; 15] = [
+    pub const ALL: [IncidentKind; 16] = [
         IncidentKind::HealthUnhealthy,
         IncidentKind::HealthRecovered,
         IncidentKind::MonitoringError,
@@ -86,6 +87,7 @@ impl IncidentKind {
         IncidentKind::CheckpointCorrupt,
         IncidentKind::JournalCompactionFailed,
         IncidentKind::JournalRepaired,
+        IncidentKind::HistoryRepaired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -105,6 +107,7 @@ impl IncidentKind {
             IncidentKind::CheckpointCorrupt => "checkpoint_corrupt",
             IncidentKind::JournalCompactionFailed => "journal_compaction_failed",
             IncidentKind::JournalRepaired => "journal_repaired",
+            IncidentKind::HistoryRepaired => "history_repaired",
         }
     }
 }

@@ -4,7 +4,7 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const {
-  MemoryMonitor, GPUHealthMonitor, GPURecovery, CheckpointManager, IncidentLog, HealthSupervisor,
+  MemoryMonitor, GPUHealthMonitor, GPURecovery, CheckpointManager, IncidentLog, HealthSupervisor, renderReport,
 } = require('../..')
 const { MemoryManager } = require('./MemoryManager')
 const { JobQueue } = require('./JobQueue')
@@ -30,6 +30,7 @@ function optionsFromEnv(env = process.env) {
     syntheticJobsMs: number('HPC_SYNTHETIC_JOBS_MS'),
     jobDurationMs: number('HPC_JOB_DURATION_MS'),
     checkpointIntervalMs: number('HPC_CHECKPOINT_INTERVAL_MS'),
+    historyStepMs: number('HPC_HISTORY_STEP_MS'),
     maxChecks: number('HPC_HEALTH_CHECKS'), // for main.js's run(), not the service
   }
 }
@@ -79,6 +80,9 @@ class HPCServiceFactory {
       intervalMs: this.options.intervalMs,
       checkpointIntervalMs: this.options.checkpointIntervalMs,
       restartProcess: () => this.worker.restart(),
+      // The metrics history `hpc-health report` and GET /report read (without the lock).
+      historyDir: path.join(this.stateDir, 'history'),
+      historyStepMs: this.options.historyStepMs,
     })
     this.jobs = new JobQueue({
       checkpoints: this.checkpoints,
@@ -95,6 +99,7 @@ class HPCServiceFactory {
       httpPort: this.options.httpPort,
       rpcToken: this.options.rpcToken,
       workerToken: this.options.workerToken,
+      report: (options) => this.report(options),
       log: this.log,
     })
     this.startHealthCheck()
@@ -124,6 +129,16 @@ class HPCServiceFactory {
 
   startHealthCheck() {
     this.supervisor.start()
+  }
+
+  /**
+   * The morning report on this service's state directory (what `hpc-health report` reads),
+   * with the thresholds this service judges by; `options` as `renderReport` takes them.
+   */
+  report(options) {
+    const { gpu_memory, system_memory } = this.memoryMonitor.thresholds
+    const { temperature } = this.gpuMonitor.thresholds
+    return renderReport(this.stateDir, { ...options, thresholds: { gpu_memory, system_memory, temperature } })
   }
 
   checkSystemHealth(checkType) {

@@ -19,6 +19,7 @@
 //   HPC_SYNTHETIC_JOBS_MS       submit a synthetic job this often
 //   HPC_JOB_DURATION_MS         how long a job runs unless it says otherwise (default 2000)
 //   HPC_CHECKPOINT_INTERVAL_MS  checkpoint interval (default 60000)
+//   HPC_HISTORY_STEP_MS         the metrics history's finest step (default 10000)
 //   HPC_HEALTH_NVML_LIBRARY     the NVML library; point it at target/release/libnvml_standin.so
 //                               to see (stand-in) GPUs on a machine without one
 const os = require('node:os')
@@ -39,7 +40,8 @@ async function run({ maxChecks = Infinity, ...options }) {
   await service.initialize()
   const { supervisor, servers } = service
   console.log(`hpc-service: JSON-RPC and MCP on ${servers.wsUrl}`)
-  console.log(`hpc-service: HTTP on ${servers.httpUrl} (/metrics /healthz /readyz /jobs)`)
+  console.log(`hpc-service: HTTP on ${servers.httpUrl} (/metrics /healthz /readyz /jobs /report)`)
+  console.log(`hpc-service: what happened overnight: ${servers.httpUrl}/report (or: hpc-health report)`)
   console.log(`hpc-service: MCP (Streamable HTTP) on ${servers.mcpUrl}`)
   console.log(`hpc-service: state in ${service.stateDir}; a health check every ${service.options.intervalMs} ms`)
   // Which GPUs the service watches, or why it watches none (no driver, no NVML library, ...).

@@ -216,7 +216,18 @@ async function readJson(req, maxBytes) {
   return body
 }
 
-function startHttp({ supervisor, jobs, port, tokens, limits, log }) {
+/**
+ * The page's own policy: nothing is loaded from anywhere (the page is self-contained), its
+ * inline style and script run, and no other site may frame it.
+ */
+const REPORT_HEADERS = Object.freeze({
+  'content-type': 'text/html; charset=utf-8',
+  'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'cache-control': 'no-store',
+})
+
+function startHttp({ supervisor, jobs, report, port, tokens, limits, log }) {
   const mcp = createMcpEndpoint({ supervisor, authorizeFor: (req, target) => authorizeFor(req, target, tokens), limits })
   const routes = {
     'GET /metrics': (req, res) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(supervisor.metrics()),
@@ -227,6 +238,13 @@ function startHttp({ supervisor, jobs, port, tokens, limits, log }) {
       sendJson(res, reasons.length === 0 ? 200 : 503, { ready: reasons.length === 0, state: supervisor.status().state, reasons })
     },
     'GET /jobs': (req, res) => sendJson(res, 200, jobs.snapshot()),
+    // The morning report, live: ?since=12h (the default), an ISO date or time, or ms since the epoch.
+    // Rendered off the event loop; a bad `since` is a RangeError, answered 400.
+    'GET /report': async (req, res, target) => {
+      if (!report) return sendJson(res, 404, { error: 'no report: this server has no state directory' })
+      const page = await report({ since: target.searchParams.get('since') || '12h', format: 'html' })
+      res.writeHead(200, REPORT_HEADERS).end(page)
+    },
     'POST /jobs': async (req, res) => {
       const body = await readJson(req, limits.maxJobBodyBytes)
       const submitted = await jobs.submit(body)
@@ -257,12 +275,13 @@ function startHttp({ supervisor, jobs, port, tokens, limits, log }) {
  * Starts both listeners; resolves `{ wsUrl, httpUrl, close }`. Port 0 picks a free port.
  * `rpcToken` (operator) may call every control method, `workerToken` only reportAllocatorStats
  * (see CONTROL_METHODS). `limits` overrides some of LIMITS (tests use short timeouts).
+ * `report(options)` renders the morning report for GET /report (as `renderReport`).
  */
-async function startServers({ supervisor, jobs, wsPort = 0, httpPort = 0, rpcToken, workerToken, limits = {}, log = () => {} }) {
+async function startServers({ supervisor, jobs, report, wsPort = 0, httpPort = 0, rpcToken, workerToken, limits = {}, log = () => {} }) {
   const tokens = { rpcToken, workerToken }
   const bounds = { ...LIMITS, ...limits }
   const ws = startWebSocket({ supervisor, port: wsPort, tokens, limits: bounds, log })
-  const web = startHttp({ supervisor, jobs, port: httpPort, tokens, limits: bounds, log })
+  const web = startHttp({ supervisor, jobs, report, port: httpPort, tokens, limits: bounds, log })
   async function close() {
     for (const client of ws.wss.clients) client.terminate()
     ws.wss.close()

@@ -8,10 +8,12 @@
 pub mod policy;
 pub mod reader;
 pub mod record;
+pub mod recording;
 pub mod sample;
 pub mod writer;
 
 pub use policy::HistoryPolicy;
 pub use reader::{read_history, HistoryReadout};
 pub use record::{HealthState, Record, Source};
+pub use recording::Recording;
 pub use writer::HistoryWriter;

@@ -15,7 +15,7 @@ use super::input::{js_fields, Fields, Instance};
 use super::json::JsonOut;
 use super::memory_monitor::MemoryMonitor;
 use super::promise_batch::{PromiseBatch, Settle};
-use super::task::coded_error;
+use super::task::{coded_error, spawn_settled};
 use crate::durable::defaults::MAX_OPERATION_ID_BYTES;
 use crate::durable::manager::{
     off_thread, CheckpointManager as Core, DataHook, ManagerHooks, ManagerOptions, ManagerParts, StateSource,
@@ -73,16 +73,6 @@ fn read_id(env: &Env, value: &Unknown, name: &str) -> Result<String> {
         ));
     }
     Ok(id)
-}
-
-/// Runs `work` on the async runtime; a failure rejects with its code.
-fn spawn_settled<'env, T: ToNapiValue + Send + 'static>(
-    env: &'env Env,
-    work: impl std::future::Future<Output = crate::durable::Result<T>> + Send + 'static,
-) -> Result<PromiseRaw<'env, T>> {
-    env.spawn_future_with_callback(async move { Ok(work.await) }, |env, result| {
-        result.map_err(|e| coded_error(env, e.code, &e.message))
-    })
 }
 
 /// Like [`spawn_settled`], for work that resolves JSON data.

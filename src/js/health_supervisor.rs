@@ -239,13 +239,9 @@ impl HealthSupervisor {
                 if let Some(dir) = o.history_dir {
                     let step = o.history_step_ms.map_or(HISTORY_STEP_MS.default, |ms| ms) as u64;
                     let policy = crate::history::HistoryPolicy::with_step(step);
-                    let (writer, _problems) = crate::history::HistoryWriter::open(
-                        std::path::Path::new(&dir),
-                        policy,
-                        crate::durable::fs::Storage::new(),
-                    )
-                    .map_err(|e| super::task::coded_error(&env, e.code, &e.message))?;
-                    parts.history = Some(Arc::new(writer));
+                    let recording = crate::history::Recording::open(std::path::Path::new(&dir), policy)
+                        .map_err(|e| super::task::coded_error(&env, e.code, &e.message))?;
+                    parts.history = Some(Arc::new(recording));
                 } else if o.history_step_ms.is_some() {
                     return Err(type_error(
                         &env,
@@ -282,8 +278,9 @@ impl HealthSupervisor {
     #[napi]
     pub fn start(&self, env: Env) -> Result<()> {
         super::task::guarded(&env, "HealthSupervisor.start", || {
-            self.core.start(napi::bindgen_prelude::spawn);
-            Ok(())
+            self.core
+                .start(napi::bindgen_prelude::spawn)
+                .map_err(|e| super::task::coded_error(&env, e.code, &e.message))
         })
     }
 

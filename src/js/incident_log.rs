@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::args::range_error;
-use super::input::{js_fields, Count, Fields, Text};
+use super::input::{js_fields, Count, Fields, Since, Text};
 use super::json::{JsonOut, JsonShape};
 use super::task::coded_error;
 use crate::durable::closable::Closable;
@@ -219,7 +219,7 @@ impl IncidentLog {
         })
     }
 
-    /// Reads records, oldest first: `sinceSeq` and `since` (ms) are inclusive, `kinds`
+    /// Reads records, oldest first: `sinceSeq` and `since` (ms, or text such as `'12h'`) are inclusive, `kinds`
     /// filters, `limit` caps the count.
     #[napi(ts_args_type = "filter?: ReadFilterInput", ts_return_type = "Promise<IncidentRecord[]>")]
     pub fn read<'env>(&self, env: &'env Env, filter: Option<Unknown>) -> Result<PromiseRaw<'env, JsonShape>> {
@@ -241,15 +241,20 @@ impl IncidentLog {
 /// is written, so it works while a service has the log open (an `IncidentLog` there
 /// would be refused with `ERR_INCIDENT_LOG_LOCKED`). The same records as `read`; a line
 /// being appended is not there yet. `ERR_NOT_FOUND` when the directory does not exist.
+/// Read off the JS thread.
 #[cfg_attr(test, allow(dead_code))]
-#[napi(ts_args_type = "directory: string, filter?: ReadFilterInput", ts_return_type = "IncidentRecord[]")]
-pub fn read_incidents(env: Env, directory: Unknown, filter: Option<Unknown>) -> Result<JsonShape> {
-    super::task::guarded(&env, "readIncidents", || {
-        let directory = super::args::directory_arg(&env, &directory)?;
-        let filter = read_filter(&env, filter)?;
-        let read = Core::read_unlocked(std::path::Path::new(&directory), &filter)
-            .map_err(|e| coded_error(&env, e.code, &e.message))?;
-        Ok(JsonShape::of(&read.records))
+#[napi(ts_args_type = "directory: string, filter?: ReadFilterInput", ts_return_type = "Promise<IncidentRecord[]>")]
+pub fn read_incidents<'env>(
+    env: &'env Env,
+    directory: Unknown,
+    filter: Option<Unknown>,
+) -> Result<PromiseRaw<'env, JsonShape>> {
+    super::task::guarded(env, "readIncidents", || {
+        let directory = std::path::PathBuf::from(super::args::directory_arg(env, &directory)?);
+        let filter = read_filter(env, filter)?;
+        super::task::spawn_blocking_settled(env, move || {
+            Ok(JsonShape::of(&Core::read_unlocked(&directory, &filter)?.records))
+        })
     })
 }
 
@@ -285,9 +290,10 @@ pub struct ReadFilterInput {
     /// From this sequence number on (inclusive).
     #[napi(ts_type = "number")]
     pub since_seq: Option<Count>,
-    /// From this time on, in ms since the epoch (inclusive).
-    #[napi(ts_type = "number")]
-    pub since: Option<Count>,
+    /// From this time on (inclusive): ms since the epoch, or `'30m'`, `'12h'`, `'7d'` (that
+    /// long ago), or an ISO 8601 date or time (local time unless it gives its zone).
+    #[napi(ts_type = "number | string")]
+    pub since: Option<Since>,
     /// Only these kinds.
     pub kinds: Option<Vec<String>>,
     /// At most this many records.
@@ -301,7 +307,7 @@ fn read_filter(env: &Env, value: Option<Unknown>) -> Result<ReadFilter> {
     let mut filter = ReadFilter::default();
     if let Some(given) = ReadFilterInput::read(env, value, "filter")? {
         filter.since_seq = given.since_seq.map(|Count(n)| n);
-        filter.since_ms = given.since.map(|Count(n)| n);
+        filter.since_ms = given.since.map(|Since(ms)| ms);
         filter.limit = given.limit.map(|Count(n)| n as usize);
         filter.kinds = given.kinds;
     }

@@ -130,6 +130,29 @@ impl<'env> Field<'env> for Option<IncidentSeverity> {
     }
 }
 
+/// When a span starts (`since`): ms since the epoch, or text as `report::since` reads it
+/// (`12h`, an ISO date or time).
+pub struct Since(pub u64);
+
+impl<'env> Field<'env> for Option<Since> {
+    fn read(options: &OptionsObject<'env>, key: &str) -> Result<Self> {
+        let Some(value) = options.raw(key)? else { return Ok(None) };
+        let name = options.field_name(key);
+        if value.get_type()? == ValueType::Number {
+            return Ok(Option::<Count>::read(options, key)?.map(|Count(ms)| Since(ms)));
+        }
+        if value.get_type()? != ValueType::String {
+            let message = format!("{name} must be a number or a string, got {}", describe(&value));
+            return Err(type_error(options.env(), "ERR_INVALID_ARG_TYPE", message));
+        }
+        let text = js_string(options.env(), &value, &name)?;
+        let now = crate::sampling::unix_time_ms().max(0.0) as u64;
+        crate::report::since::parse_since(&text, now)
+            .map(|ms| Some(Since(ms)))
+            .map_err(|e| super::args::range_error(options.env(), format!("{name} {e}")))
+    }
+}
+
 /// A number where `null` also means "not set", as `expectedGpus: null`.
 pub struct Nullable(pub f64);
 

@@ -20,6 +20,7 @@ mod promise;
 mod promise_batch;
 mod receiver;
 mod recovery_outcome;
+mod report;
 mod task;
 
 pub(crate) use json::{json_value, optional_json_value};

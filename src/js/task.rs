@@ -106,3 +106,26 @@ mod tests {
         );
     }
 }
+
+/// Runs `work` on the async runtime; a failure rejects with its code.
+pub fn spawn_settled<'env, T: ToNapiValue + Send + 'static>(
+    env: &'env Env,
+    work: impl std::future::Future<Output = crate::durable::Result<T>> + Send + 'static,
+) -> Result<PromiseRaw<'env, T>> {
+    env.spawn_future_with_callback(async move { Ok(work.await) }, |env, result| {
+        result.map_err(|e| coded_error(env, e.code, &e.message))
+    })
+}
+
+/// Runs blocking `work` (disk reads, rendering) off the JS thread; a failure rejects with
+/// its code, a panic with `ERR_INTERNAL`.
+pub fn spawn_blocking_settled<'env, T: ToNapiValue + Send + 'static>(
+    env: &'env Env,
+    work: impl FnOnce() -> crate::durable::Result<T> + Send + 'static,
+) -> Result<PromiseRaw<'env, T>> {
+    spawn_settled(env, async move {
+        tokio::task::spawn_blocking(work).await.unwrap_or_else(|join| {
+            Err(crate::durable::DurableError::new("ERR_INTERNAL", format!("internal error in hpc-health: {join}")))
+        })
+    })
+}

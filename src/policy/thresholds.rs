@@ -347,6 +347,10 @@ pub const HISTORY_SINCE_MS: ThresholdSpec = ThresholdSpec {
     integer: false,
 };
 
+/// `renderReport`'s `width`: columns of a terminal report's sparklines.
+pub const REPORT_WIDTH: ThresholdSpec =
+    ThresholdSpec { name: "options.width", default: 48.0, min: 8.0, min_inclusive: true, max: 400.0, integer: true };
+
 /// How far ahead a projected memory exhaustion raises `MEMORY_EXHAUSTION_FORECAST`. At least
 /// 10 s (the trend needs 10 s of samples and 4 s of confirmation), at most a day.
 pub const FORECAST_HORIZON_MS: ThresholdSpec = ThresholdSpec {

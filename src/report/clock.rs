@@ -112,7 +112,12 @@ impl LocalTime {
 
     /// `2026-12-02 02:13:05 CET`.
     pub fn full(&self) -> String {
-        format!("{} {} {}", self.date(), self.hms(), if self.zone.is_empty() { self.offset() } else { self.zone.clone() })
+        format!(
+            "{} {} {}",
+            self.date(),
+            self.hms(),
+            if self.zone.is_empty() { self.offset() } else { self.zone.clone() }
+        )
     }
 }
 
@@ -149,11 +154,19 @@ pub fn duration(ms: u64) -> String {
         60..3600 => format!("{} min", (s + 30) / 60),
         3600..86_400 => {
             let m = (s + 30) / 60;
-            if m % 60 == 0 { format!("{} h", m / 60) } else { format!("{} h {} min", m / 60, m % 60) }
+            if m % 60 == 0 {
+                format!("{} h", m / 60)
+            } else {
+                format!("{} h {} min", m / 60, m % 60)
+            }
         }
         _ => {
             let h = (s + 1800) / 3600;
-            if h % 24 == 0 { format!("{} d", h / 24) } else { format!("{} d {} h", h / 24, h % 24) }
+            if h % 24 == 0 {
+                format!("{} d", h / 24)
+            } else {
+                format!("{} d {} h", h / 24, h % 24)
+            }
         }
     }
 }

@@ -4,6 +4,8 @@
 //! Reading takes no lock, so a running service's directory can be reported on.
 
 pub mod clock;
+#[cfg(test)]
+pub mod fixture;
 pub mod html;
 pub mod model;
 pub mod palette;

@@ -5,9 +5,7 @@
 use serde::Serialize;
 
 use crate::durable::IncidentRecord;
-use crate::history::record::{
-    GpuSignal, HostSignal, Record, Stat, FLAG_GPU_LOST, FLAG_INTAKE_CLOSED,
-};
+use crate::history::record::{GpuSignal, HostSignal, Record, Stat, FLAG_GPU_LOST, FLAG_INTAKE_CLOSED};
 use crate::history::{HealthState, HistoryReadout, Source};
 
 /// The thresholds the charts draw (the service's own where it passes them, else the
@@ -18,7 +16,7 @@ pub struct ReportThresholds {
     pub gpu_memory: f64,
     /// Fraction of host (or cgroup) memory above which the host is under pressure.
     pub system_memory: f64,
-    /// GPU temperature warning, °C.
+    /// GPU temperature at or above which a device fails, °C.
     pub temperature_c: f64,
 }
 
@@ -304,11 +302,8 @@ pub fn build(input: ReportInput<'_>) -> Report {
 
     let state_band = state_band(&host_records, since_ms, until_ms);
     let intake_paused = spans_where(&host_records, |r| r.flags_seen & FLAG_INTAKE_CLOSED != 0);
-    let incidents: Vec<IncidentRecord> = incidents
-        .iter()
-        .filter(|i| i.timestamp_ms >= since_ms && i.timestamp_ms <= until_ms)
-        .cloned()
-        .collect();
+    let incidents: Vec<IncidentRecord> =
+        incidents.iter().filter(|i| i.timestamp_ms >= since_ms && i.timestamp_ms <= until_ms).cloned().collect();
     let recoveries = recoveries(&incidents);
     let verdict = super::verdict::judge(super::verdict::Facts {
         recoveries: &recoveries,
@@ -411,7 +406,8 @@ fn recoveries(incidents: &[IncidentRecord]) -> Vec<RecoveryRun> {
             }),
             "recovery_finished" => {
                 let id = text(i, "id");
-                let finished_ms = i.details.get("finished_at").and_then(|v| v.as_f64()).map_or(i.timestamp_ms, |t| t as u64);
+                let finished_ms =
+                    i.details.get("finished_at").and_then(|v| v.as_f64()).map_or(i.timestamp_ms, |t| t as u64);
                 let result = text(i, "result");
                 match runs.iter_mut().rev().find(|r| r.id == id && r.finished_ms.is_none()) {
                     Some(run) => {
@@ -437,4 +433,100 @@ fn recoveries(incidents: &[IncidentRecord]) -> Vec<RecoveryRun> {
         }
     }
     runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::clock::LocalTime;
+    use super::super::fixture::{self, at, DOWN, LOST, PAUSED, STEP_MS};
+    use super::*;
+
+    #[test]
+    fn the_verdict_names_each_thing_that_happened_from_its_source() {
+        let report = fixture::report();
+        let v = &report.verdict;
+        assert_eq!((v.recoveries, v.recoveries_recovered), (2, 2));
+        assert_eq!(
+            v.gpus_lost,
+            vec![GpuLostSpan { index: 1, from_ms: at(LOST.start), to_ms: at(LOST.end), back: true }]
+        );
+        assert_eq!(v.intake_paused_ms, (PAUSED.end - PAUSED.start) * STEP_MS);
+        assert_eq!(v.unhealthy_ms, (LOST.end - LOST.start) * STEP_MS);
+        assert_eq!(v.no_data_ms, (DOWN.end - DOWN.start) * STEP_MS);
+        assert_eq!((v.checkpoints_corrupt, v.journal_damaged, v.journal_writes_cut), (1, 0, 1));
+        assert_eq!(v.status, Status::Warn);
+        let (from, to) = (LocalTime::at(at(LOST.start)).hm(), LocalTime::at(at(LOST.end)).hm());
+        assert_eq!(
+            v.line,
+            format!(
+                "2 recoveries (all recovered), GPU 1 lost {from}–{to} and back, intake paused 2 min in total, \
+                 unhealthy 1 min, no acknowledged work lost, 1 checkpoint corrupt and set aside, no record for 1 min"
+            )
+        );
+    }
+
+    #[test]
+    fn the_state_band_covers_the_span_with_gaps_as_no_data() {
+        let report = fixture::report();
+        let band = &report.state_band;
+        assert_eq!(band.first().unwrap().from_ms, report.since_ms);
+        assert_eq!(band.last().unwrap().to_ms, report.until_ms);
+        assert!(band.windows(2).all(|w| w[0].to_ms == w[1].from_ms), "contiguous: {band:?}");
+        let states: Vec<&str> = band.iter().map(|s| s.state).collect();
+        assert_eq!(states, ["healthy", "unhealthy", "healthy", "no_data", "healthy"]);
+        assert_eq!(band[1].from_ms, at(LOST.start));
+        assert_eq!(report.intake_paused, vec![Span { from_ms: at(PAUSED.start), to_ms: at(PAUSED.end) }]);
+    }
+
+    #[test]
+    fn recoveries_pair_by_id_and_series_skip_what_a_lost_gpu_did_not_say() {
+        let report = fixture::report();
+        let runs: Vec<(&str, &str, Vec<u64>)> =
+            report.recoveries.iter().map(|r| (r.kind.as_str(), r.result.as_str(), r.seqs.clone())).collect();
+        assert_eq!(runs, [("gpu", "recovered", vec![4, 5]), ("memory", "recovered", vec![7, 8])]);
+        let gpu1 = &report.gpus[1];
+        let buckets = fixture::BUCKETS - (DOWN.end - DOWN.start);
+        assert_eq!(gpu1.memory_used_mib.points.len() as u64, buckets - (LOST.end - LOST.start));
+        assert_eq!(report.gpus[0].memory_used_mib.range(), Some((30_000.0, 72_000.0)));
+        assert_eq!(report.gpus[0].power_w.points[0].last, 350.0);
+    }
+
+    #[test]
+    fn a_gpu_still_lost_at_the_end_or_a_failed_recovery_fails_the_verdict() {
+        let mut history = fixture::history();
+        for r in history.records.iter_mut().filter(|r| r.source == Source::Gpu(0) && r.start_ms >= at(350)) {
+            r.set_flags(FLAG_GPU_LOST);
+        }
+        let mut incidents = fixture::incidents();
+        incidents.retain(|i| i.seq != 8);
+        let report = build(ReportInput {
+            history: &history,
+            incidents: &incidents,
+            since_ms: fixture::SINCE_MS,
+            until_ms: fixture::UNTIL_MS,
+            thresholds: ReportThresholds::default(),
+            notes: Vec::new(),
+            skipped_incident_lines: 0,
+        });
+        let v = &report.verdict;
+        assert_eq!(v.status, Status::Fail);
+        assert!(v.line.starts_with("2 recoveries (1 recovered, 1 unfinished)"), "{}", v.line);
+        assert!(v.line.contains(&format!("GPU 0 lost since {}", LocalTime::at(at(350)).hm())), "{}", v.line);
+    }
+
+    #[test]
+    fn nothing_recorded_is_said_as_such() {
+        let history = HistoryReadout::default();
+        let report = build(ReportInput {
+            history: &history,
+            incidents: &[],
+            since_ms: 0,
+            until_ms: 60_000,
+            thresholds: ReportThresholds::default(),
+            notes: Vec::new(),
+            skipped_incident_lines: 0,
+        });
+        assert_eq!(report.verdict.status, Status::NoData);
+        assert_eq!(report.verdict.line, "No recoveries, no acknowledged work lost, no record for 1 min");
+    }
 }

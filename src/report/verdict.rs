@@ -47,7 +47,9 @@ pub fn judge(facts: Facts<'_>) -> Verdict {
     let mut parts: Vec<String> = Vec::new();
     parts.push(match recoveries.len() {
         0 => "no recoveries".to_owned(),
-        n if recovered == n => format!("{} ({})", plural(n, "recovery", "recoveries"), if n == 1 { "recovered" } else { "all recovered" }),
+        n if recovered == n => {
+            format!("{} ({})", plural(n, "recovery", "recoveries"), if n == 1 { "recovered" } else { "all recovered" })
+        }
         n => {
             let mut results: Vec<String> = Vec::new();
             for result in ["recovered", "not_recovered", "failed", "interrupted", "unfinished"] {
@@ -88,7 +90,13 @@ pub fn judge(facts: Facts<'_>) -> Verdict {
     let still_lost = gpus_lost.iter().any(|s| !s.back);
     let status = if still_lost || journal_damaged > 0 || recovered < recoveries.len() {
         Status::Fail
-    } else if !recoveries.is_empty() || !gpus_lost.is_empty() || intake_paused_ms > 0 || unhealthy_ms > 0 || checkpoints_corrupt > 0 || incidents_error > 0 {
+    } else if !recoveries.is_empty()
+        || !gpus_lost.is_empty()
+        || intake_paused_ms > 0
+        || unhealthy_ms > 0
+        || checkpoints_corrupt > 0
+        || incidents_error > 0
+    {
         Status::Warn
     } else if state_band.iter().all(|s| s.status == Status::NoData) {
         Status::NoData

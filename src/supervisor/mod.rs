@@ -15,7 +15,7 @@ mod recoveries;
 pub mod status;
 
 use crate::history::record::{HealthState, FLAG_INTAKE_CLOSED, FLAG_RECOVERY_PAUSE, FLAG_SUPERVISOR_PAUSE};
-use crate::history::HistoryWriter;
+use crate::history::Recording;
 use crate::incident::{Incident, IncidentKind, IncidentSeverity, IncidentSink};
 use crate::monitors::gpu_health::GpuHealthMonitor;
 use crate::monitors::memory::MemoryMonitor;
@@ -101,8 +101,8 @@ pub struct SupervisorParts {
     pub checkpointer: Option<Arc<dyn Checkpointer>>,
     pub incidents: Option<Arc<dyn IncidentSink>>,
     pub restart_process: Option<Arc<dyn Hook>>,
-    /// Where each full check is recorded (`historyDir`).
-    pub history: Option<Arc<HistoryWriter>>,
+    /// Where each full check is recorded (`historyDir`): open while the loop runs.
+    pub history: Option<Arc<Recording>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -646,17 +646,25 @@ impl Supervisor {
         lock(&self.judgement).counters.last_checkpoint_ms = Some(at_ms);
     }
 
-    /// Starts the loop on the runtime `spawn` puts it on; idempotent.
-    pub fn start(self: &Arc<Self>, spawn: impl FnOnce(LoopFuture) -> tokio::task::JoinHandle<()>) {
+    /// Starts the loop on the runtime `spawn` puts it on; idempotent. Reopens the history a
+    /// stop closed (`ERR_HISTORY_LOCKED` if another writer took it meanwhile).
+    pub fn start(
+        self: &Arc<Self>,
+        spawn: impl FnOnce(LoopFuture) -> tokio::task::JoinHandle<()>,
+    ) -> Result<(), crate::durable::DurableError> {
         let mut running = lock(&self.running);
         if running.is_some() {
-            return;
+            return Ok(());
+        }
+        if let Some(history) = &self.parts.history {
+            history.ensure_open()?;
         }
         lock(&self.judgement).started_at_ms = Some(unix_time_ms());
         self.watch_pressure();
         let (stop, mut stopped) = watch::channel(false);
         let this = self.clone();
         let done = spawn(Box::pin(async move {
+            this.report_history_repairs().await;
             let fast_sampling = this.clone().fast_sampling();
             let checks = async {
                 loop {
@@ -693,6 +701,18 @@ impl Supervisor {
             }
         }));
         *running = Some(Running { stop, done });
+        Ok(())
+    }
+
+    /// What opening the history repaired (a torn tail a crash left, a foreign file set
+    /// aside), as incidents.
+    async fn report_history_repairs(&self) {
+        let Some(history) = &self.parts.history else { return };
+        for problem in history.take_problems() {
+            let message = format!("metrics history {}: {}", problem.file, problem.reason);
+            let details = crate::durable::manager::problem_json(&problem);
+            self.incident(IncidentKind::HistoryRepaired, IncidentSeverity::Warn, message, details).await;
+        }
     }
 
     /// Records a full check in the history (no wait for the disk); reports a failed write
@@ -721,8 +741,7 @@ impl Supervisor {
             flags |= FLAG_SUPERVISOR_PAUSE;
         }
         let at_ms = health.timestamp_ms.max(0.0) as u64;
-        history.record(at_ms, crate::history::sample::records_of(health, state, flags));
-        if let Some(error) = history.take_failure() {
+        if let Some(error) = history.record(at_ms, crate::history::sample::records_of(health, state, flags)) {
             self.events.emit(
                 "error",
                 json!({ "message": format!("metrics history: {}", error.message), "code": error.code, "kind": "history" }),
@@ -761,9 +780,17 @@ impl Supervisor {
             // Signals the watch thread and joins it: it ends at once.
             watcher.stop();
         }
-        if let Some(history) = &self.parts.history {
-            // What the last buckets hold goes to disk now, not when the supervisor is collected.
-            history.write_open_buckets();
+        if let Some(history) = self.parts.history.clone() {
+            // What the last buckets hold is durable, and the directory free, once `stop` resolves.
+            let closed = tokio::task::spawn_blocking(move || history.close()).await;
+            if let Some(message) = match closed {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.message),
+                Err(e) => Some(e.to_string()),
+            } {
+                self.events
+                    .emit("error", json!({ "message": format!("metrics history: {message}"), "kind": "history" }));
+            }
         }
         let mut j = lock(&self.judgement);
         j.started_at_ms = None;
