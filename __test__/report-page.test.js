@@ -143,19 +143,19 @@ test('the report page of a recorded night, as a person would look at it', async 
   // The helper's log and a reader's agree.
   // The night holds what the page must show: every fault's incident and recovery, the lost
   // GPU flagged and the hot one's peak in the history.
-  const logged = h.readIncidents(path.join(stateDir, 'incidents'))
+  const logged = await h.readIncidents(path.join(stateDir, 'incidents'))
   assert.deepEqual(logged, night.incidents)
   const codes = logged.map((i) => `${i.kind}${i.details?.code ? `:${i.details.code}` : ''}${i.kind === 'recovery_finished' ? `:${i.message.split(' ')[0]}` : ''}`)
   for (const expected of ['memory_pressure:GPU_MEMORY_PRESSURE', 'gpu_issue:GPU_LOST', 'gpu_issue:TEMPERATURE_HIGH', 'recovery_finished:memory', 'recovery_finished:device_lost']) {
     assert.ok(codes.includes(expected), `the night logged ${expected}: ${codes.join(', ')}`)
   }
-  const history = h.readHistory(path.join(stateDir, 'history'), { since: night.since })
+  const history = await h.readHistory(path.join(stateDir, 'history'), { since: night.since })
   assert.deepEqual(history.gpus.map((g) => g.index), [0, 1])
   assert.ok(history.gpus[night.lostGpu].points.some((p) => p.lost), 'the lost GPU is flagged in the history')
   assert.ok(history.gpus[night.hotGpu].points.some((p) => p.temperature_c?.max >= HOT_C), 'the hot GPU\'s peak is in the history')
   const expectedSeqs = logged.filter((i) => i.timestamp >= night.since).map((i) => i.seq).sort((a, b) => a - b)
 
-  const html = h.renderReport(stateDir, { format: 'html', since: night.since })
+  const html = await h.renderReport(stateDir, { format: 'html', since: night.since })
   assert.equal(typeof html, 'string')
   const file = path.join(root, 'report.html')
   fs.writeFileSync(file, html)
@@ -186,6 +186,7 @@ test('GET /report on the example service: the same page, served live', async (t)
     HPC_HEALTH_NVML_LIBRARY: STANDIN_LIBRARY,
     HPC_HEALTH_STATE_DIR: stateDir,
     HPC_HEALTH_INTERVAL_MS: '100',
+    HPC_HISTORY_STEP_MS: '100', // the night's step: the service records on into the same history
     HPC_HEALTH_RPC_TOKEN: 'report-page-token',
   }))
   try {
@@ -198,7 +199,7 @@ test('GET /report on the example service: the same page, served live', async (t)
       await page.goto(pageUrl)
       // The service may log incidents of its own while the page loads: the page shows those
       // the log held when it was rendered, which include the whole night.
-      const after = h.readIncidents(path.join(stateDir, 'incidents')).filter((i) => i.timestamp >= night.since).map((i) => i.seq)
+      const after = (await h.readIncidents(path.join(stateDir, 'incidents'))).filter((i) => i.timestamp >= night.since).map((i) => i.seq)
       const seqs = await page.evaluate(`[...document.querySelectorAll('g.marker[data-seq]')].map((m) => Number(m.dataset.seq)).sort((a, b) => a - b)`)
       for (const i of night.incidents) assert.ok(seqs.includes(i.seq), `the live page marks the night's incident ${i.seq} (${i.kind})`)
       const expectedSeqs = seqs.filter((seq) => after.includes(seq))

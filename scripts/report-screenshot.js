@@ -40,7 +40,7 @@ async function main() {
     const stateDir = path.join(root, 'var')
     const night = await recordNight({ stateDir, checksPerPhase })
     const file = path.join(root, 'report.html')
-    fs.writeFileSync(file, renderReport(stateDir, { format: 'html', since: night.since }))
+    fs.writeFileSync(file, await renderReport(stateDir, { format: 'html', since: night.since }))
     const png = await withPage(async (page) => {
       await page.setViewport(WIDTH)
       await page.setColorScheme(false)

@@ -161,7 +161,7 @@ async function recordNight({ stateDir, checksPerPhase = CHECKS_PER_PHASE } = {})
     fs.rmSync(standin.dir, { recursive: true, force: true })
   }
   const until = Date.now()
-  const incidents = h.readIncidents(path.join(stateDir, 'incidents'))
+  const incidents = await h.readIncidents(path.join(stateDir, 'incidents'))
   return { since, until, incidents, events: tape.events, gpus: devices.length, phases, rampGpu, lostGpu, hotGpu }
 }
 
