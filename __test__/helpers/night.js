@@ -37,13 +37,18 @@ class EventTape {
 
   /** Resolves with the first event from index `from` on that `matches`; rejects after `ms`. */
   waitFor(what, matches, { from = 0, ms = 15000 } = {}) {
+    return this.until(what, () => this.events.slice(from).find(matches), ms)
+  }
+
+  /** Resolves with `condition()`'s first truthy value, asked at every event; rejects after `ms`. */
+  until(what, condition, ms = 15000) {
     return new Promise((resolve, reject) => {
       const check = () => {
-        const found = this.events.slice(from).find(matches)
-        if (!found) return false
-        done()
-        resolve(found)
-        return true
+        const found = condition()
+        if (found) {
+          done()
+          resolve(found)
+        }
       }
       const timer = setTimeout(() => {
         done()
@@ -58,11 +63,15 @@ class EventTape {
     })
   }
 
-  /** Waits for `n` more full checks (health, unhealthy or error events). */
+  /** Full checks so far: each emits 'health' (an unhealthy one 'unhealthy' too), a failed one 'error'. */
+  checksMade() {
+    return this.count('health') + this.count('error')
+  }
+
+  /** Waits for `n` more full checks. */
   checks(n) {
-    const from = this.events.length
-    let seen = 0
-    return this.waitFor(`${n} checks`, (e) => (e.name === 'health' || e.name === 'unhealthy' || e.name === 'error') && ++seen >= n, { from })
+    const target = this.checksMade() + n
+    return this.until(`${n} checks`, () => this.checksMade() >= target)
   }
 
   summary() {
