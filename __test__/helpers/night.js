@@ -108,21 +108,23 @@ async function recordNight({ stateDir, checksPerPhase = CHECKS_PER_PHASE } = {})
   const rampGpu = 0
   const lostGpu = 1
   const hotGpu = 1
-
-  const incidentLog = new h.IncidentLog({ directory: path.join(stateDir, 'incidents') })
-  const memoryMonitor = new h.MemoryMonitor({ nvmlLibraryPath: STANDIN_LIBRARY })
-  const gpuMonitor = new h.GPUHealthMonitor({ nvmlLibraryPath: STANDIN_LIBRARY, watchXid: false })
-  // The worker's cache clear frees what the ramp took, as a worker's empty_cache would.
-  const memoryRecovery = new h.MemoryRecovery(memoryMonitor, { clearGPUCache: () => set(rampGpu, { memory_used: BASELINE.memory_used }), incidentLog })
-  const gpuRecovery = new h.GPURecovery(gpuMonitor, { deviceWaitMs: 10000, incidentLog })
-  const supervisor = new h.HealthSupervisor({
-    memoryMonitor, gpuMonitor, memoryRecovery, gpuRecovery, incidentLog,
-    intervalMs: INTERVAL_MS, historyDir: path.join(stateDir, 'history'), historyStepMs: HISTORY_STEP_MS,
-  })
-  const tape = new EventTape(supervisor)
   const phases = {}
   const since = Date.now()
+  let incidentLog = null
+  let supervisor = null
+  let tape = null
   try {
+    incidentLog = new h.IncidentLog({ directory: path.join(stateDir, 'incidents') })
+    const memoryMonitor = new h.MemoryMonitor({ nvmlLibraryPath: STANDIN_LIBRARY })
+    const gpuMonitor = new h.GPUHealthMonitor({ nvmlLibraryPath: STANDIN_LIBRARY, watchXid: false })
+    // The worker's cache clear frees what the ramp took, as a worker's empty_cache would.
+    const memoryRecovery = new h.MemoryRecovery(memoryMonitor, { clearGPUCache: () => set(rampGpu, { memory_used: BASELINE.memory_used }), incidentLog })
+    const gpuRecovery = new h.GPURecovery(gpuMonitor, { deviceWaitMs: 10000, incidentLog })
+    supervisor = new h.HealthSupervisor({
+      memoryMonitor, gpuMonitor, memoryRecovery, gpuRecovery, incidentLog,
+      intervalMs: INTERVAL_MS, historyDir: path.join(stateDir, 'history'), historyStepMs: HISTORY_STEP_MS,
+    })
+    tape = new EventTape(supervisor)
     supervisor.start()
     phases.healthy = Date.now()
     await tape.checks(checksPerPhase)
@@ -163,8 +165,8 @@ async function recordNight({ stateDir, checksPerPhase = CHECKS_PER_PHASE } = {})
     await tape.waitFor('healthy again', (e) => e.name === 'health' && supervisor.status().state === 'healthy', { from })
     await tape.checks(checksPerPhase)
   } finally {
-    await supervisor.stop()
-    await incidentLog.close()
+    await supervisor?.stop()
+    await incidentLog?.close()
     if (previousState === undefined) delete process.env.HPC_HEALTH_STANDIN_STATE
     else process.env.HPC_HEALTH_STANDIN_STATE = previousState
     fs.rmSync(standin.dir, { recursive: true, force: true })
