@@ -146,9 +146,12 @@ pub fn days_from_civil(year: i32, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// A duration as people say it: `45 s`, `4 min`, `1 h 20 min`, `2 d 3 h`.
+/// A duration as people say it: `100 ms`, `45 s`, `4 min`, `1 h 20 min`, `2 d 3 h`.
 pub fn duration(ms: u64) -> String {
-    let s = ms / 1000;
+    if ms < 1000 {
+        return format!("{ms} ms");
+    }
+    let s = (ms + 500) / 1000;
     match s {
         0..60 => format!("{s} s"),
         60..3600 => format!("{} min", (s + 30) / 60),
@@ -186,7 +189,9 @@ mod tests {
 
     #[test]
     fn durations_read_as_said() {
-        assert_eq!(duration(0), "0 s");
+        assert_eq!(duration(0), "0 ms");
+        assert_eq!(duration(100), "100 ms");
+        assert_eq!(duration(1_600), "2 s");
         assert_eq!(duration(45_000), "45 s");
         assert_eq!(duration(240_000), "4 min");
         assert_eq!(duration(4_800_000), "1 h 20 min");

@@ -19,7 +19,13 @@ pub const GAP_FACTOR: f64 = 1.5;
 const MAX_TIME_TICKS: u64 = 8;
 /// Time tick intervals, finest first: one is chosen so the span has at most
 /// `MAX_TIME_TICKS`.
-const TIME_TICK_STEPS_MS: [u64; 15] = [
+const TIME_TICK_STEPS_MS: [u64; 21] = [
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    15_000,
+    30_000,
     60_000,
     120_000,
     300_000,
@@ -182,7 +188,8 @@ pub fn shows_dates(since_ms: u64, until_ms: u64) -> bool {
     until_ms.saturating_sub(since_ms) >= 86_400_000
 }
 
-/// A time tick: where, and its label (`HH:MM`, with the date below over a day or more).
+/// A time tick: where, and its label (`HH:MM`, `HH:MM:SS` under a minute apart, with the
+/// date below over a day or more).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimeTick {
     pub t_ms: u64,
@@ -210,7 +217,9 @@ pub fn time_ticks(since_ms: u64, until_ms: u64) -> Vec<TimeTick> {
     while t - offset_ms <= until_ms as i64 {
         let at = (t - offset_ms) as u64;
         let local_time = LocalTime::at(at);
-        ticks.push(TimeTick { t_ms: at, time: local_time.hm(), date: with_date.then(|| local_time.date()) });
+        // Seconds where the ticks are closer than a minute (a short span: a test, a drill).
+        let time = if step < 60_000 { local_time.hms() } else { local_time.hm() };
+        ticks.push(TimeTick { t_ms: at, time, date: with_date.then(|| local_time.date()) });
         t += step_i;
     }
     ticks
@@ -277,5 +286,9 @@ mod tests {
         assert!(ticks.iter().all(|t| t.time.ends_with(":00") && t.date.is_none()), "{ticks:?}");
         let days = time_ticks(since, since + 3 * 86_400_000);
         assert!(days.iter().all(|t| t.date.is_some()));
+        // A span of seconds still has labelled ticks, with their seconds.
+        let short = time_ticks(since + 300, since + 4_300);
+        assert!((2..=8).contains(&short.len()), "{short:?}");
+        assert!(short.iter().all(|t| t.time.len() == 8 && t.t_ms % 1000 == 0), "{short:?}");
     }
 }
