@@ -228,7 +228,7 @@ async function incidents(args) {
   // A typo should not read as an empty log.
   requireDirectory(dir, 'incident log')
   // Without the lock: the service that owns the log keeps writing it meanwhile.
-  const records = await readIncidents(dir, { since: values.since, kinds: values.kind, limit }).catch(cliSince)
+  const records = await withSince(() => readIncidents(dir, { since: values.since, kinds: values.kind, limit }))
   if (values.json) {
     print(JSON.stringify(records, null, 2))
   } else {
@@ -242,10 +242,14 @@ async function incidents(args) {
 /** The service's state directory: $HPC_HEALTH_STATE_DIR, else ./var (as the example service). */
 const stateDir = () => process.env.HPC_HEALTH_STATE_DIR || './var'
 
-/** A bad `--since` is a usage error, said in the flag's name. */
-function cliSince(error) {
-  if (/^(filter\.)?since /.test(error.message)) throw new CliError(error.message.replace(/^(filter\.)?since/, '--since'), { usage: true })
-  throw error
+/** Runs `call`; a bad `--since` (thrown at once or rejected) is a usage error, said in the flag's name. */
+async function withSince(call) {
+  try {
+    return await call()
+  } catch (error) {
+    if (/^(filter\.)?since /.test(error.message)) throw new CliError(error.message.replace(/^(filter\.)?since/, '--since'), { usage: true })
+    throw error
+  }
 }
 
 async function report(args) {
@@ -256,7 +260,7 @@ async function report(args) {
   const dir = values.dir ?? stateDir()
   requireDirectory(dir, 'state directory')
   const width = wholeNumber(values.width, '--width') ?? Math.max(16, Math.min(96, (process.stdout.columns || 80) - 40))
-  const data = await readReport(dir, { since: values.since ?? '12h' }).catch(cliSince)
+  const data = await withSince(() => readReport(dir, { since: values.since ?? '12h' }))
   // The exit code follows the package's verdict; the rendering covers the very same span.
   const { verdict } = data
   const span = { since: data.since_ms, until: data.until_ms }

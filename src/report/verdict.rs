@@ -63,8 +63,10 @@ pub fn judge(facts: Facts<'_>) -> Verdict {
     });
     for span in &gpus_lost {
         let (from, to) = (LocalTime::at(span.from_ms), LocalTime::at(span.to_ms));
+        // Within one minute, the minute alone would say nothing: then seconds.
+        let (from_text, to_text) = if from.hm() == to.hm() { (from.hms(), to.hms()) } else { (from.hm(), to.hm()) };
         parts.push(if span.back {
-            format!("GPU {} lost {}–{} and back", span.index, from.hm(), to.hm())
+            format!("GPU {} lost {from_text}–{to_text} and back", span.index)
         } else {
             format!("GPU {} lost since {}", span.index, from.hm())
         });
