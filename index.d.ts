@@ -834,9 +834,9 @@ export interface ReportOptions {
 /** The thresholds a report draws (default: the package's defaults; a service passes its own). */
 export interface ReportThresholdsInput {
   /** Fraction of a GPU's memory above which it is under pressure (default 0.85). */
-  gpuMemory?: number
+  gpu_memory?: number
   /** Fraction of host memory above which the host is under pressure (default 0.80). */
-  systemMemory?: number
+  system_memory?: number
   /** GPU temperature in °C at or above which a device fails (default 80). */
   temperature?: number
 }

@@ -19,8 +19,10 @@ use crate::report::{self, since::DEFAULT_SINCE_MS, ReportRequest, ReportThreshol
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct ReportThresholdsInput {
     /// Fraction of a GPU's memory above which it is under pressure (default 0.85).
+    #[napi(js_name = "gpu_memory")]
     pub gpu_memory: Option<f64>,
     /// Fraction of host memory above which the host is under pressure (default 0.80).
+    #[napi(js_name = "system_memory")]
     pub system_memory: Option<f64>,
     /// GPU temperature in °C at or above which a device fails (default 80).
     pub temperature: Option<f64>,
