@@ -39,6 +39,8 @@ class UsageError extends Error {}
 // bound on memory holding data) and growth of file-backed pages (code is paged in once; a
 // leak of file mappings keeps growing).
 const RSS_GROWTH_LIMIT_MIB = 8
+/** The metrics history's documented bound for 8 GPUs (`HistoryPolicy::disk_bound_bytes(8)`, docs/report.md). */
+const HISTORY_DISK_BOUND_BYTES = 10353024
 const FILE_BACKED_GROWTH_LIMIT_MIB = 4
 
 function parseArgs(argv) {
@@ -100,6 +102,9 @@ function configFor(args) {
     budgetToleranceMs: 250,
     checkpointIntervalMs: T,
     checkpointMaxBytes: 1024 * 1024,
+    // The metrics history the morning report reads: compressed, 100 ms buckets, so that the
+    // fine tier (8,640 of them) turns over several times and its retention is exercised.
+    historyStepMs: compressed ? 100 : 10000,
     tmpfsBytes: 1024 * 1024,
     workloadEveryMs: compressed ? 20 : Math.min(5000, Math.max(20, Math.round(T / 12))),
     gapLimitMs: compressed ? 2000 : intervalMs + 10000,
@@ -132,7 +137,9 @@ async function main() {
   const dirs = {
     root,
     standin: path.join(root, 'standin'),
+    state: path.join(root, 'state'),
     incidents: path.join(root, 'state', 'incidents'),
+    history: path.join(root, 'state', 'history'),
     checkpointMount: path.join(root, 'checkpoint-disk'),
     checkpoints: null,
     crash: path.join(root, 'crash'),
@@ -250,6 +257,13 @@ async function main() {
   const logOverlaps = overlaps(logRuns)
   const unmatchedInSoak = unmatchedRecoveries(records)
   const checkpointsListed = (await parts.checkpointManager.listCheckpoints()).length
+  // The morning report on the whole run (the supervisor has stopped: the history is closed):
+  // its figures are the incident log's and the history's.
+  const reportStarted = Date.now()
+  const report = await h.readReport(dirs.state, { since: loopStarted, until: loopEnded })
+  const reportMs = Date.now() - reportStarted
+  const historyBytes = fs.readdirSync(dirs.history).reduce((n, name) => n + fs.statSync(path.join(dirs.history, name)).size, 0)
+  const startedInSpan = records.filter((r) => r.kind === 'recovery_started' && r.timestamp >= loopStarted && r.timestamp <= loopEnded).length
   const degraded = parts.checkpointManager.degraded
   const activeAtEnd = parts.checkpointManager.getActiveOperations().length
   await parts.checkpointManager.close()
@@ -283,6 +297,16 @@ async function main() {
     hook_calls: parts.worker.calls,
     checkpoints: { disk_method: disk.method, disk_note: disk.note, listed: checkpointsListed, degraded, captured: parts.service.checkpointsCaptured, last_checkpoint: status.last_checkpoint },
     incident_log: { records: records.length, runs: logRuns.length, overlaps: logOverlaps, unmatched_recovery_started: unmatchedInSoak.map(describeUnmatched) },
+    report: {
+      ms: reportMs,
+      verdict: report.verdict.line,
+      status: report.verdict.status,
+      recoveries: report.verdict.recoveries,
+      recovery_started_in_log: startedInSpan,
+      no_data_ms: report.verdict.no_data_ms,
+      skipped_records: report.skipped_records,
+      history_bytes: historyBytes,
+    },
     samples: sampleSummary,
     uncaught,
     interrupted,
@@ -305,6 +329,12 @@ async function main() {
   for (const v of rec.budget.violations) fail(`budget broken: ${v.count} recoveries within ${v.span_ms} ms (max ${config.budgetMax} per ${config.budgetWindowMs} ms)`)
   if (figures.faults.by_kind.memory_relapse.verified > 0 && !(rec.incidents_by_kind.recovery_budget_exhausted > 0)) fail('no memory relapse exhausted the budget: the budget was not exercised')
   for (const line of figures.incident_log.unmatched_recovery_started) fail(`after a clean stop: ${line}`)
+  const r = figures.report
+  if (r.recoveries < r.recovery_started_in_log) fail(`the report counts ${r.recoveries} recoveries, the incident log began ${r.recovery_started_in_log}`)
+  if (r.skipped_records !== 0) fail(`the report skipped ${r.skipped_records} damaged history records or incident lines`)
+  // The history covers the run: at most a few coarse buckets at its ends go unrecorded.
+  if (r.no_data_ms > 30 * config.historyStepMs * 3) fail(`the history has no record for ${r.no_data_ms} ms of the run`)
+  if (r.history_bytes > HISTORY_DISK_BOUND_BYTES) fail(`the history takes ${r.history_bytes} bytes, over its bound of ${HISTORY_DISK_BOUND_BYTES}`)
   if (activeAtEnd !== 0) fail(`${activeAtEnd} request operations still active in the journal at the end`)
   for (const line of figures.workload.unexpected_failures) fail(`journal write failed outside a full-disk window: ${line}`)
   if (sampleSummary) {

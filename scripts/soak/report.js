@@ -35,6 +35,7 @@ function table(f) {
   row('recovery runs overlapping', `${f.recorder.runs.overlaps.length + f.incident_log.overlaps.length} (${fmt(f.recorder.runs.seen)} runs and restarts seen live, ${fmt(f.incident_log.runs)} runs in the incident log)`)
   const restarts = Object.entries(f.faults.notes.xid_storm_restarts).map(([n, storms]) => `${n} in ${storms} storm(s)`).join(', ')
   if (restarts) row('restartProcess per Xid storm', `${restarts} (each storm has two Xid 94 events: at most one restart each)`)
+  if (f.report) row('the morning report on the run', `${f.report.status.toUpperCase()}: ${f.report.verdict}; ${fmt(f.report.recoveries)} recoveries (the log began ${fmt(f.report.recovery_started_in_log)}), no record for ${fmt(f.report.no_data_ms)} ms, history ${fmt(f.report.history_bytes / 2 ** 20, 1)} MiB, read and judged in ${fmt(f.report.ms)} ms`)
   row('checkpoints', `${fmt(f.checkpoints.listed)} kept; full disk by ${f.checkpoints.disk_method}; failures reported ${fmt(f.recorder.errors_by_kind.checkpoint || 0)}; degraded ${f.checkpoints.degraded}`)
   row('requests (journal)', `${fmt(f.workload.requests_begun)} begun and ended, ${fmt(f.workload.refused_while_paused)} refused while intake was paused, ${fmt(f.workload.journal_write_failures)} journal writes failed on the full disk (in ${fmt(f.faults.notes.disk_windows_with_journal_failures)} of ${fmt(f.faults.by_kind.disk_full.injected)} windows), none outside it`)
   const s = f.samples

@@ -249,6 +249,8 @@ function buildService({ h, library, gpus, dirs, config, recorder, faults }) {
     checkpointIntervalMs: config.checkpointIntervalMs,
     checkTimeoutMs: config.checkTimeoutMs,
     restartProcess: () => worker.restartProcess(),
+    historyDir: dirs.history,
+    historyStepMs: config.historyStepMs,
   })
   recorder.recoveries = { memory: memoryRecovery, gpu: gpuRecovery }
   recorder.attach(supervisor)
