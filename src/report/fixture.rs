@@ -62,6 +62,18 @@ pub fn history() -> HistoryReadout {
     HistoryReadout { records, skipped: 0 }
 }
 
+/// An incident log record, as the log would give it back.
+pub fn record(
+    seq: u64,
+    timestamp_ms: u64,
+    kind: &str,
+    severity: IncidentSeverity,
+    message: &str,
+    details: serde_json::Value,
+) -> IncidentRecord {
+    IncidentRecord { seq, timestamp_ms, kind: kind.to_owned(), severity, message: message.to_owned(), details }
+}
+
 fn incident(
     seq: u64,
     bucket: u64,
@@ -70,14 +82,7 @@ fn incident(
     message: &str,
     details: serde_json::Value,
 ) -> IncidentRecord {
-    IncidentRecord {
-        seq,
-        timestamp_ms: at(bucket) + 1_000,
-        kind: kind.to_owned(),
-        severity,
-        message: message.to_owned(),
-        details,
-    }
+    record(seq, at(bucket) + 1_000, kind, severity, message, details)
 }
 
 /// The incident log of the hour: a GPU lost and recovered, a memory ramp recovered, routine

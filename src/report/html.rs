@@ -829,14 +829,7 @@ mod tests {
         message: &str,
         details: serde_json::Value,
     ) -> IncidentRecord {
-        IncidentRecord {
-            seq,
-            timestamp_ms: SINCE + at_s * 1000,
-            kind: kind.to_owned(),
-            severity,
-            message: message.to_owned(),
-            details,
-        }
+        crate::report::fixture::record(seq, SINCE + at_s * 1000, kind, severity, message, details)
     }
 
     /// Two hours: host and 2 GPUs every 10 s, nothing recorded from 40 to 50 min (a gap),
