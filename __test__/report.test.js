@@ -195,3 +195,29 @@ test('GET /report on the example service: the page, live; a bad since is 400; a 
   service.child.kill('SIGTERM')
   assert.deepEqual(await service.exited, { code: 0, signal: null })
 })
+
+test('GET /report renders at most maxReportsInFlight pages at once; the rest get 503 with Retry-After, and it recovers', async () => {
+  const { startServers, LIMITS } = require('../examples/hpc-service/server')
+  // The server's bound under test; the renders are held open until released.
+  const held = []
+  const report = () => new Promise((resolve) => held.push(() => resolve('<!doctype html><title>r</title>')))
+  const idle = { metrics: () => '', status: () => ({ state: 'healthy' }) }
+  const servers = await startServers({ supervisor: idle, jobs: { pausedReasons: () => [] }, report })
+  try {
+    const url = `${servers.httpUrl}/report`
+    const first = Array.from({ length: LIMITS.maxReportsInFlight }, () => http(url))
+    await waitFor('the renders to start', () => held.length === LIMITS.maxReportsInFlight)
+    const refused = await http(url)
+    assert.equal(refused.status, 503)
+    assert.equal(refused.headers.get('retry-after'), '5')
+    assert.equal(held.length, LIMITS.maxReportsInFlight, 'no render started for the refused request')
+    for (const release of held.splice(0)) release()
+    assert.deepEqual((await Promise.all(first)).map((r) => r.status), Array(LIMITS.maxReportsInFlight).fill(200))
+    const again = http(url)
+    await waitFor('a render after the others ended', () => held.length === 1)
+    held.pop()()
+    assert.equal((await again).status, 200)
+  } finally {
+    await servers.close()
+  }
+})

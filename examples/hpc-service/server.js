@@ -36,6 +36,9 @@ const LIMITS = Object.freeze({
   // may go unused before it ends (its client then gets 404 and initializes again).
   maxMcpSessions: 256,
   mcpSessionIdleMs: 30 * 60 * 1000,
+  // GET /report renders at once (each render holds a report of up to 7 days in memory, tens of
+  // MiB for 8 GPUs); more are answered 503 with Retry-After rather than queued.
+  maxReportsInFlight: 2,
 })
 const MAX_IN_FLIGHT_PER_CONNECTION = LIMITS.maxInFlightPerConnection
 
@@ -228,6 +231,7 @@ const REPORT_HEADERS = Object.freeze({
 })
 
 function startHttp({ supervisor, jobs, report, port, tokens, limits, log }) {
+  let reportsInFlight = 0
   const mcp = createMcpEndpoint({ supervisor, authorizeFor: (req, target) => authorizeFor(req, target, tokens), limits })
   const routes = {
     'GET /metrics': (req, res) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(supervisor.metrics()),
@@ -242,8 +246,16 @@ function startHttp({ supervisor, jobs, report, port, tokens, limits, log }) {
     // Rendered off the event loop; a bad `since` is a RangeError, answered 400.
     'GET /report': async (req, res, target) => {
       if (!report) return sendJson(res, 404, { error: 'no report: this server has no state directory' })
-      const page = await report({ since: target.searchParams.get('since') || '12h', format: 'html' })
-      res.writeHead(200, REPORT_HEADERS).end(page)
+      if (reportsInFlight >= limits.maxReportsInFlight) {
+        return sendJson(res, 503, { error: `${reportsInFlight} reports are being rendered; try again shortly` }, { 'retry-after': '5' })
+      }
+      reportsInFlight++
+      try {
+        const page = await report({ since: target.searchParams.get('since') || '12h', format: 'html' })
+        res.writeHead(200, REPORT_HEADERS).end(page)
+      } finally {
+        reportsInFlight--
+      }
     },
     'POST /jobs': async (req, res) => {
       const body = await readJson(req, limits.maxJobBodyBytes)
