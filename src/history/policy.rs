@@ -42,6 +42,11 @@ pub const RESTART_SLACK_STEPS: u64 = 32;
 pub const MIN_STEP_MS: u64 = HISTORY_STEP_MS.min as u64;
 pub const MAX_STEP_MS: u64 = HISTORY_STEP_MS.max as u64;
 pub const DEFAULT_STEP_MS: u64 = HISTORY_STEP_MS.default as u64;
+/// The fine step when none is given: the default, or the check interval where that is
+/// longer (a bucket no check falls in is a gap), at most [`MAX_STEP_MS`].
+pub fn default_step_ms(interval_ms: u64) -> u64 {
+    DEFAULT_STEP_MS.max(interval_ms).min(MAX_STEP_MS)
+}
 /// The coarse tier's step, in fine steps (10 s → 5 min).
 pub const COARSE_FACTOR: u64 = 30;
 /// GPUs recorded (indexes 0..this); a record holds the index in one byte.
@@ -93,6 +98,13 @@ impl Default for HistoryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_step_follows_a_longer_interval() {
+        assert_eq!(default_step_ms(5_000), 10_000);
+        assert_eq!(default_step_ms(60_000), 60_000);
+        assert_eq!(default_step_ms(86_400_000), MAX_STEP_MS);
+    }
 
     #[test]
     fn the_default_tiers_and_their_bound() {

@@ -83,8 +83,9 @@ pub struct HealthSupervisorOptions {
     /// locked while the supervisor lives): read it with `readHistory`. Off by default.
     pub history_dir: Option<String>,
     /// The history's finest step: one record per GPU and for the host per step however
-    /// often checks run (default 10000, 100 to 3600000). Kept for 8640 steps, then in
-    /// buckets of 30 steps for 2016 more (24 h and 7 days at the default).
+    /// often checks run (default 10000, or `intervalMs` where that is longer; 100 to 3600000,
+    /// and at least `intervalMs`). Kept for 8640 steps, then in buckets of 30 steps for 2016
+    /// more (24 h and 7 days at the default).
     pub history_step_ms: Option<f64>,
 }
 
@@ -237,7 +238,17 @@ impl HealthSupervisor {
                     settings.healthy_after = h.healthy_after.map_or(settings.healthy_after, |n| n as u32);
                 }
                 if let Some(dir) = o.history_dir {
-                    let step = o.history_step_ms.map_or(HISTORY_STEP_MS.default, |ms| ms) as u64;
+                    let interval_ms = settings.interval.as_millis() as u64;
+                    let step = match o.history_step_ms {
+                        Some(ms) if (ms as u64) < interval_ms => {
+                            let message = format!(
+                                "historyStepMs ({ms}) must be at least intervalMs ({interval_ms}): a step no check falls in is a gap in the history"
+                            );
+                            return Err(super::args::range_error(&env, message));
+                        }
+                        Some(ms) => ms as u64,
+                        None => crate::history::policy::default_step_ms(interval_ms),
+                    };
                     let policy = crate::history::HistoryPolicy::with_step(step);
                     let recording = crate::history::Recording::open(std::path::Path::new(&dir), policy)
                         .map_err(|e| super::task::coded_error(&env, e.code, &e.message))?;

@@ -8,6 +8,11 @@ use crate::durable::IncidentRecord;
 use crate::history::record::{GpuSignal, HostSignal, Record, Stat, FLAG_GPU_LOST, FLAG_INTAKE_CLOSED};
 use crate::history::{HealthState, HistoryReadout, Source};
 
+/// Empty buckets between two records that still count as covered: the loop times each check
+/// from the end of the last, so at a step equal to the interval a bucket now and then holds
+/// no check. More than this is a gap (`no_data`), and the charts break their lines there.
+pub const COVERED_GAP_STEPS: u64 = 1;
+
 /// The thresholds the charts draw (the service's own where it passes them, else the
 /// package's defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -357,10 +362,16 @@ fn state_band(host: &[&Record], since_ms: u64, until_ms: u64) -> Vec<StateSpan> 
         }
     };
     let mut covered_to = since_ms;
+    let mut previous: Option<&'static str> = None;
     for r in host {
         let end = r.start_ms + u64::from(r.step_ms);
         if r.start_ms > covered_to {
-            push(covered_to, r.start_ms, "no_data");
+            let tolerated = COVERED_GAP_STEPS * u64::from(r.step_ms);
+            match previous {
+                // The loop's own rhythm: the state before goes on.
+                Some(state) if r.start_ms - covered_to <= tolerated => push(covered_to, r.start_ms, state),
+                _ => push(covered_to, r.start_ms, "no_data"),
+            }
         }
         let worst = [HealthState::Unhealthy, HealthState::Unknown, HealthState::Starting]
             .into_iter()
@@ -368,6 +379,7 @@ fn state_band(host: &[&Record], since_ms: u64, until_ms: u64) -> Vec<StateSpan> 
             .map(HealthState::as_str)
             .unwrap_or_else(|| state_name(r.state_last));
         push(r.start_ms.max(covered_to), end, worst);
+        previous = Some(worst);
         covered_to = covered_to.max(end);
     }
     if covered_to < until_ms {
@@ -512,6 +524,30 @@ mod tests {
         assert_eq!(v.status, Status::Fail);
         assert!(v.line.starts_with("2 recoveries (1 recovered, 1 unfinished)"), "{}", v.line);
         assert!(v.line.contains(&format!("GPU 0 lost since {}", LocalTime::at(at(350)).hm())), "{}", v.line);
+    }
+
+    #[test]
+    fn one_empty_bucket_is_the_loops_rhythm_two_are_a_gap() {
+        // Checks a little slower than the step: every 7th bucket holds none.
+        let mut history = fixture::history();
+        history.records.retain(|r| (r.start_ms - fixture::SINCE_MS) / STEP_MS % 7 != 3);
+        let input = |history: &HistoryReadout| {
+            build(ReportInput {
+                history,
+                incidents: &[],
+                since_ms: fixture::SINCE_MS,
+                until_ms: fixture::UNTIL_MS,
+                thresholds: ReportThresholds::default(),
+                notes: Vec::new(),
+                skipped_incident_lines: 0,
+            })
+        };
+        let down = (DOWN.end - DOWN.start) * STEP_MS;
+        assert_eq!(input(&history).verdict.no_data_ms, down, "only the real outage is no record");
+        // Two buckets in a row without a check: a gap.
+        history.records.retain(|r| (r.start_ms - fixture::SINCE_MS) / STEP_MS != 47);
+        history.records.retain(|r| (r.start_ms - fixture::SINCE_MS) / STEP_MS != 48);
+        assert_eq!(input(&history).verdict.no_data_ms, down + 2 * STEP_MS);
     }
 
     #[test]

@@ -13,8 +13,9 @@ pub const VIEW_WIDTH: f64 = 1000.0;
 /// Columns a series is thinned to are this many user units wide (about one per 2 px).
 pub const COLUMN_WIDTH: f64 = 2.0;
 /// A point starting later than the previous point's start + this × its step begins a new
-/// line (a gap in the record: the service was down, or recording off).
-pub const GAP_FACTOR: f64 = 1.5;
+/// line (a gap in the record: the service was down, or recording off); up to
+/// `COVERED_GAP_STEPS` empty buckets are the loop's rhythm, not a gap.
+pub const GAP_FACTOR: f64 = super::model::COVERED_GAP_STEPS as f64 + 1.5;
 /// At most this many time ticks on an axis.
 const MAX_TIME_TICKS: u64 = 8;
 /// Time tick intervals, finest first: one is chosen so the span has at most
