@@ -238,6 +238,8 @@ export interface MetricsHistory {
     }>
   }>
   skipped_records: number
+  /** Files that could not be read (or beyond the writer's bound), and why. */
+  unreadable_files: string[]
 }
 
 /** A report's status: the same word, and colour, wherever it is shown. */

@@ -107,6 +107,9 @@ test('options and readHistory arguments are validated', async () => {
   assert.throws(() => new h.HealthSupervisor({ historyDir: dir, historyStepMs: 50 }), { name: 'RangeError', message: /historyStepMs/ })
   assert.throws(() => new h.HealthSupervisor({ historyDir: dir, historyStepMs: 1.5 }), { name: 'RangeError', message: /historyStepMs/ })
   assert.throws(() => new h.HealthSupervisor({ historyStepMs: 1000 }), { name: 'TypeError', message: /historyStepMs needs a historyDir/ })
+  // A step no check falls in would read as "no record".
+  assert.throws(() => new h.HealthSupervisor({ historyDir: dir, intervalMs: 60000, historyStepMs: 10000 }),
+    { name: 'RangeError', message: /^historyStepMs \(10000\) must be at least intervalMs \(60000\)/ })
   fs.chmodSync(dir, 0o755)
   assert.throws(() => new h.HealthSupervisor({ historyDir: dir }), { code: 'ERR_UNSAFE_DIRECTORY' })
   await assert.rejects(h.readHistory(dir), { code: 'ERR_UNSAFE_DIRECTORY' })
@@ -117,7 +120,7 @@ test('options and readHistory arguments are validated', async () => {
   await assert.rejects(h.readHistory(path.join(dir, 'missing')), { code: 'ERR_NOT_FOUND' })
   const empty = path.join(tempDir(), 'empty')
   fs.mkdirSync(empty, { mode: 0o700 })
-  assert.deepEqual(await h.readHistory(empty), { host: [], gpus: [], skipped_records: 0 })
+  assert.deepEqual(await h.readHistory(empty), { host: [], gpus: [], skipped_records: 0, unreadable_files: [] })
 })
 
 test('readIncidents reads an incident log a live IncidentLog holds, and validates its arguments', async () => {
@@ -136,6 +139,17 @@ test('readIncidents reads an incident log a live IncidentLog holds, and validate
   assert.throws(() => h.readIncidents(dir, { since: true }), { name: 'TypeError', message: /filter\.since must be a number or a string/ })
   await assert.rejects(h.readIncidents(path.join(dir, 'missing')), { code: 'ERR_NOT_FOUND' })
   await log.close()
+})
+
+test('the step defaults to the check interval where that is longer than 10 s', async () => {
+  standin.write({ devices: [device(0)] })
+  const dir = path.join(tempDir(), 'history')
+  const { supervisor, health } = supervise({ historyDir: dir, intervalMs: 15000 })
+  supervisor.start()
+  await waitFor('the first check', () => health.length > 0)
+  await supervisor.stop()
+  const { host } = await h.readHistory(dir)
+  assert.deepEqual(host.map((p) => p.step_ms), [15000])
 })
 
 test('off by default: a supervisor without historyDir writes nothing', async () => {

@@ -93,7 +93,7 @@ pub fn history_json(readout: &HistoryReadout) -> serde_json::Value {
     }
     let gpus: Vec<serde_json::Value> =
         gpus.into_iter().map(|(index, points)| json!({ "index": index, "points": points })).collect();
-    json!({ "host": host, "gpus": gpus, "skipped_records": readout.skipped })
+    json!({ "host": host, "gpus": gpus, "skipped_records": readout.skipped, "unreadable_files": readout.unreadable })
 }
 
 impl Serialize for MemoryPsi {

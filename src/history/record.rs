@@ -2,6 +2,9 @@
 //! each signal as min/max/last over the samples folded into it. The byte layout is
 //! documented in `durable::format`.
 
+/// The latest bucket start a record may have: 9999-12-31T23:59:59.999Z (a larger one is
+/// damage, and would overflow arithmetic on times).
+pub const MAX_START_MS: u64 = 253_402_300_799_999;
 /// Bytes per record, on disk and in every file of the history.
 pub const RECORD_BYTES: usize = 88;
 /// Signals per record (see [`HostSignal`] / [`GpuSignal`] for what each slot holds).
@@ -150,6 +153,11 @@ impl Record {
         self.states_seen = 1 << state as u8;
     }
 
+    /// When the bucket ends (`decode` keeps starts where this cannot overflow).
+    pub fn end_ms(&self) -> u64 {
+        self.start_ms.saturating_add(u64::from(self.step_ms))
+    }
+
     pub fn stat(&self, slot: usize) -> Option<Stat> {
         (self.known & (1 << slot) != 0).then_some(self.stats[slot])
     }
@@ -192,7 +200,9 @@ impl Record {
     }
 
     /// The record in `bytes` (exactly [`RECORD_BYTES`]), or `None` if it is damaged: a
-    /// CRC mismatch, an unknown kind, reserved bytes set, a zero step, or min > max.
+    /// CRC mismatch, an unknown kind, reserved bytes set, a zero step, a start that is not a
+    /// whole number of steps (the writer aligns every bucket) or past the year 9999, or
+    /// min > max.
     pub fn decode(bytes: &[u8]) -> Option<Record> {
         if bytes.len() != RECORD_BYTES {
             return None;
@@ -224,6 +234,8 @@ impl Record {
             flags_seen: bytes[80],
         };
         let sane = record.step_ms > 0
+            && record.start_ms <= MAX_START_MS
+            && record.start_ms % u64::from(record.step_ms) == 0
             && record.samples > 0
             && record.known < 1 << SIGNALS
             && bytes[81..84] == [0; 3]
@@ -264,7 +276,7 @@ mod tests {
         assert_eq!(back.stat(GpuSignal::UtilizationPct as usize), Some(Stat::one(99)), "known from the later sample");
         assert_eq!((back.flags_last, back.flags_seen), (0, FLAG_GPU_LOST));
 
-        let mut host = Record::new(Source::Host, 10_000, 5);
+        let mut host = Record::new(Source::Host, 10_000, 50_000);
         host.set_state(HealthState::Unhealthy);
         let mut bytes = Vec::new();
         host.encode(&mut bytes);

@@ -472,7 +472,7 @@ mod tests {
     fn intact_prefix() {
         let mut bytes = Vec::new();
         for i in 0..3 {
-            let mut r = Record::new(Source::Host, 10, i);
+            let mut r = Record::new(Source::Host, 10, i * 10);
             r.set(0, Some(1));
             r.encode(&mut bytes);
         }

@@ -59,7 +59,7 @@ pub fn history() -> HistoryReadout {
             records.push(gpu);
         }
     }
-    HistoryReadout { records, skipped: 0 }
+    HistoryReadout { records, ..HistoryReadout::default() }
 }
 
 /// An incident log record, as the log would give it back.

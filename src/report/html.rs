@@ -869,7 +869,7 @@ mod tests {
             }
         }
         records.sort_by_key(|r| (r.source, r.start_ms));
-        HistoryReadout { records, skipped: 0 }
+        HistoryReadout { records, ..HistoryReadout::default() }
     }
 
     fn incidents() -> Vec<IncidentRecord> {

@@ -46,7 +46,9 @@ pub fn read_report(state_dir: &Path, request: &ReportRequest) -> Result<Report> 
     let mut notes = Vec::new();
     let history_dir = state_dir.join(HISTORY_SUBDIR);
     let history = if history_dir.is_dir() {
-        read_history(&history_dir, request.since_ms, &HistoryPolicy::default())?
+        let read = read_history(&history_dir, request.since_ms, &HistoryPolicy::default())?;
+        notes.extend(read.unreadable.iter().map(|what| format!("history file not read: {what}")));
+        read
     } else {
         notes.push(format!("no metrics history in {} (the supervisor's historyDir)", history_dir.display()));
         HistoryReadout::default()

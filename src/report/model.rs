@@ -249,7 +249,7 @@ pub struct ReportInput<'a> {
 /// Builds the report (pure: the reading is the caller's).
 pub fn build(input: ReportInput<'_>) -> Report {
     let ReportInput { history, incidents, since_ms, until_ms, thresholds, notes, skipped_incident_lines } = input;
-    let in_span = |r: &Record| r.start_ms + u64::from(r.step_ms) > since_ms && r.start_ms < until_ms;
+    let in_span = |r: &Record| r.end_ms() > since_ms && r.start_ms < until_ms;
     let host_records: Vec<&Record> =
         history.records.iter().filter(|r| r.source == Source::Host && in_span(r)).collect();
 
@@ -285,7 +285,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
         g.temperature_c.push(r, GpuSignal::TemperatureC as usize, 1.0);
         g.utilization_pct.push(r, GpuSignal::UtilizationPct as usize, 1.0);
         g.power_w.push(r, GpuSignal::PowerMilliwatts as usize, 1000.0);
-        let end = r.start_ms + u64::from(r.step_ms);
+        let end = r.end_ms();
         let was_lost = r.flags_seen & FLAG_GPU_LOST != 0;
         let open = lost.iter_mut().rev().find(|s| s.index == index && !s.back);
         match (was_lost, open) {
@@ -364,7 +364,7 @@ fn state_band(host: &[&Record], since_ms: u64, until_ms: u64) -> Vec<StateSpan> 
     let mut covered_to = since_ms;
     let mut previous: Option<&'static str> = None;
     for r in host {
-        let end = r.start_ms + u64::from(r.step_ms);
+        let end = r.end_ms();
         if r.start_ms > covered_to {
             let tolerated = COVERED_GAP_STEPS * u64::from(r.step_ms);
             match previous {
@@ -392,7 +392,7 @@ fn state_band(host: &[&Record], since_ms: u64, until_ms: u64) -> Vec<StateSpan> 
 fn spans_where(host: &[&Record], holds: impl Fn(&Record) -> bool) -> Vec<Span> {
     let mut spans: Vec<Span> = Vec::new();
     for r in host.iter().filter(|r| holds(r)) {
-        let end = r.start_ms + u64::from(r.step_ms);
+        let end = r.end_ms();
         match spans.last_mut() {
             Some(last) if last.to_ms >= r.start_ms => last.to_ms = last.to_ms.max(end),
             _ => spans.push(Span { from_ms: r.start_ms, to_ms: end }),

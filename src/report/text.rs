@@ -63,7 +63,7 @@ impl Columns {
     fn peaks(&self, points: &[Point], pick: impl Fn(&Point) -> f64) -> Vec<Option<f64>> {
         let mut columns = vec![None; self.width];
         for p in points {
-            for c in self.of(p.t, p.t + u64::from(p.step_ms)) {
+            for c in self.of(p.t, p.t.saturating_add(u64::from(p.step_ms))) {
                 let v = pick(p);
                 columns[c] = Some(columns[c].map_or(v, |m: f64| m.max(v)));
             }
