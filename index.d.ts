@@ -238,6 +238,8 @@ export interface MetricsHistory {
     }>
   }>
   skipped_records: number
+  /** Files that could not be read (or beyond the writer's bound), and why. */
+  unreadable_files: string[]
 }
 
 /** A report's status: the same word, and colour, wherever it is shown. */
@@ -664,8 +666,9 @@ export interface HealthSupervisorOptions {
   historyDir?: string
   /**
    * The history's finest step: one record per GPU and for the host per step however
-   * often checks run (default 10000, 100 to 3600000). Kept for 8640 steps, then in
-   * buckets of 30 steps for 2016 more (24 h and 7 days at the default).
+   * often checks run (default 10000, or `intervalMs` where that is longer; 100 to 3600000,
+   * and at least `intervalMs`). Kept for 8640 steps, then in buckets of 30 steps for 2016
+   * more (24 h and 7 days at the default).
    */
   historyStepMs?: number
 }

@@ -141,6 +141,32 @@ test('readIncidents reads an incident log a live IncidentLog holds, and validate
   await log.close()
 })
 
+test('a check that hangs is recorded as the supervisor saw it (unknown, blind), not as a gap', async () => {
+  standin.write({ devices: [device(0)] })
+  const dir = path.join(tempDir(), 'history')
+  const { supervisor, health, errors } = supervise({ historyDir: dir, historyStepMs: 100, intervalMs: 20, checkTimeoutMs: 150 })
+  supervisor.start()
+  await waitFor('a check', () => health.length > 0)
+  standin.write({ devices: [device(0)], delay_ms: { memory_info: 1000 } })
+  await waitFor('a hung check', () => errors.some((e) => e.kind === 'monitoring'))
+  await supervisor.stop()
+  standin.write({ devices: [device(0)] })
+  const { host } = await h.readHistory(dir)
+  const blind = host.filter((p) => p.states_seen.includes('unknown'))
+  assert.ok(blind.length > 0, `the unknown state is in the history: ${JSON.stringify(host.map((p) => p.states_seen))}`)
+  assert.ok(blind.every((p) => p.memory_used_mib === null || p.samples > 1), 'a failed check measured nothing')
+  await sleep(1000) // the hung sample finishes before the next test
+})
+
+test('a supervisor that never started releases its history directory on stop()', async () => {
+  const dir = path.join(tempDir(), 'history')
+  const { supervisor } = supervise({ historyDir: dir })
+  assert.throws(() => supervise({ historyDir: dir }), { code: 'ERR_HISTORY_LOCKED' })
+  await supervisor.stop()
+  const other = supervise({ historyDir: dir })
+  await other.supervisor.stop()
+})
+
 test('the step defaults to the check interval where that is longer than 10 s', async () => {
   standin.write({ devices: [device(0)] })
   const dir = path.join(tempDir(), 'history')

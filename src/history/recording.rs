@@ -14,6 +14,8 @@ pub struct Recording {
     path: PathBuf,
     policy: HistoryPolicy,
     writer: std::sync::Mutex<Option<HistoryWriter>>,
+    /// Held while a detached writer is finished: an open waits for its lock to go.
+    finishing: std::sync::Mutex<()>,
     /// What opening repaired (a torn tail cut, a foreign file set aside), until reported.
     problems: std::sync::Mutex<Vec<RecoveryProblem>>,
 }
@@ -26,6 +28,7 @@ impl Recording {
             path: path.to_owned(),
             policy,
             writer: std::sync::Mutex::new(None),
+            finishing: std::sync::Mutex::new(()),
             problems: std::sync::Mutex::new(Vec::new()),
         };
         recording.ensure_open()?;
@@ -33,8 +36,9 @@ impl Recording {
     }
 
     /// Opens the history again if a stop closed it (`ERR_HISTORY_LOCKED` if another writer
-    /// took it meanwhile).
+    /// took it meanwhile). Waits for a writer being finished to let go of the directory.
     pub fn ensure_open(&self) -> Result<()> {
+        let _finished = lock(&self.finishing);
         let mut writer = lock(&self.writer);
         if writer.is_none() {
             let (opened, problems) = HistoryWriter::open(&self.path, self.policy, Storage::new())?;
@@ -55,7 +59,21 @@ impl Recording {
     /// Writes the open buckets, waits until they are durable and releases the directory.
     /// Blocks (for one fdatasync): call it off the async threads. Idempotent.
     pub fn close(&self) -> Result<()> {
-        let Some(writer) = lock(&self.writer).take() else { return Ok(()) };
+        match self.detach() {
+            Some(writer) => self.finish(writer),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the writer out: nothing more is recorded until [`ensure_open`](Self::ensure_open).
+    /// Cheap; [`finish`](Self::finish) it off the async threads.
+    pub fn detach(&self) -> Option<HistoryWriter> {
+        lock(&self.writer).take()
+    }
+
+    /// Makes what a detached writer holds durable and releases the directory.
+    pub fn finish(&self, writer: HistoryWriter) -> Result<()> {
+        let _finishing = lock(&self.finishing);
         let flushed = writer.flush();
         // Joins the writer thread; the directory's lock goes with the handle.
         drop(writer);

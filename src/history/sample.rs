@@ -61,3 +61,12 @@ pub fn records_of(health: &SystemHealth, state: HealthState, flags: u8) -> Vec<R
     }
     records
 }
+
+/// A check that gave no answer: the host's record with the supervisor's state and pauses and
+/// no signals (nothing was measured); no GPU records.
+pub fn failed_check(state: HealthState, flags: u8) -> Vec<Record> {
+    let mut host = Record::new(Source::Host, 1, 0);
+    host.set_state(state);
+    host.set_flags(flags);
+    vec![host]
+}

@@ -564,6 +564,7 @@ impl Supervisor {
             }
             j.state == SupervisorState::Unknown
         };
+        self.record_failed_check();
         self.events.emit(
             "error",
             json!({
@@ -725,6 +726,18 @@ impl Supervisor {
     /// Records a full check in the history (no wait for the disk); reports a failed write
     /// of an earlier bucket as an `error` event.
     fn record_history(&self, health: &SystemHealth) {
+        let at_ms = health.timestamp_ms.max(0.0) as u64;
+        self.record_in_history(at_ms, |state, flags| crate::history::sample::records_of(health, state, flags));
+    }
+
+    /// Records the supervisor's state and pauses (no signals) for a check that failed: the
+    /// history shows the service running but blind there, not absent.
+    fn record_failed_check(&self) {
+        self.record_in_history(unix_time_ms() as u64, crate::history::sample::failed_check);
+    }
+
+    /// The records `make` builds from the supervisor's state and pause flags, into the history.
+    fn record_in_history(&self, at_ms: u64, make: impl FnOnce(HealthState, u8) -> Vec<crate::history::Record>) {
         let Some(history) = &self.parts.history else { return };
         let recovery_paused = self.parts.memory_recovery.as_ref().is_some_and(|r| r.pause_incoming());
         let (state, supervisor_paused) = {
@@ -747,8 +760,7 @@ impl Supervisor {
         if supervisor_paused {
             flags |= FLAG_SUPERVISOR_PAUSE;
         }
-        let at_ms = health.timestamp_ms.max(0.0) as u64;
-        if let Some(error) = history.record(at_ms, crate::history::sample::records_of(health, state, flags)) {
+        if let Some(error) = history.record(at_ms, make(state, flags)) {
             self.events.emit(
                 "error",
                 json!({ "message": format!("metrics history: {}", error.message), "code": error.code, "kind": "history" }),
@@ -766,7 +778,8 @@ impl Supervisor {
         let running = lock(&self.running).take();
         let Some(Running { stop, mut done }) = running else {
             // No loop; an operator's recovery may still be under way.
-            return self.interrupt_recoveries();
+            self.interrupt_recoveries();
+            return self.close_history().await;
         };
         let _ = stop.send(true);
         // Interrupted again until the loop ends: a recovery the turn starts after one
@@ -787,22 +800,34 @@ impl Supervisor {
             // Signals the watch thread and joins it: it ends at once.
             watcher.stop();
         }
-        if let Some(history) = self.parts.history.clone() {
-            // What the last buckets hold is durable, and the directory free, once `stop` resolves.
-            let closed = tokio::task::spawn_blocking(move || history.close()).await;
-            if let Some(message) = match closed {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.message),
-                Err(e) => Some(e.to_string()),
-            } {
-                self.events
-                    .emit("error", json!({ "message": format!("metrics history: {message}"), "kind": "history" }));
-            }
-        }
+        self.close_history().await;
         let mut j = lock(&self.judgement);
         j.started_at_ms = None;
         // Nobody forecasts any more: the pause the forecasts held goes with them.
         j.paused_reasons.remove(detection::FORECAST_PAUSE);
+    }
+
+    /// Makes what the history's last buckets hold durable and frees its directory, unless a
+    /// `start` during this stop has taken the history on again.
+    async fn close_history(&self) {
+        let Some(history) = self.parts.history.clone() else { return };
+        let detached = {
+            let running = lock(&self.running);
+            if running.is_some() {
+                None
+            } else {
+                history.detach()
+            }
+        };
+        let Some(writer) = detached else { return };
+        let closed = tokio::task::spawn_blocking(move || history.finish(writer)).await;
+        if let Some(message) = match closed {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.message),
+            Err(e) => Some(e.to_string()),
+        } {
+            self.events.emit("error", json!({ "message": format!("metrics history: {message}"), "kind": "history" }));
+        }
     }
 
     /// Starts watching the kernel's memory-pressure events of the cgroup the `memoryMonitor`
