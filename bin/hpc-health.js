@@ -68,6 +68,8 @@ const byStatus = { pass: green, warn: yellow, fail: red, info: String, error: re
 const byVerdict = { ok: green, warn: yellow, fail: red, no_data: String }
 const gib = (bytes) => (bytes / 2 ** 30).toFixed(1)
 const print = (line = '') => process.stdout.write(line + '\n')
+/** Recorded text as a terminal may show it: without control characters (an escape sequence in an incident must not reach the terminal). */
+const printable = (text) => String(text).replace(/[\u0000-\u001f\u007f-\u009f]/g, '')
 
 function parse(args, options, allowPositionals = false) {
   try {
@@ -233,7 +235,7 @@ async function incidents(args) {
     print(JSON.stringify(records, null, 2))
   } else {
     for (const r of records) {
-      print(`${new Date(r.timestamp).toISOString()} #${r.seq} ${byStatus[r.severity](r.severity.padEnd(8))} ${r.kind}: ${r.message}`)
+      print(`${new Date(r.timestamp).toISOString()} #${r.seq} ${byStatus[r.severity](r.severity.padEnd(8))} ${printable(r.kind)}: ${printable(r.message)}`)
     }
   }
   return 0

@@ -270,6 +270,8 @@ pub fn build(input: ReportInput<'_>) -> Report {
 
     let mut gpus: Vec<GpuSeries> = Vec::new();
     let mut lost: Vec<GpuLostSpan> = Vec::new();
+    // Each GPU's span in `lost` not yet seen back.
+    let mut open_lost: std::collections::HashMap<u8, usize> = std::collections::HashMap::new();
     for r in history.records.iter().filter(|r| in_span(r)) {
         let Source::Gpu(index) = r.source else { continue };
         let at = match gpus.iter().position(|g| g.index == index) {
@@ -287,18 +289,23 @@ pub fn build(input: ReportInput<'_>) -> Report {
         g.power_w.push(r, GpuSignal::PowerMilliwatts as usize, 1000.0);
         let end = r.end_ms();
         let was_lost = r.flags_seen & FLAG_GPU_LOST != 0;
-        let open = lost.iter_mut().rev().find(|s| s.index == index && !s.back);
-        match (was_lost, open) {
+        match (was_lost, open_lost.get(&index).copied()) {
             // Lost on both sides of a gap in the record: one span (nothing says it came back).
-            (true, Some(span)) => span.to_ms = end,
-            (true, _) => lost.push(GpuLostSpan { index, from_ms: r.start_ms, to_ms: end, back: false }),
-            (false, Some(span)) => span.back = true,
+            (true, Some(at)) => lost[at].to_ms = end,
+            (true, None) => {
+                open_lost.insert(index, lost.len());
+                lost.push(GpuLostSpan { index, from_ms: r.start_ms, to_ms: end, back: false });
+            }
+            (false, Some(at)) => {
+                lost[at].back = true;
+                open_lost.remove(&index);
+            }
             (false, None) => {}
         }
         // Lost at the bucket's start but back by its end.
         if was_lost && r.flags_last & FLAG_GPU_LOST == 0 {
-            if let Some(span) = lost.iter_mut().rev().find(|s| s.index == index) {
-                span.back = true;
+            if let Some(at) = open_lost.remove(&index) {
+                lost[at].back = true;
             }
         }
     }
@@ -405,38 +412,40 @@ fn spans_where(host: &[&Record], holds: impl Fn(&Record) -> bool) -> Vec<Span> {
 /// is before the span still counts (its `started_at` says when).
 fn recoveries(incidents: &[IncidentRecord]) -> Vec<RecoveryRun> {
     let mut runs: Vec<RecoveryRun> = Vec::new();
+    // The run of each id started and not yet finished.
+    let mut open: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let text = |i: &IncidentRecord, key: &str| i.details.get(key).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    let time = |i: &IncidentRecord, key: &str| {
+        i.details.get(key).and_then(|v| v.as_f64()).map_or(i.timestamp_ms, |t| t as u64)
+    };
     for i in incidents {
         match i.kind.as_str() {
-            "recovery_started" => runs.push(RecoveryRun {
-                id: text(i, "id"),
-                kind: text(i, "type"),
-                started_ms: i.details.get("started_at").and_then(|v| v.as_f64()).map_or(i.timestamp_ms, |t| t as u64),
-                finished_ms: None,
-                result: "unfinished".to_owned(),
-                seqs: vec![i.seq],
-            }),
+            "recovery_started" => {
+                open.insert(text(i, "id"), runs.len());
+                runs.push(RecoveryRun {
+                    id: text(i, "id"),
+                    kind: text(i, "type"),
+                    started_ms: time(i, "started_at"),
+                    finished_ms: None,
+                    result: "unfinished".to_owned(),
+                    seqs: vec![i.seq],
+                });
+            }
             "recovery_finished" => {
                 let id = text(i, "id");
-                let finished_ms =
-                    i.details.get("finished_at").and_then(|v| v.as_f64()).map_or(i.timestamp_ms, |t| t as u64);
-                let result = text(i, "result");
-                match runs.iter_mut().rev().find(|r| r.id == id && r.finished_ms.is_none()) {
-                    Some(run) => {
-                        run.finished_ms = Some(finished_ms);
-                        run.result = result;
+                match open.remove(&id) {
+                    Some(at) => {
+                        let run = &mut runs[at];
+                        run.finished_ms = Some(time(i, "finished_at"));
+                        run.result = text(i, "result");
                         run.seqs.push(i.seq);
                     }
                     None => runs.push(RecoveryRun {
                         id,
                         kind: text(i, "type"),
-                        started_ms: i
-                            .details
-                            .get("started_at")
-                            .and_then(|v| v.as_f64())
-                            .map_or(i.timestamp_ms, |t| t as u64),
-                        finished_ms: Some(finished_ms),
-                        result,
+                        started_ms: time(i, "started_at"),
+                        finished_ms: Some(time(i, "finished_at")),
+                        result: text(i, "result"),
                         seqs: vec![i.seq],
                     }),
                 }
@@ -548,6 +557,52 @@ mod tests {
         history.records.retain(|r| (r.start_ms - fixture::SINCE_MS) / STEP_MS != 47);
         history.records.retain(|r| (r.start_ms - fixture::SINCE_MS) / STEP_MS != 48);
         assert_eq!(input(&history).verdict.no_data_ms, down + 2 * STEP_MS);
+    }
+
+    #[test]
+    fn without_a_history_the_incidents_still_judge_and_an_unknown_result_is_named() {
+        let history = HistoryReadout::default();
+        let mut incidents = fixture::incidents();
+        incidents.retain(|i| i.seq != 5);
+        incidents[0].details = serde_json::json!({});
+        let mut finished = incidents.iter().find(|i| i.seq == 8).unwrap().clone();
+        finished.details["result"] = serde_json::json!("rolled_back");
+        incidents.retain(|i| i.seq != 8);
+        incidents.push(finished);
+        let report = build(ReportInput {
+            history: &history,
+            incidents: &incidents,
+            since_ms: fixture::SINCE_MS,
+            until_ms: fixture::UNTIL_MS,
+            thresholds: ReportThresholds::default(),
+            notes: Vec::new(),
+            skipped_incident_lines: 0,
+        });
+        assert_eq!(report.verdict.status, Status::Fail, "{}", report.verdict.line);
+        assert!(
+            report.verdict.line.starts_with("2 recoveries (1 unfinished, 1 with another result)"),
+            "{}",
+            report.verdict.line
+        );
+        // Warnings alone make it worth a look, with or without a history.
+        let warned = [fixture::record(
+            1,
+            fixture::SINCE_MS + 1,
+            "memory_pressure",
+            crate::incident::IncidentSeverity::Warn,
+            "m",
+            serde_json::json!({}),
+        )];
+        let report = build(ReportInput {
+            history: &history,
+            incidents: &warned,
+            since_ms: fixture::SINCE_MS,
+            until_ms: fixture::UNTIL_MS,
+            thresholds: ReportThresholds::default(),
+            notes: Vec::new(),
+            skipped_incident_lines: 0,
+        });
+        assert_eq!(report.verdict.status, Status::Warn);
     }
 
     #[test]

@@ -195,8 +195,7 @@ pub fn render(report: &Report, colour: bool, width: usize) -> String {
             paused.iter().map(|&p| if p { out.paint(Status::Warn, "▀") } else { " ".to_owned() }).collect();
         out.line(format!("{}{row}  {}", label("intake paused"), duration(verdict.intake_paused_ms)));
     }
-    let mut lost_gpus: Vec<u8> = verdict.gpus_lost.iter().map(|s| s.index).collect();
-    lost_gpus.dedup();
+    let lost_gpus: std::collections::BTreeSet<u8> = verdict.gpus_lost.iter().map(|s| s.index).collect();
     for index in lost_gpus {
         let mut lost = vec![false; width];
         let mut total = 0;
@@ -317,9 +316,9 @@ pub fn render(report: &Report, colour: bool, width: usize) -> String {
             out.line(format!(
                 "  {}  {:<7} {}{took}  ({})",
                 LocalTime::at(r.started_ms).hms(),
-                r.kind,
-                out.paint(status, &r.result.replace('_', " ")),
-                r.id
+                printable(&r.kind, 40),
+                out.paint(status, &printable(&r.result.replace('_', " "), 40)),
+                printable(&r.id, 80)
             ));
         }
         out.line("");
@@ -359,14 +358,12 @@ fn severity_status(severity: IncidentSeverity) -> Status {
 
 fn timeline(out: &mut Out, incidents: &[IncidentRecord]) {
     let count = |severity: IncidentSeverity| incidents.iter().filter(|i| i.severity == severity).count();
-    let mut kinds: Vec<(String, usize)> = Vec::new();
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for i in incidents {
-        match kinds.iter_mut().find(|(k, _)| *k == i.kind) {
-            Some((_, n)) => *n += 1,
-            None => kinds.push((i.kind.clone(), 1)),
-        }
+        *counts.entry(i.kind.as_str()).or_default() += 1;
     }
-    kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut kinds: Vec<(&str, usize)> = counts.into_iter().collect();
+    kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let by_severity: Vec<String> = IncidentSeverity::ALL
         .iter()
         .rev()
@@ -380,7 +377,7 @@ fn timeline(out: &mut Out, incidents: &[IncidentRecord]) {
     };
     out.line(out.bold(&heading));
     if !kinds.is_empty() {
-        let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{} {n}", printable(k, 40))).collect();
         out.line(format!("  by kind: {}", list.join(", ")));
     }
     let listed: Vec<&IncidentRecord> = incidents.iter().filter(|i| !ROUTINE_KINDS.contains(&i.kind.as_str())).collect();
@@ -449,13 +446,42 @@ mod tests {
         assert_eq!(row[33], ' ', "the service was down: {state}");
     }
 
+    /// `text` without the SGR sequences this renderer writes (`ESC [ n m`, n in the palette, 1, 0).
+    fn regex_free_sgr_strip(text: &str) -> String {
+        let mut out = text.to_owned();
+        for code in ["0", "1", "31", "32", "33", "90"] {
+            out = out.replace(&format!("\x1b[{code}m"), "");
+        }
+        out
+    }
+
+    #[test]
+    fn a_gpu_lost_twice_has_one_row() {
+        let mut report = fixture::report();
+        let mut again = report.verdict.gpus_lost[0].clone();
+        again.from_ms += 1_000_000;
+        again.to_ms += 1_000_000;
+        let other = super::super::model::GpuLostSpan { index: 0, ..again.clone() };
+        report.verdict.gpus_lost = vec![report.verdict.gpus_lost[0].clone(), other, again];
+        let text = render(&report, false, 48);
+        assert_eq!(text.matches("GPU 1 lost  ").count(), 1, "{text}");
+        assert_eq!(text.matches("GPU 0 lost  ").count(), 1, "{text}");
+    }
+
     #[test]
     fn colour_is_added_not_relied_on_and_messages_cannot_drive_the_terminal() {
         let mut report = fixture::report();
-        report.incidents[3].message = "pwned \x1b]0;title\x07 \x1b[2J".to_owned();
+        let hostile = "pwned \x1b]52;c;aGk=\x07 \x1b[2J\x1b[31m";
+        report.incidents[3].message = hostile.to_owned();
+        report.incidents[3].kind = format!("kind{hostile}");
+        report.recoveries[0].id = hostile.to_owned();
+        report.recoveries[0].kind = hostile.to_owned();
+        report.recoveries[0].result = hostile.to_owned();
         let text = render(&report, true, 48);
         assert!(text.contains("\x1b[33mWARN\x1b[0m"), "{text}");
-        let plain: String = text.replace("\x1b[", "");
-        assert!(!plain.contains('\x1b') && !text.contains('\x07'), "only our own escapes: {text:?}");
+        // Our own colours only: SGR codes from the palette, bold and reset.
+        let ours = regex_free_sgr_strip(&text);
+        assert!(!ours.contains('\x1b') && !text.contains('\x07'), "only our own escapes: {text:?}");
+        assert!(!text.contains("\x1b[2J") && !text.contains("\x1b]52"), "{text:?}");
     }
 }

@@ -52,11 +52,17 @@ pub fn judge(facts: Facts<'_>) -> Verdict {
         }
         n => {
             let mut results: Vec<String> = Vec::new();
-            for result in ["recovered", "not_recovered", "failed", "interrupted", "unfinished"] {
+            const RESULTS: [&str; 5] = ["recovered", "not_recovered", "failed", "interrupted", "unfinished"];
+            for result in RESULTS {
                 let count = recoveries.iter().filter(|r| r.result == result).count();
                 if count > 0 {
                     results.push(format!("{count} {}", result.replace('_', " ")));
                 }
+            }
+            // A result this version does not know (a log written by another writer).
+            let other = recoveries.iter().filter(|r| !RESULTS.contains(&r.result.as_str())).count();
+            if other > 0 {
+                results.push(format!("{other} with another result"));
             }
             format!("{} ({})", plural(n, "recovery", "recoveries"), results.join(", "))
         }
@@ -97,10 +103,10 @@ pub fn judge(facts: Facts<'_>) -> Verdict {
         || intake_paused_ms > 0
         || unhealthy_ms > 0
         || checkpoints_corrupt > 0
-        || incidents_error > 0
+        || incidents.iter().any(|i| i.severity >= IncidentSeverity::Warn)
     {
         Status::Warn
-    } else if state_band.iter().all(|s| s.status == Status::NoData) {
+    } else if state_band.iter().all(|s| s.status == Status::NoData) && incidents.is_empty() {
         Status::NoData
     } else {
         Status::Ok
