@@ -89,7 +89,16 @@ test('--json is readReport for the same span; --html writes one page only its ow
   assert.deepEqual(printed.incidents.map((r) => r.seq), (await h.readIncidents(path.join(stateDir, 'incidents'), { since: night.since })).map((r) => r.seq).filter((seq) => seq <= printed.incidents.at(-1).seq))
   assert.equal(printed.gpus.length, night.gpus)
 
+  // An existing file open to others, and a symlink to another file: both replaced, neither written through.
   const file = path.join(work, 'night.html')
+  fs.writeFileSync(file, 'old', { mode: 0o644 })
+  const target = path.join(work, 'elsewhere.txt')
+  fs.writeFileSync(target, 'untouched')
+  const link = path.join(work, 'link.html')
+  fs.symlinkSync(target, link)
+  assert.equal(cli(['report', ...span(), '--html', link]).code, 0)
+  assert.equal(fs.readFileSync(target, 'utf8'), 'untouched')
+  assert.equal(fs.lstatSync(link).isFile(), true)
   const html = cli(['report', ...span(), '--html', file])
   assert.equal(html.code, 0, html.stderr)
   assert.match(html.stdout, /^WARN {2}\d+ recoveries/)

@@ -271,8 +271,7 @@ async function report(args) {
   } else {
     if (values.html !== undefined) {
       const page = await renderReport(dir, { ...span, format: 'html' })
-      // The page holds incident details: readable by its owner only, as the state directory.
-      fs.writeFileSync(values.html, page, { mode: 0o600 })
+      writePrivately(values.html, page)
       print(`${byVerdict[verdict.status](verdict.status.toUpperCase())}  ${verdict.line}`)
       print(`wrote ${values.html} (${(page.length / 1024).toFixed(0)} KiB; open it in a browser, nothing is fetched)`)
     } else {

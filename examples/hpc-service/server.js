@@ -249,13 +249,12 @@ function startHttp({ supervisor, jobs, report, port, tokens, limits, log }) {
       if (reportsInFlight >= limits.maxReportsInFlight) {
         return sendJson(res, 503, { error: `${reportsInFlight} reports are being rendered; try again shortly` }, { 'retry-after': '5' })
       }
+      // Held until the page has gone out (or the connection closed): a client that does not
+      // read keeps its page in memory, so it keeps its slot.
       reportsInFlight++
-      try {
-        const page = await report({ since: target.searchParams.get('since') || '12h', format: 'html' })
-        res.writeHead(200, REPORT_HEADERS).end(page)
-      } finally {
-        reportsInFlight--
-      }
+      res.once('close', () => reportsInFlight--)
+      const page = await report({ since: target.searchParams.get('since') || '12h', format: 'html' })
+      res.writeHead(200, REPORT_HEADERS).end(page)
     },
     'POST /jobs': async (req, res) => {
       const body = await readJson(req, limits.maxJobBodyBytes)

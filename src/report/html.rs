@@ -18,7 +18,46 @@ use super::clock::{duration, LocalTime};
 use super::model::{Point, Report, Series, Status};
 use super::palette::{status_colour, SERIES};
 use super::svg::{num, shows_dates, time_ticks, value_ticks, Plot, TimeTick, VIEW_WIDTH};
+use crate::durable::IncidentRecord;
 use crate::incident::IncidentSeverity;
+
+/// Incidents drawn at most (markers, rows, details): the warnings and errors first, then the
+/// routine ones; the rest are counted in a note (`hpc-health incidents` lists every one).
+pub const MAX_INCIDENTS_DRAWN: usize = 5_000;
+/// Characters of an incident's message or kind a page shows; details are cut past
+/// `MAX_DETAILS_BYTES` of JSON. A log's text is the writer's: this keeps a page of many long
+/// incidents within a few MiB.
+pub const MAX_TEXT_CHARS: usize = 1_000;
+pub const MAX_DETAILS_BYTES: usize = 16 * 1024;
+
+/// `text` cut to `MAX_TEXT_CHARS` characters (an ellipsis says it was).
+fn clipped(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(MAX_TEXT_CHARS) {
+        Some((at, _)) => Cow::Owned(format!("{}…", &text[..at])),
+        None => Cow::Borrowed(text),
+    }
+}
+
+/// An incident's details for the panel, or what they were when too large to carry.
+fn details_shown(details: &serde_json::Value) -> serde_json::Value {
+    let bytes = serde_json::to_string(details).map_or(0, |t| t.len());
+    if bytes <= MAX_DETAILS_BYTES {
+        details.clone()
+    } else {
+        serde_json::Value::String(format!("({bytes} bytes of details: hpc-health incidents shows them whole)"))
+    }
+}
+
+/// The incidents a page draws, oldest first (see [`MAX_INCIDENTS_DRAWN`]).
+fn drawn(report: &Report) -> Vec<&IncidentRecord> {
+    let mut chosen: Vec<&IncidentRecord> = report.incidents.iter().collect();
+    if chosen.len() > MAX_INCIDENTS_DRAWN {
+        chosen.sort_by_key(|i| std::cmp::Reverse((i.severity, i.timestamp_ms)));
+        chosen.truncate(MAX_INCIDENTS_DRAWN);
+        chosen.sort_by_key(|i| (i.timestamp_ms, i.seq));
+    }
+    chosen
+}
 
 /// Every chart's plot rectangle, in `viewBox` units (left leaves room for value labels,
 /// top for the axis titles, bottom for two rows of time labels).
@@ -113,9 +152,8 @@ pub fn render(report: &Report) -> String {
         until_ms: report.until_ms,
         ticks: &ticks,
         zone: &zone_short,
-        events: report
-            .incidents
-            .iter()
+        events: drawn(report)
+            .into_iter()
             .filter(|i| i.severity > IncidentSeverity::Info)
             .map(|i| (i.timestamp_ms, severity_status(i.severity)))
             .collect(),
@@ -137,7 +175,8 @@ pub fn render(report: &Report) -> String {
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"color-scheme\" content=\"light dark\">\n\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n\
+         <link rel=\"icon\" href=\"data:,\">\n\
          <title>{}</title>\n<style>{}</style>\n</head>\n<body>\n<main>\n",
         escape(&title),
         style()
@@ -185,18 +224,17 @@ pub fn render(report: &Report) -> String {
     }
     timeline(&mut page, report, long_span);
 
-    let incidents: Vec<serde_json::Value> = report
-        .incidents
-        .iter()
+    let incidents: Vec<serde_json::Value> = drawn(report)
+        .into_iter()
         .map(|i| {
             serde_json::json!({
                 "seq": i.seq,
                 "time": LocalTime::at(i.timestamp_ms).full(),
                 "severity": i.severity.as_str(),
                 "status": severity_status(i.severity).as_str(),
-                "kind": i.kind,
-                "message": i.message,
-                "details": i.details,
+                "kind": clipped(&i.kind),
+                "message": clipped(&i.message),
+                "details": details_shown(&i.details),
             })
         })
         .collect();
@@ -340,7 +378,7 @@ fn state_chart(out: &mut String, report: &Report, axes: &Axes<'_>) {
         );
     }
     // Info markers first and thin, so many of them stay a row of ticks under the warnings.
-    let mut incidents: Vec<_> = report.incidents.iter().collect();
+    let mut incidents = drawn(report);
     incidents.sort_by_key(|i| (i.severity > IncidentSeverity::Info, i.timestamp_ms, i.seq));
     for i in incidents {
         let x = num(plot.x(i.timestamp_ms as f64));
@@ -350,12 +388,12 @@ fn state_chart(out: &mut String, report: &Report, axes: &Axes<'_>) {
              <title>{} {} {}: {}</title>",
             status_class(severity_status(i.severity)),
             i.seq,
-            escape(&i.kind),
+            escape(&clipped(&i.kind)),
             i.severity.as_str(),
             LocalTime::at(i.timestamp_ms).hms(),
             i.severity.as_str().to_uppercase(),
-            escape(&i.kind),
-            escape(&i.message)
+            escape(&clipped(&i.kind)),
+            escape(&clipped(&i.message))
         );
         if i.severity == IncidentSeverity::Info {
             let _ = write!(
@@ -671,10 +709,19 @@ fn timeline(out: &mut String, report: &Report, long_span: bool) {
         out.push_str("<p class=\"muted\">No incidents in this span.</p>\n</section>\n");
         return;
     }
+    let shown = drawn(report);
+    if shown.len() < report.incidents.len() {
+        let _ = writeln!(
+            out,
+            "<p class=\"muted\">The {} most serious and recent are drawn; {} more are not (<code>hpc-health incidents</code> lists every one).</p>",
+            shown.len(),
+            report.incidents.len() - shown.len()
+        );
+    }
     out.push_str(
         "<div class=\"table-wrap\"><table>\n<thead><tr><th>Time</th><th>Severity</th><th>Kind</th><th>Message</th></tr></thead>\n<tbody>\n",
     );
-    for i in &report.incidents {
+    for i in shown {
         let at = LocalTime::at(i.timestamp_ms);
         let when = if long_span { format!("{} {}", at.date(), at.hms()) } else { at.hms() };
         let _ = writeln!(
@@ -683,8 +730,8 @@ fn timeline(out: &mut String, report: &Report, long_span: bool) {
              <span class=\"dot\"></span>{}</span></td><td>{}</td><td class=\"msg\">{}</td></tr>",
             status_class(severity_status(i.severity)),
             i.severity.as_str().to_uppercase(),
-            escape(&i.kind),
-            escape(&i.message),
+            escape(&clipped(&i.kind)),
+            escape(&clipped(&i.message)),
             seq = i.seq
         );
     }
@@ -811,7 +858,6 @@ const SCRIPT: &str = r#"(function () {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::durable::IncidentRecord;
     use crate::history::record::{GpuSignal, HostSignal, FLAG_GPU_LOST, FLAG_INTAKE_CLOSED};
     use crate::history::{HealthState, HistoryReadout, Record, Source};
     use crate::report::model::{self, ReportInput, ReportThresholds};
@@ -1019,8 +1065,38 @@ mod tests {
     }
 
     #[test]
+    fn many_long_incidents_make_a_bounded_page() {
+        // Messages and details are the log writer's: 250 warnings of 256 KiB of quotes each
+        // (each `&quot;` when escaped), and more routine incidents than a page draws.
+        let long = "\"".repeat(256 * 1024);
+        let mut log: Vec<IncidentRecord> = (0..250)
+            .map(|n| incident(n + 1, n * 20, "memory_pressure", IncidentSeverity::Warn, &long, json!({ "blob": long })))
+            .collect();
+        log.extend(
+            (0..6_000).map(|n| incident(1_000 + n, n, "checkpoint_created", IncidentSeverity::Info, "c", json!({}))),
+        );
+        log.sort_by_key(|i| (i.timestamp_ms, i.seq));
+        let report = report_of(&history(2, 720, true), &log, 2);
+        let page = render(&report);
+        assert!(page.len() < 8 << 20, "{} bytes", page.len());
+        assert_eq!(page.matches("<g class=\"marker ").count(), MAX_INCIDENTS_DRAWN);
+        for warned in 1..=250 {
+            assert!(
+                page.contains(&format!("data-seq=\"{warned}\" data-kind=\"memory_pressure\"")),
+                "warning {warned} drawn"
+            );
+        }
+        assert!(page.contains(&format!("{} more are not", 6_250 - MAX_INCIDENTS_DRAWN)));
+        assert!(page.contains("bytes of details: hpc-health incidents shows them whole"));
+    }
+
+    #[test]
     fn the_page_is_self_contained_and_fits_a_phone() {
         let (_, page) = sample_page();
+        // The one link: an empty icon, so that a browser asks the server for no /favicon.ico.
+        assert_eq!(page.matches("<link").count(), 1);
+        assert!(page.contains("<link rel=\"icon\" href=\"data:,\">"));
+        let page = page.replace("<link rel=\"icon\" href=\"data:,\">", "");
         for external in ["http://", "https://", "src=", "<link", "@import", "url(", "<iframe", "<object"] {
             assert!(!page.contains(external), "{external}");
         }
