@@ -27,7 +27,8 @@ pub fn parse_since(text: &str, now_ms: u64) -> Result<u64, String> {
                 _ => return Err(expected()),
             };
             let n: u64 = number.parse().map_err(|_| expected())?;
-            return Ok(now_ms.saturating_sub(n.saturating_mul(ms)));
+            // Longer ago than 1970 is a typo, not a span.
+            return n.checked_mul(ms).and_then(|back| now_ms.checked_sub(back)).ok_or_else(expected);
         }
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
@@ -47,7 +48,9 @@ fn iso(text: &str) -> Option<u64> {
         return None;
     }
     let (year, month, day) = (num(0, 4)? as i32, num(5, 2)?, num(8, 2)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&month) || !(1..=days_in_month[month as usize - 1]).contains(&day) {
         return None;
     }
     let (mut hour, mut minute, mut second, mut millis) = (0, 0, 0, 0);
@@ -94,8 +97,11 @@ fn iso(text: &str) -> Option<u64> {
             if digits.len() != 4 || !digits.bytes().all(|c| c.is_ascii_digit()) || rest.len() > 6 {
                 return None;
             }
-            let offset =
-                i64::from(digits[..2].parse::<u32>().ok()?) * 3600 + i64::from(digits[2..].parse::<u32>().ok()?) * 60;
+            let (hours, minutes) = (digits[..2].parse::<u32>().ok()?, digits[2..].parse::<u32>().ok()?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let offset = i64::from(hours) * 3600 + i64::from(minutes) * 60;
             local_seconds - sign * offset
         }
     };
@@ -141,6 +147,7 @@ mod tests {
         assert_eq!(parse_since("2025-12-02T02:33:05.250Z", NOW), Ok(NOW + 250));
         assert_eq!(parse_since("2025-12-02T00:00Z", NOW), Ok(NOW - (2 * 3600 + 33 * 60 + 5) * 1000));
         assert_eq!(parse_since("1764642785000", NOW), Ok(NOW));
+        assert!(parse_since("2024-02-29", NOW).is_ok(), "a leap day");
     }
 
     #[test]
@@ -150,9 +157,13 @@ mod tests {
             "12x",
             "h",
             "-5h",
+            "99999999999d",
             "2025-13-01",
+            "2026-02-29",
+            "2025-04-31",
             "2025-12-02T25:00Z",
             "2025-12-02T02:33+1",
+            "2025-12-02T02:33+99:99",
             "yesterday",
             "1e9",
             &"9".repeat(41),
