@@ -104,6 +104,22 @@ for (const { name, args } of SERVICES) {
       }
     })
 
+    test('a DNS-rebound name (Host not of this machine) is refused with 421 on every route and the upgrade; local names are served', async () => {
+      const httpPort = portOf(service.httpUrl)
+      const wsPort = portOf(service.wsUrl)
+      for (const [port, target, extra] of [[httpPort, '/report', ''], [httpPort, '/metrics', ''], [httpPort, '/healthz', ''], [wsPort, '/', `${UPGRADE}${KEY}`]]) {
+        for (const host of ['attacker.test', `attacker.test:${port}`, `127.0.0.1.attacker.test:${port}`, `user@127.0.0.1:${port}`]) {
+          const { statusLine } = await rawRequest(port, `GET ${target} HTTP/1.1\r\nHost: ${host}\r\n${extra}\r\n`)
+          assert.equal(statusLine.split(' ')[1], '421', `Host ${host} on ${target}: ${statusLine}`)
+        }
+      }
+      for (const host of [`localhost:${httpPort}`, `127.0.0.1:${httpPort}`, `[::1]:${httpPort}`, 'localhost']) {
+        const { statusLine } = await rawRequest(httpPort, `GET /healthz HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)
+        assert.equal(statusLine.split(' ')[1], '200', `Host ${host}: ${statusLine}`)
+      }
+      await assertServing(service, 'rebound names')
+    })
+
     test('a client that floods requests and never reads: memory stays bounded, the connection is held, others are served', { timeout: 30000 }, async () => {
       // Warm up: the first answers allocate what every later one reuses.
       const rpc = await connect(service.wsUrl)

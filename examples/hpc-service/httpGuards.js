@@ -1,6 +1,6 @@
 'use strict'
 // What every HTTP request to the service passes through, whichever listener and route: the
-// Origin check, and a bounded body read.
+// Host and Origin checks, and a bounded body read.
 
 /** Host names of this machine as a browser writes them in an Origin. */
 const LOCAL_HOSTNAMES = new Set(['localhost', '127.0.0.1', '[::1]'])
@@ -21,6 +21,22 @@ function originAllowed(origin) {
     return false
   }
   return (url.protocol === 'http:' || url.protocol === 'https:') && LOCAL_HOSTNAMES.has(url.hostname)
+}
+
+/**
+ * Whether a request naming this `Host` may be served: only a name of this machine. A page
+ * that rebinds its own name to 127.0.0.1 sends its same-origin requests (no Origin header)
+ * with its own name as the Host; refused (421), it cannot read what the service answers.
+ */
+function hostAllowed(host) {
+  if (host === undefined) return true // HTTP/1.0; Node answers 400 for an HTTP/1.1 request without one
+  let url
+  try {
+    url = new URL(`http://${host}`)
+  } catch {
+    return false
+  }
+  return LOCAL_HOSTNAMES.has(url.hostname) && url.pathname === '/' && url.username === '' && url.search === ''
 }
 
 /** An Error carrying the HTTP status to answer with. */
@@ -47,4 +63,4 @@ function sendJson(res, status, body, headers = {}) {
   res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body) + '\n')
 }
 
-module.exports = { originAllowed, readBody, httpError, sendJson }
+module.exports = { originAllowed, hostAllowed, readBody, httpError, sendJson }

@@ -4,11 +4,12 @@
 //   control methods need a token (CONTROL_METHODS) and each connection is bounded (LIMITS);
 // - plain HTTP for the orchestrator and Prometheus: /metrics, /healthz, /readyz, /jobs, and
 //   MCP's Streamable HTTP transport at /mcp (mcpHttp.js), with the same tokens.
-// Both refuse a request whose Origin is a page elsewhere (403, httpGuards.originAllowed).
+// Both refuse a request whose Origin is a page elsewhere (403, httpGuards.originAllowed), and
+// one whose Host is not a name of this machine (421, httpGuards.hostAllowed: DNS rebinding).
 const http = require('node:http')
 const { timingSafeEqual } = require('node:crypto')
 const { WebSocketServer } = require('ws')
-const { originAllowed, readBody, httpError, sendJson } = require('./httpGuards')
+const { originAllowed, hostAllowed, readBody, httpError, sendJson } = require('./httpGuards')
 const { createMcpEndpoint } = require('./mcpHttp')
 
 const HOST = '127.0.0.1'
@@ -199,6 +200,7 @@ function startWebSocket({ supervisor, port, tokens, limits, log }) {
     const target = requestTarget(request)
     if (target === null) return refuseSocket(socket)
     // Browsers let any page open a WebSocket to 127.0.0.1; only the Origin tells them apart.
+    if (!hostAllowed(request.headers.host)) return refuseSocket(socket, 421)
     if (!originAllowed(request.headers.origin)) return refuseSocket(socket, 403)
     const authorize = authorizeFor(request, target, tokens)
     // ws answers a bad handshake (Sec-WebSocket-Key, version, ...) with 400 itself.
@@ -266,6 +268,7 @@ function startHttp({ supervisor, jobs, report, port, tokens, limits, log }) {
   const server = guard(http.createServer(async (req, res) => {
     const target = requestTarget(req)
     if (target === null) return sendJson(res, 400, { error: 'bad request target' }, { connection: 'close' })
+    if (!hostAllowed(req.headers.host)) return sendJson(res, 421, { error: 'Host not allowed: only names of this machine (localhost, 127.0.0.1, [::1]) are served' })
     if (!originAllowed(req.headers.origin)) return sendJson(res, 403, { error: 'Origin not allowed: only pages on this machine may call the service' })
     const route = target.pathname === '/mcp' ? mcp : routes[`${req.method} ${target.pathname}`]
     if (!route) return sendJson(res, 404, { error: `no route ${req.method} ${target.pathname}` })
