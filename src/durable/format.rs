@@ -51,7 +51,9 @@
 //!
 //! ## Metrics history: `history-fine-{n:020}.rec`, `history-coarse-{n:020}.rec` (a directory of its own)
 //! Fixed-size records of 88 bytes, back to back, no file header; `n` is the start (ms since
-//! the Unix epoch) of the file's first bucket. A record is one source (the host, or one
+//! the Unix epoch) of the bucket that opened the file, or one past the newest file's number
+//! when the clock went back (so a file may hold buckets older than its name; readers read
+//! every file, newest `retention / file span + 2` of each tier). A record is one source (the host, or one
 //! GPU) over one bucket `[start, start + step)`, each signal as min/max/last over the
 //! samples folded in. The fine tier has one bucket a step (10 s by default, kept 24 h,
 //! files of 360 steps), the coarse tier one every 30 steps (5 min, kept 7 days, files of
@@ -64,7 +66,7 @@
 //! | 1      | 1    | GPU index (0 for the host)                                    |
 //! | 2      | 2    | samples folded in (≥ 1, saturating)                           |
 //! | 4      | 4    | step, ms (> 0)                                                |
-//! | 8      | 8    | bucket start, ms since the Unix epoch                         |
+//! | 8      | 8    | bucket start, ms since the Unix epoch: a whole number of steps, at most 9999-12-31 |
 //! | 16     | 60   | 5 signals × (u32 min, u32 max, u32 last), min ≤ max           |
 //! | 76     | 1    | known: bit i set when signal i had a value (else its 12 are 0) |
 //! | 77     | 1    | host: supervisor state at the last sample (0 starting, 1 healthy, 2 unhealthy, 3 unknown) |
@@ -84,12 +86,16 @@
 //!   (1 + GPUs) × 88` bytes (a full file is closed early): 10.4 MB (9.9 MiB) for 8 GPUs at
 //!   the default step, whatever the clock does (`HistoryPolicy::disk_bound_bytes`).
 //! - Reading back: a record failing its CRC or checks is skipped; trailing bytes short of a
-//!   record are an append in flight. Readers open the directory without its lock.
+//!   record are an append in flight. Readers open the directory without its lock. A file
+//!   that cannot be read is named in the readout, not taken for one the writer removed.
+//!   The `known` bits say which signals hold values; a signal not known is not read.
 //! - On open for writing: trailing records of the newest file of each tier that fail the
 //!   check, and a partial record, are a torn tail (an interrupted append), cut off. Damage
 //!   with intact records after it stays (and is skipped). The bucket open at a crash is
 //!   lost (at most one fine step; the open coarse bucket's minutes stay in the fine tier).
-//!   A bucket written twice (a restart within it) is folded into one by readers.
+//!   A bucket written twice (a restart within it) is folded into one by readers; buckets
+//!   of runs with other steps that start at the same time stay apart.
+//! - A failed check is recorded as a host record with the state and flags and no signals.
 //!
 //! ## Appends (journal and incident log)
 //! Records queued while one commit runs are written by the next with one `write` and one
