@@ -244,6 +244,22 @@ async function incidents(args) {
 /** The service's state directory: $HPC_HEALTH_STATE_DIR, else ./var (as the example service). */
 const stateDir = () => process.env.HPC_HEALTH_STATE_DIR || './var'
 
+/**
+ * Writes `text` to `file` readable by its owner only (the page holds incident details, as the
+ * state directory does): a new file beside it, created 0600, then renamed over `file`, so an
+ * existing file (whatever its mode) or a symlink there is replaced, not written through.
+ */
+function writePrivately(file, text) {
+  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`)
+  try {
+    fs.writeFileSync(temp, text, { mode: 0o600, flag: 'wx' })
+    fs.renameSync(temp, file)
+  } catch (error) {
+    fs.rmSync(temp, { force: true })
+    throw error
+  }
+}
+
 /** Runs `call`; a bad `--since` (thrown at once or rejected) is a usage error, said in the flag's name. */
 async function withSince(call) {
   try {
