@@ -151,6 +151,21 @@ test('bad usage is exit 2 and names the flag', () => {
   assert.match(cli(['incidents', '--dir', path.join(stateDir, 'incidents'), '--since', '1h']).stdout, /recovery_started/)
 })
 
+test('recorded text reaches the terminal without control characters: hpc-health incidents and report', async () => {
+  const dir = path.join(work, 'hostile')
+  const log = new h.IncidentLog({ directory: path.join(dir, 'incidents') })
+  const hostile = 'pwned \x1b]52;c;aGk=\x07 \x1b[2J\x1b[31m\x9b'
+  await log.record({ kind: `kind${hostile}`, severity: 'error', message: hostile })
+  await log.record({ kind: 'recovery_started', severity: 'warn', message: 'm', details: { id: hostile, type: hostile } })
+  await log.close()
+  for (const args of [['incidents', '--dir', path.join(dir, 'incidents')], ['report', '--dir', dir]]) {
+    const { code, stdout } = cli(args)
+    assert.ok(code === 0 || code === 1, `${args[0]}: exit ${code}`)
+    assert.match(stdout, /pwned/, `${args[0]} shows the text`)
+    assert.doesNotMatch(stdout, /[\x00-\x09\x0b-\x1f\x7f-\x9f]/, `${args[0]}: ${JSON.stringify(stdout)}`)
+  }
+})
+
 test('readReport and renderReport validate what they are given, and reject what they cannot read with a code', async () => {
   assert.throws(() => h.readReport(), { name: 'TypeError', message: /directory/ })
   assert.throws(() => h.readReport(stateDir, { since: {} }), { name: 'TypeError', message: /^since must be a number or a string/ })

@@ -288,7 +288,7 @@ async function report(args) {
     if (values.html !== undefined) {
       const page = await renderReport(dir, { ...span, format: 'html' })
       writePrivately(values.html, page)
-      print(`${byVerdict[verdict.status](verdict.status.toUpperCase())}  ${verdict.line}`)
+      print(`${byVerdict[verdict.status](verdict.status.replace('_', ' ').toUpperCase())}  ${verdict.line}`)
       print(`wrote ${values.html} (${(page.length / 1024).toFixed(0)} KiB; open it in a browser, nothing is fetched)`)
     } else {
       process.stdout.write(await renderReport(dir, { ...span, format: 'text', color: useColour, width }))
