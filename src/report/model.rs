@@ -606,6 +606,35 @@ mod tests {
     }
 
     #[test]
+    fn many_gpu_losses_are_one_part_of_the_verdict() {
+        let mut history = fixture::history();
+        // GPU 0 lost for one bucket every 20, and still lost at the end.
+        for r in history.records.iter_mut().filter(|r| r.source == Source::Gpu(0)) {
+            let bucket = (r.start_ms - fixture::SINCE_MS) / STEP_MS;
+            if bucket % 20 == 5 || bucket >= 350 {
+                r.set_flags(FLAG_GPU_LOST);
+            }
+        }
+        let report = build(ReportInput {
+            history: &history,
+            incidents: &[],
+            since_ms: fixture::SINCE_MS,
+            until_ms: fixture::UNTIL_MS,
+            thresholds: ReportThresholds::default(),
+            notes: Vec::new(),
+            skipped_incident_lines: 0,
+        });
+        let v = &report.verdict;
+        assert!(v.gpus_lost.len() > 3);
+        let expected = format!(
+            "No recoveries, {} GPU losses (GPUs 0, 1; longest 2 min; still lost: GPU 0 since {}), ",
+            v.gpus_lost.len(),
+            LocalTime::at(at(350)).hm()
+        );
+        assert!(v.line.starts_with(&expected), "{}", v.line);
+    }
+
+    #[test]
     fn nothing_recorded_is_said_as_such() {
         let history = HistoryReadout::default();
         let report = build(ReportInput {

@@ -7,6 +7,9 @@ use super::model::{GpuLostSpan, RecoveryRun, Span, StateSpan, Status, Verdict};
 use crate::durable::IncidentRecord;
 use crate::incident::{IncidentKind, IncidentSeverity};
 
+/// Lost-GPU spans named one by one; more are summed up in one part.
+const MAX_LOSSES_NAMED: usize = 3;
+
 /// What the verdict is judged from.
 pub struct Facts<'a> {
     pub recoveries: &'a [RecoveryRun],
@@ -67,15 +70,37 @@ pub fn judge(facts: Facts<'_>) -> Verdict {
             format!("{} ({})", plural(n, "recovery", "recoveries"), results.join(", "))
         }
     });
-    for span in &gpus_lost {
-        let (from, to) = (LocalTime::at(span.from_ms), LocalTime::at(span.to_ms));
-        // Within one minute, the minute alone would say nothing: then seconds.
-        let (from_text, to_text) = if from.hm() == to.hm() { (from.hms(), to.hms()) } else { (from.hm(), to.hm()) };
-        parts.push(if span.back {
-            format!("GPU {} lost {from_text}–{to_text} and back", span.index)
-        } else {
-            format!("GPU {} lost since {}", span.index, from.hm())
-        });
+    if gpus_lost.len() <= MAX_LOSSES_NAMED {
+        for span in &gpus_lost {
+            let (from, to) = (LocalTime::at(span.from_ms), LocalTime::at(span.to_ms));
+            // Within one minute, the minute alone would say nothing: then seconds.
+            let (from_text, to_text) = if from.hm() == to.hm() { (from.hms(), to.hms()) } else { (from.hm(), to.hm()) };
+            parts.push(if span.back {
+                format!("GPU {} lost {from_text}–{to_text} and back", span.index)
+            } else {
+                format!("GPU {} lost since {}", span.index, from.hm())
+            });
+        }
+    } else {
+        // Many losses: one sentence, the GPUs still lost named (the state rows show each).
+        let mut gpus: Vec<u8> = gpus_lost.iter().map(|s| s.index).collect();
+        gpus.sort_unstable();
+        gpus.dedup();
+        let names: Vec<String> = gpus.iter().map(u8::to_string).collect();
+        let longest = gpus_lost.iter().map(|s| s.to_ms - s.from_ms).max().unwrap_or(0);
+        let still: Vec<String> = gpus_lost
+            .iter()
+            .filter(|s| !s.back)
+            .map(|s| format!("GPU {} since {}", s.index, LocalTime::at(s.from_ms).hm()))
+            .collect();
+        let back = if still.is_empty() { "all back".to_owned() } else { format!("still lost: {}", still.join(", ")) };
+        parts.push(format!(
+            "{} GPU losses ({} {}; longest {}; {back})",
+            gpus_lost.len(),
+            if gpus.len() == 1 { "GPU" } else { "GPUs" },
+            names.join(", "),
+            duration(longest)
+        ));
     }
     if intake_paused_ms > 0 {
         parts.push(format!("intake paused {} in total", duration(intake_paused_ms)));
