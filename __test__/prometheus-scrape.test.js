@@ -86,7 +86,7 @@ test('prometheus scrapes the example service and the shipped alert for a lost GP
     return result.length === 2 && result
   }, 20000)
   assert.deepEqual(xid79.map((s) => [s.metric.index, s.value[1]]).sort(), [['0', '0'], ['1', '0']])
-  for (const [name, count] of [['hpc_health_recoveries_total', 20], ['hpc_health_incidents_total', 15], ['hpc_health_intake_pauses_total', 4]]) {
+  for (const [name, count] of [['hpc_health_recoveries_total', 20], ['hpc_health_incidents_total', 16], ['hpc_health_intake_pauses_total', 4]]) {
     const { result } = await query(base, name)
     assert.equal(result.length, count, `${name}: ${JSON.stringify(result.map((s) => s.metric))}`)
   }
