@@ -157,11 +157,14 @@ pub fn incidents() -> Vec<IncidentRecord> {
 
 /// The report of the hour with the default thresholds.
 pub fn report() -> super::Report {
-    let history = history();
-    let incidents = incidents();
+    report_of(&history(), &incidents())
+}
+
+/// The report on the hour of `history` and `incidents`, with the default thresholds.
+pub fn report_of(history: &HistoryReadout, incidents: &[IncidentRecord]) -> super::Report {
     super::model::build(super::model::ReportInput {
-        history: &history,
-        incidents: &incidents,
+        history,
+        incidents,
         since_ms: SINCE_MS,
         until_ms: UNTIL_MS,
         thresholds: super::ReportThresholds::default(),

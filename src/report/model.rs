@@ -520,15 +520,7 @@ mod tests {
         }
         let mut incidents = fixture::incidents();
         incidents.retain(|i| i.seq != 8);
-        let report = build(ReportInput {
-            history: &history,
-            incidents: &incidents,
-            since_ms: fixture::SINCE_MS,
-            until_ms: fixture::UNTIL_MS,
-            thresholds: ReportThresholds::default(),
-            notes: Vec::new(),
-            skipped_incident_lines: 0,
-        });
+        let report = fixture::report_of(&history, &incidents);
         let v = &report.verdict;
         assert_eq!(v.status, Status::Fail);
         assert!(v.line.starts_with("2 recoveries (1 recovered, 1 unfinished)"), "{}", v.line);
@@ -540,23 +532,12 @@ mod tests {
         // Checks a little slower than the step: every 7th bucket holds none.
         let mut history = fixture::history();
         history.records.retain(|r| (r.start_ms - fixture::SINCE_MS) / STEP_MS % 7 != 3);
-        let input = |history: &HistoryReadout| {
-            build(ReportInput {
-                history,
-                incidents: &[],
-                since_ms: fixture::SINCE_MS,
-                until_ms: fixture::UNTIL_MS,
-                thresholds: ReportThresholds::default(),
-                notes: Vec::new(),
-                skipped_incident_lines: 0,
-            })
-        };
         let down = (DOWN.end - DOWN.start) * STEP_MS;
-        assert_eq!(input(&history).verdict.no_data_ms, down, "only the real outage is no record");
+        assert_eq!(fixture::report_of(&history, &[]).verdict.no_data_ms, down, "only the real outage is no record");
         // Two buckets in a row without a check: a gap.
         history.records.retain(|r| (r.start_ms - fixture::SINCE_MS) / STEP_MS != 47);
         history.records.retain(|r| (r.start_ms - fixture::SINCE_MS) / STEP_MS != 48);
-        assert_eq!(input(&history).verdict.no_data_ms, down + 2 * STEP_MS);
+        assert_eq!(fixture::report_of(&history, &[]).verdict.no_data_ms, down + 2 * STEP_MS);
     }
 
     #[test]
@@ -569,15 +550,7 @@ mod tests {
         finished.details["result"] = serde_json::json!("rolled_back");
         incidents.retain(|i| i.seq != 8);
         incidents.push(finished);
-        let report = build(ReportInput {
-            history: &history,
-            incidents: &incidents,
-            since_ms: fixture::SINCE_MS,
-            until_ms: fixture::UNTIL_MS,
-            thresholds: ReportThresholds::default(),
-            notes: Vec::new(),
-            skipped_incident_lines: 0,
-        });
+        let report = fixture::report_of(&history, &incidents);
         assert_eq!(report.verdict.status, Status::Fail, "{}", report.verdict.line);
         assert!(
             report.verdict.line.starts_with("2 recoveries (1 unfinished, 1 with another result)"),
@@ -593,15 +566,7 @@ mod tests {
             "m",
             serde_json::json!({}),
         )];
-        let report = build(ReportInput {
-            history: &history,
-            incidents: &warned,
-            since_ms: fixture::SINCE_MS,
-            until_ms: fixture::UNTIL_MS,
-            thresholds: ReportThresholds::default(),
-            notes: Vec::new(),
-            skipped_incident_lines: 0,
-        });
+        let report = fixture::report_of(&history, &warned);
         assert_eq!(report.verdict.status, Status::Warn);
     }
 
@@ -615,15 +580,7 @@ mod tests {
                 r.set_flags(FLAG_GPU_LOST);
             }
         }
-        let report = build(ReportInput {
-            history: &history,
-            incidents: &[],
-            since_ms: fixture::SINCE_MS,
-            until_ms: fixture::UNTIL_MS,
-            thresholds: ReportThresholds::default(),
-            notes: Vec::new(),
-            skipped_incident_lines: 0,
-        });
+        let report = fixture::report_of(&history, &[]);
         let v = &report.verdict;
         assert!(v.gpus_lost.len() > 3);
         let expected = format!(
