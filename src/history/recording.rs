@@ -13,6 +13,7 @@ use crate::sync::lock;
 pub struct Recording {
     path: PathBuf,
     policy: HistoryPolicy,
+    storage: Storage,
     writer: std::sync::Mutex<Option<HistoryWriter>>,
     /// Held while a detached writer is finished: an open waits for its lock to go.
     finishing: std::sync::Mutex<()>,
@@ -24,9 +25,15 @@ impl Recording {
     /// Opens the history in `path` now, so a directory that cannot be recorded into is an
     /// error when the supervisor is made, not when it starts.
     pub fn open(path: &Path, policy: HistoryPolicy) -> Result<Self> {
+        Self::open_with(path, policy, Storage::new())
+    }
+
+    /// [`open`](Self::open) through `storage` (tests give one that fails or stalls).
+    pub fn open_with(path: &Path, policy: HistoryPolicy, storage: Storage) -> Result<Self> {
         let recording = Recording {
             path: path.to_owned(),
             policy,
+            storage,
             writer: std::sync::Mutex::new(None),
             finishing: std::sync::Mutex::new(()),
             problems: std::sync::Mutex::new(Vec::new()),
@@ -41,7 +48,7 @@ impl Recording {
         let _finished = lock(&self.finishing);
         let mut writer = lock(&self.writer);
         if writer.is_none() {
-            let (opened, problems) = HistoryWriter::open(&self.path, self.policy, Storage::new())?;
+            let (opened, problems) = HistoryWriter::open(&self.path, self.policy, self.storage.clone())?;
             lock(&self.problems).extend(problems);
             *writer = Some(opened);
         }

@@ -820,11 +820,18 @@ impl Supervisor {
             }
         };
         let Some(writer) = detached else { return };
-        let closed = tokio::task::spawn_blocking(move || history.finish(writer)).await;
+        // A disk that does not answer must not hold `stop` (and a service's shutdown) for ever:
+        // past the check timeout the flush goes on alone, and the directory stays locked until it ends.
+        let wait = self.options.check_timeout;
+        let closed = tokio::time::timeout(wait, tokio::task::spawn_blocking(move || history.finish(writer))).await;
         if let Some(message) = match closed {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.message),
-            Err(e) => Some(e.to_string()),
+            Ok(Ok(Ok(()))) => None,
+            Ok(Ok(Err(e))) => Some(e.message),
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "the last buckets were not durable within {} ms (the disk does not answer); the directory stays locked until they are",
+                wait.as_millis()
+            )),
         } {
             self.events.emit("error", json!({ "message": format!("metrics history: {message}"), "kind": "history" }));
         }
@@ -1176,6 +1183,25 @@ mod tests {
         assert_eq!(sup.recoveries_ended.load(Ordering::SeqCst), first_check + 1);
         // A check that sampled after the recovery ended acts.
         assert_eq!(recovery_from_check(&sup, gpu_memory_full(), first_check + 1).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_disk_that_does_not_answer_does_not_hold_stop() {
+        use crate::durable::{FaultPlan, IoOp, Storage};
+        let root = tempfile::tempdir().unwrap();
+        let stalled = Storage::with_faults(FaultPlan::new().delay(IoOp::Sync, Duration::from_secs(3)));
+        let policy = crate::history::HistoryPolicy::with_step(1000);
+        let history = Arc::new(Recording::open_with(&root.path().join("history"), policy, stalled).unwrap());
+        history.record(5_500, vec![crate::history::Record::new(crate::history::Source::Host, 1, 0)]);
+        let parts = SupervisorParts { history: Some(history), ..SupervisorParts::default() };
+        let options = SupervisorOptions { check_timeout: Duration::from_millis(200), ..SupervisorOptions::default() };
+        let events = Arc::new(Recorder::default());
+        let sup = Supervisor::new(parts, options, events.clone());
+        tokio::time::timeout(Duration::from_secs(2), sup.stop()).await.expect("stop waited for the stalled fdatasync");
+        let errors: Vec<Value> =
+            lock(&events.0).iter().filter(|(e, _)| *e == "error").map(|(_, p)| p.clone()).collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0]["message"].as_str().unwrap().contains("not durable within 200 ms"), "{errors:?}");
     }
 
     #[tokio::test]
