@@ -271,17 +271,17 @@ impl TierState {
         self.newest = number;
         self.current_number = number;
         self.current = Some(self.files.open_file(number)?);
-        self.remove_old(entry.start_ms);
+        self.remove_old();
         Ok(())
     }
 
-    /// Removes files wholly older than the retention, and beyond the newest `max_files`.
-    fn remove_old(&self, now_ms: u64) {
+    /// Removes the files beyond the newest `max_files`: the retention, and the disk bound.
+    /// By count, not by age: one bucket dated far ahead (a clock set wrong, then corrected)
+    /// must not make every file before it look expired.
+    fn remove_old(&self) {
         let Ok(numbers) = self.files.numbers() else { return };
-        let keep_from = now_ms.saturating_sub(self.tier.retention_ms() + self.tier.span_ms());
         let excess = numbers.len().saturating_sub(self.tier.max_files() as usize);
-        let old = numbers.iter().enumerate().filter(|&(i, &n)| i < excess || n < keep_from).map(|(_, &n)| n);
-        self.files.remove(old.collect::<Vec<_>>());
+        self.files.remove(numbers[..excess].to_vec());
     }
 }
 
@@ -466,6 +466,30 @@ mod tests {
         writer.flush().unwrap();
         assert_eq!(fs::metadata(&file).unwrap().len(), 9 * RECORD_BYTES as u64, "appended after the cut");
         assert_eq!(read_history(&path, 0, &policy()).unwrap().skipped, 1, "the mid-file damage stays skipped");
+    }
+
+    /// A clock set a month ahead for one bucket, then corrected: what was recorded before
+    /// is still there (files are removed by count, never by the date of one bucket).
+    #[test]
+    fn a_bucket_dated_far_ahead_removes_nothing_recorded_before() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("history");
+        let (writer, _) = HistoryWriter::open(&path, policy(), Storage::new()).unwrap();
+        let t0 = 1_000_000 * STEP;
+        for i in 0..5 {
+            writer.record(t0 + i * STEP, check(i as u32, 1));
+        }
+        writer.record(t0 + 30 * 86_400_000, check(99, 1));
+        writer.record(t0 + 6 * STEP, check(6, 1));
+        writer.flush().unwrap();
+        let read = read_history(&path, 0, &policy()).unwrap();
+        let fine_before: Vec<u64> = read
+            .records
+            .iter()
+            .filter(|r| r.source == Source::Host && r.step_ms == STEP as u32 && r.start_ms < t0 + 5 * STEP)
+            .map(|r| r.start_ms)
+            .collect();
+        assert_eq!(fine_before, (0..5).map(|i| t0 + i * STEP).collect::<Vec<_>>());
     }
 
     #[test]
