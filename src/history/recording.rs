@@ -63,22 +63,14 @@ impl Recording {
         writer.take_failure()
     }
 
-    /// Writes the open buckets, waits until they are durable and releases the directory.
-    /// Blocks (for one fdatasync): call it off the async threads. Idempotent.
-    pub fn close(&self) -> Result<()> {
-        match self.detach() {
-            Some(writer) => self.finish(writer),
-            None => Ok(()),
-        }
-    }
-
     /// Takes the writer out: nothing more is recorded until [`ensure_open`](Self::ensure_open).
     /// Cheap; [`finish`](Self::finish) it off the async threads.
     pub fn detach(&self) -> Option<HistoryWriter> {
         lock(&self.writer).take()
     }
 
-    /// Makes what a detached writer holds durable and releases the directory.
+    /// Writes the open buckets of a detached writer, waits until they are durable and
+    /// releases the directory. Blocks (for one fdatasync): call it off the async threads.
     pub fn finish(&self, writer: HistoryWriter) -> Result<()> {
         let _finishing = lock(&self.finishing);
         let flushed = writer.flush();
@@ -91,10 +83,6 @@ impl Recording {
     pub fn take_problems(&self) -> Vec<RecoveryProblem> {
         std::mem::take(&mut *lock(&self.problems))
     }
-
-    pub fn policy(&self) -> &HistoryPolicy {
-        &self.policy
-    }
 }
 
 #[cfg(test)]
@@ -102,6 +90,11 @@ mod tests {
     use super::*;
     use crate::durable::ERR_HISTORY_LOCKED;
     use crate::history::{read_history, Source};
+
+    /// What the supervisor's stop does: detach the writer, then finish it.
+    fn close(recording: &Recording) -> Result<()> {
+        recording.detach().map_or(Ok(()), |writer| recording.finish(writer))
+    }
 
     #[test]
     fn close_makes_what_was_recorded_durable_and_releases_the_directory() {
@@ -112,17 +105,17 @@ mod tests {
         let locked = Recording::open(&dir, policy).err().map(|e| e.code);
         assert_eq!(locked, Some(ERR_HISTORY_LOCKED), "one writer at a time");
         assert!(recording.record(5_500, vec![Record::new(Source::Host, 1, 0)]).is_none());
-        recording.close().unwrap();
+        close(&recording).unwrap();
         let read = read_history(&dir, 0, &policy).unwrap();
         assert_eq!(read.records.iter().filter(|r| r.start_ms == 5_000).count(), 1, "the open bucket was written");
         // Released: another writer may open it, and the first one reopens once that one closes.
         let other = Recording::open(&dir, policy).unwrap();
         assert_eq!(recording.ensure_open().err().map(|e| e.code), Some(ERR_HISTORY_LOCKED));
-        other.close().unwrap();
+        close(&other).unwrap();
         recording.ensure_open().unwrap();
         assert!(recording.record(6_500, vec![Record::new(Source::Host, 1, 0)]).is_none());
-        recording.close().unwrap();
-        recording.close().unwrap();
+        close(&recording).unwrap();
+        close(&recording).unwrap();
     }
 
     #[test]
@@ -132,7 +125,7 @@ mod tests {
         let policy = HistoryPolicy::with_step(1000);
         let recording = Recording::open(&dir, policy).unwrap();
         recording.record(5_500, vec![Record::new(Source::Host, 1, 0)]);
-        recording.close().unwrap();
+        close(&recording).unwrap();
         let file = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())

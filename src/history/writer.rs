@@ -86,10 +86,6 @@ impl HistoryWriter {
         Ok((writer, problems))
     }
 
-    pub fn policy(&self) -> &HistoryPolicy {
-        &self.policy
-    }
-
     /// Folds one check's records (all for the bucket holding `at_ms`) in; writes the
     /// buckets this closes, without waiting for the disk.
     pub fn record(&self, at_ms: u64, records: Vec<Record>) {

@@ -36,6 +36,7 @@ js_fields!(ReportThresholdsInput {
 
 /// Options of `readReport` and `renderReport`.
 #[cfg_attr(test, allow(dead_code))]
+#[derive(Default)]
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct ReportOptions {
     /// From when: ms since the Unix epoch, or `'30m'`, `'12h'`, `'7d'` (that long ago), or an
@@ -88,14 +89,7 @@ fn request(env: &Env, options: &ReportOptions) -> Result<ReportRequest> {
 }
 
 fn options(env: &Env, options: Option<Unknown>) -> Result<ReportOptions> {
-    Ok(ReportOptions::read(env, options, "options")?.unwrap_or(ReportOptions {
-        since: None,
-        until: None,
-        thresholds: None,
-        format: None,
-        color: None,
-        width: None,
-    }))
+    Ok(ReportOptions::read(env, options, "options")?.unwrap_or_default())
 }
 
 /// The state directory and the span a call reports on (read on the JS thread).

@@ -113,10 +113,6 @@ fn status_class(status: Status) -> String {
     format!("st-{}", status.as_str())
 }
 
-fn severity_status(severity: IncidentSeverity) -> Status {
-    Status::of_severity(severity)
-}
-
 fn recovery_status(result: &str) -> Status {
     match result {
         "recovered" => Status::Ok,
@@ -155,7 +151,7 @@ pub fn render(report: &Report) -> String {
         events: drawn(report)
             .into_iter()
             .filter(|i| i.severity > IncidentSeverity::Info)
-            .map(|i| (i.timestamp_ms, severity_status(i.severity)))
+            .map(|i| (i.timestamp_ms, Status::of_severity(i.severity)))
             .collect(),
         lost: report
             .verdict
@@ -231,7 +227,7 @@ pub fn render(report: &Report) -> String {
                 "seq": i.seq,
                 "time": LocalTime::at(i.timestamp_ms).full(),
                 "severity": i.severity.as_str(),
-                "status": severity_status(i.severity).as_str(),
+                "status": Status::of_severity(i.severity).as_str(),
                 "kind": clipped(&i.kind),
                 "message": clipped(&i.message),
                 "details": details_shown(&i.details),
@@ -386,7 +382,7 @@ fn state_chart(out: &mut String, report: &Report, axes: &Axes<'_>) {
             out,
             "<g class=\"marker {}\" data-seq=\"{}\" data-kind=\"{}\" data-severity=\"{}\" tabindex=\"0\" role=\"button\">\
              <title>{} {} {}: {}</title>",
-            status_class(severity_status(i.severity)),
+            status_class(Status::of_severity(i.severity)),
             i.seq,
             escape(&clipped(&i.kind)),
             i.severity.as_str(),
@@ -728,7 +724,7 @@ fn timeline(out: &mut String, report: &Report, long_span: bool) {
             out,
             "<tr id=\"incident-{seq}\" data-seq=\"{seq}\"><td><time>{when}</time></td><td><span class=\"sev {}\">\
              <span class=\"dot\"></span>{}</span></td><td>{}</td><td class=\"msg\">{}</td></tr>",
-            status_class(severity_status(i.severity)),
+            status_class(Status::of_severity(i.severity)),
             i.severity.as_str().to_uppercase(),
             escape(&clipped(&i.kind)),
             escape(&clipped(&i.message)),

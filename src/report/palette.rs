@@ -25,8 +25,3 @@ pub fn status_colour(status: Status) -> StatusColour {
 /// Line colours for series (GPU `i` takes `SERIES[i % len]`): blues, purples, teals and
 /// pinks, none a status's green, amber, red or grey.
 pub const SERIES: [&str; 8] = ["#2f6fdf", "#8e44d8", "#0e9bb0", "#d6338a", "#5a5fd6", "#13a08a", "#b04fc4", "#3d8fd1"];
-
-/// Threshold lines are drawn in the warning colour, dashed.
-pub fn threshold_colour() -> StatusColour {
-    status_colour(Status::Warn)
-}

@@ -352,10 +352,6 @@ fn printable(text: &str, max: usize) -> String {
     text.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
-fn severity_status(severity: IncidentSeverity) -> Status {
-    Status::of_severity(severity)
-}
-
 fn timeline(out: &mut Out, incidents: &[IncidentRecord]) {
     let count = |severity: IncidentSeverity| incidents.iter().filter(|i| i.severity == severity).count();
     let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
@@ -388,7 +384,7 @@ fn timeline(out: &mut Out, incidents: &[IncidentRecord]) {
             day = at.date();
             out.line(format!("  {day}"));
         }
-        let severity = out.paint(severity_status(i.severity), &format!("{:<8}", i.severity.as_str()));
+        let severity = out.paint(Status::of_severity(i.severity), &format!("{:<8}", i.severity.as_str()));
         let (kind, message) = (printable(&i.kind, 40), printable(&i.message, 120));
         out.line(format!("  {}  {severity} {kind:<26} {message}  #{}", at.hms(), i.seq));
     }
