@@ -30,10 +30,10 @@ pub struct LocalTime {
 }
 
 impl LocalTime {
-    /// `ms` since the Unix epoch in local time.
+    /// `ms` since the Unix epoch in local time, in the zone the C library last read
+    /// ([`read_zone`]: once per report, not once per time shown).
     pub fn at(ms: u64) -> LocalTime {
         let secs = (ms / 1000).min(i64::MAX as u64) as libc::time_t;
-        read_zone();
         // SAFETY: `tm` is plain old data that `localtime_r` fills; both pointers are valid for
         // the call.
         let tm = unsafe {

@@ -37,6 +37,8 @@ pub struct ReportRequest {
 /// Reads `state_dir/history` and `state_dir/incidents` without their locks and builds the
 /// report. A missing part is a note in the report; a missing `state_dir` is `ERR_NOT_FOUND`.
 pub fn read_report(state_dir: &Path, request: &ReportRequest) -> Result<Report> {
+    // The zone every time of this report is shown in: read once, here.
+    clock::read_zone();
     if !state_dir.is_dir() {
         return Err(crate::durable::DurableError::new(
             ERR_NOT_FOUND,
