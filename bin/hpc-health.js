@@ -278,21 +278,20 @@ async function report(args) {
   const dir = values.dir ?? stateDir()
   requireDirectory(dir, 'state directory')
   const width = wholeNumber(values.width, '--width') ?? Math.max(16, Math.min(96, (process.stdout.columns || 80) - 40))
-  const data = await withSince(() => readReport(dir, { since: values.since ?? '12h' }))
+  // Without --since, the package's default span (12 h).
+  const data = await withSince(() => readReport(dir, { since: values.since }))
   // The exit code follows the package's verdict; the rendering covers the very same span.
   const { verdict } = data
   const span = { since: data.since_ms, until: data.until_ms }
   if (values.json) {
     print(JSON.stringify(data, null, 2))
+  } else if (values.html !== undefined) {
+    const page = await renderReport(dir, { ...span, format: 'html' })
+    writePrivately(values.html, page)
+    print(`${byVerdict[verdict.status](verdict.status.replace('_', ' ').toUpperCase())}  ${verdict.line}`)
+    print(`wrote ${values.html} (${(page.length / 1024).toFixed(0)} KiB; open it in a browser, nothing is fetched)`)
   } else {
-    if (values.html !== undefined) {
-      const page = await renderReport(dir, { ...span, format: 'html' })
-      writePrivately(values.html, page)
-      print(`${byVerdict[verdict.status](verdict.status.replace('_', ' ').toUpperCase())}  ${verdict.line}`)
-      print(`wrote ${values.html} (${(page.length / 1024).toFixed(0)} KiB; open it in a browser, nothing is fetched)`)
-    } else {
-      process.stdout.write(await renderReport(dir, { ...span, format: 'text', color: useColour, width }))
-    }
+    process.stdout.write(await renderReport(dir, { ...span, format: 'text', color: useColour, width }))
   }
   return verdict.status === 'fail' ? 1 : 0
 }

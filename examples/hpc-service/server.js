@@ -255,7 +255,8 @@ function startHttp({ supervisor, jobs, report, port, tokens, limits, log }) {
       // read keeps its page in memory, so it keeps its slot.
       reportsInFlight++
       res.once('close', () => reportsInFlight--)
-      const page = await report({ since: target.searchParams.get('since') || '12h', format: 'html' })
+      // No `since`: the package's default span (12 h).
+      const page = await report({ since: target.searchParams.get('since') || undefined, format: 'html' })
       res.writeHead(200, REPORT_HEADERS).end(page)
     },
     'POST /jobs': async (req, res) => {
